@@ -1,0 +1,71 @@
+/** The collective interface every backend (threads, gloo, nccl) implements. */
+
+export type ReduceOp = 'sum' | 'avg' | 'max' | 'min';
+export type BackendName = 'threads' | 'gloo' | 'nccl';
+
+export type HostBuffer = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array;
+
+/**
+ * Memory on a device (e.g. a cuda:N tensor's storage). Backends that cannot
+ * use device memory directly stage it through the host with toHost/fromHost.
+ */
+export interface DeviceBuffer {
+  readonly device: string; // 'cuda:N'
+  readonly dtype: 'float32' | 'float64' | 'int32' | 'int64' | 'uint8';
+  readonly length: number; // elements
+  readonly ptr: bigint; // device address
+  readonly stream: bigint; // the stream that orders work on this buffer (0n: default)
+  toHost(): HostBuffer;
+  fromHost(src: HostBuffer): void;
+}
+
+export type CommBuffer = HostBuffer | DeviceBuffer;
+
+/**
+ * Collectives are synchronous: they return when the result is in the buffer
+ * (or, for device buffers on NCCL, when it is queued on the buffer's stream),
+ * so that a module's forward can call them. Every collective is bounded by
+ * `timeoutMs` and throws a CollectiveError when it expires.
+ */
+export interface ProcessGroup {
+  readonly backend: BackendName;
+  /** A name unique within the job, e.g. 'world' or 'group(0,2)#1'. */
+  readonly name: string;
+  readonly rank: number;
+  readonly size: number;
+  /** Global ranks of the members, in group-rank order. */
+  readonly ranks: readonly number[];
+  timeoutMs: number;
+
+  /** In place: buf = op over all ranks' buf. */
+  allReduce(buf: CommBuffer, op?: ReduceOp): void;
+  /** output = concatenation of every rank's input, in rank order; output.length = size * input.length. */
+  allGather(output: CommBuffer, input: CommBuffer): void;
+  /** In place: buf = root's buf (root is a group rank). */
+  broadcast(buf: CommBuffer, root: number): void;
+  barrier(): void;
+  /**
+   * A sub-group of the given global ranks. Every rank of this group must call
+   * it with the same list (as in PyTorch); non-members get null.
+   */
+  newGroup(ranks: readonly number[]): Promise<ProcessGroup | null>;
+  destroy(): void;
+}
+
+export class CollectiveError extends Error {
+  constructor(
+    readonly op: string,
+    readonly group: string,
+    readonly rank: number,
+    detail: string,
+    readonly missingRanks: readonly number[] = [],
+  ) {
+    super(
+      `${op} on group '${group}' failed at rank ${rank}: ${detail}` +
+        (missingRanks.length ? ` (ranks not arrived: ${missingRanks.join(', ')})` : ''),
+    );
+    this.name = 'CollectiveError';
+  }
+}
+
+export const DEFAULT_TIMEOUT_MS = 300_000;

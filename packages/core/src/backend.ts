@@ -1,0 +1,116 @@
+import type { DType, HostArray } from './dtype.js';
+import type { DeviceType } from './device.js';
+
+/**
+ * A backend's handle to one storage: a typed array on the CPU, a device
+ * pointer on CUDA. Core never looks inside; it only passes handles back.
+ */
+export type Handle = object;
+
+/** conv2d geometry; the C ABI takes it as int32[16] in this order. */
+export interface Conv2dGeometry {
+  n: number; c: number; h: number; w: number;
+  k: number; r: number; s: number; oh: number; ow: number;
+  strideH: number; strideW: number; padH: number; padW: number;
+  dilH: number; dilW: number; groups: number;
+}
+
+/** Pooling geometry over [planes, h, w]; the C ABI takes it as int32[14] in this order. */
+export interface Pool2dGeometry {
+  planes: number; h: number; w: number; oh: number; ow: number;
+  kh: number; kw: number; strideH: number; strideW: number; padH: number; padW: number;
+  dilH: number; dilW: number; countIncludePad: boolean;
+}
+
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
+export type UnaryOp = 'neg' | 'relu' | 'exp' | 'log' | 'sqrt';
+
+/**
+ * What a device offers core: storage, and the kernels of the C ABI in
+ * packages/kernels/native/include/bagua_kernels.h, one method each, same
+ * argument order (outputs first). Kernels write into storages core allocated;
+ * gradients are defined once in core on top of these.
+ */
+export interface Backend {
+  readonly deviceType: DeviceType;
+
+  alloc(dtype: DType, numel: number, deviceIndex: number): Handle;
+  free(handle: Handle): void;
+  /** host -> storage (src.length elements, starting at element 0) */
+  upload(handle: Handle, src: HostArray): void;
+  /** storage -> a new host array (waits for pending work on the device) */
+  download(handle: Handle, dtype: DType, numel: number): HostArray;
+  /** Waits for all queued work (a no-op on the CPU). */
+  synchronize(): void;
+
+  fill(out: Handle, n: number, value: number): void;
+  copy(out: Handle, x: Handle, n: number): void;
+  stridedCopy(out: Handle, x: Handle, shape: readonly number[], xStrides: readonly number[]): void;
+
+  binary(op: BinaryOp, out: Handle, a: Handle, aStrides: readonly number[], b: Handle,
+    bStrides: readonly number[], shape: readonly number[]): void;
+  unary(op: UnaryOp, out: Handle, x: Handle, n: number): void;
+  affine(out: Handle, x: Handle, n: number, alpha: number, beta: number): void;
+  reluBackward(dx: Handle, dy: Handle, x: Handle, n: number): void;
+
+  sum(out: Handle, x: Handle, outer: number, reduce: number, inner: number): void;
+  gemm(c: Handle, a: Handle, b: Handle, transA: boolean, transB: boolean,
+    m: number, n: number, k: number, alpha: number, beta: number,
+    lda: number, ldb: number, ldc: number,
+    batch: number, strideA: number, strideB: number, strideC: number): void;
+
+  softmax(out: Handle, x: Handle, rows: number, cols: number, log: boolean): void;
+  softmaxBackward(dx: Handle, dy: Handle, y: Handle, rows: number, cols: number, log: boolean): void;
+  /** target is an int32 storage */
+  nllLoss(out: Handle, logp: Handle, target: Handle, rows: number, cols: number): void;
+  nllLossBackward(dlogp: Handle, dout: Handle, target: Handle, rows: number, cols: number): void;
+
+  conv2d(y: Handle, x: Handle, w: Handle, bias: Handle | null, g: Conv2dGeometry): void;
+  conv2dBackwardInput(dx: Handle, dy: Handle, w: Handle, g: Conv2dGeometry): void;
+  conv2dBackwardWeight(dw: Handle, dy: Handle, x: Handle, g: Conv2dGeometry): void;
+  /** indices is an int32 storage */
+  maxPool2d(y: Handle, indices: Handle, x: Handle, g: Pool2dGeometry): void;
+  maxPool2dBackward(dx: Handle, dy: Handle, indices: Handle, g: Pool2dGeometry): void;
+  avgPool2d(y: Handle, x: Handle, g: Pool2dGeometry): void;
+  avgPool2dBackward(dx: Handle, dy: Handle, g: Pool2dGeometry): void;
+  adaptiveAvgPool2d(y: Handle, x: Handle, g: Pool2dGeometry): void;
+  adaptiveAvgPool2dBackward(dx: Handle, dy: Handle, g: Pool2dGeometry): void;
+
+  /** stats: float[2c + 1] = mean, biased var, count */
+  bnStats(stats: Handle, x: Handle, n: number, c: number, hw: number): void;
+  bnMergeStats(mean: Handle, invstd: Handle, count: Handle, stats: Handle, ranks: number, c: number,
+    eps: number, runningMean: Handle | null, runningVar: Handle | null, factor: number): void;
+  bnInvstd(invstd: Handle, variance: Handle, c: number, eps: number): void;
+  bnElemt(y: Handle, x: Handle, mean: Handle, invstd: Handle, weight: Handle | null,
+    bias: Handle | null, n: number, c: number, hw: number): void;
+  /** sums: float[2c] = sum_dy, sum_dy_xmu */
+  bnBackwardReduce(sums: Handle, gradWeight: Handle | null, gradBias: Handle | null, dy: Handle,
+    x: Handle, mean: Handle, invstd: Handle, n: number, c: number, hw: number): void;
+  bnBackwardElemt(dx: Handle, dy: Handle, x: Handle, mean: Handle, invstd: Handle,
+    weight: Handle | null, sums: Handle, count: Handle, n: number, c: number, hw: number): void;
+
+  sgd(param: Handle, momentumBuf: Handle | null, grad: Handle, n: number, lr: number,
+    momentum: number, dampening: number, weightDecay: number, nesterov: boolean,
+    firstStep: boolean): void;
+}
+
+const backends = new Map<DeviceType, Backend>();
+
+/** Backends register themselves (as TensorFlow.js backends do), keeping core free of native code. */
+export function registerBackend(backend: Backend): void {
+  backends.set(backend.deviceType, backend);
+}
+
+export function getBackend(type: DeviceType): Backend {
+  const b = backends.get(type);
+  if (!b) {
+    throw new Error(
+      `no backend registered for device type '${type}': import '@bagua/kernels' ` +
+        `(or 'bagua') to register the ${type} backend`);
+  }
+  return b;
+}
+
+export function hasBackend(type: DeviceType): boolean {
+  return backends.has(type);
+}

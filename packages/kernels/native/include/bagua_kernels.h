@@ -1,0 +1,145 @@
+/* bagua_kernels.h: the one C ABI of @bagua/kernels.
+ *
+ * Implemented twice: by the CPU library (C++) and by the CUDA library (.cu).
+ * Conventions, for every function below:
+ *  - float32 data, row-major and contiguous unless strides are given;
+ *    strides are in elements and a stride of 0 broadcasts that dimension;
+ *  - outputs come first, then inputs, then sizes, then `stream`
+ *    (a cudaStream_t in the CUDA library, ignored by the CPU library);
+ *  - pointers marked "nullable" may be NULL;
+ *  - the return value is 0 on success, otherwise non-zero and
+ *    bk_last_error() describes the failure (thread-local).
+ * Elementwise kernels allow `out` to alias an input of the same layout.
+ */
+#ifndef BAGUA_KERNELS_H
+#define BAGUA_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BK_API __attribute__((visibility("default")))
+
+BK_API const char *bk_last_error(void);
+/* "cpu" or "cuda", and the ABI version (bumped on every signature change). */
+BK_API const char *bk_backend_name(void);
+BK_API int32_t bk_abi_version(void);
+
+/* ---- memory movement -------------------------------------------------- */
+BK_API int bk_fill_f32(float *out, int64_t n, float value, void *stream);
+BK_API int bk_copy_f32(float *out, const float *x, int64_t n, void *stream);
+/* out (contiguous, `shape`) = x read through `x_strides` (ndim <= 8). */
+BK_API int bk_strided_copy_f32(float *out, const float *x, const int64_t *shape,
+                               const int64_t *x_strides, int32_t ndim, void *stream);
+
+/* ---- elementwise ------------------------------------------------------ */
+enum { BK_ADD = 0, BK_SUB = 1, BK_MUL = 2, BK_DIV = 3 };
+/* out (contiguous, `shape`) = a op b, with a and b read through their strides. */
+BK_API int bk_binary_f32(int32_t op, float *out, const float *a, const int64_t *a_strides,
+                         const float *b, const int64_t *b_strides, const int64_t *shape,
+                         int32_t ndim, void *stream);
+enum { BK_NEG = 0, BK_RELU = 1, BK_EXP = 2, BK_LOG = 3, BK_SQRT = 4 };
+BK_API int bk_unary_f32(int32_t op, float *out, const float *x, int64_t n, void *stream);
+/* out = alpha * x + beta */
+BK_API int bk_affine_f32(float *out, const float *x, int64_t n, float alpha, float beta, void *stream);
+/* dx = x > 0 ? dy : 0 */
+BK_API int bk_relu_backward_f32(float *dx, const float *dy, const float *x, int64_t n, void *stream);
+
+/* ---- reductions and products ------------------------------------------ */
+/* x viewed as [outer, reduce, inner]; out[o, i] = sum_r x[o, r, i]. */
+BK_API int bk_sum_f32(float *out, const float *x, int64_t outer, int64_t reduce, int64_t inner,
+                      void *stream);
+/* Batched row-major GEMM: C_b = alpha * op(A_b) @ op(B_b) + beta * C_b, for b < batch,
+ * op(A) is [m, k], op(B) is [k, n]; trans_* != 0 means the stored matrix is transposed. */
+BK_API int bk_gemm_f32(float *c, const float *a, const float *b, int32_t trans_a, int32_t trans_b,
+                       int64_t m, int64_t n, int64_t k, float alpha, float beta,
+                       int64_t lda, int64_t ldb, int64_t ldc,
+                       int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c,
+                       void *stream);
+
+/* ---- softmax and losses (over the last axis of [rows, cols]) ---------- */
+BK_API int bk_softmax_f32(float *out, const float *x, int64_t rows, int64_t cols, int32_t log,
+                          void *stream);
+/* y is the forward output; softmax: dx = y * (dy - sum(dy * y)); log: dx = dy - exp(y) * sum(dy) */
+BK_API int bk_softmax_backward_f32(float *dx, const float *dy, const float *y, int64_t rows,
+                                   int64_t cols, int32_t log, void *stream);
+/* out[r] = -logp[r, target[r]]; a target outside [0, cols) is an error. */
+BK_API int bk_nll_loss_f32(float *out, const float *logp, const int32_t *target, int64_t rows,
+                           int64_t cols, void *stream);
+/* dlogp = 0 except dlogp[r, target[r]] = -dout[r] */
+BK_API int bk_nll_loss_backward_f32(float *dlogp, const float *dout, const int32_t *target,
+                                    int64_t rows, int64_t cols, void *stream);
+
+/* ---- convolution and pooling ------------------------------------------ */
+/* geom, int32[16]: n, c, h, w, k (output channels), r, s (kernel h, w), oh, ow,
+ * stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups.
+ * x [n, c, h, w], w [k, c / groups, r, s], y [n, k, oh, ow]. */
+enum { BK_CONV_GEOM_LEN = 16 };
+BK_API int bk_conv2d_f32(float *y, const float *x, const float *w, const float *bias /* nullable */,
+                         const int32_t *geom, void *stream);
+BK_API int bk_conv2d_backward_input_f32(float *dx, const float *dy, const float *w,
+                                        const int32_t *geom, void *stream);
+BK_API int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const float *x,
+                                         const int32_t *geom, void *stream);
+/* geom, int32[14]: planes (n * c), h, w, oh, ow, kh, kw, stride_h, stride_w, pad_h, pad_w,
+ * dil_h, dil_w, count_include_pad. Inputs [planes, h, w], outputs [planes, oh, ow]. */
+enum { BK_POOL_GEOM_LEN = 14 };
+/* indices: flat h*w position of each maximum within its plane */
+BK_API int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const int32_t *geom,
+                             void *stream);
+BK_API int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int32_t *indices,
+                                      const int32_t *geom, void *stream);
+BK_API int bk_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *stream);
+BK_API int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t *geom, void *stream);
+/* adaptive: only planes, h, w, oh, ow of geom are read; window i covers
+ * [floor(i * h / oh), ceil((i + 1) * h / oh)). */
+BK_API int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *stream);
+BK_API int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t *geom,
+                                               void *stream);
+
+/* ---- batch normalisation, as primitives SyncBatchNorm composes ---------
+ * x is viewed as [n, c, hw]. "stats" is the packed per-rank record that
+ * SyncBatchNorm all-gathers: float[2c + 1] = mean[c], biased var[c], count. */
+/* Welford per channel (never E[x^2] - E[x]^2). n * hw == 0 gives mean 0, var 0, count 0. */
+BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, int64_t hw,
+                           void *stream);
+/* Chan merge of `ranks` stats records (rows of [ranks, 2c + 1]; count-0 rows are skipped)
+ * into mean[c], invstd[c] = 1 / sqrt(var + eps) and count[1] (the global count).
+ * When running_mean / running_var are not NULL: running = (1 - factor) * running + factor * stat,
+ * the variance unbiased by the global count (count / (count - 1)). */
+BK_API int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, const float *stats,
+                                 int64_t ranks, int64_t c, float eps,
+                                 float *running_mean /* nullable */, float *running_var /* nullable */,
+                                 float factor, void *stream);
+/* invstd = 1 / sqrt(var + eps), for evaluation with running statistics. */
+BK_API int bk_bn_invstd_f32(float *invstd, const float *var, int64_t c, float eps, void *stream);
+/* y = (x - mean) * invstd * weight + bias */
+BK_API int bk_bn_elemt_f32(float *y, const float *x, const float *mean, const float *invstd,
+                           const float *weight /* nullable */, const float *bias /* nullable */,
+                           int64_t n, int64_t c, int64_t hw, void *stream);
+/* One pass over dy and x: sums = float[2c]: sum_dy[c], sum_dy_xmu[c] (sum of dy * (x - mean));
+ * grad_weight = sum_dy_xmu * invstd, grad_bias = sum_dy (local, when not NULL). */
+BK_API int bk_bn_backward_reduce_f32(float *sums, float *grad_weight /* nullable */,
+                                     float *grad_bias /* nullable */, const float *dy,
+                                     const float *x, const float *mean, const float *invstd,
+                                     int64_t n, int64_t c, int64_t hw, void *stream);
+/* dx = (dy - sum_dy / N - (x - mean) * invstd^2 * sum_dy_xmu / N) * invstd * weight,
+ * sums as above (possibly all-reduced), N = *count (a device scalar: no host sync). */
+BK_API int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float *x, const float *mean,
+                                    const float *invstd, const float *weight /* nullable */,
+                                    const float *sums, const float *count,
+                                    int64_t n, int64_t c, int64_t hw, void *stream);
+
+/* ---- optimiser ----------------------------------------------------------- */
+/* PyTorch's SGD step on one parameter, in place. momentum_buf nullable when momentum == 0;
+ * first_step != 0 initialises the buffer with the gradient (no dampening), as PyTorch does. */
+BK_API int bk_sgd_f32(float *param, float *momentum_buf, const float *grad, int64_t n, float lr,
+                      float momentum, float dampening, float weight_decay, int32_t nesterov,
+                      int32_t first_step, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
