@@ -1,0 +1,101 @@
+/*
+ * bagua_gloo: a small C ABI over Gloo (TCP transport) for @bagua/comm.
+ *
+ * Plain types only; no C++ exception ever crosses this boundary. Every
+ * function that can fail returns a status code (BAGUA_GLOO_OK on success) and
+ * leaves a message in a thread-local buffer read by bagua_gloo_last_error().
+ * Context creation, which callers run on a worker thread (koffi .async),
+ * writes its message into a caller-supplied buffer instead.
+ *
+ * Error messages that can name the peer ranks at fault end with the marker
+ * "{ranks:R1,R2,...}" (global ranks of the group as given at creation, i.e.
+ * group ranks); callers strip and parse it.
+ */
+#ifndef BAGUA_GLOO_H_
+#define BAGUA_GLOO_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BAGUA_GLOO_ABI_VERSION 1
+
+enum bagua_gloo_status {
+  BAGUA_GLOO_OK = 0,
+  BAGUA_GLOO_ERR_TIMEOUT = 1,  /* a peer or the store did not answer in time */
+  BAGUA_GLOO_ERR_IO = 2,       /* connection lost, refused, reset */
+  BAGUA_GLOO_ERR_INVALID = 3,  /* bad argument, closed context */
+  BAGUA_GLOO_ERR_INTERNAL = 4, /* a gloo assertion or anything else */
+};
+
+enum bagua_gloo_dtype {
+  BAGUA_GLOO_FLOAT32 = 0,
+  BAGUA_GLOO_FLOAT64 = 1,
+  BAGUA_GLOO_INT32 = 2,
+  BAGUA_GLOO_INT64 = 3,
+  BAGUA_GLOO_UINT8 = 4,
+};
+
+enum bagua_gloo_op {
+  BAGUA_GLOO_SUM = 0,
+  BAGUA_GLOO_AVG = 1, /* sum, then divided by the group size (integers: truncated) */
+  BAGUA_GLOO_MAX = 2,
+  BAGUA_GLOO_MIN = 3,
+  BAGUA_GLOO_PRODUCT = 4,
+};
+
+typedef struct bagua_gloo_context bagua_gloo_context;
+
+#define BAGUA_GLOO_API __attribute__((visibility("default")))
+
+BAGUA_GLOO_API int bagua_gloo_abi_version(void);
+
+/* The message of the last failed call on this thread ("" if none). */
+BAGUA_GLOO_API const char* bagua_gloo_last_error(void);
+
+/*
+ * Joins a group of `size` ranks: connects to the rendezvous store at
+ * store_host:store_port (AUTH with `token` first when it is non-empty), and
+ * builds a full mesh of TCP pairs whose addresses are exchanged under
+ * "<prefix>/<rank>" keys. Binds to `iface` when non-empty, else to
+ * `hostname` when non-empty, else to the local address of the connection to
+ * the store (127.0.0.1 when the store is on loopback). Blocks up to
+ * timeout_ms (which is also the default timeout of collectives). Returns
+ * NULL on failure, with the message in err (NUL-terminated, truncated to
+ * err_cap).
+ */
+BAGUA_GLOO_API bagua_gloo_context* bagua_gloo_context_create(
+    int rank, int size, const char* store_host, int store_port,
+    const char* token, const char* prefix, int timeout_ms, const char* iface,
+    const char* hostname, char* err, int err_cap);
+
+BAGUA_GLOO_API void bagua_gloo_context_destroy(bagua_gloo_context* ctx);
+
+BAGUA_GLOO_API int bagua_gloo_rank(const bagua_gloo_context* ctx);
+BAGUA_GLOO_API int bagua_gloo_size(const bagua_gloo_context* ctx);
+
+/* In place over `count` elements. timeout_ms <= 0: the context default. */
+BAGUA_GLOO_API int bagua_gloo_allreduce(bagua_gloo_context* ctx, void* buf,
+                                        int64_t count, int dtype, int op,
+                                        int timeout_ms);
+
+/* out (size * count elements) = every rank's `in` (count elements), in rank order. */
+BAGUA_GLOO_API int bagua_gloo_allgather(bagua_gloo_context* ctx, void* out,
+                                        const void* in, int64_t count,
+                                        int dtype, int timeout_ms);
+
+/* In place: buf = root's buf. */
+BAGUA_GLOO_API int bagua_gloo_broadcast(bagua_gloo_context* ctx, void* buf,
+                                        int64_t count, int dtype, int root,
+                                        int timeout_ms);
+
+BAGUA_GLOO_API int bagua_gloo_barrier(bagua_gloo_context* ctx, int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BAGUA_GLOO_H_ */
