@@ -1,0 +1,202 @@
+import { Device } from '../device.js';
+import { fmt } from '../shape.js';
+import { noGrad, Tensor } from '../tensor.js';
+
+/** A tensor that a module learns: a leaf that requires grad, sharing the given tensor's storage. */
+export class Parameter extends Tensor {
+  constructor(data: Tensor, requiresGrad = true) {
+    super(data.storage('Parameter').retain(), data.shape);
+    this.requiresGrad = requiresGrad;
+  }
+}
+
+/**
+ * PyTorch's nn.Module: named children, parameters and buffers kept in
+ * ordered maps and exposed as properties, found by walking the tree.
+ */
+export abstract class Module {
+  training = true;
+  private readonly _parameters = new Map<string, Parameter | null>();
+  private readonly _buffers = new Map<string, Tensor | null>();
+  private readonly _modules = new Map<string, Module>();
+
+  abstract forward(...inputs: Tensor[]): Tensor;
+
+  /** Exposes map entry `name` as a property, so `this.name` and the tree stay one thing. */
+  private expose(name: string, map: Map<string, unknown>): void {
+    if (Object.getOwnPropertyDescriptor(this, name)?.get) return;
+    if (name in this && !Object.getOwnPropertyDescriptor(this, name)) {
+      throw new Error(`${this.constructor.name}: attribute '${name}' already exists`);
+    }
+    Object.defineProperty(this, name, {
+      get: () => map.get(name),
+      set: (v) => map.set(name, v),
+      enumerable: true,
+      configurable: true,
+    });
+  }
+
+  private checkName(kind: string, name: string): void {
+    if (!name || name.includes('.')) throw new Error(`${kind} name '${name}' must be non-empty and contain no '.'`);
+    for (const [other, map] of [['parameter', this._parameters], ['buffer', this._buffers], ['module', this._modules]] as const) {
+      if (other !== kind && map.has(name)) throw new Error(`cannot register ${kind} '${name}': a ${other} has that name`);
+    }
+  }
+
+  registerParameter<P extends Parameter | null>(name: string, param: P): P {
+    this.checkName('parameter', name);
+    this._parameters.set(name, param);
+    this.expose(name, this._parameters);
+    return param;
+  }
+
+  registerBuffer<T extends Tensor | null>(name: string, tensor: T): T {
+    this.checkName('buffer', name);
+    this._buffers.set(name, tensor);
+    this.expose(name, this._buffers);
+    return tensor;
+  }
+
+  /** Adds or replaces a child (replacement keeps its place in the order). */
+  addModule<M extends Module>(name: string, module: M): M {
+    this.checkName('module', name);
+    this._modules.set(name, module);
+    this.expose(name, this._modules as Map<string, unknown>);
+    return module;
+  }
+
+  *namedChildren(): IterableIterator<[string, Module]> {
+    yield* this._modules.entries();
+  }
+
+  *children(): IterableIterator<Module> {
+    yield* this._modules.values();
+  }
+
+  /** This module and every descendant, depth first, each once. */
+  *namedModules(prefix = '', seen = new Set<Module>()): IterableIterator<[string, Module]> {
+    if (seen.has(this)) return;
+    seen.add(this);
+    yield [prefix, this];
+    for (const [name, m] of this._modules) yield* m.namedModules(prefix ? `${prefix}.${name}` : name, seen);
+  }
+
+  *modules(): IterableIterator<Module> {
+    for (const [, m] of this.namedModules()) yield m;
+  }
+
+  *namedParameters(): IterableIterator<[string, Parameter]> {
+    const seen = new Set<Tensor>();
+    for (const [prefix, m] of this.namedModules()) {
+      for (const [name, p] of m._parameters) {
+        if (p && !seen.has(p)) {
+          seen.add(p);
+          yield [prefix ? `${prefix}.${name}` : name, p];
+        }
+      }
+    }
+  }
+
+  parameters(): Parameter[] {
+    return [...this.namedParameters()].map(([, p]) => p);
+  }
+
+  *namedBuffers(): IterableIterator<[string, Tensor]> {
+    for (const [prefix, m] of this.namedModules()) {
+      for (const [name, b] of m._buffers) if (b) yield [prefix ? `${prefix}.${name}` : name, b];
+    }
+  }
+
+  buffers(): Tensor[] {
+    return [...this.namedBuffers()].map(([, b]) => b);
+  }
+
+  /** Calls fn on every descendant, children first, then this (as PyTorch does). */
+  apply(fn: (m: Module) => void): this {
+    for (const m of this._modules.values()) m.apply(fn);
+    fn(this);
+    return this;
+  }
+
+  train(mode = true): this {
+    this.training = mode;
+    for (const m of this._modules.values()) m.train(mode);
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Moves parameters and buffers in place: the same Parameter objects, so optimizers keep working. */
+  to(device: string | Device): this {
+    const target = Device.parse(device);
+    noGrad(() => {
+      for (const t of [...this.parameters(), ...this.buffers()]) {
+        if (!t.device.equals(target)) {
+          const moved = t.to(target);
+          t._assign(moved);
+          moved.dispose();
+          if (t.grad && !t.grad.device.equals(target)) t.grad = t.grad.to(target);
+        }
+      }
+    });
+    return this;
+  }
+
+  /** The device of the first parameter or buffer (cpu for an empty module). */
+  get device(): Device {
+    return (this.parameters()[0] ?? this.buffers()[0])?.device ?? Device.cpu;
+  }
+
+  zeroGrad(): void {
+    for (const p of this.parameters()) p.grad = null;
+  }
+
+  /** Extra entries of this module alone (e.g. numBatchesTracked), overridden by subclasses. */
+  protected extraState(): Record<string, Tensor> {
+    return {};
+  }
+
+  protected loadExtraState(_state: Record<string, Tensor>): void {}
+
+  stateDict(): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {};
+    for (const [prefix, m] of this.namedModules()) {
+      const at = (name: string) => (prefix ? `${prefix}.${name}` : name);
+      for (const [name, p] of m._parameters) if (p) out[at(name)] = p;
+      for (const [name, b] of m._buffers) if (b) out[at(name)] = b;
+      for (const [name, t] of Object.entries(m.extraState())) out[at(name)] = t;
+    }
+    return out;
+  }
+
+  /** Copies values into the existing tensors; strict: keys must match exactly. */
+  loadStateDict(state: Record<string, Tensor>, strict = true): void {
+    const own = this.stateDict();
+    if (strict) {
+      const missing = Object.keys(own).filter((k) => !(k in state));
+      const unexpected = Object.keys(state).filter((k) => !(k in own));
+      if (missing.length || unexpected.length) {
+        throw new Error(`loadStateDict: missing keys [${missing.join(', ')}], unexpected keys [${unexpected.join(', ')}]`);
+      }
+    }
+    for (const [prefix, m] of this.namedModules()) {
+      const at = (name: string) => (prefix ? `${prefix}.${name}` : name);
+      const copyInto = (name: string, dst: Tensor | null) => {
+        const src = state[at(name)];
+        if (!src || !dst) return;
+        if (src.numel !== dst.numel || src.ndim !== dst.ndim) {
+          throw new Error(`loadStateDict: '${at(name)}' has shape ${fmt(src.shape)}, the module expects ${fmt(dst.shape)}`);
+        }
+        dst._assign(noGrad(() => src.to(dst.device).clone()));
+      };
+      for (const [name, p] of m._parameters) copyInto(name, p);
+      for (const [name, b] of m._buffers) copyInto(name, b);
+      const extra: Record<string, Tensor> = {};
+      for (const name of Object.keys(m.extraState())) if (state[at(name)]) extra[name] = state[at(name)];
+      m.loadExtraState(extra);
+    }
+  }
+}
+

@@ -1,0 +1,164 @@
+import { fmt } from '../shape.js';
+import { empty, full, noGrad, recordOp, type Tensor } from '../tensor.js';
+import { floatInputs, finite } from './util.js';
+
+/**
+ * Batch normalisation as the primitives SyncBatchNorm composes around its
+ * collectives (PyTorch's batch_norm_stats / gather_stats / elemt /
+ * backward_reduce / backward_elemt), and plain batchNorm built from them.
+ * An input [N, C, *] is seen as [n, c, hw].
+ */
+export function bnLayout(op: string, x: Tensor): { n: number; c: number; hw: number } {
+  if (x.ndim < 2) throw new Error(`${op}: expected an input of at least 2 dimensions [N, C, ...], got ${fmt(x.shape)}`);
+  const [n, c] = x.shape;
+  const hw = x.shape.slice(2).reduce((a, b) => a * b, 1);
+  return { n, c, hw };
+}
+
+function channelVector(op: string, name: string, t: Tensor | null, c: number): void {
+  if (t && (t.ndim !== 1 || t.shape[0] !== c)) {
+    throw new Error(`${op}: ${name} of shape ${fmt(t.shape)} does not match ${c} channels`);
+  }
+}
+
+/** Per-channel [mean(C), biased var(C), count] of x, by Welford: the record ranks exchange. */
+export function batchNormStats(x: Tensor): Tensor {
+  const op = 'batchNormStats';
+  const backend = floatInputs(op, x);
+  const { n, c, hw } = bnLayout(op, x);
+  const stats = empty([2 * c + 1], 'float32', x.device);
+  backend.bnStats(stats.handle(op), x.handle(op), n, c, hw);
+  return stats;
+}
+
+export interface MergedStats {
+  mean: Tensor;
+  invstd: Tensor;
+  /** The global count, a one-element tensor on the device (no host sync needed). */
+  count: Tensor;
+}
+
+/**
+ * Merges [R, 2C+1] stats records (ranks with count 0 are skipped) and, when
+ * running buffers are given, updates them in place with `factor`, the
+ * variance unbiased by the global count.
+ */
+export function batchNormMergeStats(stats: Tensor, eps: number, runningMean: Tensor | null,
+  runningVar: Tensor | null, factor: number): MergedStats {
+  const op = 'batchNormMergeStats';
+  const backend = floatInputs(op, stats, runningMean, runningVar);
+  finite(op, 'eps', eps, { positive: true });
+  finite(op, 'momentum factor', factor);
+  const ranks = stats.ndim === 1 ? 1 : stats.shape[0];
+  const width = stats.shape[stats.ndim - 1];
+  if (stats.ndim > 2 || width % 2 !== 1) {
+    throw new Error(`${op}: expected stats of shape [R, 2C+1], got ${fmt(stats.shape)}`);
+  }
+  const c = (width - 1) / 2;
+  channelVector(op, 'runningMean', runningMean, c);
+  channelVector(op, 'runningVar', runningVar, c);
+  const mean = empty([c], 'float32', stats.device);
+  const invstd = empty([c], 'float32', stats.device);
+  const count = empty([1], 'float32', stats.device);
+  backend.bnMergeStats(mean.handle(op), invstd.handle(op), count.handle(op), stats.handle(op), ranks, c, eps,
+    runningMean?.handle(op) ?? null, runningVar?.handle(op) ?? null, factor);
+  return { mean, invstd, count };
+}
+
+/** y = (x - mean) * invstd * weight + bias */
+export function batchNormElemt(x: Tensor, mean: Tensor, invstd: Tensor, weight: Tensor | null,
+  bias: Tensor | null): Tensor {
+  const op = 'batchNormElemt';
+  const backend = floatInputs(op, x, mean, invstd, weight, bias);
+  const { n, c, hw } = bnLayout(op, x);
+  for (const [name, t] of [['mean', mean], ['invstd', invstd], ['weight', weight], ['bias', bias]] as const) {
+    channelVector(op, name, t, c);
+  }
+  const y = empty(x.shape, 'float32', x.device);
+  backend.bnElemt(y.handle(op), x.handle(op), mean.handle(op), invstd.handle(op), weight?.handle(op) ?? null,
+    bias?.handle(op) ?? null, n, c, hw);
+  return y;
+}
+
+export interface BackwardSums {
+  /** [2C]: sum_dy, sum_dy_xmu: the record ranks all-reduce. */
+  sums: Tensor;
+  gradWeight: Tensor | null;
+  gradBias: Tensor | null;
+}
+
+export function batchNormBackwardReduce(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor,
+  needWeightGrad: boolean): BackwardSums {
+  const op = 'batchNormBackwardReduce';
+  const backend = floatInputs(op, dy, x, mean, invstd);
+  const { n, c, hw } = bnLayout(op, x);
+  if (dy.numel !== x.numel) throw new Error(`${op}: gradient ${fmt(dy.shape)} does not match input ${fmt(x.shape)}`);
+  const sums = empty([2 * c], 'float32', x.device);
+  const gradWeight = needWeightGrad ? empty([c], 'float32', x.device) : null;
+  const gradBias = needWeightGrad ? empty([c], 'float32', x.device) : null;
+  backend.bnBackwardReduce(sums.handle(op), gradWeight?.handle(op) ?? null, gradBias?.handle(op) ?? null,
+    dy.handle(op), x.handle(op), mean.handle(op), invstd.handle(op), n, c, hw);
+  return { sums, gradWeight, gradBias };
+}
+
+/** dx from the (possibly all-reduced) sums and the global count. */
+export function batchNormBackwardElemt(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor,
+  weight: Tensor | null, sums: Tensor, count: Tensor): Tensor {
+  const op = 'batchNormBackwardElemt';
+  const backend = floatInputs(op, dy, x, mean, invstd, weight, sums, count);
+  const { n, c, hw } = bnLayout(op, x);
+  const dx = empty(x.shape, 'float32', x.device);
+  backend.bnBackwardElemt(dx.handle(op), dy.handle(op), x.handle(op), mean.handle(op), invstd.handle(op),
+    weight?.handle(op) ?? null, sums.handle(op), count.handle(op), n, c, hw);
+  return dx;
+}
+
+export function batchNormInvstd(variance: Tensor, eps: number): Tensor {
+  const op = 'batchNormInvstd';
+  const backend = floatInputs(op, variance);
+  const invstd = empty(variance.shape, 'float32', variance.device);
+  backend.bnInvstd(invstd.handle(op), variance.handle(op), variance.numel, eps);
+  return invstd;
+}
+
+/**
+ * PyTorch's F.batch_norm: batch statistics when training or when there are no
+ * running statistics, otherwise the running ones. `momentum` is the factor of
+ * the running-average update (the module turns null into 1/numBatchesTracked).
+ */
+export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null,
+  weight: Tensor | null, bias: Tensor | null, training: boolean, momentum: number, eps: number): Tensor {
+  const op = 'batchNorm';
+  floatInputs(op, x, runningMean, runningVar, weight, bias);
+  const { c } = bnLayout(op, x);
+  finite(op, 'eps', eps, { positive: true });
+  finite(op, 'momentum', momentum);
+  for (const [name, t] of [['runningMean', runningMean], ['runningVar', runningVar], ['weight', weight],
+    ['bias', bias]] as const) channelVector(op, name, t, c);
+  const useBatchStats = training || runningMean === null || runningVar === null;
+
+  let mean: Tensor;
+  let invstd: Tensor;
+  let count: Tensor;
+  if (useBatchStats) {
+    if (x.numel / c <= 1) {
+      throw new Error(`${op}: expected more than 1 value per channel when training, got input of shape ${fmt(x.shape)}`);
+    }
+    const update = training && runningMean !== null && runningVar !== null;
+    ({ mean, invstd, count } = batchNormMergeStats(batchNormStats(x), eps, update ? runningMean : null,
+      update ? runningVar : null, momentum));
+  } else {
+    mean = runningMean!;
+    invstd = batchNormInvstd(runningVar!, eps);
+    count = full([1], 1, { device: x.device });
+  }
+  const y = batchNormElemt(x, mean, invstd, weight, bias);
+  return recordOp(y, op, [x, weight, bias], (dy) => noGrad(() => {
+    const needW = (weight?.requiresGrad ?? false) || (bias?.requiresGrad ?? false);
+    const red = batchNormBackwardReduce(dy, x, mean, invstd, needW);
+    // With running statistics the mean and variance are constants: only dy * invstd * w flows back.
+    const sums = useBatchStats ? red.sums : full([2 * c], 0, { device: x.device });
+    const dx = x.requiresGrad ? batchNormBackwardElemt(dy, x, mean, invstd, weight, sums, count) : null;
+    return [dx, weight?.requiresGrad ? red.gradWeight : null, bias?.requiresGrad ? red.gradBias : null];
+  }));
+}

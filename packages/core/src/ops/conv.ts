@@ -1,0 +1,145 @@
+import type { Conv2dGeometry, Pool2dGeometry } from '../backend.js';
+import { fmt, pair } from '../shape.js';
+import { empty, recordOp, type Tensor } from '../tensor.js';
+import { expectRank, floatInputs } from './util.js';
+
+type Pair = number | readonly [number, number];
+
+export interface Conv2dOptions {
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  groups?: number;
+}
+
+function outSize(op: string, size: number, k: number, stride: number, pad: number, dil: number, x: Tensor): number {
+  const o = Math.floor((size + 2 * pad - dil * (k - 1) - 1) / stride) + 1;
+  if (o < 1) throw new Error(`${op}: output size ${o} is too small for input ${fmt(x.shape)} (kernel ${k}, padding ${pad}, dilation ${dil})`);
+  return o;
+}
+
+function positive(op: string, name: string, p: [number, number], allowZero = false): [number, number] {
+  if (p.some((v) => v < (allowZero ? 0 : 1))) throw new Error(`${op}: ${name} must be ${allowZero ? 'non-negative' : 'positive'}, got [${p}]`);
+  return p;
+}
+
+export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  const op = 'conv2d';
+  const backend = floatInputs(op, x, w, bias);
+  expectRank(op, x, [4]);
+  expectRank(op, w, [4], 'weight');
+  const [strideH, strideW] = positive(op, 'stride', pair(op, 'stride', opts.stride ?? 1));
+  const [padH, padW] = positive(op, 'padding', pair(op, 'padding', opts.padding ?? 0), true);
+  const [dilH, dilW] = positive(op, 'dilation', pair(op, 'dilation', opts.dilation ?? 1));
+  const groups = opts.groups ?? 1;
+  const [n, c, h, wd] = x.shape;
+  const [k, cg, r, s] = w.shape;
+  if (!Number.isInteger(groups) || groups < 1 || c % groups || k % groups || cg * groups !== c) {
+    throw new Error(`${op}: input ${fmt(x.shape)} and weight ${fmt(w.shape)} do not match with groups=${groups} ` +
+      `(expected weight [K, ${c / groups}, R, S] with K divisible by ${groups})`);
+  }
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== k)) {
+    throw new Error(`${op}: bias ${fmt(bias.shape)} does not match weight ${fmt(w.shape)} (expected [${k}])`);
+  }
+  const g: Conv2dGeometry = {
+    n, c, h, w: wd, k, r, s,
+    oh: outSize(op, h, r, strideH, padH, dilH, x), ow: outSize(op, wd, s, strideW, padW, dilW, x),
+    strideH, strideW, padH, padW, dilH, dilW, groups,
+  };
+  const y = empty([n, k, g.oh, g.ow], 'float32', x.device);
+  if (y.numel) backend.conv2d(y.handle(op), x.handle(op), w.handle(op), bias ? bias.handle(op) : null, g);
+  return recordOp(y, op, [x, w, bias ?? null], (dy) => {
+    let dx: Tensor | null = null;
+    let dw: Tensor | null = null;
+    let db: Tensor | null = null;
+    if (x.requiresGrad) {
+      dx = empty(x.shape, 'float32', x.device);
+      backend.conv2dBackwardInput(dx.handle(op), dy.handle(op), w.handle(op), g);
+    }
+    if (w.requiresGrad) {
+      dw = empty(w.shape, 'float32', w.device);
+      backend.conv2dBackwardWeight(dw.handle(op), dy.handle(op), x.handle(op), g);
+    }
+    if (bias?.requiresGrad) db = dy.sum([0, 2, 3]);
+    return [dx, dw, db];
+  });
+}
+
+interface PoolArgs {
+  kernelSize: Pair;
+  stride?: Pair | null;
+  padding?: Pair;
+  dilation?: Pair;
+  countIncludePad?: boolean;
+}
+
+/** Pooling sees [N, C, H, W] (or [C, H, W]) as planes of H x W. */
+function poolGeometry(op: string, x: Tensor, a: PoolArgs): Pool2dGeometry {
+  expectRank(op, x, [3, 4]);
+  const [kh, kw] = positive(op, 'kernelSize', pair(op, 'kernelSize', a.kernelSize));
+  const [strideH, strideW] = positive(op, 'stride', pair(op, 'stride', a.stride ?? a.kernelSize));
+  const [padH, padW] = positive(op, 'padding', pair(op, 'padding', a.padding ?? 0), true);
+  const [dilH, dilW] = positive(op, 'dilation', pair(op, 'dilation', a.dilation ?? 1));
+  if (padH * 2 > kh || padW * 2 > kw) {
+    throw new Error(`${op}: padding [${padH},${padW}] should be at most half of kernel size [${kh},${kw}]`);
+  }
+  const h = x.shape[x.ndim - 2];
+  const w = x.shape[x.ndim - 1];
+  return {
+    planes: x.numel / (h * w || 1), h, w,
+    oh: outSize(op, h, kh, strideH, padH, dilH, x), ow: outSize(op, w, kw, strideW, padW, dilW, x),
+    kh, kw, strideH, strideW, padH, padW, dilH, dilW, countIncludePad: a.countIncludePad ?? true,
+  };
+}
+
+const pooledShape = (x: Tensor, g: Pool2dGeometry) => [...x.shape.slice(0, -2), g.oh, g.ow];
+
+export function maxPool2d(x: Tensor, kernelSize: Pair,
+  opts: { stride?: Pair | null; padding?: Pair; dilation?: Pair } = {}): Tensor {
+  const op = 'maxPool2d';
+  const backend = floatInputs(op, x);
+  const g = poolGeometry(op, x, { kernelSize, ...opts });
+  const y = empty(pooledShape(x, g), 'float32', x.device);
+  const indices = empty(y.shape, 'int32', x.device);
+  if (y.numel) backend.maxPool2d(y.handle(op), indices.handle(op), x.handle(op), g);
+  return recordOp(y, op, [x], (dy) => {
+    const dx = empty(x.shape, 'float32', x.device);
+    backend.maxPool2dBackward(dx.handle(op), dy.handle(op), indices.handle(op), g);
+    return [dx];
+  });
+}
+
+export function avgPool2d(x: Tensor, kernelSize: Pair,
+  opts: { stride?: Pair | null; padding?: Pair; countIncludePad?: boolean } = {}): Tensor {
+  const op = 'avgPool2d';
+  const backend = floatInputs(op, x);
+  const g = poolGeometry(op, x, { kernelSize, ...opts });
+  const y = empty(pooledShape(x, g), 'float32', x.device);
+  if (y.numel) backend.avgPool2d(y.handle(op), x.handle(op), g);
+  return recordOp(y, op, [x], (dy) => {
+    const dx = empty(x.shape, 'float32', x.device);
+    backend.avgPool2dBackward(dx.handle(op), dy.handle(op), g);
+    return [dx];
+  });
+}
+
+export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
+  const op = 'adaptiveAvgPool2d';
+  const backend = floatInputs(op, x);
+  expectRank(op, x, [3, 4]);
+  const [oh, ow] = positive(op, 'outputSize', pair(op, 'outputSize', outputSize));
+  const h = x.shape[x.ndim - 2];
+  const w = x.shape[x.ndim - 1];
+  if (h === 0 || w === 0) throw new Error(`${op}: input ${fmt(x.shape)} has an empty spatial dimension`);
+  const g: Pool2dGeometry = {
+    planes: x.numel / (h * w), h, w, oh, ow, kh: 0, kw: 0, strideH: 0, strideW: 0, padH: 0, padW: 0,
+    dilH: 0, dilW: 0, countIncludePad: true,
+  };
+  const y = empty([...x.shape.slice(0, -2), oh, ow], 'float32', x.device);
+  if (y.numel) backend.adaptiveAvgPool2d(y.handle(op), x.handle(op), g);
+  return recordOp(y, op, [x], (dy) => {
+    const dx = empty(x.shape, 'float32', x.device);
+    backend.adaptiveAvgPool2dBackward(dx.handle(op), dy.handle(op), g);
+    return [dx];
+  });
+}

@@ -1,0 +1,11 @@
+export { add, sub, mul, div, neg, relu, exp, log, sqrt, affine, expand } from './elementwise.js';
+export { reshape, flatten, transpose, clone, to } from './shape.js';
+export { sum, mean, sumTo } from './reduce.js';
+export { matmul, linear } from './linalg.js';
+export { softmax, logSoftmax } from './softmax.js';
+export { conv2d, maxPool2d, avgPool2d, adaptiveAvgPool2d, type Conv2dOptions } from './conv.js';
+export {
+  batchNorm, batchNormStats, batchNormMergeStats, batchNormElemt, batchNormBackwardReduce,
+  batchNormBackwardElemt, batchNormInvstd, bnLayout, type MergedStats, type BackwardSums,
+} from './batchnorm.js';
+export { mseLoss, nllLoss, crossEntropy, type Reduction } from './loss.js';

@@ -1,0 +1,53 @@
+import { Device } from '../device.js';
+import { contiguousStrides, inferShape, normAxis, type Shape } from '../shape.js';
+import { empty, recordOp, Tensor } from '../tensor.js';
+import { floatInputs } from './util.js';
+
+/** Same storage, new shape (every tensor here is contiguous, so view and reshape agree). */
+export function reshape(x: Tensor, shape: Shape, op = 'reshape'): Tensor {
+  const target = inferShape(op, x.shape, shape);
+  const out = new Tensor(x.storage(op).retain(), target);
+  return recordOp(out, op, [x], (g) => [reshape(g, x.shape)]);
+}
+
+export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
+  if (x.ndim === 0) return reshape(x, [1], 'flatten');
+  const s = normAxis('flatten', startDim, x.ndim);
+  const e = normAxis('flatten', endDim, x.ndim);
+  if (s > e) throw new Error(`flatten: startDim ${startDim} comes after endDim ${endDim}`);
+  const merged = x.shape.slice(s, e + 1).reduce((a, b) => a * b, 1);
+  return reshape(x, [...x.shape.slice(0, s), merged, ...x.shape.slice(e + 1)], 'flatten');
+}
+
+/** Swaps two dimensions, materialised as a contiguous copy. */
+export function transpose(x: Tensor, d0: number, d1: number): Tensor {
+  const backend = floatInputs('transpose', x);
+  const a = normAxis('transpose', d0, x.ndim);
+  const b = normAxis('transpose', d1, x.ndim);
+  if (a === b) return reshape(x, x.shape, 'transpose');
+  const shape = [...x.shape];
+  [shape[a], shape[b]] = [shape[b], shape[a]];
+  const strides = contiguousStrides(x.shape);
+  [strides[a], strides[b]] = [strides[b], strides[a]];
+  const out = empty(shape, 'float32', x.device);
+  if (out.numel > 0) backend.stridedCopy(out.handle('transpose'), x.handle('transpose'), shape, strides);
+  return recordOp(out, 'transpose', [x], (g) => [transpose(g, a, b)]);
+}
+
+export function clone(x: Tensor): Tensor {
+  const s = x.storage('clone');
+  const out = empty(x.shape, s.dtype, s.device);
+  if (s.dtype === 'float32') s.backend.copy(out.handle('clone'), s.handle, x.numel);
+  else out.storage('clone').backend.upload(out.handle('clone'), s.backend.download(s.handle, s.dtype, s.numel));
+  return recordOp(out, 'clone', [x], (g) => [g]);
+}
+
+/** A copy on another device (differentiable: the gradient moves back). */
+export function to(x: Tensor, device: string | Device): Tensor {
+  const target = Device.parse(device);
+  const s = x.storage('to');
+  if (s.device.equals(target)) return x;
+  const out = empty(x.shape, s.dtype, target);
+  out.storage('to').backend.upload(out.handle('to'), s.backend.download(s.handle, s.dtype, s.numel));
+  return recordOp(out, 'to', [x], (g) => [to(g, s.device)]);
+}
