@@ -1,0 +1,130 @@
+import { nn, noGrad, tensor, type optim, type Tensor } from '@bagua/core';
+import { defaultGroup, type ProcessGroup } from '@bagua/comm';
+
+/** What withBagua needs of an algorithm: set-up when wrapping, and the work before each optimizer step. */
+export interface Algorithm {
+  readonly name: string;
+  init(module: nn.Module, group: ProcessGroup): void;
+  /** Runs after backward, before the optimizers step. */
+  beforeStep(module: nn.Module, group: ProcessGroup): void;
+}
+
+export interface GradientAllReduceOptions {
+  /** Gradients are averaged in buckets of about this many bytes (PyTorch DDP's default is 25 MiB). */
+  bucketBytes?: number;
+}
+
+/** Host-staged copy of a tensor's values into `dst` at `offset`, and back. */
+function gatherInto(dst: Float32Array, offset: number, t: Tensor | null, numel: number): void {
+  if (t) dst.set(t.toArray() as Float32Array, offset);
+  else dst.fill(0, offset, offset + numel);
+}
+
+/**
+ * Bagua's GradientAllReduce: parameters and buffers are broadcast from rank 0
+ * when wrapped; after backward, gradients are averaged across the group in
+ * buckets (one all-reduce per bucket, parameters in reverse order, as
+ * gradients become ready), then the optimizers step as usual.
+ */
+export class GradientAllReduce implements Algorithm {
+  readonly name = 'gradient_allreduce';
+  readonly bucketBytes: number;
+
+  constructor(opts: GradientAllReduceOptions = {}) {
+    this.bucketBytes = opts.bucketBytes ?? 25 << 20;
+    if (!Number.isFinite(this.bucketBytes) || this.bucketBytes <= 0) {
+      throw new Error(`GradientAllReduce: bucketBytes must be a positive number, got ${this.bucketBytes}`);
+    }
+  }
+
+  init(module: nn.Module, group: ProcessGroup): void {
+    noGrad(() => {
+      for (const t of [...module.parameters(), ...module.buffers()]) {
+        if (t.dtype !== 'float32') continue;
+        const host = t.toArray() as Float32Array;
+        group.broadcast(host, 0);
+        t._assign(tensor(host, { shape: t.shape, device: t.device }));
+      }
+    });
+  }
+
+  /** Buckets of trainable parameters, last parameter first. */
+  buckets(module: nn.Module): Tensor[][] {
+    const params = module.parameters().filter((p) => p.requiresGrad).reverse();
+    const out: Tensor[][] = [];
+    let bucket: Tensor[] = [];
+    let bytes = 0;
+    for (const p of params) {
+      if (bucket.length && bytes + p.numel * 4 > this.bucketBytes) {
+        out.push(bucket);
+        bucket = [];
+        bytes = 0;
+      }
+      bucket.push(p);
+      bytes += p.numel * 4;
+    }
+    if (bucket.length) out.push(bucket);
+    return out;
+  }
+
+  beforeStep(module: nn.Module, group: ProcessGroup): void {
+    noGrad(() => {
+      for (const bucket of this.buckets(module)) {
+        const flat = new Float32Array(bucket.reduce((n, p) => n + p.numel, 0));
+        let offset = 0;
+        // A parameter without a gradient contributes zeros, so every rank sends the same layout.
+        for (const p of bucket) {
+          gatherInto(flat, offset, p.grad, p.numel);
+          offset += p.numel;
+        }
+        group.allReduce(flat, 'avg');
+        offset = 0;
+        for (const p of bucket) {
+          p.grad = tensor(flat.subarray(offset, offset + p.numel), { shape: p.shape, device: p.device });
+          offset += p.numel;
+        }
+      }
+    });
+  }
+}
+
+export interface BaguaState {
+  readonly algorithm: Algorithm;
+  readonly group: ProcessGroup;
+  readonly optimizers: readonly optim.SGD[];
+}
+
+export type BaguaModule<M extends nn.Module> = M & { readonly bagua: BaguaState };
+
+type Stepper = { step(): void };
+
+/**
+ * Bagua's with_bagua: the same module (forward, parameters, train/eval and
+ * stateDict unchanged), with the algorithm hooked in front of each
+ * optimizer's step. Gradients are reduced once per backward even with several
+ * optimizers: a step whose gradients were already reduced does not reduce again.
+ */
+export function withBagua<M extends nn.Module>(module: M, optimizers: readonly Stepper[], algorithm: Algorithm,
+  opts: { processGroup?: ProcessGroup | null } = {}): BaguaModule<M> {
+  const group = opts.processGroup ?? defaultGroup();
+  if (!group) throw new Error('withBagua: no process group: call bagua.initProcessGroup() first');
+  if ('bagua' in module) throw new Error('withBagua: this module is already wrapped');
+  algorithm.init(module, group);
+  let reduced = new Set<Tensor>();
+  for (const opt of optimizers) {
+    const step = opt.step.bind(opt);
+    opt.step = () => {
+      const grads = module.parameters().map((p) => p.grad).filter((g): g is Tensor => g !== null);
+      if (!grads.length || grads.some((g) => !reduced.has(g))) {
+        algorithm.beforeStep(module, group);
+        reduced = new Set(module.parameters().map((p) => p.grad).filter((g): g is Tensor => g !== null));
+      }
+      step();
+    };
+  }
+  Object.defineProperty(module, 'bagua', {
+    value: { algorithm, group, optimizers: optimizers as optim.SGD[] },
+    enumerable: false,
+  });
+  return module as BaguaModule<M>;
+}
