@@ -1,0 +1,125 @@
+/**
+ * Locating and loading libbagua_gloo.so (packages/comm/native, built by
+ * `pnpm --filter @bagua/comm native` where Debian's libgloo-dev is installed).
+ */
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import koffi, { type LibraryHandle } from 'koffi';
+
+/** Status codes of the C ABI (native/gloo/bagua_gloo.h). */
+export const enum GlooStatus {
+  OK = 0,
+  TIMEOUT = 1,
+  IO = 2,
+  INVALID = 3,
+  INTERNAL = 4,
+}
+
+export const GLOO_DTYPE = { float32: 0, float64: 1, int32: 2, int64: 3, uint8: 4 } as const;
+export const GLOO_OP = { sum: 0, avg: 1, max: 2, min: 3, product: 4 } as const;
+export const GLOO_ABI_VERSION = 1;
+
+type Fn = ReturnType<LibraryHandle['func']>;
+
+export interface GlooLibrary {
+  readonly path: string;
+  readonly create: Fn;
+  readonly destroy: Fn;
+  readonly allreduce: Fn;
+  readonly allgather: Fn;
+  readonly broadcast: Fn;
+  readonly barrier: Fn;
+  lastError(): string;
+}
+
+/** Thrown when the shim cannot be found or loaded; says where it looked and how to build it. */
+export class GlooUnavailableError extends Error {
+  constructor(
+    detail: string,
+    readonly tried: readonly string[],
+  ) {
+    super(
+      `the gloo backend is unavailable: ${detail}\n` +
+        `  looked for libbagua_gloo.so at:\n${tried.map((p) => `    ${p}`).join('\n')}\n` +
+        `  build it with \`apt-get install libgloo-dev && pnpm --filter @bagua/comm native\`, ` +
+        `or point BAGUA_GLOO_LIB at a built copy`,
+    );
+    this.name = 'GlooUnavailableError';
+  }
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** Where the shim is looked for, in order: $BAGUA_GLOO_LIB, then the package's native/build. */
+export function glooLibraryCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
+  const out: string[] = [];
+  if (env.BAGUA_GLOO_LIB) out.push(resolve(env.BAGUA_GLOO_LIB));
+  // this module is <package>/dist/src/gloo/library.js
+  out.push(resolve(here, '../../../native/build/libbagua_gloo.so'));
+  return out;
+}
+
+let cached: GlooLibrary | undefined;
+let cachedError: GlooUnavailableError | undefined;
+
+/** Loads the shim once per thread; throws GlooUnavailableError. */
+export function loadGlooLibrary(): GlooLibrary {
+  if (cached) return cached;
+  if (cachedError) throw cachedError;
+  const tried = glooLibraryCandidates();
+  const explicit = process.env.BAGUA_GLOO_LIB ? tried[0] : undefined;
+  const failures: string[] = [];
+  for (const path of tried) {
+    if (!existsSync(path)) {
+      if (path === explicit) failures.push(`BAGUA_GLOO_LIB=${path} does not exist`);
+      continue;
+    }
+    try {
+      const lib = koffi.load(path);
+      const version = lib.func('int bagua_gloo_abi_version(void)')() as number;
+      if (version !== GLOO_ABI_VERSION) {
+        failures.push(`${path} has ABI version ${version}, expected ${GLOO_ABI_VERSION} (rebuild it)`);
+        continue;
+      }
+      const lastError = lib.func('const char *bagua_gloo_last_error(void)');
+      cached = {
+        path,
+        create: lib.func(
+          'void *bagua_gloo_context_create(int rank, int size, const char *store_host, int store_port, ' +
+            'const char *token, const char *prefix, int timeout_ms, const char *iface, const char *hostname, ' +
+            'uint8_t *err, int err_cap)',
+        ),
+        destroy: lib.func('void bagua_gloo_context_destroy(void *ctx)'),
+        allreduce: lib.func(
+          'int bagua_gloo_allreduce(void *ctx, void *buf, int64_t count, int dtype, int op, int timeout_ms)',
+        ),
+        allgather: lib.func(
+          'int bagua_gloo_allgather(void *ctx, void *out, const void *in, int64_t count, int dtype, int timeout_ms)',
+        ),
+        broadcast: lib.func(
+          'int bagua_gloo_broadcast(void *ctx, void *buf, int64_t count, int dtype, int root, int timeout_ms)',
+        ),
+        barrier: lib.func('int bagua_gloo_barrier(void *ctx, int timeout_ms)'),
+        lastError: () => (lastError() as string | null) ?? '',
+      };
+      return cached;
+    } catch (e) {
+      failures.push(`${path}: ${(e as Error).message}`);
+    }
+  }
+  cachedError = new GlooUnavailableError(
+    failures.length ? failures.join('; ') : 'libbagua_gloo.so was not found',
+    tried,
+  );
+  throw cachedError;
+}
+
+/** Whether the gloo backend can be used here, and why not. Never throws. */
+export function glooAvailability(): { available: true; path: string } | { available: false; reason: string } {
+  try {
+    return { available: true, path: loadGlooLibrary().path };
+  } catch (e) {
+    return { available: false, reason: (e as Error).message };
+  }
+}
