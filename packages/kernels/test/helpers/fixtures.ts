@@ -86,7 +86,8 @@ export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>, 
     const a = actual[i];
     const e = expected[i];
     const diff = Math.abs(a - e);
-    const ratio = Number.isFinite(a) ? diff / (tol.atol + tol.rtol * Math.abs(e)) : Infinity;
+    // diff 0 passes even at zero tolerance (0 / 0 would be NaN)
+    const ratio = !Number.isFinite(a) ? Infinity : diff === 0 ? 0 : diff / (tol.atol + tol.rtol * Math.abs(e));
     if (!(ratio <= 1)) {
       r.ok = false;
       r.badCount++;
