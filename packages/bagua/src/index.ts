@@ -1,1 +1,26 @@
-export {};
+/**
+ * bagua: synchronous batch normalisation for data-parallel training, and the
+ * pieces it is used with (Bagua's API in TypeScript).
+ */
+import './module-method.js';
+import '@bagua/kernels';
+import { defaultGroup, type ProcessGroup } from '@bagua/comm';
+import { GradientAllReduce } from './algorithms.js';
+import { SyncBatchNorm } from './sync-batchnorm.js';
+
+export {
+  initProcessGroup, destroyProcessGroup, getRank, getWorldSize, getLocalRank, defaultGroup,
+  type ProcessGroup, type ReduceOp, CollectiveError,
+} from '@bagua/comm';
+export { SyncBatchNorm, type SyncBatchNormOptions } from './sync-batchnorm.js';
+export { withBagua, GradientAllReduce, type Algorithm, type BaguaModule, type GradientAllReduceOptions } from './algorithms.js';
+
+/** A sub-group of the default group; every rank calls it with the same ranks (null for non-members). */
+export async function newGroup(ranks: readonly number[]): Promise<ProcessGroup | null> {
+  const world = defaultGroup();
+  if (!world) throw new Error('newGroup: no process group: call bagua.initProcessGroup() first');
+  return world.newGroup(ranks);
+}
+
+export const contrib = { SyncBatchNorm } as const;
+export const algorithms = { GradientAllReduce } as const;
