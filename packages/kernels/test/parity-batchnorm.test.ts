@@ -62,7 +62,7 @@ const device = testDevice();
 const EXPECTED = { modules: 32, functional: 4, stats: 4, merge: 3, elemt: 3, backwardReduce: 3, backwardElemt: 2,
   syncEmulation: 2 };
 
-test('batchnorm.json: fixture holds every expected case', (t) => {
+test('parity batchnorm.json: fixture holds every expected case', (t) => {
   t.is(fx.modules.length, EXPECTED.modules);
   t.is(fx.functional.length, EXPECTED.functional);
   for (const k of ['stats', 'merge', 'elemt', 'backwardReduce', 'backwardElemt', 'syncEmulation'] as const) {
@@ -92,7 +92,7 @@ const countTensor = (n: number): Tensor => tensor([n], { shape: [1], device });
 // ---------------------------------------------------------------- modules
 
 for (const c of fx.modules) {
-  test(`batchnorm module: ${c.name}`, (t) => {
+  test(`parity batchnorm module: ${c.name}`, (t) => {
     const m = new nn[c.module](c.numFeatures, c.options);
     const { affine, trackRunningStats: track } = c.options;
 
@@ -145,7 +145,7 @@ for (const c of fx.modules) {
 // ---------------------------------------------------------------- F.batchNorm
 
 for (const c of fx.functional) {
-  test(`batchnorm functional: ${c.name}`, (t) => {
+  test(`parity batchnorm functional: ${c.name}`, (t) => {
     const x = toTensor(c.inputs.x, { requiresGrad: true });
     const rm = toTensorOrNull(c.inputs.runningMean);
     const rv = toTensorOrNull(c.inputs.runningVar);
@@ -167,13 +167,13 @@ for (const c of fx.functional) {
 const P = fx.primitives;
 
 for (const c of P.stats) {
-  test(`batchnorm primitive: ${c.name}`, (t) => {
+  test(`parity batchnorm primitive: ${c.name}`, (t) => {
     assertClose(t, F.batchNormStats(toTensor(c.x)), c.stats, `${c.name} stats`);
   });
 }
 
 for (const c of P.merge) {
-  test(`batchnorm primitive: ${c.name}`, (t) => {
+  test(`parity batchnorm primitive: ${c.name}`, (t) => {
     const rm = toTensorOrNull(c.runningMean);
     const rv = toTensorOrNull(c.runningVar);
     const r = F.batchNormMergeStats(toTensor(c.stats), c.eps, rm, rv, c.factor);
@@ -185,7 +185,7 @@ for (const c of P.merge) {
   });
 
   // The same merge fed by batchNormStats of each rank's batch, an empty one included.
-  test(`batchnorm primitive: ${c.name} from batchNormStats of each rank`, (t) => {
+  test(`parity batchnorm primitive: ${c.name} from batchNormStats of each rank`, (t) => {
     const rows = c.rankInputs.map((x) => F.batchNormStats(toTensor(x)));
     const cc = (c.stats.shape[1] - 1) / 2;
     rows.forEach((r, i) => {
@@ -200,7 +200,7 @@ for (const c of P.merge) {
 }
 
 for (const c of P.elemt) {
-  test(`batchnorm primitive: ${c.name}`, (t) => {
+  test(`parity batchnorm primitive: ${c.name}`, (t) => {
     const y = F.batchNormElemt(toTensor(c.x), toTensor(c.mean), toTensor(c.invstd), toTensorOrNull(c.weight),
       toTensorOrNull(c.bias));
     assertClose(t, y, c.output, `${c.name} output`);
@@ -208,7 +208,7 @@ for (const c of P.elemt) {
 }
 
 for (const c of P.backwardReduce) {
-  test(`batchnorm primitive: ${c.name}`, (t) => {
+  test(`parity batchnorm primitive: ${c.name}`, (t) => {
     const r = F.batchNormBackwardReduce(toTensor(c.dy), toTensor(c.x), toTensor(c.mean), toTensor(c.invstd),
       c.needWeightGrad);
     assertClose(t, r.sums, c.sums, `${c.name} sums`);
@@ -223,7 +223,7 @@ for (const c of P.backwardReduce) {
 }
 
 for (const c of P.backwardElemt) {
-  test(`batchnorm primitive: ${c.name}`, (t) => {
+  test(`parity batchnorm primitive: ${c.name}`, (t) => {
     const dx = F.batchNormBackwardElemt(toTensor(c.dy), toTensor(c.x), toTensor(c.mean), toTensor(c.invstd),
       toTensorOrNull(c.weight), toTensor(c.sums), countTensor(c.count));
     assertClose(t, dx, c.gradInput, `${c.name} grad input`);
@@ -233,7 +233,7 @@ for (const c of P.backwardElemt) {
 // SyncBatchNorm's recipe over emulated ranks (collectives done on the host) equals
 // PyTorch's BatchNorm over the concatenated batch, empty ranks included.
 for (const c of P.syncEmulation) {
-  test(`batchnorm primitive: ${c.name}`, (t) => {
+  test(`parity batchnorm primitive: ${c.name}`, (t) => {
     const xs = c.rankInputs.map((x) => toTensor(x));
     const w = toTensor(c.weight);
     const b = toTensor(c.bias);

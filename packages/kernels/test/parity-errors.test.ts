@@ -29,193 +29,193 @@ function throwsWith(t: ExecutionContext, fn: () => unknown, patterns: RegExp[]):
 
 // ---------------------------------------------------------------- wrong ranks
 
-test('errors: BatchNorm2d on a 3D input', (t) => {
+test('parity errors: BatchNorm2d on a 3D input', (t) => {
   throwsWith(t, () => new nn.BatchNorm2d(3).forward(t32([2, 3, 4])), [/BatchNorm2d/, shapeRe([2, 3, 4])]);
 });
 
-test('errors: BatchNorm1d on a 1D input', (t) => {
+test('parity errors: BatchNorm1d on a 1D input', (t) => {
   throwsWith(t, () => new nn.BatchNorm1d(3).forward(t32([3])), [/BatchNorm1d/, shapeRe([3])]);
 });
 
-test('errors: BatchNorm1d on a 4D input', (t) => {
+test('parity errors: BatchNorm1d on a 4D input', (t) => {
   throwsWith(t, () => new nn.BatchNorm1d(3).forward(t32([2, 3, 2, 2])), [/BatchNorm1d/, shapeRe([2, 3, 2, 2])]);
 });
 
-test('errors: BatchNorm3d on a 4D input', (t) => {
+test('parity errors: BatchNorm3d on a 4D input', (t) => {
   throwsWith(t, () => new nn.BatchNorm3d(3).forward(t32([2, 3, 4, 4])), [/BatchNorm3d/, shapeRe([2, 3, 4, 4])]);
 });
 
-test('errors: BatchNorm2d with a channel count other than numFeatures', (t) => {
+test('parity errors: BatchNorm2d with a channel count other than numFeatures', (t) => {
   throwsWith(t, () => new nn.BatchNorm2d(4).forward(t32([2, 3, 5, 5])), [/BatchNorm2d/, shapeRe([2, 3, 5, 5]), /4/]);
 });
 
-test('errors: BatchNorm1d training on one value per channel', (t) => {
+test('parity errors: BatchNorm1d training on one value per channel', (t) => {
   // PyTorch: "Expected more than 1 value per channel when training"
   throwsWith(t, () => new nn.BatchNorm1d(3).forward(t32([1, 3])), [/batchnorm/i, shapeRe([1, 3])]);
 });
 
-test('errors: batchNormStats on a 1D input', (t) => {
+test('parity errors: batchNormStats on a 1D input', (t) => {
   throwsWith(t, () => F.batchNormStats(t32([5])), [/batchNormStats/, shapeRe([5])]);
 });
 
-test('errors: conv2d on a 3D input', (t) => {
+test('parity errors: conv2d on a 3D input', (t) => {
   throwsWith(t, () => F.conv2d(t32([3, 5, 5]), t32([2, 3, 3, 3])), [/conv2d/, shapeRe([3, 5, 5])]);
 });
 
-test('errors: conv2d with a 3D weight', (t) => {
+test('parity errors: conv2d with a 3D weight', (t) => {
   throwsWith(t, () => F.conv2d(t32([1, 3, 5, 5]), t32([2, 3, 3])), [/conv2d/, shapeRe([2, 3, 3])]);
 });
 
-test('errors: Conv2d module on a 2D input', (t) => {
+test('parity errors: Conv2d module on a 2D input', (t) => {
   throwsWith(t, () => new nn.Conv2d(3, 2, 3).forward(t32([3, 5])), [/conv2d/i, shapeRe([3, 5])]);
 });
 
 // ---------------------------------------------------------------- mismatched shapes
 
-test('errors: matmul with mismatched inner dimensions', (t) => {
+test('parity errors: matmul with mismatched inner dimensions', (t) => {
   throwsWith(t, () => t32([2, 3]).matmul(t32([4, 5])), [/matmul/, shapeRe([2, 3]), shapeRe([4, 5])]);
 });
 
-test('errors: batched matmul with mismatched batch sizes', (t) => {
+test('parity errors: batched matmul with mismatched batch sizes', (t) => {
   throwsWith(t, () => t32([2, 3, 4]).matmul(t32([3, 4, 5])), [/matmul/, shapeRe([2, 3, 4]), shapeRe([3, 4, 5])]);
 });
 
-test('errors: add with shapes that do not broadcast', (t) => {
+test('parity errors: add with shapes that do not broadcast', (t) => {
   throwsWith(t, () => t32([2, 3]).add(t32([4])), [/add/, shapeRe([2, 3]), shapeRe([4])]);
 });
 
-test('errors: mul with shapes that do not broadcast (3D)', (t) => {
+test('parity errors: mul with shapes that do not broadcast (3D)', (t) => {
   throwsWith(t, () => F.mul(t32([2, 3, 4]), t32([3, 1, 5])), [/mul/, shapeRe([2, 3, 4]), shapeRe([3, 1, 5])]);
 });
 
-test('errors: linear with mismatched in-features', (t) => {
+test('parity errors: linear with mismatched in-features', (t) => {
   throwsWith(t, () => F.linear(t32([4, 5]), t32([3, 6])), [/linear/, shapeRe([4, 5]), shapeRe([3, 6])]);
 });
 
-test('errors: conv2d with input channels that do not match the weight', (t) => {
+test('parity errors: conv2d with input channels that do not match the weight', (t) => {
   throwsWith(t, () => F.conv2d(t32([1, 4, 5, 5]), t32([2, 3, 3, 3])),
     [/conv2d/, shapeRe([1, 4, 5, 5]), shapeRe([2, 3, 3, 3])]);
 });
 
-test('errors: conv2d with groups that do not divide the channels', (t) => {
+test('parity errors: conv2d with groups that do not divide the channels', (t) => {
   throwsWith(t, () => F.conv2d(t32([1, 4, 5, 5]), t32([3, 2, 3, 3]), null, { groups: 3 }),
     [/conv2d/, shapeRe([1, 4, 5, 5]), /groups/]);
 });
 
-test('errors: conv2d kernel larger than the padded input', (t) => {
+test('parity errors: conv2d kernel larger than the padded input', (t) => {
   throwsWith(t, () => F.conv2d(t32([1, 1, 2, 2]), t32([1, 1, 3, 3])), [/conv2d/, shapeRe([1, 1, 2, 2])]);
 });
 
-test('errors: maxPool2d with padding over half the kernel', (t) => {
+test('parity errors: maxPool2d with padding over half the kernel', (t) => {
   // PyTorch: "pad should be at most half of effective kernel size"
   throwsWith(t, () => F.maxPool2d(t32([1, 1, 6, 6]), 2, { padding: 2 }), [/maxPool2d/, /pad/]);
 });
 
-test('errors: reshape to a different number of elements', (t) => {
+test('parity errors: reshape to a different number of elements', (t) => {
   throwsWith(t, () => t32([2, 3]).reshape([4]), [/reshape/, shapeRe([2, 3]), shapeRe([4])]);
 });
 
-test('errors: softmax over a dimension out of range', (t) => {
+test('parity errors: softmax over a dimension out of range', (t) => {
   throwsWith(t, () => t32([2, 3]).softmax(2), [/softmax/, shapeRe([2, 3])]);
 });
 
-test('errors: sum over a dimension out of range', (t) => {
+test('parity errors: sum over a dimension out of range', (t) => {
   throwsWith(t, () => t32([2, 3]).sum(3), [/sum/, shapeRe([2, 3])]);
 });
 
-test('errors: mseLoss with shapes that do not match', (t) => {
+test('parity errors: mseLoss with shapes that do not match', (t) => {
   throwsWith(t, () => F.mseLoss(t32([4, 5]), t32([5, 4])), [/mseLoss/, shapeRe([4, 5]), shapeRe([5, 4])]);
 });
 
-test('errors: crossEntropy with a target of the wrong length', (t) => {
+test('parity errors: crossEntropy with a target of the wrong length', (t) => {
   const target = tensor(Int32Array.from([0, 1, 2]), { device });
   throwsWith(t, () => F.crossEntropy(t32([2, 5]), target), [/crossEntropy|nllLoss/, shapeRe([2, 5]), shapeRe([3])]);
 });
 
-test('errors: crossEntropy with a class index out of range', (t) => {
+test('parity errors: crossEntropy with a class index out of range', (t) => {
   // PyTorch: "Target 7 is out of bounds." A kernel must not read past the row.
   const target = tensor(Int32Array.from([0, 7]), { device });
   throwsWith(t, () => F.crossEntropy(t32([2, 5]), target), [/crossEntropy|nllLoss/, /7/]);
 });
 
-test('errors: batchNormElemt with a mean of the wrong length', (t) => {
+test('parity errors: batchNormElemt with a mean of the wrong length', (t) => {
   throwsWith(t, () => F.batchNormElemt(t32([2, 3, 2]), t32([4]), t32([3]), null, null),
     [/batchNormElemt/, shapeRe([4])]);
 });
 
 // ---------------------------------------------------------------- non-finite hyper-parameters
 
-test('errors: BatchNorm2d with eps NaN', (t) => {
+test('parity errors: BatchNorm2d with eps NaN', (t) => {
   throwsWith(t, () => new nn.BatchNorm2d(3, { eps: NaN }), [/BatchNorm2d/, /eps/, /NaN/]);
 });
 
-test('errors: BatchNorm1d with momentum Infinity', (t) => {
+test('parity errors: BatchNorm1d with momentum Infinity', (t) => {
   throwsWith(t, () => new nn.BatchNorm1d(3, { momentum: Infinity }), [/BatchNorm1d/, /momentum/, /Infinity/]);
 });
 
-test('errors: F.batchNorm with eps NaN', (t) => {
+test('parity errors: F.batchNorm with eps NaN', (t) => {
   throwsWith(t, () => F.batchNorm(t32([4, 3]), null, null, null, null, true, 0.1, NaN), [/batchNorm/, /eps/, /NaN/]);
 });
 
-test('errors: F.batchNorm with momentum Infinity', (t) => {
+test('parity errors: F.batchNorm with momentum Infinity', (t) => {
   throwsWith(t, () => F.batchNorm(t32([4, 3]), zeros([3], { device }), zeros([3], { device }), null, null, true,
     Infinity, 1e-5), [/batchNorm/, /momentum/, /Infinity/]);
 });
 
-test('errors: batchNormMergeStats with eps NaN', (t) => {
+test('parity errors: batchNormMergeStats with eps NaN', (t) => {
   throwsWith(t, () => F.batchNormMergeStats(t32([2, 7]), NaN, null, null, 0.1), [/batchNormMergeStats/, /eps/, /NaN/]);
 });
 
-test('errors: SGD with lr NaN', (t) => {
+test('parity errors: SGD with lr NaN', (t) => {
   throwsWith(t, () => new optim.SGD(new nn.Linear(2, 2).parameters(), { lr: NaN }), [/SGD/, /lr/, /NaN/]);
 });
 
-test('errors: SGD with momentum Infinity', (t) => {
+test('parity errors: SGD with momentum Infinity', (t) => {
   throwsWith(t, () => new optim.SGD(new nn.Linear(2, 2).parameters(), { lr: 0.1, momentum: Infinity }),
     [/SGD/, /momentum/, /Infinity/]);
 });
 
-test('errors: SGD with weightDecay NaN', (t) => {
+test('parity errors: SGD with weightDecay NaN', (t) => {
   throwsWith(t, () => new optim.SGD(new nn.Linear(2, 2).parameters(), { lr: 0.1, weightDecay: NaN }),
     [/SGD/, /weightDecay/, /NaN/]);
 });
 
 // ---------------------------------------------------------------- use after dispose
 
-test('errors: add on a disposed tensor', (t) => {
+test('parity errors: add on a disposed tensor', (t) => {
   const x = t32([2, 3]);
   x.dispose();
   t.true(x.isDisposed);
   throwsWith(t, () => x.add(1), [/add/, /dispose/, shapeRe([2, 3])]);
 });
 
-test('errors: disposed tensor as the second operand', (t) => {
+test('parity errors: disposed tensor as the second operand', (t) => {
   const x = t32([2, 3]);
   const y = t32([3, 4]);
   y.dispose();
   throwsWith(t, () => x.matmul(y), [/matmul/, /dispose/, shapeRe([3, 4])]);
 });
 
-test('errors: toArray on a disposed tensor', (t) => {
+test('parity errors: toArray on a disposed tensor', (t) => {
   const x = t32([4]);
   x.dispose();
   throwsWith(t, () => x.toArray(), [/toArray/, /dispose/, shapeRe([4])]);
 });
 
-test('errors: conv2d with a disposed weight', (t) => {
+test('parity errors: conv2d with a disposed weight', (t) => {
   const w = t32([2, 3, 3, 3]);
   w.dispose();
   throwsWith(t, () => F.conv2d(t32([1, 3, 5, 5]), w), [/conv2d/, /dispose/, shapeRe([2, 3, 3, 3])]);
 });
 
-test('errors: backward through a graph whose input was disposed', (t) => {
+test('parity errors: backward through a graph whose input was disposed', (t) => {
   const x = tensor(Float32Array.from([1, 2, 3]), { device, requiresGrad: true });
   const y = x.mul(x).sum();
   x.dispose();
   throwsWith(t, () => y.backward(), [/dispose/, shapeRe([3])]);
 });
 
-test('errors: dispose twice is harmless', (t) => {
+test('parity errors: dispose twice is harmless', (t) => {
   const x = t32([2]);
   x.dispose();
   t.notThrows(() => x.dispose());

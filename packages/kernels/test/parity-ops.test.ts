@@ -33,7 +33,7 @@ const DOCUMENTED_OPS = ['add', 'sub', 'mul', 'div', 'neg', 'relu', 'exp', 'log',
 // Pinned, so a regenerated fixture that silently lost cases fails here.
 const EXPECTED_CASES = 83;
 
-test('ops.json: fixture holds every expected case', (t) => {
+test('parity ops.json: fixture holds every expected case', (t) => {
   t.is(fx.cases.length, EXPECTED_CASES);
   t.is(fx.expectedCounts.cases, fx.cases.length);
   for (const op of DOCUMENTED_OPS) t.true((fx.expectedCounts.byOp[op] ?? 0) > 0, `no case for ${op}`);
@@ -103,7 +103,7 @@ function runOp(c: OpCase, args: Record<string, Tensor>): { out: Tensor; twin?: T
 }
 
 for (const c of fx.cases) {
-  test(`ops: ${c.name}`, (t) => {
+  test(`parity ops: ${c.name}`, (t) => {
     const args: Record<string, Tensor> = {};
     for (const [k, v] of Object.entries(c.inputs)) args[k] = toTensor(v, { requiresGrad: v.dtype !== 'int32' });
 
@@ -121,7 +121,7 @@ for (const c of fx.cases) {
   });
 }
 
-test(`ops: runs on ${device}`, (t) => {
+test(`parity ops: runs on ${device}`, (t) => {
   const x = toTensor({ shape: [2], data: [1, 2] });
   t.is(String(x.device), device);
 });

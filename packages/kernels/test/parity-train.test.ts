@@ -39,7 +39,7 @@ function makeCnn(): nn.Sequential {
     new nn.Flatten(), new nn.Linear(16, 10));
 }
 
-test('train-cnn.json: fixture holds 20 steps and the full state dict', (t) => {
+test('parity train-cnn.json: fixture holds 20 steps and the full state dict', (t) => {
   t.is(fx.steps, 20);
   t.is(fx.losses.length, 20);
   t.deepEqual(Object.keys(fx.initialState).sort(), [...EXPECTED_KEYS].sort());
@@ -47,7 +47,7 @@ test('train-cnn.json: fixture holds 20 steps and the full state dict', (t) => {
   t.true(fx.losses[19] < fx.losses[0], 'the reference run learns');
 });
 
-test('train-cnn: the model has PyTorch\'s state-dict keys', (t) => {
+test('parity train-cnn: the model has PyTorch\'s state-dict keys', (t) => {
   t.deepEqual(Object.keys(makeCnn().stateDict()).sort(), [...EXPECTED_KEYS].sort());
 });
 
@@ -101,7 +101,7 @@ function getRun(): RunResult {
   return run;
 }
 
-test('train-cnn: initial state loads exactly', (t) => {
+test('parity train-cnn: initial state loads exactly', (t) => {
   const r = getRun();
   for (const k of EXPECTED_KEYS) {
     const v = r.initialState[k];
@@ -114,14 +114,14 @@ test('train-cnn: initial state loads exactly', (t) => {
   }
 });
 
-test('train-cnn: loss at each of the 20 steps', (t) => {
+test('parity train-cnn: loss at each of the 20 steps', (t) => {
   const r = getRun();
   t.is(r.losses.length, fx.losses.length);
   assertClose(t, r.losses, { shape: [fx.losses.length], data: fx.losses }, 'losses', LOSS_TOL);
 });
 
 for (const k of EXPECTED_KEYS) {
-  test(`train-cnn: final ${k}`, (t) => {
+  test(`parity train-cnn: final ${k}`, (t) => {
     const r = getRun();
     const got = r.state[k];
     if (k.endsWith('numBatchesTracked')) {
