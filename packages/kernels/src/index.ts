@@ -1,1 +1,18 @@
-export {};
+/**
+ * @bagua/kernels: the native kernels behind core's Backend interface.
+ * Importing the package registers the CPU backend with @bagua/core (the
+ * library itself is loaded on the first kernel call).
+ */
+import { registerBackend } from '@bagua/core';
+import { cpuBackend } from './cpu-backend.js';
+
+export {
+  CpuBackend, cpuBackend, loadCpuKernels, KERNEL_NAMES, KERNEL_PARAMS,
+  type CpuKernels, type KernelFn, type KernelName,
+} from './cpu-backend.js';
+export {
+  BK_ABI_VERSION, CPU_LIBRARY, libraryCandidates, loadKernelLibrary, locateLibrary,
+  type LoadedLibrary, type NativeLibrarySpec,
+} from './load-library.js';
+
+registerBackend(cpuBackend);

@@ -1,0 +1,85 @@
+// Internal helpers of the CPU library: error reporting, argument checks,
+// portable SIMD types and scratch buffers.
+#pragma once
+
+#include <stdint.h>
+#include <string.h>
+
+#include <new>
+#include <vector>
+
+#include "bagua_kernels.h"
+
+namespace bk {
+
+// Records a printf-style message for bk_last_error() and returns non-zero.
+int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// a * b without overflow (sizes come from JS and may be garbage).
+inline bool mul_ok(int64_t a, int64_t b, int64_t *out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+
+// A per-thread scratch buffer that grows and is reused, so hot kernels do not
+// allocate on every call. `slot` lets one kernel hold several at once.
+float *scratch(int slot, size_t n);
+double *scratch_d(int slot, size_t n);
+
+// Internal GEMM (no validation): row-major, C = alpha * op(A) op(B) + beta * C.
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+           const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+           int64_t ldc);
+
+}  // namespace bk
+
+// Runtime dispatch of hot loops: GCC emits one clone per ISA and picks one at
+// load time (ifunc), so the library needs no -march and still uses AVX where present.
+#if defined(__x86_64__) && !defined(__clang__)
+#define BK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BK_CLONES
+#endif
+
+#define BK_INLINE inline __attribute__((always_inline))
+
+// GCC vector extensions: 16 lanes, lowered to zmm, 2 ymm or 4 xmm depending on
+// the clone being compiled. Loads/stores go through memcpy (no alignment needed).
+typedef float bk_v16 __attribute__((vector_size(64)));
+BK_INLINE bk_v16 v16_load(const float *p) {
+  bk_v16 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+BK_INLINE void v16_store(float *p, bk_v16 v) { memcpy(p, &v, sizeof v); }
+BK_INLINE bk_v16 v16_splat(float x) { return bk_v16{} + x; }
+BK_INLINE double v16_hsum(bk_v16 v) {
+  double s = 0;
+  for (int i = 0; i < 16; ++i) s += v[i];
+  return s;
+}
+
+// Argument checks; each returns from the enclosing kernel with a message that
+// names it (__func__ is the C entry point).
+#define BK_REQUIRE(cond, ...)                   \
+  do {                                          \
+    if (!(cond)) return ::bk::fail(__VA_ARGS__); \
+  } while (0)
+#define BK_NONNEG(v) \
+  BK_REQUIRE((v) >= 0, "%s: %s must be >= 0 (got %lld)", __func__, #v, (long long)(v))
+#define BK_NOTNULL(p) BK_REQUIRE((p) != nullptr, "%s: %s is NULL", __func__, #p)
+// Pointers may be NULL only when nothing is read or written through them.
+#define BK_NOTNULL_IF(cond, p) \
+  BK_REQUIRE(!(cond) || (p) != nullptr, "%s: %s is NULL", __func__, #p)
+#define BK_MUL(out, a, b)                                                          \
+  BK_REQUIRE(::bk::mul_ok((a), (b), &(out)), "%s: size overflow (%s * %s)", __func__, #a, \
+             #b)
+
+// Every entry point runs its body inside this, so no C++ exception crosses the C ABI.
+#define BK_GUARD(...)                                             \
+  try {                                                           \
+    __VA_ARGS__                                                       \
+  } catch (const std::bad_alloc &) {                              \
+    return ::bk::fail("%s: out of memory", __func__);             \
+  } catch (...) {                                                 \
+    return ::bk::fail("%s: unexpected internal error", __func__); \
+  }

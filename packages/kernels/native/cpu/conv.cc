@@ -1,0 +1,456 @@
+// conv2d as im2col + GEMM (and its two backward kernels), and 2-D pooling.
+#include <math.h>
+
+#include <algorithm>
+
+#include "common.h"
+
+namespace {
+
+struct ConvGeom {
+  int64_t n, c, h, w, k, r, s, oh, ow, sh, sw, ph, pw, dh, dw, groups;
+  int64_t cg, kg, crs, ohw, hw;  // derived: per-group channels, column rows, plane sizes
+};
+
+int parse_conv(ConvGeom &g, const int32_t *geom, const char *fn) {
+  if (!geom) return bk::fail("%s: geom is NULL", fn);
+  g.n = geom[0]; g.c = geom[1]; g.h = geom[2]; g.w = geom[3]; g.k = geom[4];
+  g.r = geom[5]; g.s = geom[6]; g.oh = geom[7]; g.ow = geom[8];
+  g.sh = geom[9]; g.sw = geom[10]; g.ph = geom[11]; g.pw = geom[12];
+  g.dh = geom[13]; g.dw = geom[14]; g.groups = geom[15];
+  if (g.n < 0 || g.c < 0 || g.h < 0 || g.w < 0 || g.k < 0 || g.oh < 0 || g.ow < 0)
+    return bk::fail("%s: sizes must be >= 0 (n %lld, c %lld, h %lld, w %lld, k %lld, oh %lld, "
+                    "ow %lld)", fn, (long long)g.n, (long long)g.c, (long long)g.h,
+                    (long long)g.w, (long long)g.k, (long long)g.oh, (long long)g.ow);
+  if (g.r < 1 || g.s < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.groups < 1)
+    return bk::fail("%s: kernel size, stride, dilation and groups must be >= 1", fn);
+  if (g.ph < 0 || g.pw < 0) return bk::fail("%s: padding must be >= 0", fn);
+  if (g.c % g.groups || g.k % g.groups)
+    return bk::fail("%s: channels in (%lld) and out (%lld) must be divisible by groups (%lld)",
+                    fn, (long long)g.c, (long long)g.k, (long long)g.groups);
+  // the output size must be the one the geometry implies (catches caller bugs)
+  const int64_t eh = (g.h + 2 * g.ph - g.dh * (g.r - 1) - 1), ew = (g.w + 2 * g.pw - g.dw * (g.s - 1) - 1);
+  const int64_t xoh = eh < 0 ? 0 : eh / g.sh + 1, xow = ew < 0 ? 0 : ew / g.sw + 1;
+  if (g.oh != xoh || g.ow != xow)
+    return bk::fail("%s: output size %lldx%lld does not match the geometry (expected %lldx%lld)",
+                    fn, (long long)g.oh, (long long)g.ow, (long long)xoh, (long long)xow);
+  g.cg = g.c / g.groups;
+  g.kg = g.k / g.groups;
+  g.crs = g.cg * g.r * g.s;
+  g.ohw = g.oh * g.ow;
+  g.hw = g.h * g.w;
+  return 0;
+}
+
+// 1x1, stride 1, no padding: the input plane is already the column matrix.
+bool is_pointwise(const ConvGeom &g) {
+  return g.r == 1 && g.s == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+}
+
+// Valid output range [lo, hi) along one axis for kernel offset `off`:
+// those o with 0 <= o * stride - pad + off < size.
+inline void valid_range(int64_t off, int64_t pad, int64_t stride, int64_t size, int64_t out,
+                        int64_t &lo, int64_t &hi) {
+  const int64_t a = pad - off;  // need o * stride >= a
+  lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+  const int64_t b = size + pad - off;  // need o * stride < b
+  hi = b <= 0 ? 0 : (b + stride - 1) / stride;
+  lo = std::min(lo, out);
+  hi = std::min(std::max(hi, lo), out);
+}
+
+// col[(ci, ky, kx), (oy, ox)] = x[ci, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw] (0 outside).
+void im2col(float *col, const float *x, const ConvGeom &g) {
+  for (int64_t ci = 0; ci < g.cg; ++ci) {
+    const float *xc = x + ci * g.hw;
+    for (int64_t ky = 0; ky < g.r; ++ky) {
+      int64_t ylo, yhi;
+      valid_range(ky * g.dh, g.ph, g.sh, g.h, g.oh, ylo, yhi);
+      for (int64_t kx = 0; kx < g.s; ++kx) {
+        int64_t xlo, xhi;
+        valid_range(kx * g.dw, g.pw, g.sw, g.w, g.ow, xlo, xhi);
+        float *row = col + ((ci * g.r + ky) * g.s + kx) * g.ohw;
+        for (int64_t oy = 0; oy < g.oh; ++oy) {
+          float *dst = row + oy * g.ow;
+          if (oy < ylo || oy >= yhi) {
+            std::fill(dst, dst + g.ow, 0.0f);
+            continue;
+          }
+          const float *src = xc + (oy * g.sh - g.ph + ky * g.dh) * g.w - g.pw + kx * g.dw;
+          std::fill(dst, dst + xlo, 0.0f);
+          if (g.sw == 1)
+            memcpy(dst + xlo, src + xlo, (size_t)(xhi - xlo) * sizeof(float));
+          else
+            for (int64_t ox = xlo; ox < xhi; ++ox) dst[ox] = src[ox * g.sw];
+          std::fill(dst + xhi, dst + g.ow, 0.0f);
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of im2col: dx[...] += col[...] (dx zeroed by the caller).
+void col2im(float *dx, const float *col, const ConvGeom &g) {
+  for (int64_t ci = 0; ci < g.cg; ++ci) {
+    float *xc = dx + ci * g.hw;
+    for (int64_t ky = 0; ky < g.r; ++ky) {
+      int64_t ylo, yhi;
+      valid_range(ky * g.dh, g.ph, g.sh, g.h, g.oh, ylo, yhi);
+      for (int64_t kx = 0; kx < g.s; ++kx) {
+        int64_t xlo, xhi;
+        valid_range(kx * g.dw, g.pw, g.sw, g.w, g.ow, xlo, xhi);
+        const float *row = col + ((ci * g.r + ky) * g.s + kx) * g.ohw;
+        for (int64_t oy = ylo; oy < yhi; ++oy) {
+          const float *src = row + oy * g.ow;
+          float *dst = xc + (oy * g.sh - g.ph + ky * g.dh) * g.w - g.pw + kx * g.dw;
+          if (g.sw == 1)
+            for (int64_t ox = xlo; ox < xhi; ++ox) dst[ox] += src[ox];
+          else
+            for (int64_t ox = xlo; ox < xhi; ++ox) dst[ox * g.sw] += src[ox];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" int bk_conv2d_f32(float *y, const float *x, const float *w, const float *bias,
+                             const int32_t *geom, void *) {
+  ConvGeom g;
+  if (parse_conv(g, geom, __func__)) return 1;
+  const bool out_any = g.n > 0 && g.k > 0 && g.ohw > 0;
+  BK_NOTNULL_IF(out_any, y);
+  BK_NOTNULL_IF(out_any && g.hw > 0 && g.c > 0, x);
+  BK_NOTNULL_IF(out_any && g.crs > 0, w);
+  BK_GUARD({
+    if (!out_any) return 0;
+    const bool pw = is_pointwise(g);
+    float *col = pw ? nullptr : bk::scratch(0, (size_t)(g.crs * g.ohw));
+    for (int64_t n = 0; n < g.n; ++n) {
+      float *yn = y + n * g.k * g.ohw;
+      // the bias is written first and the GEMM accumulates onto it (beta = 1)
+      if (bias)
+        for (int64_t k = 0; k < g.k; ++k) std::fill(yn + k * g.ohw, yn + (k + 1) * g.ohw, bias[k]);
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const float *xg = x + (n * g.c + gi * g.cg) * g.hw;
+        const float *b = xg;
+        if (!pw) {
+          im2col(col, xg, g);
+          b = col;
+        }
+        // y_g [kg, ohw] = w_g [kg, crs] @ col [crs, ohw]
+        bk::sgemm(false, false, g.kg, g.ohw, g.crs, 1.0f, w + gi * g.kg * g.crs, g.crs, b, g.ohw,
+                  bias ? 1.0f : 0.0f, yn + gi * g.kg * g.ohw, g.ohw);
+      }
+    }
+    return 0;
+  })
+}
+
+extern "C" int bk_conv2d_backward_input_f32(float *dx, const float *dy, const float *w,
+                                            const int32_t *geom, void *) {
+  ConvGeom g;
+  if (parse_conv(g, geom, __func__)) return 1;
+  const bool in_any = g.n > 0 && g.c > 0 && g.hw > 0;
+  BK_NOTNULL_IF(in_any, dx);
+  BK_NOTNULL_IF(in_any && g.k > 0 && g.ohw > 0, dy);
+  BK_NOTNULL_IF(in_any && g.k > 0, w);
+  BK_GUARD({
+    if (!in_any) return 0;
+    const bool pw = is_pointwise(g);
+    float *col = pw ? nullptr : bk::scratch(0, (size_t)(g.crs * g.ohw));
+    for (int64_t n = 0; n < g.n; ++n) {
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        float *dxg = dx + (n * g.c + gi * g.cg) * g.hw;
+        const float *dyg = dy + (n * g.k + gi * g.kg) * g.ohw;
+        const float *wg = w + gi * g.kg * g.crs;
+        // dcol [crs, ohw] = w_g^T [crs, kg] @ dy_g [kg, ohw]
+        if (pw) {
+          bk::sgemm(true, false, g.crs, g.ohw, g.kg, 1.0f, wg, g.crs, dyg, g.ohw, 0.0f, dxg,
+                    g.ohw);
+          continue;
+        }
+        bk::sgemm(true, false, g.crs, g.ohw, g.kg, 1.0f, wg, g.crs, dyg, g.ohw, 0.0f, col, g.ohw);
+        std::fill(dxg, dxg + g.cg * g.hw, 0.0f);
+        col2im(dxg, col, g);
+      }
+    }
+    return 0;
+  })
+}
+
+extern "C" int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const float *x,
+                                             const int32_t *geom, void *) {
+  ConvGeom g;
+  if (parse_conv(g, geom, __func__)) return 1;
+  const bool w_any = g.k > 0 && g.crs > 0;
+  BK_NOTNULL_IF(w_any, dw);
+  BK_NOTNULL_IF(w_any && g.n > 0 && g.ohw > 0, dy);
+  BK_NOTNULL_IF(w_any && g.n > 0 && g.hw > 0, x);
+  BK_GUARD({
+    if (!w_any) return 0;
+    std::fill(dw, dw + g.k * g.crs, 0.0f);
+    if (g.ohw == 0) return 0;
+    const bool pw = is_pointwise(g);
+    float *col = pw ? nullptr : bk::scratch(0, (size_t)(g.crs * g.ohw));
+    for (int64_t n = 0; n < g.n; ++n) {
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const float *xg = x + (n * g.c + gi * g.cg) * g.hw;
+        const float *b = xg;
+        if (!pw) {
+          im2col(col, xg, g);
+          b = col;
+        }
+        // dw_g [kg, crs] += dy_g [kg, ohw] @ col^T [ohw, crs]
+        bk::sgemm(false, true, g.kg, g.crs, g.ohw, 1.0f, dy + (n * g.k + gi * g.kg) * g.ohw,
+                  g.ohw, b, g.ohw, 1.0f, dw + gi * g.kg * g.crs, g.crs);
+      }
+    }
+    return 0;
+  })
+}
+
+// ---- pooling --------------------------------------------------------------
+
+namespace {
+
+struct PoolGeom {
+  int64_t planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+  bool include_pad;
+};
+
+int parse_pool(PoolGeom &g, const int32_t *geom, bool adaptive, const char *fn) {
+  if (!geom) return bk::fail("%s: geom is NULL", fn);
+  g.planes = geom[0]; g.h = geom[1]; g.w = geom[2]; g.oh = geom[3]; g.ow = geom[4];
+  if (g.planes < 0 || g.h < 0 || g.w < 0 || g.oh < 0 || g.ow < 0)
+    return bk::fail("%s: sizes must be >= 0 (planes %lld, h %lld, w %lld, oh %lld, ow %lld)", fn,
+                    (long long)g.planes, (long long)g.h, (long long)g.w, (long long)g.oh,
+                    (long long)g.ow);
+  if (adaptive) {
+    // an empty window would average nothing
+    if ((g.oh > 0 && g.h == 0) || (g.ow > 0 && g.w == 0))
+      return bk::fail("%s: adaptive pooling of an empty plane", fn);
+    return 0;
+  }
+  g.kh = geom[5]; g.kw = geom[6]; g.sh = geom[7]; g.sw = geom[8]; g.ph = geom[9];
+  g.pw = geom[10]; g.dh = geom[11]; g.dw = geom[12]; g.include_pad = geom[13] != 0;
+  if (g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1)
+    return bk::fail("%s: kernel size, stride and dilation must be >= 1", fn);
+  if (g.ph < 0 || g.pw < 0) return bk::fail("%s: padding must be >= 0", fn);
+  return 0;
+}
+
+}  // namespace
+
+// Padding is -inf: only in-bounds positions compete. NaN wins (propagates), as in PyTorch.
+extern "C" int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const int32_t *geom,
+                                 void *) {
+  PoolGeom g;
+  if (parse_pool(g, geom, false, __func__)) return 1;
+  const bool any = g.planes > 0 && g.oh > 0 && g.ow > 0;
+  BK_NOTNULL_IF(any, y);
+  BK_NOTNULL_IF(any, indices);
+  BK_NOTNULL_IF(any && g.h > 0 && g.w > 0, x);
+  for (int64_t p = 0; p < g.planes && any; ++p) {
+    const float *xp = x + p * g.h * g.w;
+    float *yp = y + p * g.oh * g.ow;
+    int32_t *ip = indices + p * g.oh * g.ow;
+    for (int64_t oy = 0; oy < g.oh; ++oy) {
+      const int64_t y0 = oy * g.sh - g.ph;
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const int64_t x0 = ox * g.sw - g.pw;
+        float best = -INFINITY;
+        int64_t arg = -1;  // stays -1 only if the window misses the plane entirely
+        for (int64_t ky = 0; ky < g.kh; ++ky) {
+          const int64_t iy = y0 + ky * g.dh;
+          if (iy < 0 || iy >= g.h) continue;
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t ix = x0 + kx * g.dw;
+            if (ix < 0 || ix >= g.w) continue;
+            const float v = xp[iy * g.w + ix];
+            if (v > best || v != v || arg < 0) {
+              best = v;
+              arg = iy * g.w + ix;
+              if (v != v) goto done;
+            }
+          }
+        }
+      done:
+        yp[oy * g.ow + ox] = best;
+        ip[oy * g.ow + ox] = (int32_t)arg;
+      }
+    }
+  }
+  return 0;
+}
+
+extern "C" int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int32_t *indices,
+                                          const int32_t *geom, void *) {
+  PoolGeom g;
+  if (parse_pool(g, geom, false, __func__)) return 1;
+  const int64_t hw = g.h * g.w, ohw = g.oh * g.ow;
+  BK_NOTNULL_IF(g.planes > 0 && hw > 0, dx);
+  BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy);
+  BK_NOTNULL_IF(g.planes > 0 && ohw > 0, indices);
+  // indices come from outside: check them all before writing
+  for (int64_t i = 0; i < g.planes * ohw; ++i)
+    if (indices[i] < -1 || indices[i] >= hw)
+      return bk::fail("%s: index %d at output %lld is outside the plane of %lld elements",
+                      __func__, indices[i], (long long)i, (long long)hw);
+  if (hw > 0) std::fill(dx, dx + g.planes * hw, 0.0f);
+  for (int64_t p = 0; p < g.planes; ++p) {
+    float *dxp = dx + p * hw;
+    const float *dyp = dy + p * ohw;
+    const int32_t *ip = indices + p * ohw;
+    for (int64_t o = 0; o < ohw; ++o)
+      if (ip[o] >= 0) dxp[ip[o]] += dyp[o];
+  }
+  return 0;
+}
+
+namespace {
+
+// One window of average pooling: the in-bounds positions, and the divisor.
+// count_include_pad counts the positions inside the padded extent
+// [-pad, size + pad) as PyTorch does; otherwise only the in-bounds ones.
+struct AvgWindow {
+  int64_t y0, x0;
+  float inv;
+};
+
+inline AvgWindow avg_window(const PoolGeom &g, int64_t oy, int64_t ox) {
+  AvgWindow a;
+  a.y0 = oy * g.sh - g.ph;
+  a.x0 = ox * g.sw - g.pw;
+  int64_t ny = 0, nx = 0, pady = 0, padx = 0;
+  for (int64_t ky = 0; ky < g.kh; ++ky) {
+    const int64_t iy = a.y0 + ky * g.dh;
+    ny += iy >= 0 && iy < g.h;
+    pady += iy < g.h + g.ph;
+  }
+  for (int64_t kx = 0; kx < g.kw; ++kx) {
+    const int64_t ix = a.x0 + kx * g.dw;
+    nx += ix >= 0 && ix < g.w;
+    padx += ix < g.w + g.pw;
+  }
+  const int64_t count = g.include_pad ? pady * padx : ny * nx;
+  a.inv = count > 0 ? 1.0f / (float)count : 0.0f;
+  return a;
+}
+
+}  // namespace
+
+extern "C" int bk_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *) {
+  PoolGeom g;
+  if (parse_pool(g, geom, false, __func__)) return 1;
+  const bool any = g.planes > 0 && g.oh > 0 && g.ow > 0;
+  BK_NOTNULL_IF(any, y);
+  BK_NOTNULL_IF(any && g.h > 0 && g.w > 0, x);
+  for (int64_t p = 0; p < g.planes && any; ++p) {
+    const float *xp = x + p * g.h * g.w;
+    float *yp = y + p * g.oh * g.ow;
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const AvgWindow a = avg_window(g, oy, ox);
+        float s = 0.0f;
+        for (int64_t ky = 0; ky < g.kh; ++ky) {
+          const int64_t iy = a.y0 + ky * g.dh;
+          if (iy < 0 || iy >= g.h) continue;
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t ix = a.x0 + kx * g.dw;
+            if (ix >= 0 && ix < g.w) s += xp[iy * g.w + ix];
+          }
+        }
+        yp[oy * g.ow + ox] = s * a.inv;
+      }
+  }
+  return 0;
+}
+
+extern "C" int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t *geom,
+                                          void *) {
+  PoolGeom g;
+  if (parse_pool(g, geom, false, __func__)) return 1;
+  const int64_t hw = g.h * g.w, ohw = g.oh * g.ow;
+  BK_NOTNULL_IF(g.planes > 0 && hw > 0, dx);
+  BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy);
+  if (hw > 0) std::fill(dx, dx + g.planes * hw, 0.0f);
+  for (int64_t p = 0; p < g.planes && ohw > 0; ++p) {
+    float *dxp = dx + p * hw;
+    const float *dyp = dy + p * ohw;
+    for (int64_t oy = 0; oy < g.oh; ++oy)
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const AvgWindow a = avg_window(g, oy, ox);
+        const float d = dyp[oy * g.ow + ox] * a.inv;
+        for (int64_t ky = 0; ky < g.kh; ++ky) {
+          const int64_t iy = a.y0 + ky * g.dh;
+          if (iy < 0 || iy >= g.h) continue;
+          for (int64_t kx = 0; kx < g.kw; ++kx) {
+            const int64_t ix = a.x0 + kx * g.dw;
+            if (ix >= 0 && ix < g.w) dxp[iy * g.w + ix] += d;
+          }
+        }
+      }
+  }
+  return 0;
+}
+
+namespace {
+// Adaptive window i of `out` over `size`: [floor(i*size/out), ceil((i+1)*size/out)).
+inline void adaptive_range(int64_t i, int64_t size, int64_t out, int64_t &lo, int64_t &hi) {
+  lo = (i * size) / out;
+  hi = ((i + 1) * size + out - 1) / out;
+}
+}  // namespace
+
+extern "C" int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *) {
+  PoolGeom g;
+  if (parse_pool(g, geom, true, __func__)) return 1;
+  const bool any = g.planes > 0 && g.oh > 0 && g.ow > 0;
+  BK_NOTNULL_IF(any, y);
+  BK_NOTNULL_IF(any, x);
+  for (int64_t p = 0; p < g.planes && any; ++p) {
+    const float *xp = x + p * g.h * g.w;
+    float *yp = y + p * g.oh * g.ow;
+    for (int64_t oy = 0; oy < g.oh; ++oy) {
+      int64_t ylo, yhi;
+      adaptive_range(oy, g.h, g.oh, ylo, yhi);
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        int64_t xlo, xhi;
+        adaptive_range(ox, g.w, g.ow, xlo, xhi);
+        double s = 0;
+        for (int64_t iy = ylo; iy < yhi; ++iy)
+          for (int64_t ix = xlo; ix < xhi; ++ix) s += xp[iy * g.w + ix];
+        yp[oy * g.ow + ox] = (float)(s / (double)((yhi - ylo) * (xhi - xlo)));
+      }
+    }
+  }
+  return 0;
+}
+
+extern "C" int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy,
+                                                   const int32_t *geom, void *) {
+  PoolGeom g;
+  if (parse_pool(g, geom, true, __func__)) return 1;
+  const int64_t hw = g.h * g.w, ohw = g.oh * g.ow;
+  BK_NOTNULL_IF(g.planes > 0 && hw > 0, dx);
+  BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy);
+  if (hw > 0) std::fill(dx, dx + g.planes * hw, 0.0f);
+  for (int64_t p = 0; p < g.planes && ohw > 0; ++p) {
+    float *dxp = dx + p * hw;
+    const float *dyp = dy + p * ohw;
+    for (int64_t oy = 0; oy < g.oh; ++oy) {
+      int64_t ylo, yhi;
+      adaptive_range(oy, g.h, g.oh, ylo, yhi);
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        int64_t xlo, xhi;
+        adaptive_range(ox, g.w, g.ow, xlo, xhi);
+        const float d = dyp[oy * g.ow + ox] / (float)((yhi - ylo) * (xhi - xlo));
+        for (int64_t iy = ylo; iy < yhi; ++iy)
+          for (int64_t ix = xlo; ix < xhi; ++ix) dxp[iy * g.w + ix] += d;
+      }
+    }
+  }
+  return 0;
+}
