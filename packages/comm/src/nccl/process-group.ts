@@ -1,0 +1,415 @@
+/**
+ * The 'nccl' backend: koffi bindings to libnccl.so.2. Collectives take
+ * device buffers only and are queued on the buffer's stream: they return
+ * once queued (set `blocking` / BAGUA_NCCL_BLOCKING=1 to wait for
+ * completion, bounded by timeoutMs, aborting the communicator on expiry).
+ * barrier() always waits, with the same timeout and abort.
+ */
+import {
+  CollectiveError,
+  DEFAULT_TIMEOUT_MS,
+  type CommBuffer,
+  type DeviceBuffer,
+  type ProcessGroup,
+  type ReduceOp,
+} from '../process-group.js';
+import {
+  NCCL_DTYPE,
+  NCCL_IN_PROGRESS,
+  NCCL_OP,
+  NCCL_SUCCESS,
+  NCCL_UNIQUE_ID_BYTES,
+  loadNccl,
+  tryLoadCudaRuntime,
+  type CudaRuntime,
+  type NcclLibrary,
+} from './library.js';
+
+/** The part of the store client the nccl backend uses (packages/comm/src/store/client.ts). */
+export interface NcclStore {
+  set(key: string, value: Uint8Array): Promise<void>;
+  get(key: string): Promise<Uint8Array | null>;
+  wait(keys: string | readonly string[], timeoutMs?: number): Promise<void>;
+  check?(keys: string | readonly string[]): Promise<boolean>;
+}
+
+export interface NcclGroupOptions {
+  rank: number;
+  size: number;
+  store: NcclStore;
+  /** Store key prefix, unique per group in the job. */
+  prefix: string;
+  timeoutMs?: number;
+  name?: string;
+  /** Global ranks of the members in group-rank order (default 0..size-1). */
+  ranks?: readonly number[];
+  /** CUDA device ordinal (default env BAGUA_NCCL_DEVICE, else the calling thread's current device). */
+  device?: number;
+  /** Wait for every collective to complete (default env BAGUA_NCCL_BLOCKING=1). */
+  blocking?: boolean;
+}
+
+const CUDA_ERROR_NOT_READY = 600;
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+
+function sleepMs(ms: number): void {
+  Atomics.wait(sleepCell, 0, 0, ms);
+}
+
+function isDevice(buf: CommBuffer): buf is DeviceBuffer {
+  return !ArrayBuffer.isView(buf) && typeof (buf as DeviceBuffer).ptr === 'bigint';
+}
+
+function envInt(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  return Number.isInteger(n) ? n : undefined;
+}
+
+function versionText(v: number): string {
+  if (v >= 10000) return `${Math.floor(v / 10000)}.${Math.floor(v / 100) % 100}.${v % 100}`;
+  return `${Math.floor(v / 1000)}.${Math.floor(v / 100) % 10}.${v % 100}`;
+}
+
+/**
+ * Creates a communicator: group rank 0 makes the unique id and publishes it
+ * through the store; everyone calls ncclCommInitRank off the event loop
+ * (koffi .async) when the device is 0 (a koffi worker thread's current
+ * device), or on this thread after cudaSetDevice otherwise.
+ */
+export async function createNcclProcessGroup(opts: NcclGroupOptions): Promise<NcclProcessGroup> {
+  const lib = loadNccl();
+  const rt = tryLoadCudaRuntime();
+  const { rank, size, store } = opts;
+  const ranks = opts.ranks ? [...opts.ranks] : Array.from({ length: size }, (_, i) => i);
+  const name = opts.name ?? 'world';
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const globalRank = ranks[rank] ?? rank;
+  const fail = (detail: string, missing: number[] = []) =>
+    new CollectiveError('init', name, globalRank, detail, missing);
+  if (!Number.isInteger(size) || size < 1 || !Number.isInteger(rank) || rank < 0 || rank >= size) {
+    throw fail(`bad rank ${rank} / size ${size}`);
+  }
+  let device = opts.device ?? envInt('BAGUA_NCCL_DEVICE');
+  if (device === undefined) {
+    if (rt) {
+      const d = [0];
+      const rc = rt.getDevice(d) as number;
+      if (rc !== 0) throw fail(`cudaGetDevice failed: ${rt.errorString(rc)}`);
+      device = d[0] as number;
+    } else {
+      device = 0;
+    }
+  }
+  if (rt) {
+    const rc = rt.setDevice(device) as number;
+    if (rc !== 0) throw fail(`cudaSetDevice(${device}) failed: ${rt.errorString(rc)}`);
+  } else if (device !== 0) {
+    throw fail(`device cuda:${device} needs the CUDA runtime to select it, and it was not found (set BAGUA_CUDART_LIB)`);
+  }
+
+  const idKey = `${opts.prefix}nccl/uniqueId`;
+  let idBytes: Uint8Array;
+  if (rank === 0) {
+    const id: { internal?: Uint8Array } = {};
+    const rc = lib.getUniqueId(id) as number;
+    if (rc !== NCCL_SUCCESS || !id.internal) throw fail(`ncclGetUniqueId failed: ${lib.errorString(rc)}`);
+    idBytes = new Uint8Array(id.internal);
+    await store.set(idKey, idBytes);
+  } else {
+    try {
+      await store.wait([idKey], timeoutMs);
+    } catch (e) {
+      throw fail(`rank ${ranks[0]} did not publish the NCCL unique id: ${(e as Error).message}`, [ranks[0]!]);
+    }
+    const v = await store.get(idKey);
+    if (!v || v.length !== NCCL_UNIQUE_ID_BYTES) {
+      throw fail(`the NCCL unique id in the store has ${v?.length ?? 0} bytes, expected ${NCCL_UNIQUE_ID_BYTES}`);
+    }
+    idBytes = v;
+  }
+  // Arrival marks let a timed-out init name the ranks that never came.
+  await store.set(`${opts.prefix}nccl/arrived/${rank}`, new Uint8Array([1]));
+
+  const out: unknown[] = [null];
+  const id = { internal: idBytes };
+  let rc: number;
+  if (device === 0) {
+    let timer: NodeJS.Timeout | undefined;
+    const init = new Promise<number>((resolveP, rejectP) => {
+      lib.commInitRank.async(out, size, id, rank, (e: unknown, r: number) => (e ? rejectP(e) : resolveP(r)));
+    });
+    const timeout = new Promise<'timeout'>((resolveP) => {
+      timer = setTimeout(() => resolveP('timeout'), timeoutMs);
+    });
+    const r = await Promise.race([init, timeout]);
+    clearTimeout(timer);
+    if (r === 'timeout') {
+      const missing: number[] = [];
+      for (let i = 0; i < size; i++) {
+        const k = `${opts.prefix}nccl/arrived/${i}`;
+        const there = store.check ? await store.check(k) : (await store.get(k)) !== null;
+        if (!there) missing.push(ranks[i] ?? i);
+      }
+      throw fail(`ncclCommInitRank did not complete within ${timeoutMs} ms`, missing);
+    }
+    rc = r;
+  } else {
+    rc = lib.commInitRank(out, size, id, rank) as number;
+  }
+  if (rc !== NCCL_SUCCESS) throw fail(`ncclCommInitRank failed: ${lib.errorString(rc)}`);
+  const comm = out[0];
+  if (comm === null || comm === undefined || comm === 0n) throw fail('ncclCommInitRank returned no communicator');
+  const blocking = opts.blocking ?? process.env.BAGUA_NCCL_BLOCKING === '1';
+  return new NcclProcessGroup(lib, rt, comm, {
+    name,
+    rank,
+    ranks,
+    timeoutMs,
+    device,
+    blocking,
+    store,
+    prefix: opts.prefix,
+  });
+}
+
+interface NcclState {
+  name: string;
+  rank: number;
+  ranks: number[];
+  timeoutMs: number;
+  device: number;
+  blocking: boolean;
+  store: NcclStore;
+  prefix: string;
+}
+
+export class NcclProcessGroup implements ProcessGroup {
+  readonly backend = 'nccl' as const;
+  readonly name: string;
+  readonly rank: number;
+  readonly size: number;
+  readonly ranks: readonly number[];
+  /** The CUDA device ordinal of the communicator. */
+  readonly device: number;
+  timeoutMs: number;
+  /** Wait for each collective to finish (bounded by timeoutMs) instead of returning once queued. */
+  blocking: boolean;
+  private comm: unknown;
+  private aborted = '';
+  private scratch: bigint | null = null;
+  private subgroups = 0;
+
+  /** @internal use createNcclProcessGroup */
+  constructor(
+    private readonly lib: NcclLibrary,
+    private readonly rt: CudaRuntime | null,
+    comm: unknown,
+    private readonly state: NcclState,
+  ) {
+    this.comm = comm;
+    this.name = state.name;
+    this.rank = state.rank;
+    this.ranks = Object.freeze([...state.ranks]);
+    this.size = state.ranks.length;
+    this.device = state.device;
+    this.timeoutMs = state.timeoutMs;
+    this.blocking = state.blocking;
+  }
+
+  get globalRank(): number {
+    return this.ranks[this.rank]!;
+  }
+
+  /** NCCL's version as text, e.g. '2.21.5'. */
+  get ncclVersion(): string {
+    return versionText(this.lib.version);
+  }
+
+  private error(op: string, detail: string, missing: number[] = []): CollectiveError {
+    return new CollectiveError(op, this.name, this.globalRank, detail, missing);
+  }
+
+  private live(op: string): unknown {
+    if (this.comm === null) throw this.error(op, 'the process group is destroyed');
+    if (this.aborted) throw this.error(op, `the communicator was aborted after an earlier failure (${this.aborted})`);
+    const e = [0];
+    const rc = this.lib.commGetAsyncError(this.comm, e) as number;
+    const async = e[0] as number;
+    if (rc === NCCL_SUCCESS && async !== NCCL_SUCCESS && async !== NCCL_IN_PROGRESS) {
+      this.abort(`asynchronous error ${this.lib.errorString(async)}`);
+      throw this.error(op, `NCCL reported an asynchronous error: ${this.describe(async)}`);
+    }
+    return this.comm;
+  }
+
+  private describe(rc: number): string {
+    const last = this.comm !== null ? this.lib.lastError(this.comm) : '';
+    return this.lib.errorString(rc) + (last ? ` (${last})` : '');
+  }
+
+  private check(op: string, rc: number): void {
+    if (rc === NCCL_SUCCESS) return;
+    throw this.error(op, this.describe(rc));
+  }
+
+  private device_(op: string, buf: CommBuffer, what = 'buffer'): DeviceBuffer {
+    if (!isDevice(buf)) {
+      throw new TypeError(
+        `${op} on nccl group '${this.name}': the ${what} is host memory (${buf.constructor.name}); ` +
+          'NCCL needs device memory (a cuda tensor\'s DeviceBuffer). Use the gloo or threads backend for CPU tensors.',
+      );
+    }
+    const m = /^cuda:(\d+)$/.exec(buf.device);
+    if (!m || Number(m[1]) !== this.device) {
+      throw new TypeError(
+        `${op} on nccl group '${this.name}': the ${what} is on ${buf.device}, the communicator on cuda:${this.device}`,
+      );
+    }
+    return buf;
+  }
+
+  private dtype(op: string, buf: DeviceBuffer): number {
+    const t = NCCL_DTYPE[buf.dtype];
+    if (t === undefined) throw new TypeError(`${op}: unsupported dtype ${buf.dtype}`);
+    return t;
+  }
+
+  private abort(reason: string): void {
+    if (this.comm === null || this.aborted) return;
+    this.aborted = reason;
+    try {
+      this.lib.commAbort(this.comm);
+    } catch {
+      /* already reported */
+    }
+  }
+
+  /**
+   * Waits until `stream` has drained, polling NCCL's async error; after
+   * timeoutMs, aborts the communicator and throws. Needs the CUDA runtime.
+   */
+  synchronize(stream: bigint = 0n, op = 'synchronize'): void {
+    const rt = this.rt;
+    if (!rt) {
+      throw this.error(
+        op,
+        'waiting for completion needs the CUDA runtime (libcudart), which was not found: set BAGUA_CUDART_LIB ' +
+          'or synchronize the stream yourself',
+      );
+    }
+    const start = performance.now();
+    let pause = 0.02;
+    for (;;) {
+      const q = rt.streamQuery(stream) as number;
+      if (q === 0) return;
+      if (q !== CUDA_ERROR_NOT_READY) throw this.error(op, `cudaStreamQuery failed: ${rt.errorString(q)}`);
+      const e = [0];
+      const rc = this.lib.commGetAsyncError(this.comm, e) as number;
+      const async = e[0] as number;
+      if (rc === NCCL_SUCCESS && async !== NCCL_SUCCESS && async !== NCCL_IN_PROGRESS) {
+        const d = this.describe(async);
+        this.abort(`asynchronous error ${d}`);
+        throw this.error(op, `NCCL reported an asynchronous error: ${d}`);
+      }
+      const elapsed = performance.now() - start;
+      if (elapsed > this.timeoutMs) {
+        this.abort(`${op} timed out`);
+        throw this.error(op, `did not complete within ${this.timeoutMs} ms; the communicator was aborted`);
+      }
+      sleepMs(pause);
+      pause = Math.min(pause * 2, 1);
+    }
+  }
+
+  allReduce(buf: CommBuffer, op: ReduceOp = 'sum'): void {
+    const comm = this.live('allReduce');
+    const b = this.device_('allReduce', buf);
+    const code = NCCL_OP[op];
+    if (code === undefined) throw new TypeError(`allReduce: unknown reduce op '${String(op)}'`);
+    if (op === 'avg' && this.lib.version < 21000) {
+      throw this.error('allReduce', `op 'avg' needs NCCL >= 2.10 (this is ${this.ncclVersion})`);
+    }
+    this.check('allReduce', this.lib.allReduce(b.ptr, b.ptr, b.length, this.dtype('allReduce', b), code, comm, b.stream) as number);
+    if (this.blocking) this.synchronize(b.stream, 'allReduce');
+  }
+
+  allGather(output: CommBuffer, input: CommBuffer): void {
+    const comm = this.live('allGather');
+    const o = this.device_('allGather', output, 'output');
+    const i = this.device_('allGather', input, 'input');
+    if (o.dtype !== i.dtype) throw new TypeError(`allGather: output is ${o.dtype} but input is ${i.dtype}`);
+    if (o.length !== i.length * this.size) {
+      throw new RangeError(`allGather: output has ${o.length} elements, expected ${this.size} x ${i.length}`);
+    }
+    this.check('allGather', this.lib.allGather(i.ptr, o.ptr, i.length, this.dtype('allGather', i), comm, o.stream) as number);
+    if (this.blocking) this.synchronize(o.stream, 'allGather');
+  }
+
+  broadcast(buf: CommBuffer, root: number): void {
+    const comm = this.live('broadcast');
+    const b = this.device_('broadcast', buf);
+    if (!Number.isInteger(root) || root < 0 || root >= this.size) {
+      throw new RangeError(`broadcast: root ${root} is not a rank of group '${this.name}' (size ${this.size})`);
+    }
+    this.check('broadcast', this.lib.broadcast(b.ptr, b.ptr, b.length, this.dtype('broadcast', b), root, comm, b.stream) as number);
+    if (this.blocking) this.synchronize(b.stream, 'broadcast');
+  }
+
+  /** An all-reduce of one int on the default stream, waited for (needs the CUDA runtime). */
+  barrier(): void {
+    const comm = this.live('barrier');
+    const rt = this.rt;
+    if (!rt) throw this.error('barrier', 'nccl barrier needs the CUDA runtime (libcudart), which was not found');
+    if (this.scratch === null) {
+      const p: unknown[] = [null];
+      const rc = rt.malloc(p, 4) as number;
+      if (rc !== 0) throw this.error('barrier', `cudaMalloc failed: ${rt.errorString(rc)}`);
+      this.scratch = BigInt(p[0] as bigint | number);
+    }
+    this.check('barrier', this.lib.allReduce(this.scratch, this.scratch, 1, NCCL_DTYPE.int32, NCCL_OP.sum, comm, 0n) as number);
+    this.synchronize(0n, 'barrier');
+  }
+
+  async newGroup(ranks: readonly number[]): Promise<ProcessGroup | null> {
+    this.live('newGroup');
+    const list = [...ranks];
+    if (list.length === 0) throw new RangeError('newGroup: empty rank list');
+    const seen = new Set<number>();
+    for (const r of list) {
+      if (!Number.isInteger(r) || !this.ranks.includes(r)) {
+        throw new RangeError(`newGroup: rank ${r} is not a member of group '${this.name}' (${this.ranks.join(', ')})`);
+      }
+      if (seen.has(r)) throw new RangeError(`newGroup: rank ${r} is listed twice`);
+      seen.add(r);
+    }
+    const id = ++this.subgroups;
+    const base = `group(${list.join(',')})#${id}`;
+    const me = list.indexOf(this.globalRank);
+    if (me < 0) return null;
+    return createNcclProcessGroup({
+      rank: me,
+      size: list.length,
+      ranks: list,
+      store: this.state.store,
+      prefix: `${this.state.prefix}${base}/`,
+      timeoutMs: this.timeoutMs,
+      name: this.name === 'world' ? base : `${this.name}/${base}`,
+      device: this.device,
+      blocking: this.blocking,
+    });
+  }
+
+  destroy(): void {
+    if (this.comm === null) return;
+    const comm = this.comm;
+    this.comm = null;
+    if (this.scratch !== null && this.rt) {
+      this.rt.free(this.scratch);
+      this.scratch = null;
+    }
+    if (this.aborted) return; // ncclCommAbort already freed it
+    this.lib.commDestroy(comm);
+  }
+}
