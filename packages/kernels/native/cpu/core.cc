@@ -314,16 +314,24 @@ extern "C" int bk_relu_backward_f32(float *dx, const float *dy, const float *x, 
 
 namespace {
 
-// Blocks of 256 are summed in 16 float lanes (16 terms each, tiny rounding),
-// and blocks are accumulated in double: accurate and still vectorised.
+// Accumulates in double (8 + 8 lanes, converted from float as loaded): exact enough
+// for long reductions with cancellation, and still memory-bound.
+typedef double bk_v8d __attribute__((vector_size(64)));
+typedef float bk_v8f __attribute__((vector_size(32)));
+
 BK_CLONES double sum_contig(const float *x, int64_t n) {
-  double total = 0;
+  bk_v8d a0 = {}, a1 = {};
   int64_t i = 0;
-  for (; i + 256 <= n; i += 256) {
-    bk_v16 acc = v16_load(x + i);
-    for (int j = 16; j < 256; j += 16) acc += v16_load(x + i + j);
-    total += v16_hsum(acc);
+  for (; i + 16 <= n; i += 16) {
+    bk_v8f f0, f1;
+    memcpy(&f0, x + i, sizeof f0);
+    memcpy(&f1, x + i + 8, sizeof f1);
+    a0 += __builtin_convertvector(f0, bk_v8d);
+    a1 += __builtin_convertvector(f1, bk_v8d);
   }
+  a0 += a1;
+  double total = 0;
+  for (int j = 0; j < 8; ++j) total += a0[j];
   for (; i < n; ++i) total += x[i];
   return total;
 }

@@ -18,8 +18,9 @@ void softmax_row(float *o, const float *x, int64_t n, bool log) {
   double s = 0;
   if (log) {
     for (int64_t i = 0; i < n; ++i) s += expf(x[i] - m);
-    const float lse = m + (float)::log(s);
-    for (int64_t i = 0; i < n; ++i) o[i] = x[i] - lse;
+    // (x - m) - log(s): x - m is exact near the max, so the large m never rounds the result
+    const float ls = (float)::log(s);
+    for (int64_t i = 0; i < n; ++i) o[i] = (x[i] - m) - ls;
   } else {
     for (int64_t i = 0; i < n; ++i) {
       const float e = expf(x[i] - m);
