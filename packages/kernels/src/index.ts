@@ -16,3 +16,4 @@ export {
 } from './load-library.js';
 
 registerBackend(cpuBackend);
+export * from './cuda-index.js';
