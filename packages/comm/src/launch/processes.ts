@@ -1,0 +1,116 @@
+/**
+ * runProcesses: runs one script as N child processes of this node (the
+ * process backends, gloo and nccl), with the rank environment set.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RankOutput, type OutputMode } from './output.js';
+import { stopExitCode, type RunResult } from './threads.js';
+
+export interface RunProcessesOptions {
+  /** Extra environment (on top of process.env and the rank variables). */
+  env?: Record<string, string | undefined>;
+  /** Global rank of this node's first process (default 0). */
+  rankOffset?: number;
+  /** Ranks in the whole job (default n). */
+  worldSize?: number;
+  /** Value of BAGUA_BACKEND for the ranks (default 'gloo'). */
+  backend?: string;
+  output?: OutputMode;
+  /** After a rank fails: how long the others get before SIGTERM, and again before SIGKILL (default 2000 ms). */
+  graceMs?: number;
+  /** Aborting it forwards signal.reason (a signal name, default SIGTERM) to every rank. */
+  signal?: AbortSignal;
+  /** Node options for the ranks (default: this process's execArgv). */
+  execArgv?: string[];
+}
+
+export function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code;
+  return signal ? 128 + (osConstants.signals[signal] ?? 0) : 1;
+}
+
+export function runProcesses(
+  n: number,
+  script: string | URL,
+  args: readonly string[] = [],
+  options: RunProcessesOptions = {},
+): Promise<RunResult> {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`runProcesses: need a positive number of ranks, got ${n}`);
+  const path = typeof script === 'string' ? (script.startsWith('file:') ? fileURLToPath(script) : resolve(script)) : fileURLToPath(script);
+  const offset = options.rankOffset ?? 0;
+  const world = options.worldSize ?? n;
+  const output = new RankOutput(n, options.output ?? 'inherit', (i) => offset + i);
+  const graceMs = options.graceMs ?? 2000;
+  const exitCodes: number[] = new Array(n).fill(-1);
+  const children: ChildProcess[] = [];
+  let failure: { rank: number; code: number } | null = null;
+  let stopCode: number | null = null;
+  const timers: NodeJS.Timeout[] = [];
+
+  const signalAll = (sig: NodeJS.Signals) => {
+    for (let i = 0; i < n; i++) if (exitCodes[i] === -1) children[i]!.kill(sig);
+  };
+  const stopAll = (first: NodeJS.Signals, delay: number) => {
+    const t1 = setTimeout(() => {
+      signalAll(first);
+      const t2 = setTimeout(() => signalAll('SIGKILL'), graceMs);
+      timers.push(t2);
+    }, delay);
+    timers.push(t1);
+  };
+
+  return new Promise<RunResult>((resolveRun) => {
+    let left = n;
+    const onAbort = () => {
+      const reason = options.signal?.reason;
+      const sig: NodeJS.Signals = typeof reason === 'string' && reason in osConstants.signals ? (reason as NodeJS.Signals) : 'SIGTERM';
+      stopCode = stopExitCode(typeof reason === 'string' || typeof reason === 'number' ? reason : sig);
+      stopAll(sig, 0);
+    };
+    for (let i = 0; i < n; i++) {
+      const env: Record<string, string> = {};
+      for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
+      Object.assign(env, {
+        RANK: String(offset + i),
+        LOCAL_RANK: String(i),
+        WORLD_SIZE: String(world),
+        LOCAL_WORLD_SIZE: String(n),
+        BAGUA_BACKEND: options.backend ?? 'gloo',
+      });
+      const child = spawn(process.execPath, [...(options.execArgv ?? process.execArgv), path, ...args], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      children.push(child);
+      child.stdout!.on('data', (d: Buffer) => output.out(i, d));
+      child.stderr!.on('data', (d: Buffer) => output.err(i, d));
+      child.on('error', (e) => output.err(i, `cannot start rank ${offset + i}: ${e.message}\n`));
+      // 'close' comes after both the exit and the end of its output.
+      child.once('close', (code, sig) => {
+        const c = exitCodeOf(code, sig);
+        exitCodes[i] = c;
+        output.end(i);
+        if (c !== 0 && !failure && stopCode === null) {
+          failure = { rank: offset + i, code: c };
+          if (left > 1) stopAll('SIGTERM', graceMs);
+        }
+        if (--left === 0) {
+          for (const t of timers) clearTimeout(t);
+          options.signal?.removeEventListener('abort', onAbort);
+          resolveRun({
+            exitCode: stopCode ?? failure?.code ?? 0,
+            exitCodes,
+            failedRank: failure?.rank ?? null,
+            stdout: output.stdout,
+            stderr: output.stderr,
+          });
+        }
+      });
+    }
+    if (options.signal?.aborted) onAbort();
+    else options.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,177 @@
+/**
+ * runThreads: runs one script as N ranks, each a worker thread of this
+ * process, with the `threads` backend's shared memory set up. bagua-launch
+ * uses it for --backend threads; tests and benchmarks call it directly.
+ */
+import { constants as osConstants } from 'node:os';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import { AbortReason } from '../threads/layout.js';
+import { ThreadsCoordinator } from '../threads/coordinator.js';
+import type { ThreadsWorkerInfo } from '../threads/bootstrap.js';
+import { RankOutput, type OutputMode } from './output.js';
+
+export interface RunThreadsOptions {
+  /** Extra environment for the ranks (on top of process.env and the rank variables). */
+  env?: Record<string, string | undefined>;
+  /** Default collective timeout of the ranks' groups (ms). */
+  timeoutMs?: number;
+  /** Bytes per rank slot in each group's shared memory (default 512 KiB). */
+  chunkBytes?: number;
+  /** Default 'inherit'. */
+  output?: OutputMode;
+  /** After a rank fails, how long the others get to finish on their own before being terminated (default 2000 ms). */
+  graceMs?: number;
+  /** Any structured-clone value, visible to the ranks as workerData.data. */
+  data?: unknown;
+  /** Aborting it stops every rank at once; exitCode becomes 128 + the signal's number when signal.reason is a signal name ('SIGTERM'), the reason when it is a number, else 130. */
+  signal?: AbortSignal;
+  /** Node options for the rank threads (default: this process's execArgv). */
+  execArgv?: string[];
+  /** Called with each rank's Worker once started (to talk to it over parentPort, or terminate it). */
+  onWorker?: (rank: number, worker: Worker) => void;
+}
+
+export interface RunResult {
+  /** 0 when every rank succeeded, else the exit code of the first rank that failed. */
+  exitCode: number;
+  exitCodes: number[];
+  /** The first rank that failed, or null. */
+  failedRank: number | null;
+  /** Each rank's output, when output is 'capture' (else empty strings). */
+  stdout: string[];
+  stderr: string[];
+}
+
+/** The exit code for a stop request: 128 + signal number for a signal name, the number itself, else 130. */
+export function stopExitCode(reason: unknown): number {
+  if (typeof reason === 'number') return reason;
+  if (typeof reason === 'string' && reason in osConstants.signals) {
+    return 128 + osConstants.signals[reason as NodeJS.Signals];
+  }
+  return 130;
+}
+
+function scriptUrl(script: string | URL): URL {
+  return typeof script === 'string' ? (script.startsWith('file:') ? new URL(script) : pathToFileURL(resolve(script))) : script;
+}
+
+export function runThreads(
+  n: number,
+  script: string | URL,
+  args: readonly string[] = [],
+  options: RunThreadsOptions = {},
+): Promise<RunResult> {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`runThreads: need a positive number of ranks, got ${n}`);
+  const url = scriptUrl(script);
+  const coord = new ThreadsCoordinator(n, options.chunkBytes);
+  const output = new RankOutput(n, options.output ?? 'inherit', (i) => i);
+  const graceMs = options.graceMs ?? 2000;
+  const exitCodes: number[] = new Array(n).fill(-1);
+  const workers: Worker[] = [];
+  let failure: { rank: number; code: number } | null = null;
+  let stopCode: number | null = null;
+  let graceTimer: NodeJS.Timeout | null = null;
+
+  const stopAll = () => {
+    for (let r = 0; r < n; r++) if (exitCodes[r] === -1) void workers[r]!.terminate();
+  };
+
+  return new Promise<RunResult>((resolveRun) => {
+    let left = n;
+    const finished = () => {
+      if (graceTimer) clearTimeout(graceTimer);
+      options.signal?.removeEventListener('abort', onAbort);
+      resolveRun({
+        exitCode: stopCode ?? failure?.code ?? 0,
+        exitCodes,
+        failedRank: failure?.rank ?? null,
+        stdout: output.stdout,
+        stderr: output.stderr,
+      });
+    };
+    const onAbort = () => {
+      stopCode = stopExitCode(options.signal?.reason);
+      coord.abort(AbortReason.STOPPED, -1, stopCode);
+      stopAll();
+    };
+
+    for (let r = 0; r < n; r++) {
+      const { port1, port2 } = new MessageChannel();
+      const info: ThreadsWorkerInfo = {
+        backend: 'threads',
+        rank: r,
+        worldSize: n,
+        localRank: r,
+        localWorldSize: n,
+        world: coord.world,
+        port: port2,
+        ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      };
+      const env: Record<string, string> = {};
+      for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
+      Object.assign(env, {
+        RANK: String(r),
+        LOCAL_RANK: String(r),
+        WORLD_SIZE: String(n),
+        LOCAL_WORLD_SIZE: String(n),
+        BAGUA_BACKEND: 'threads',
+      });
+      const w = new Worker(url, {
+        argv: [...args],
+        env,
+        workerData: { bagua: info, data: options.data },
+        transferList: [port2],
+        stdout: true,
+        stderr: true,
+        ...(options.execArgv ? { execArgv: options.execArgv } : {}),
+      });
+      workers.push(w);
+      coord.attach(r, port1);
+      options.onWorker?.(r, w);
+      w.stdout.on('data', (d: Buffer) => output.out(r, d));
+      w.stderr.on('data', (d: Buffer) => output.err(r, d));
+      let streams = 2;
+      let exited = false;
+      const maybeDone = () => {
+        if (!exited || streams > 0) return;
+        output.end(r);
+        if (--left === 0) finished();
+      };
+      const streamEnd = () => {
+        streams--;
+        maybeDone();
+      };
+      w.stdout.once('end', streamEnd);
+      w.stderr.once('end', streamEnd);
+      w.on('error', (e: Error) => {
+        // An uncaught exception: Node prints nothing for workers, so we do.
+        output.err(r, `${e?.stack ?? String(e)}\n`);
+        coord.abort(AbortReason.RANK_FAILED, r, 1);
+      });
+      w.once('exit', (code) => {
+        exitCodes[r] = code;
+        coord.rankExited(r, code);
+        if (code !== 0 && !failure && stopCode === null) {
+          failure = { rank: r, code };
+          if (left > 1) {
+            graceTimer = setTimeout(stopAll, graceMs);
+            graceTimer.unref();
+          }
+        }
+        exited = true;
+        // Streams normally end with the thread; do not wait on them for long.
+        setTimeout(() => {
+          if (streams > 0) {
+            streams = 0;
+            maybeDone();
+          }
+        }, 1000).unref();
+        maybeDone();
+      });
+    }
+    if (options.signal?.aborted) onAbort();
+    else options.signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

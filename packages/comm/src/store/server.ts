@@ -1,0 +1,324 @@
+/**
+ * The rendezvous store server: an in-memory key-value map behind the wire
+ * protocol of ../store-protocol.ts. It runs on whatever event loop creates it;
+ * startStore() (./host.ts) puts it on a dedicated worker thread so that a
+ * blocked main thread (a native call, a synchronous collective) cannot starve it.
+ */
+import * as net from 'node:net';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { MAX_FRAME, StoreOp, StoreStatus } from '../store-protocol.js';
+import { FieldReader, FrameReader, FrameWriter, ProtocolError } from './codec.js';
+
+export interface StoreServerOptions {
+  /** Address to bind; only this one (default 127.0.0.1). */
+  host?: string;
+  /** Port to bind; 0 picks a free one (default 0). */
+  port?: number;
+  /** Shared secret: when set, every connection's first request must be AUTH with it. */
+  token?: string;
+  /** Where protocol violations and rejected clients are reported (default console.warn). */
+  log?: (message: string) => void;
+  /** Most simultaneous connections (default 4096). */
+  maxConnections?: number;
+  /** An unauthenticated connection is dropped after this long (default 10 s; only with a token). */
+  authTimeoutMs?: number;
+}
+
+/** Before AUTH succeeds a stranger may send only this much per frame. */
+const PRE_AUTH_MAX_FRAME = 4096;
+/** Frames queued behind a blocking WAIT beyond this pause reading from that socket. */
+const MAX_QUEUED_BYTES = 2 * MAX_FRAME;
+/** setTimeout's limit; WAIT timeouts are u32 ms and may exceed it. */
+const MAX_TIMER_MS = 0x7fffffff;
+
+interface Waiter {
+  conn: Conn;
+  missing: Set<string>;
+  timer: NodeJS.Timeout | null;
+}
+
+interface Conn {
+  socket: net.Socket;
+  peer: string;
+  reader: FrameReader;
+  queue: Buffer[];
+  queuedBytes: number;
+  blocked: Waiter | null;
+  authed: boolean;
+  closed: boolean;
+  authTimer: NodeJS.Timeout | null;
+}
+
+function digest(s: string | Buffer): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+export class StoreServer {
+  private readonly data = new Map<string, Buffer>();
+  private readonly waiters = new Map<string, Set<Waiter>>();
+  private readonly conns = new Set<Conn>();
+  private readonly server: net.Server;
+  private readonly tokenDigest: Buffer | null;
+  private readonly log: (message: string) => void;
+  private readonly authTimeoutMs: number;
+  private bound: { host: string; port: number } | null = null;
+
+  constructor(private readonly options: StoreServerOptions = {}) {
+    this.tokenDigest = options.token ? digest(options.token) : null;
+    this.log = options.log ?? ((m) => console.warn(m));
+    this.authTimeoutMs = options.authTimeoutMs ?? 10_000;
+    this.server = net.createServer((s) => this.accept(s));
+    this.server.maxConnections = options.maxConnections ?? 4096;
+    this.server.on('error', (e) => this.log(`store: server error: ${e.message}`));
+  }
+
+  /** Binds host:port and resolves with the actual address (port 0 -> the picked one). */
+  listen(): Promise<{ host: string; port: number }> {
+    const host = this.options.host ?? '127.0.0.1';
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error) => reject(e);
+      this.server.once('error', onError);
+      this.server.listen({ host, port: this.options.port ?? 0, exclusive: true }, () => {
+        this.server.off('error', onError);
+        const a = this.server.address() as net.AddressInfo;
+        this.bound = { host, port: a.port };
+        resolve(this.bound);
+      });
+    });
+  }
+
+  get address(): { host: string; port: number } | null {
+    return this.bound;
+  }
+
+  /** Number of keys held (for tests and diagnostics). */
+  get size(): number {
+    return this.data.size;
+  }
+
+  close(): Promise<void> {
+    for (const c of this.conns) this.drop(c, null);
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    const conn: Conn = {
+      socket,
+      peer: `${socket.remoteAddress}:${socket.remotePort}`,
+      reader: new FrameReader(this.tokenDigest ? PRE_AUTH_MAX_FRAME : MAX_FRAME),
+      queue: [],
+      queuedBytes: 0,
+      blocked: null,
+      authed: !this.tokenDigest,
+      closed: false,
+      authTimer: null,
+    };
+    this.conns.add(conn);
+    if (this.tokenDigest) {
+      conn.authTimer = setTimeout(() => this.drop(conn, 'no AUTH within the time allowed'), this.authTimeoutMs);
+      conn.authTimer.unref();
+    }
+    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
+    socket.on('error', () => this.drop(conn, null)); // a reset peer is not worth a log line
+    socket.on('close', () => this.drop(conn, null));
+  }
+
+  private onData(conn: Conn, chunk: Buffer): void {
+    if (conn.closed) return;
+    let frames: Buffer[];
+    try {
+      frames = conn.reader.push(chunk);
+    } catch (e) {
+      this.drop(conn, (e as Error).message);
+      return;
+    }
+    for (const f of frames) {
+      conn.queue.push(f);
+      conn.queuedBytes += f.length;
+    }
+    this.pump(conn);
+  }
+
+  /** Handles queued requests in order; a pending WAIT holds back the rest (replies stay in order). */
+  private pump(conn: Conn): void {
+    while (!conn.closed && !conn.blocked && conn.queue.length) {
+      const f = conn.queue.shift()!;
+      conn.queuedBytes -= f.length;
+      try {
+        this.handle(conn, f);
+      } catch (e) {
+        if (e instanceof ProtocolError) this.drop(conn, `malformed request: ${e.message}`);
+        else this.drop(conn, `internal error: ${(e as Error).stack ?? e}`);
+        return;
+      }
+    }
+    if (conn.closed) return;
+    // Backpressure: stop reading from a client that piles requests behind a WAIT.
+    if (conn.queuedBytes + conn.reader.pending > MAX_QUEUED_BYTES) conn.socket.pause();
+    else if (conn.socket.isPaused()) conn.socket.resume();
+  }
+
+  private handle(conn: Conn, payload: Buffer): void {
+    const r = new FieldReader(payload);
+    const op = r.u8();
+    if (!conn.authed) {
+      if (op !== StoreOp.AUTH) {
+        this.reject(conn, 'AUTH must be the first request');
+        return;
+      }
+    }
+    switch (op) {
+      case StoreOp.AUTH: {
+        const token = r.bytes();
+        r.end();
+        if (this.tokenDigest && !timingSafeEqual(digest(token), this.tokenDigest)) {
+          this.reject(conn, 'wrong token');
+          return;
+        }
+        if (!conn.authed) {
+          conn.authed = true;
+          conn.reader.setMaxFrame(MAX_FRAME);
+          if (conn.authTimer) clearTimeout(conn.authTimer);
+        }
+        this.reply(conn, new FrameWriter().u8(StoreStatus.OK));
+        return;
+      }
+      case StoreOp.SET: {
+        const key = r.bytes().toString('latin1');
+        const value = Buffer.from(r.bytes()); // copy: the frame may share a larger chunk
+        r.end();
+        this.data.set(key, value);
+        this.keyAppeared(key);
+        this.reply(conn, new FrameWriter().u8(StoreStatus.OK));
+        return;
+      }
+      case StoreOp.GET: {
+        const key = r.bytes().toString('latin1');
+        r.end();
+        const v = this.data.get(key);
+        this.reply(conn, v ? new FrameWriter().u8(StoreStatus.OK).bytes(v) : new FrameWriter().u8(StoreStatus.NOT_FOUND));
+        return;
+      }
+      case StoreOp.ADD: {
+        const key = r.bytes().toString('latin1');
+        const delta = r.i64();
+        r.end();
+        const old = this.data.get(key);
+        let base = 0n;
+        if (old) {
+          const text = old.toString('latin1');
+          if (!/^-?\d{1,20}$/.test(text)) {
+            // A well-formed request on a non-counter key: answer, keep the connection.
+            this.reply(conn, new FrameWriter().u8(StoreStatus.ERROR).bytes(`ADD: value of '${key}' is not an integer`));
+            return;
+          }
+          base = BigInt(text);
+        }
+        const next = BigInt.asIntN(64, base + delta);
+        this.data.set(key, Buffer.from(next.toString(), 'latin1'));
+        this.keyAppeared(key);
+        this.reply(conn, new FrameWriter().u8(StoreStatus.OK).i64(next));
+        return;
+      }
+      case StoreOp.WAIT: {
+        const count = r.u32();
+        const missing = new Set<string>();
+        for (let i = 0; i < count; i++) {
+          const key = r.bytes().toString('latin1');
+          if (!this.data.has(key)) missing.add(key);
+        }
+        const timeoutMs = r.u32();
+        r.end();
+        if (missing.size === 0) {
+          this.reply(conn, new FrameWriter().u8(StoreStatus.OK));
+          return;
+        }
+        if (timeoutMs === 0) {
+          // 0 means "do not wait": the C++ client bounds its read by timeout + grace.
+          this.reply(conn, new FrameWriter().u8(StoreStatus.TIMEOUT));
+          return;
+        }
+        const w: Waiter = { conn, missing, timer: null };
+        for (const k of missing) {
+          let set = this.waiters.get(k);
+          if (!set) this.waiters.set(k, (set = new Set()));
+          set.add(w);
+        }
+        w.timer = setTimeout(() => this.finishWait(w, StoreStatus.TIMEOUT), Math.min(timeoutMs, MAX_TIMER_MS));
+        conn.blocked = w;
+        return;
+      }
+      case StoreOp.DELETE: {
+        const key = r.bytes().toString('latin1');
+        r.end();
+        this.data.delete(key);
+        this.reply(conn, new FrameWriter().u8(StoreStatus.OK));
+        return;
+      }
+      default:
+        throw new ProtocolError(`unknown op ${op}`);
+    }
+  }
+
+  private keyAppeared(key: string): void {
+    const set = this.waiters.get(key);
+    if (!set) return;
+    this.waiters.delete(key);
+    for (const w of set) {
+      w.missing.delete(key);
+      if (w.missing.size === 0) this.finishWait(w, StoreStatus.OK);
+    }
+  }
+
+  private finishWait(w: Waiter, status: StoreStatus): void {
+    this.forgetWaiter(w);
+    const conn = w.conn;
+    if (conn.blocked !== w) return;
+    conn.blocked = null;
+    this.reply(conn, new FrameWriter().u8(status));
+    // Continue with requests queued behind the WAIT, off this call stack.
+    setImmediate(() => this.pump(conn));
+  }
+
+  private forgetWaiter(w: Waiter): void {
+    if (w.timer) clearTimeout(w.timer);
+    w.timer = null;
+    for (const k of w.missing) {
+      const set = this.waiters.get(k);
+      if (set) {
+        set.delete(w);
+        if (set.size === 0) this.waiters.delete(k);
+      }
+    }
+  }
+
+  private reply(conn: Conn, w: FrameWriter): void {
+    if (!conn.closed) conn.socket.write(w.frame());
+  }
+
+  /** Answers ERROR, then closes: used for authentication failures. */
+  private reject(conn: Conn, why: string): void {
+    this.log(`store: rejected ${conn.peer}: ${why}`);
+    if (!conn.closed) conn.socket.end(new FrameWriter().u8(StoreStatus.ERROR).bytes(why).frame());
+    this.drop(conn, null, true);
+  }
+
+  /** Forgets a connection; logs `why` when it is a protocol violation. */
+  private drop(conn: Conn, why: string | null, graceful = false): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    if (why) this.log(`store: closed connection from ${conn.peer}: ${why}`);
+    if (conn.blocked) this.forgetWaiter(conn.blocked);
+    conn.blocked = null;
+    conn.queue.length = 0;
+    if (conn.authTimer) clearTimeout(conn.authTimer);
+    this.conns.delete(conn);
+    if (graceful) {
+      // Let the ERROR reply reach the peer, but never wait on it for long.
+      setTimeout(() => conn.socket.destroy(), 1000).unref();
+    } else {
+      conn.socket.destroy();
+    }
+  }
+}

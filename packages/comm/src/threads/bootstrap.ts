@@ -1,0 +1,44 @@
+/** Builds a rank's world group from what runThreads() put in its workerData. */
+import { isMainThread, workerData, type MessagePort } from 'node:worker_threads';
+import { createGroupMemory } from './layout.js';
+import { ThreadsLink } from './link.js';
+import { ThreadsProcessGroup } from './group.js';
+
+/** What runThreads() passes to each rank, under workerData.bagua. */
+export interface ThreadsWorkerInfo {
+  backend: 'threads';
+  rank: number;
+  worldSize: number;
+  localRank: number;
+  localWorldSize: number;
+  world: SharedArrayBuffer;
+  port: MessagePort;
+  timeoutMs?: number;
+}
+
+/** This thread's rank info when it was started by runThreads()/bagua-launch, else null. */
+export function threadsWorkerInfo(): ThreadsWorkerInfo | null {
+  if (isMainThread) return null;
+  const info = (workerData as { bagua?: ThreadsWorkerInfo } | null | undefined)?.bagua;
+  return info && info.backend === 'threads' && info.world instanceof SharedArrayBuffer ? info : null;
+}
+
+let link: ThreadsLink | null = null; // one per thread: the port accepts one listener set
+
+export function createThreadsWorld(info: ThreadsWorkerInfo, timeoutMs: number): ThreadsProcessGroup {
+  link ??= new ThreadsLink(info.port);
+  return new ThreadsProcessGroup({
+    sab: info.world,
+    ranks: Array.from({ length: info.worldSize }, (_, i) => i),
+    rank: info.rank,
+    name: 'world',
+    key: 'world',
+    timeoutMs,
+    link,
+  });
+}
+
+/** A world of one rank (no launcher): every collective is local. */
+export function createSingleRankWorld(timeoutMs: number): ThreadsProcessGroup {
+  return new ThreadsProcessGroup({ sab: createGroupMemory(1, 64), ranks: [0], rank: 0, name: 'world', key: 'world', timeoutMs });
+}

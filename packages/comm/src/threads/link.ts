@@ -1,0 +1,56 @@
+/**
+ * The worker side of the channel to the coordinator (./coordinator.ts): asks
+ * it for the shared memory of new sub-groups. The port is unreferenced while
+ * idle so that it never keeps a finished rank alive.
+ */
+import type { MessagePort } from 'node:worker_threads';
+
+export interface NewGroupRequest {
+  t: 'newGroup';
+  key: string;
+  ranks: number[];
+  rank: number; // the requesting global rank
+  chunkBytes: number;
+}
+export interface ReleaseMessage {
+  t: 'release';
+  key: string;
+  rank: number;
+}
+export type LinkRequest = NewGroupRequest;
+export type LinkMessage = (LinkRequest & { id: number }) | ReleaseMessage;
+
+export interface NewGroupReply {
+  sab: SharedArrayBuffer;
+  gid: number;
+}
+
+export class ThreadsLink {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: NewGroupReply) => void; reject: (e: Error) => void }>();
+
+  constructor(private readonly port: MessagePort) {
+    port.on('message', (m: { id: number; ok: boolean; error?: string } & Partial<NewGroupReply>) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) this.port.unref();
+      if (m.ok) p.resolve({ sab: m.sab!, gid: m.gid! });
+      else p.reject(new Error(m.error));
+    });
+    port.unref();
+  }
+
+  request(msg: LinkRequest): Promise<NewGroupReply> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      if (this.pending.size === 0) this.port.ref();
+      this.pending.set(id, { resolve, reject });
+      this.port.postMessage({ ...msg, id } satisfies LinkMessage);
+    });
+  }
+
+  send(msg: ReleaseMessage): void {
+    this.port.postMessage(msg satisfies LinkMessage);
+  }
+}
