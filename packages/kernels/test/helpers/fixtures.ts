@@ -2,7 +2,7 @@
  * Loading and comparison helpers for the PyTorch golden fixtures in <repo>/fixtures
  * (written by tools/gen-fixtures.py; the JSON format is documented there).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
@@ -73,13 +73,15 @@ export interface Comparison {
   worstIndex: number;
   worstActual: number;
   worstExpected: number;
+  /** largest |a - e| / (atol + rtol |e|): <= 1 passes */
+  worstRatio: number;
   badCount: number;
 }
 
 /** Elementwise comparison; NaN or Infinity in actual always fails. */
 export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance = DEFAULT_TOL): Comparison {
   const r: Comparison = { ok: actual.length === expected.length, maxAbs: 0, maxRel: 0, worstIndex: -1,
-    worstActual: NaN, worstExpected: NaN, badCount: 0 };
+    worstActual: NaN, worstExpected: NaN, worstRatio: 0, badCount: 0 };
   let worst = -1;
   const n = Math.min(actual.length, expected.length);
   for (let i = 0; i < n; i++) {
@@ -104,9 +106,21 @@ export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>, 
       r.worstIndex = i;
       r.worstActual = a;
       r.worstExpected = e;
+      r.worstRatio = worst;
     }
   }
   return r;
+}
+
+/**
+ * With BAGUA_PARITY_REPORT=<file>, every comparison appends one JSON line (label, max errors,
+ * worst ratio to the tolerance), to see how much headroom each case has.
+ */
+function report(label: string, c: Comparison): void {
+  const file = process.env.BAGUA_PARITY_REPORT;
+  if (!file) return;
+  appendFileSync(file, JSON.stringify({ label, device: testDevice(), maxAbs: c.maxAbs, maxRel: c.maxRel,
+    worstRatio: c.worstRatio, ok: c.ok }) + '\n');
 }
 
 export function describe(c: Comparison, n: number): string {
@@ -139,6 +153,7 @@ export function assertClose(t: ExecutionContext, actual: Tensor | ArrayLike<numb
     return false;
   }
   const c = compare(values, expected.data, tol);
+  report(label, c);
   if (!c.ok) {
     t.fail(`${label}: ${describe(c, expected.data.length)} (rtol=${tol.rtol}, atol=${tol.atol})`);
     return false;
