@@ -7,8 +7,9 @@
 //    positions are tracked incrementally, so the loop has no integer division.
 //  - rows (hw == 1, BatchNorm1d): a channel is a column of [n, c]; a block
 //    covers 32 * VEC columns and a slice of rows, loads are coalesced along c.
-// Statistics: each thread folds batches of 8-16 values (exact two-pass in
-// registers) into its running (count, mean, M2) by Chan's merge, then warp
+// Statistics: each thread folds batches of 4-16 values, shifted by a sample of
+// their channel (exact two-pass in registers), into its running (count, mean, M2)
+// by Chan's merge, then warp
 // shuffles and shared memory merge threads, and the last block of a channel to
 // finish (a self-resetting counter) merges the blocks' partials in double: one
 // kernel, no second pass, no host synchronisation anywhere (the global count of
@@ -47,16 +48,23 @@ struct Sums {
 
 // Folds K values (one batch) into a Welford state: exact mean and M2 of the batch
 // (K is a power of two, so the mean is exact in float), then one Chan merge.
+// Values are shifted by `pivot` (a sample of the same channel) first: the float
+// state then holds numbers of the size of the spread, not of the mean, so a
+// channel with |mean| >> std keeps its precision (the pivot is added back in double).
 template <int K>
-__device__ __forceinline__ void fold(Welford &a, const float (&v)[K]) {
+__device__ __forceinline__ void fold(Welford &a, const float (&v)[K], float pivot) {
+  float t[K];
   float s = 0.f;
 #pragma unroll
-  for (int i = 0; i < K; i++) s += v[i];
+  for (int i = 0; i < K; i++) {
+    t[i] = v[i] - pivot;
+    s += t[i];
+  }
   const float mb = s * (1.f / K);
   float m2 = 0.f;
 #pragma unroll
   for (int i = 0; i < K; i++) {
-    const float d = v[i] - mb;
+    const float d = t[i] - mb;
     m2 = fmaf(d, d, m2);
   }
   bk_bn::chan_merge(a.n, a.mean, a.m2, (float)K, mb, m2);
@@ -194,6 +202,7 @@ stats_planes_kernel(float *stats, const float *x, int64_t c, int64_t hwv, int64_
   const int64_t stride = (int64_t)bpc * kThreads;
   int64_t v = (int64_t)b * kThreads + threadIdx.x;
   const T *xv = reinterpret_cast<const T *>(x);
+  const float pivot = __ldg(x + ch * hwv * VEC);  // element 0 of the channel
   Welford acc{0.f, 0.f, 0.f};
   if (v < per_v) {
     PlaneCursor cur;
@@ -208,19 +217,19 @@ stats_planes_kernel(float *stats, const float *x, int64_t c, int64_t hwv, int64_
       float vals[K];
 #pragma unroll
       for (int u = 0; u < U; u++) V::unpack(raw[u], vals + u * VEC);
-      fold<K>(acc, vals);
+      fold<K>(acc, vals, pivot);
     }
     for (; v < per_v; v += stride) {
       float vals[VEC];
       V::unpack(__ldg(xv + cur.at()), vals);
       cur.advance();
-      fold<VEC>(acc, vals);
+      fold<VEC>(acc, vals, pivot);
     }
   }
   acc = block_merge(acc);
   if (bpc == 1) {
     if (threadIdx.x == 0) {
-      stats[ch] = acc.mean;
+      stats[ch] = (float)((double)pivot + (double)acc.mean);
       stats[c + ch] = bk_bn::biased_var(acc.n, acc.m2);
       if (ch == 0) stats[2 * c] = count_total;
     }
@@ -236,7 +245,7 @@ stats_planes_kernel(float *stats, const float *x, int64_t c, int64_t hwv, int64_
   if (threadIdx.x < 32) {
     WelfordD t = warp_merge_partials(partials + 3 * ch * bpc, bpc);
     if (threadIdx.x == 0) {
-      stats[ch] = (float)t.mean;
+      stats[ch] = (float)((double)pivot + t.mean);
       stats[c + ch] = (float)bk_bn::biased_var(t.n, t.m2);
       if (ch == 0) stats[2 * c] = count_total;
     }
@@ -261,8 +270,12 @@ stats_rows_kernel(float *stats, const float *x, int64_t n, int64_t c, int splits
   const T *xv = reinterpret_cast<const T *>(x);
   const int64_t cv = c / VEC;
   Welford acc[VEC];
+  float pivot[VEC];  // row 0 of each column
 #pragma unroll
-  for (int j = 0; j < VEC; j++) acc[j] = Welford{0.f, 0.f, 0.f};
+  for (int j = 0; j < VEC; j++) {
+    acc[j] = Welford{0.f, 0.f, 0.f};
+    pivot[j] = valid ? __ldg(x + col + j) : 0.f;
+  }
   int64_t r = (int64_t)blockIdx.y * 8 + ty;
   if (valid) {
     for (; r + (U - 1) * step < n; r += U * step) {
@@ -277,7 +290,7 @@ stats_rows_kernel(float *stats, const float *x, int64_t n, int64_t c, int splits
         float col_vals[U];
 #pragma unroll
         for (int u = 0; u < U; u++) col_vals[u] = vals[u][j];
-        fold<U>(acc[j], col_vals);
+        fold<U>(acc[j], col_vals, pivot[j]);
       }
     }
     for (; r < n; r += step) {
@@ -286,7 +299,7 @@ stats_rows_kernel(float *stats, const float *x, int64_t n, int64_t c, int splits
 #pragma unroll
       for (int j = 0; j < VEC; j++) {
         float one[1] = {vals[j]};
-        fold<1>(acc[j], one);
+        fold<1>(acc[j], one, pivot[j]);
       }
     }
   }
@@ -303,7 +316,7 @@ stats_rows_kernel(float *stats, const float *x, int64_t n, int64_t c, int splits
   }
   if (splits == 1) {
     if (lc < TILE && gcol < c) {
-      stats[gcol] = w.mean;
+      stats[gcol] = (float)((double)__ldg(x + gcol) + (double)w.mean);
       stats[c + gcol] = bk_bn::biased_var(w.n, w.m2);
     }
     if (blockIdx.x == 0 && threadIdx.x == 0) stats[2 * c] = count_total;
@@ -326,7 +339,7 @@ stats_rows_kernel(float *stats, const float *x, int64_t n, int64_t c, int splits
       const float *q = p + 3 * (int64_t)s * TILE;
       bk_bn::chan_merge(t.n, t.mean, t.m2, (double)__ldcg(q), (double)__ldcg(q + 1), (double)__ldcg(q + 2));
     }
-    stats[gcol] = (float)t.mean;
+    stats[gcol] = (float)((double)__ldg(x + gcol) + t.mean);
     stats[c + gcol] = (float)bk_bn::biased_var(t.n, t.m2);
   }
   if (blockIdx.x == 0 && threadIdx.x == 0) stats[2 * c] = count_total;
