@@ -55,10 +55,11 @@ export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
 }
 
 /** Normalises a possibly negative axis; throws naming the op when out of range. */
-export function normAxis(op: string, axis: number, ndim: number): number {
+export function normAxis(op: string, axis: number, shape: Shape): number {
+  const ndim = shape.length;
   const a = axis < 0 ? axis + ndim : axis;
   if (!Number.isInteger(a) || a < 0 || a >= ndim) {
-    throw new Error(`${op}: dimension ${axis} out of range for a tensor of rank ${ndim}`);
+    throw new Error(`${op}: dimension ${axis} out of range for a tensor of shape ${fmt(shape)} (rank ${ndim})`);
   }
   return a;
 }

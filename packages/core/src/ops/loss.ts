@@ -17,7 +17,7 @@ function reduce(op: string, t: Tensor, reduction: Reduction): Tensor {
 }
 
 export function mseLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
-  if (input.numel !== target.numel || input.ndim !== target.ndim) {
+  if (input.ndim !== target.ndim || input.shape.some((d, i) => d !== target.shape[i])) {
     throw new Error(`mseLoss: input ${fmt(input.shape)} and target ${fmt(target.shape)} differ in shape`);
   }
   const d = sub(input, target);

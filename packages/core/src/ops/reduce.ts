@@ -6,7 +6,7 @@ import { floatInputs } from './util.js';
 
 function normDims(op: string, x: Tensor, dims?: number | readonly number[]): number[] {
   const list = dims === undefined ? x.shape.map((_, i) => i) : typeof dims === 'number' ? [dims] : [...dims];
-  const axes = [...new Set(list.map((d) => normAxis(op, d, x.ndim)))].sort((a, b) => a - b);
+  const axes = [...new Set(list.map((d) => normAxis(op, d, x.shape)))].sort((a, b) => a - b);
   if (axes.length !== list.length) throw new Error(`${op}: repeated dimension in ${JSON.stringify(dims)}`);
   return axes;
 }

@@ -12,8 +12,8 @@ export function reshape(x: Tensor, shape: Shape, op = 'reshape'): Tensor {
 
 export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
   if (x.ndim === 0) return reshape(x, [1], 'flatten');
-  const s = normAxis('flatten', startDim, x.ndim);
-  const e = normAxis('flatten', endDim, x.ndim);
+  const s = normAxis('flatten', startDim, x.shape);
+  const e = normAxis('flatten', endDim, x.shape);
   if (s > e) throw new Error(`flatten: startDim ${startDim} comes after endDim ${endDim}`);
   const merged = x.shape.slice(s, e + 1).reduce((a, b) => a * b, 1);
   return reshape(x, [...x.shape.slice(0, s), merged, ...x.shape.slice(e + 1)], 'flatten');
@@ -22,8 +22,8 @@ export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
 /** Swaps two dimensions, materialised as a contiguous copy. */
 export function transpose(x: Tensor, d0: number, d1: number): Tensor {
   const backend = floatInputs('transpose', x);
-  const a = normAxis('transpose', d0, x.ndim);
-  const b = normAxis('transpose', d1, x.ndim);
+  const a = normAxis('transpose', d0, x.shape);
+  const b = normAxis('transpose', d1, x.shape);
   if (a === b) return reshape(x, x.shape, 'transpose');
   const shape = [...x.shape];
   [shape[a], shape[b]] = [shape[b], shape[a]];

@@ -21,7 +21,7 @@ function lastAxis(x: Tensor, log: boolean): Tensor {
 /** Other axes move to the end and back, through differentiable transposes. */
 function along(x: Tensor, dim: number, log: boolean): Tensor {
   if (x.ndim === 0) throw new Error(`${log ? 'logSoftmax' : 'softmax'}: expected at least 1D input, got a scalar`);
-  const d = normAxis(log ? 'logSoftmax' : 'softmax', dim, x.ndim);
+  const d = normAxis(log ? 'logSoftmax' : 'softmax', dim, x.shape);
   if (d === x.ndim - 1) return lastAxis(x, log);
   return transpose(lastAxis(transpose(x, d, -1), log), d, -1);
 }
