@@ -11,10 +11,10 @@ import { fashionMnist, synthetic, type Dataset } from './data.js';
 const { values: args } = parseArgs({
   options: {
     data: { type: 'string', default: 'synthetic' },
-    epochs: { type: 'string', default: '3' },
+    epochs: { type: 'string', default: '5' },
     'batch-size': { type: 'string', default: '16' }, // per rank: small, as SyncBatchNorm's users have
     samples: { type: 'string', default: '2048' },
-    lr: { type: 'string', default: '0.05' },
+    lr: { type: 'string', default: '0.1' },
   },
 });
 
@@ -53,7 +53,7 @@ function localBatch(step: number): { x: Tensor; y: Tensor } {
 }
 
 for (let epoch = 1; epoch <= Number(args.epochs); epoch++) {
-  const bar = rank === 0 ? new SingleBar({ format: `epoch ${epoch} [{bar}] {value}/{total} loss {loss}`, noTTYOutput: true, notTTYSchedule: 5000 }) : null;
+  const bar = rank === 0 ? new SingleBar({ format: `epoch ${epoch} [{bar}] {value}/{total} loss {loss}`, noTTYOutput: true, notTTYSchedule: 5000, stream: process.stdout }) : null;
   bar?.start(stepsPerEpoch, 0, { loss: '-' });
   const totals = new Float64Array(3); // loss sum, correct, seen
   baguaModel.train();
@@ -98,4 +98,4 @@ group.allReduce(diff, 'max');
 log(`check: SyncBatchNorm vs BatchNorm on the global batch of ${batch * world}: ` +
   `max |output diff| ${diff[0].toExponential(2)}, max |running var diff| ${diff[1].toExponential(2)}`);
 if (!(diff[0] < 1e-4 && diff[1] < 1e-5)) throw new Error('SyncBatchNorm does not match BatchNorm on the global batch');
-bagua.destroyProcessGroup();
+await bagua.destroyProcessGroup();

@@ -1,5 +1,5 @@
 import { nn, noGrad, tensor, type optim, type Tensor } from '@bagua/core';
-import { defaultGroup, type ProcessGroup } from '@bagua/comm';
+import { defaultGroup, isInitialized, type ProcessGroup } from '@bagua/comm';
 
 /** What withBagua needs of an algorithm: set-up when wrapping, and the work before each optimizer step. */
 export interface Algorithm {
@@ -106,7 +106,7 @@ type Stepper = { step(): void };
  */
 export function withBagua<M extends nn.Module>(module: M, optimizers: readonly Stepper[], algorithm: Algorithm,
   opts: { processGroup?: ProcessGroup | null } = {}): BaguaModule<M> {
-  const group = opts.processGroup ?? defaultGroup();
+  const group = opts.processGroup ?? (isInitialized() ? defaultGroup() : null);
   if (!group) throw new Error('withBagua: no process group: call bagua.initProcessGroup() first');
   if ('bagua' in module) throw new Error('withBagua: this module is already wrapped');
   algorithm.init(module, group);

@@ -4,12 +4,13 @@
  */
 import './module-method.js';
 import '@bagua/kernels';
-import { defaultGroup, type ProcessGroup } from '@bagua/comm';
+import { defaultGroup, isInitialized, type ProcessGroup } from '@bagua/comm';
 import { GradientAllReduce } from './algorithms.js';
 import { SyncBatchNorm } from './sync-batchnorm.js';
 
 export {
-  initProcessGroup, destroyProcessGroup, getRank, getWorldSize, getLocalRank, defaultGroup,
+  initProcessGroup, destroyProcessGroup, getRank, getWorldSize, getLocalRank, getLocalWorldSize, defaultGroup,
+  isInitialized,
   type ProcessGroup, type ReduceOp, CollectiveError,
 } from '@bagua/comm';
 export { SyncBatchNorm, type SyncBatchNormOptions } from './sync-batchnorm.js';
@@ -17,9 +18,8 @@ export { withBagua, GradientAllReduce, type Algorithm, type BaguaModule, type Gr
 
 /** A sub-group of the default group; every rank calls it with the same ranks (null for non-members). */
 export async function newGroup(ranks: readonly number[]): Promise<ProcessGroup | null> {
-  const world = defaultGroup();
-  if (!world) throw new Error('newGroup: no process group: call bagua.initProcessGroup() first');
-  return world.newGroup(ranks);
+  if (!isInitialized()) throw new Error('newGroup: no process group: call bagua.initProcessGroup() first');
+  return defaultGroup().newGroup(ranks);
 }
 
 export const contrib = { SyncBatchNorm } as const;

@@ -1,5 +1,5 @@
 import { F, formatShape, nn, recordOp, tensor, type Tensor } from '@bagua/core';
-import { defaultGroup, type ProcessGroup } from '@bagua/comm';
+import { defaultGroup, isInitialized, type ProcessGroup } from '@bagua/comm';
 import { convertBatchNorms, revertBatchNorms, type RankAware } from '@bagua/convert';
 
 export interface SyncBatchNormOptions extends nn.BatchNormOptions {
@@ -37,7 +37,7 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
     this.checkInputDim(x);
     this.checkChannels(x);
     this.inputRank = x.ndim;
-    const group = this.processGroup ?? defaultGroup();
+    const group = this.processGroup ?? (isInitialized() ? defaultGroup() : null);
     // Eval with running statistics, and batch statistics outside training, stay local (PyTorch's rule).
     if (!this.training || !group || group.size === 1) return super.forward(x);
     return this.syncForward(x, group, this.averagingFactor());
