@@ -145,21 +145,26 @@ export function runThreads(
       };
       w.stdout.once('end', streamEnd);
       w.stderr.once('end', streamEnd);
+      const failed = (code: number) => {
+        if (failure || stopCode !== null) return;
+        failure = { rank: r, code };
+        if (left > 1) {
+          graceTimer = setTimeout(stopAll, graceMs);
+          graceTimer.unref();
+        }
+      };
       w.on('error', (e: Error) => {
-        // An uncaught exception: Node prints nothing for workers, so we do.
+        // An uncaught exception: Node prints nothing for workers, so we do. The
+        // thread exits with code 1 next; record the failure now, before the
+        // peers it aborts can exit first and take the blame.
         output.err(r, `${e?.stack ?? String(e)}\n`);
+        failed(1);
         coord.abort(AbortReason.RANK_FAILED, r, 1);
       });
       w.once('exit', (code) => {
         exitCodes[r] = code;
+        if (code !== 0) failed(code);
         coord.rankExited(r, code);
-        if (code !== 0 && !failure && stopCode === null) {
-          failure = { rank: r, code };
-          if (left > 1) {
-            graceTimer = setTimeout(stopAll, graceMs);
-            graceTimer.unref();
-          }
-        }
         exited = true;
         // Streams normally end with the thread; do not wait on them for long.
         setTimeout(() => {
