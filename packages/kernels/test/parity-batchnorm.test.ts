@@ -8,7 +8,7 @@ import '@bagua/kernels';
 import { F, nn, tensor, type Tensor } from '@bagua/core';
 import {
   assertClose, assertCloseScalar, loadFixture, scalarOf, testDevice, toTensor, toTensorOrNull, type FixtureTensor,
-} from './helpers/fixtures.js';
+} from '@bagua/testing';
 
 type T = FixtureTensor;
 type TN = FixtureTensor | null;

@@ -6,7 +6,7 @@
 import test, { type ExecutionContext } from 'ava';
 import '@bagua/kernels';
 import { F, nn, optim, tensor, zeros, type Tensor } from '@bagua/core';
-import { testDevice } from './helpers/fixtures.js';
+import { testDevice } from '@bagua/testing';
 
 const device = testDevice();
 

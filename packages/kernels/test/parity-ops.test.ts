@@ -5,7 +5,7 @@
 import test from 'ava';
 import '@bagua/kernels';
 import { F, type Tensor } from '@bagua/core';
-import { assertClose, loadFixture, testDevice, toTensor, type FixtureTensor } from './helpers/fixtures.js';
+import { assertClose, loadFixture, testDevice, toTensor, type FixtureTensor } from '@bagua/testing';
 
 interface OpCase {
   name: string;

@@ -5,7 +5,7 @@
 import test from 'ava';
 import '@bagua/kernels';
 import { nn, optim, type Tensor } from '@bagua/core';
-import { assertClose, loadFixture, scalarOf, testDevice, toTensor, type FixtureTensor, type Tolerance } from './helpers/fixtures.js';
+import { assertClose, loadFixture, scalarOf, testDevice, toTensor, type FixtureTensor, type Tolerance } from '@bagua/testing';
 
 interface TrainFixture {
   expectedCounts: { steps: number; stateKeys: number };
