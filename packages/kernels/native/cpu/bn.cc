@@ -19,78 +19,120 @@ namespace {
 
 constexpr int64_t kChunk = 2048;   // 8 KB: the second pass over a chunk hits L1
 constexpr int64_t kSmallHw = 64;   // shorter planes use the row layout
-constexpr int64_t kRowBlock = 32;  // rows per block in the row layout
-constexpr int64_t kColTile = 256;  // columns per tile in the row layout (32 KB per block)
+constexpr int64_t kRowBlock = 64;  // rows per block in the row layout (a 64-column strip: 8 KB)
 
 // ---- statistics -------------------------------------------------------------
 
-// Mean and M2 of x[0:len), len <= kChunk: pass 1 estimates the mean m in float,
-// pass 2 sums d = x - m and d^2; mean = m + S1/len, M2 = S2 - S1^2/len corrects
-// for the error in m. Float lanes hold few terms each; totals go to double.
-BK_CLONES void chunk_stats(const float *x, int64_t len, double *mean_out, double *m2_out) {
+// Mean and M2 of a chunk: `planes` runs of `len` floats, `stride` apart (several short
+// planes of one channel, or one piece of a long plane), planes * len <= kChunk.
+// Pass 1 estimates the mean m in float, pass 2 sums d = x - m and d^2 over the same,
+// now L1-resident, data; mean = m + S1/count and M2 = S2 - S1^2/count correct for the
+// error in m (the corrected two-pass algorithm). Float lanes hold few terms each.
+BK_CLONES void chunk_stats(const float *x, int64_t stride, int64_t planes, int64_t len,
+                           double *mean_out, double *m2_out) {
   bk_v16 a0 = {}, a1 = {};
-  int64_t i = 0;
-  for (; i + 32 <= len; i += 32) {
-    a0 += v16_load(x + i);
-    a1 += v16_load(x + i + 16);
+  double s = 0;
+  for (int64_t p = 0; p < planes; ++p) {
+    const float *xp = x + p * stride;
+    int64_t i = 0;
+    for (; i + 32 <= len; i += 32) {
+      a0 += v16_load(xp + i);
+      a1 += v16_load(xp + i + 16);
+    }
+    for (; i + 16 <= len; i += 16) a0 += v16_load(xp + i);
+    for (; i < len; ++i) s += xp[i];
   }
-  double s = v16_hsum(a0 + a1);
-  for (; i < len; ++i) s += x[i];
-  const float m = (float)(s / (double)len);
+  const double cnt = (double)(planes * len);
+  s += v16_hsum(a0 + a1);
+  const float m = (float)(s / cnt);
   const bk_v16 mv = v16_splat(m);
   bk_v16 s1a = {}, s1b = {}, s2a = {}, s2b = {};
-  i = 0;
-  for (; i + 32 <= len; i += 32) {
-    const bk_v16 d0 = v16_load(x + i) - mv, d1 = v16_load(x + i + 16) - mv;
-    s1a += d0;
-    s1b += d1;
-    s2a += d0 * d0;
-    s2b += d1 * d1;
-  }
-  double s1 = v16_hsum(s1a + s1b), s2 = v16_hsum(s2a) + v16_hsum(s2b);
-  for (; i < len; ++i) {
-    const float d = x[i] - m;
-    s1 += d;
-    s2 += (double)d * d;
-  }
-  *mean_out = (double)m + s1 / (double)len;
-  *m2_out = s2 - s1 * s1 / (double)len;
-}
-
-// Row layout, one block of `rows` rows (stride ld) by `cols` columns (<= kColTile):
-// per-column block mean and M2 (same corrected two-pass), merged into the per-column
-// double state (mean, m2) that has already seen `seen` rows.
-BK_CLONES void block_stats(const float *x, int64_t ld, int64_t rows, int64_t cols, double seen,
-                           double *cmean, double *cm2) {
-  float sum[kColTile], s1[kColTile], s2[kColTile], m[kColTile];
-  for (int64_t j = 0; j < cols; ++j) sum[j] = 0.0f;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float *xr = x + r * ld;
-    for (int64_t j = 0; j < cols; ++j) sum[j] += xr[j];
-  }
-  const float inv_rows = 1.0f / (float)rows;
-  for (int64_t j = 0; j < cols; ++j) {
-    m[j] = sum[j] * inv_rows;
-    s1[j] = 0.0f;
-    s2[j] = 0.0f;
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    const float *xr = x + r * ld;
-    for (int64_t j = 0; j < cols; ++j) {
-      const float d = xr[j] - m[j];
-      s1[j] += d;
-      s2[j] += d * d;
+  double s1 = 0, s2 = 0;
+  for (int64_t p = 0; p < planes; ++p) {
+    const float *xp = x + p * stride;
+    int64_t i = 0;
+    for (; i + 32 <= len; i += 32) {
+      const bk_v16 d0 = v16_load(xp + i) - mv, d1 = v16_load(xp + i + 16) - mv;
+      s1a += d0;
+      s1b += d1;
+      s2a += d0 * d0;
+      s2b += d1 * d1;
+    }
+    for (; i + 16 <= len; i += 16) {
+      const bk_v16 d0 = v16_load(xp + i) - mv;
+      s1a += d0;
+      s2a += d0 * d0;
+    }
+    for (; i < len; ++i) {
+      const float d = xp[i] - m;
+      s1 += d;
+      s2 += (double)d * d;
     }
   }
-  const double nb = (double)rows, total = seen + nb, fb = nb / total;
-  for (int64_t j = 0; j < cols; ++j) {
-    const double bmean = (double)m[j] + (double)s1[j] / nb;
-    const double bm2 = (double)s2[j] - (double)s1[j] * (double)s1[j] / nb;
-    // Chan's merge with a count shared by all columns (bk_bn::chan_merge, unrolled
-    // here so the loop vectorises)
+  s1 += v16_hsum(s1a + s1b);
+  s2 += v16_hsum(s2a + s2b);
+  *mean_out = (double)m + s1 / cnt;
+  *m2_out = s2 - s1 * s1 / cnt;
+}
+
+// Row layout: block statistics of a strip of 16 * V columns over `rows` rows
+// (stride ld), accumulators in registers. Pass 1 also copies the strip into a
+// contiguous buffer for pass 2: rows of a 4 KB-multiple stride all map to the same
+// L1 sets, so re-reading them in place would miss L1. Merged per column into the
+// double state (mean, m2) that has already seen `seen` rows, by Chan's formula with a
+// count shared by all columns.
+template <int V>
+BK_INLINE void strip_stats(const float *x, int64_t ld, int64_t rows, double seen, double *cmean,
+                           double *cm2) {
+  float buf[kRowBlock * 16 * V];
+  bk_v16 acc[V];
+  for (int q = 0; q < V; ++q) acc[q] = bk_v16{};
+  for (int64_t r = 0; r < rows; ++r)
+    for (int q = 0; q < V; ++q) {
+      const bk_v16 v = v16_load(x + r * ld + 16 * q);
+      v16_store(buf + (r * V + q) * 16, v);
+      acc[q] += v;
+    }
+  const bk_v16 inv = v16_splat(1.0f / (float)rows);
+  bk_v16 m[V], s1[V], s2[V];
+  for (int q = 0; q < V; ++q) {
+    m[q] = acc[q] * inv;
+    s1[q] = s2[q] = bk_v16{};
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int q = 0; q < V; ++q) {
+      const bk_v16 d = v16_load(buf + (r * V + q) * 16) - m[q];
+      s1[q] += d;
+      s2[q] += d * d;
+    }
+  float fm[16 * V], f1[16 * V], f2[16 * V];
+  for (int q = 0; q < V; ++q) {
+    v16_store(fm + 16 * q, m[q]);
+    v16_store(f1 + 16 * q, s1[q]);
+    v16_store(f2 + 16 * q, s2[q]);
+  }
+  const double nb = (double)rows, inv_nb = 1.0 / nb, fb = nb / (seen + nb), cross = seen * fb;
+  for (int j = 0; j < 16 * V; ++j) {
+    // (bk_bn::chan_merge, unrolled here so the loop vectorises)
+    const double bmean = (double)fm[j] + (double)f1[j] * inv_nb;
+    const double bm2 = (double)f2[j] - (double)f1[j] * (double)f1[j] * inv_nb;
     const double delta = bmean - cmean[j];
     cmean[j] += delta * fb;
-    cm2[j] += bm2 + delta * delta * seen * fb;
+    cm2[j] += bm2 + delta * delta * cross;
+  }
+}
+
+// One block of rows across all L columns: strips of 64, then 16, then single columns.
+BK_CLONES void block_stats(const float *x, int64_t ld, int64_t rows, int64_t L, double seen,
+                           double *cmean, double *cm2) {
+  int64_t j = 0;
+  for (; j + 64 <= L; j += 64) strip_stats<4>(x + j, ld, rows, seen, cmean + j, cm2 + j);
+  for (; j + 16 <= L; j += 16) strip_stats<1>(x + j, ld, rows, seen, cmean + j, cm2 + j);
+  for (; j < L; ++j) {
+    double cnt = 0, mean = 0, m2 = 0;
+    for (int64_t r = 0; r < rows; ++r) bk_bn::welford_push(cnt, mean, m2, (double)x[r * ld + j]);
+    double seen_j = seen;  // chan_merge advances its count; each column starts from `seen`
+    bk_bn::chan_merge(seen_j, cmean[j], cm2[j], cnt, mean, m2);
   }
 }
 
@@ -117,17 +159,22 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
     if (hw >= kSmallHw) {
       double *st = bk::scratch_d(0, (size_t)(3 * c));  // count, mean, m2 per channel
       std::fill(st, st + 3 * c, 0.0);
-      for (int64_t i = 0; i < n; ++i)
+      // a chunk is `group` planes of one channel in consecutive images (short planes),
+      // or a kChunk piece of one plane (long planes)
+      const int64_t group = hw >= kChunk ? 1 : kChunk / hw;
+      for (int64_t i0 = 0; i0 < n; i0 += group) {
+        const int64_t planes = std::min(group, n - i0);
         for (int64_t ch = 0; ch < c; ++ch) {
-          const float *plane = x + (i * c + ch) * hw;
+          const float *base = x + (i0 * c + ch) * hw;
           double *s = st + 3 * ch;
           for (int64_t off = 0; off < hw; off += kChunk) {
             const int64_t len = std::min(kChunk, hw - off);
             double cm, cm2;
-            chunk_stats(plane + off, len, &cm, &cm2);
-            bk_bn::chan_merge(s[0], s[1], s[2], (double)len, cm, cm2);
+            chunk_stats(base + off, c * hw, planes, len, &cm, &cm2);
+            bk_bn::chan_merge(s[0], s[1], s[2], (double)(planes * len), cm, cm2);
           }
         }
+      }
       for (int64_t ch = 0; ch < c; ++ch) {
         smean[ch] = (float)st[3 * ch + 1];
         svar[ch] = (float)bk_bn::biased_var(st[3 * ch], st[3 * ch + 2]);
@@ -139,12 +186,8 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
     double *cmean = bk::scratch_d(0, (size_t)L), *cm2 = bk::scratch_d(1, (size_t)L);
     std::fill(cmean, cmean + L, 0.0);
     std::fill(cm2, cm2 + L, 0.0);
-    for (int64_t r0 = 0; r0 < n; r0 += kRowBlock) {
-      const int64_t rows = std::min(kRowBlock, n - r0);
-      for (int64_t j0 = 0; j0 < L; j0 += kColTile)
-        block_stats(x + r0 * L + j0, L, rows, std::min(kColTile, L - j0), (double)r0, cmean + j0,
-                    cm2 + j0);
-    }
+    for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
+      block_stats(x + r0 * L, L, std::min(kRowBlock, n - r0), L, (double)r0, cmean, cm2);
     for (int64_t ch = 0; ch < c; ++ch) {
       double cnt = 0, mean = 0, m2 = 0;
       for (int64_t s = 0; s < hw; ++s)
@@ -155,6 +198,47 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
     return 0;
   })
 }
+
+namespace {
+
+// Chan merge of all ranks' records, rank by rank: a rank's count is shared by all its
+// channels, so the inner loop runs over channels and vectorises. Same arithmetic as
+// bk_bn::chan_merge; ranks with count 0 are skipped.
+BK_CLONES void merge_records(double *m, double *m2, const float *stats, int64_t ranks, int64_t c) {
+  const int64_t rec = 2 * c + 1;
+  for (int64_t ch = 0; ch < c; ++ch) m[ch] = m2[ch] = 0.0;
+  double cnt = 0;
+  for (int64_t r = 0; r < ranks; ++r) {
+    const float *s = stats + r * rec;
+    const double nb = s[2 * c];
+    if (!(nb > 0)) continue;
+    const double fb = nb / (cnt + nb), cross = cnt * fb;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const double delta = (double)s[ch] - m[ch];
+      m[ch] += delta * fb;
+      m2[ch] += (double)s[c + ch] * nb + delta * delta * cross;
+    }
+    cnt += nb;
+  }
+}
+
+BK_CLONES void finish_merge(float *mean, float *invstd, float *running_mean, float *running_var,
+                            const double *m, const double *m2, double cnt, double eps,
+                            double factor, int64_t c) {
+  const double inv_cnt = cnt > 0 ? 1.0 / cnt : 0.0;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    mean[ch] = (float)m[ch];
+    invstd[ch] = (float)bk_bn::invstd(m2[ch] * inv_cnt, eps);
+  }
+  if (!running_mean || !(cnt > 1)) return;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    running_mean[ch] = (float)bk_bn::running_update((double)running_mean[ch], m[ch], factor);
+    running_var[ch] = (float)bk_bn::running_update(
+        (double)running_var[ch], bk_bn::unbiased_var(m2[ch] * inv_cnt, cnt), factor);
+  }
+}
+
+}  // namespace
 
 // Global count 0 (every rank empty): mean 0, var 0, so invstd = 1/sqrt(eps), and the
 // running statistics are left alone. Running statistics are also left alone for a
@@ -181,23 +265,13 @@ extern "C" int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, c
     total += cnt;
   }
   *count = (float)total;
-  for (int64_t ch = 0; ch < c; ++ch) {
-    double cnt = 0, m = 0, m2 = 0;
-    for (int64_t r = 0; r < ranks; ++r) {
-      const float *s = stats + r * rec;
-      const double nb = s[2 * c];
-      bk_bn::chan_merge(cnt, m, m2, nb, (double)s[ch], (double)s[c + ch] * nb);
-    }
-    const double var = bk_bn::biased_var(cnt, m2);
-    mean[ch] = (float)m;
-    invstd[ch] = (float)bk_bn::invstd(var, (double)eps);
-    if (running_mean && cnt > 1) {
-      running_mean[ch] = (float)bk_bn::running_update((double)running_mean[ch], m, (double)factor);
-      running_var[ch] = (float)bk_bn::running_update(
-          (double)running_var[ch], bk_bn::unbiased_var(var, cnt), (double)factor);
-    }
-  }
-  return 0;
+  BK_GUARD({
+    double *acc = bk::scratch_d(0, (size_t)(2 * c));
+    merge_records(acc, acc + c, stats, ranks, c);
+    finish_merge(mean, invstd, running_mean, running_var, acc, acc + c, total, (double)eps,
+                 (double)factor, c);
+    return 0;
+  })
 }
 
 extern "C" int bk_bn_invstd_f32(float *invstd, const float *var, int64_t c, float eps, void *) {
@@ -233,9 +307,12 @@ BK_CLONES void elemt_plane(float *y, const float *x, int64_t len, float mean, fl
 BK_CLONES void elemt_row(float *y, const float *x, int64_t len, const float *mean,
                          const float *scale, const float *bias) {
   int64_t i = 0;
-  for (; i + 16 <= len; i += 16)
+  for (; i + 16 <= len; i += 16) {
+    __builtin_prefetch(y + i + 512, 1);
+    __builtin_prefetch(x + i + 512, 0);
     v16_store(y + i, (v16_load(x + i) - v16_load(mean + i)) * v16_load(scale + i) +
                          v16_load(bias + i));
+  }
   for (; i < len; ++i) y[i] = bk_bn::elemt(x[i], mean[i], scale[i], bias[i]);
 }
 
@@ -316,22 +393,44 @@ BK_CLONES void reduce_plane(const float *dy, const float *x, int64_t len, float 
   *sdx_out += sdx;
 }
 
-// Row layout: per-column sums over a block of rows in float, added to double totals.
-BK_CLONES void reduce_block(const float *dy, const float *x, int64_t ld, int64_t rows,
-                            int64_t cols, const float *cmean, double *sdy, double *sdx) {
-  float a[kColTile], b[kColTile];
-  for (int64_t j = 0; j < cols; ++j) a[j] = b[j] = 0.0f;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float *g = dy + r * ld, *xr = x + r * ld;
-    for (int64_t j = 0; j < cols; ++j) {
-      a[j] += g[j];
-      b[j] += g[j] * (xr[j] - cmean[j]);
+// Row layout: per-column sums over a block of rows, a strip of 16 * V columns at a
+// time with float accumulators in registers, added to the double totals.
+template <int V>
+BK_INLINE void strip_reduce(const float *dy, const float *x, int64_t ld, int64_t rows,
+                            const float *cmean, double *sdy, double *sdx) {
+  bk_v16 a[V], b[V], m[V];
+  for (int q = 0; q < V; ++q) {
+    a[q] = b[q] = bk_v16{};
+    m[q] = v16_load(cmean + 16 * q);
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int q = 0; q < V; ++q) {
+      const bk_v16 g = v16_load(dy + r * ld + 16 * q);
+      a[q] += g;
+      b[q] += g * (v16_load(x + r * ld + 16 * q) - m[q]);
     }
+  float fa[16 * V], fb[16 * V];
+  for (int q = 0; q < V; ++q) {
+    v16_store(fa + 16 * q, a[q]);
+    v16_store(fb + 16 * q, b[q]);
   }
-  for (int64_t j = 0; j < cols; ++j) {
-    sdy[j] += a[j];
-    sdx[j] += b[j];
+  for (int j = 0; j < 16 * V; ++j) {
+    sdy[j] += fa[j];
+    sdx[j] += fb[j];
   }
+}
+
+BK_CLONES void reduce_block(const float *dy, const float *x, int64_t ld, int64_t rows, int64_t L,
+                            const float *cmean, double *sdy, double *sdx) {
+  int64_t j = 0;
+  for (; j + 64 <= L; j += 64) strip_reduce<4>(dy + j, x + j, ld, rows, cmean + j, sdy + j, sdx + j);
+  for (; j + 16 <= L; j += 16) strip_reduce<1>(dy + j, x + j, ld, rows, cmean + j, sdy + j, sdx + j);
+  for (; j < L; ++j)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float g = dy[r * ld + j];
+      sdy[j] += g;
+      sdx[j] += (double)g * (x[r * ld + j] - cmean[j]);
+    }
 }
 
 }  // namespace
@@ -367,12 +466,9 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
       std::fill(col, col + 2 * L, 0.0);
       for (int64_t ch = 0; ch < c; ++ch)
         for (int64_t s = 0; s < hw; ++s) cmean[ch * hw + s] = mean[ch];
-      for (int64_t r0 = 0; r0 < n; r0 += kRowBlock) {
-        const int64_t rows = std::min(kRowBlock, n - r0);
-        for (int64_t j0 = 0; j0 < L; j0 += kColTile)
-          reduce_block(dy + r0 * L + j0, x + r0 * L + j0, L, rows, std::min(kColTile, L - j0),
-                       cmean + j0, col + j0, col + L + j0);
-      }
+      for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
+        reduce_block(dy + r0 * L, x + r0 * L, L, std::min(kRowBlock, n - r0), L, cmean, col,
+                     col + L);
       for (int64_t ch = 0; ch < c; ++ch)
         for (int64_t s = 0; s < hw; ++s) {
           acc[ch] += col[ch * hw + s];
