@@ -19,3 +19,5 @@ for (const n of [1, 2, 3, 4]) {
   test.serial(`threads x${n}: 16 MiB allReduce / allGather / broadcast`, (t) => run(t, n, 'large'));
   test.serial(`threads x${n}: sub-groups and back-to-back collectives on several groups`, (t) => run(t, n, 'groups'));
 }
+
+test.serial('threads x3: destroyProcessGroup() then initProcessGroup() again, with sub-groups', (t) => run(t, 3, 'reinit'));

@@ -17,7 +17,7 @@ export interface RunThreadsOptions {
   env?: Record<string, string | undefined>;
   /** Default collective timeout of the ranks' groups (ms). */
   timeoutMs?: number;
-  /** Bytes per rank slot in each group's shared memory (default 512 KiB). */
+  /** Bytes per rank slot in each group's shared memory (default env BAGUA_THREADS_CHUNK_BYTES, else 512 KiB). */
   chunkBytes?: number;
   /** Default 'inherit'. */
   output?: OutputMode;
@@ -65,7 +65,8 @@ export function runThreads(
 ): Promise<RunResult> {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`runThreads: need a positive number of ranks, got ${n}`);
   const url = scriptUrl(script);
-  const coord = new ThreadsCoordinator(n, options.chunkBytes);
+  const envChunk = Number(process.env['BAGUA_THREADS_CHUNK_BYTES'] || NaN);
+  const coord = new ThreadsCoordinator(n, options.chunkBytes ?? (envChunk > 0 ? envChunk : undefined));
   const output = new RankOutput(n, options.output ?? 'inherit', (i) => i);
   const graceMs = options.graceMs ?? 2000;
   const exitCodes: number[] = new Array(n).fill(-1);

@@ -24,6 +24,7 @@ export function threadsWorkerInfo(): ThreadsWorkerInfo | null {
 }
 
 let link: ThreadsLink | null = null; // one per thread: the port accepts one listener set
+let epoch = 0; // worlds made by this thread; every rank counts the same, so sub-group keys stay unique
 
 export function createThreadsWorld(info: ThreadsWorkerInfo, timeoutMs: number): ThreadsProcessGroup {
   link ??= new ThreadsLink(info.port);
@@ -32,7 +33,7 @@ export function createThreadsWorld(info: ThreadsWorkerInfo, timeoutMs: number): 
     ranks: Array.from({ length: info.worldSize }, (_, i) => i),
     rank: info.rank,
     name: 'world',
-    key: 'world',
+    key: `world.${epoch++}`,
     timeoutMs,
     link,
   });

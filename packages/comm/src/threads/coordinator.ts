@@ -79,7 +79,7 @@ export class ThreadsCoordinator {
   private onMessage(rank: number, port: MessagePort, m: LinkMessage): void {
     if (m.t === 'release') {
       const g = this.groups.get(m.key);
-      if (!g) return;
+      if (!g || m.key === 'world') return; // the world stays: a rank may initialise again
       g.released.add(rank);
       // Forget it once every member has both joined and released it.
       if (g.released.size === g.ranks.length && g.joined.size === g.ranks.length) this.groups.delete(m.key);

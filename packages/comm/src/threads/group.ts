@@ -102,7 +102,6 @@ export class ThreadsProcessGroup implements ProcessGroup {
   timeoutMs: number;
 
   private readonly key: string;
-  private readonly sab: SharedArrayBuffer;
   private readonly ctrl: Int32Array;
   private readonly link: ThreadsLink | null;
   private readonly spin: number;
@@ -129,7 +128,6 @@ export class ThreadsProcessGroup implements ProcessGroup {
     if (head[SIZE] !== ranks.length) {
       throw new Error(`threads: group memory is for ${head[SIZE]} ranks, not ${ranks.length}`);
     }
-    this.sab = sab;
     this.ranks = Object.freeze([...ranks]);
     this.rank = rank;
     this.size = ranks.length;
@@ -222,13 +220,10 @@ export class ThreadsProcessGroup implements ProcessGroup {
           `newGroup: group '${this.name}' has no coordinator; start the ranks with bagua-launch or runThreads()`,
         );
       }
-      const reply = await this.link.request({
-        t: 'newGroup',
-        key,
-        ranks: sorted,
-        rank: this.globalRank,
-        chunkBytes: this.chunkBytes,
-      });
+      const reply = await this.link.request(
+        { t: 'newGroup', key, ranks: sorted, rank: this.globalRank, chunkBytes: this.chunkBytes },
+        this.timeoutMs,
+      );
       sab = reply.sab;
       name = `group(${sorted.join(',')})#${reply.gid}`;
     }

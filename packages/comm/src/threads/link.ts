@@ -41,11 +41,27 @@ export class ThreadsLink {
     port.unref();
   }
 
-  request(msg: LinkRequest): Promise<NewGroupReply> {
+  /** Rejects after timeoutMs: the coordinator is this thread's parent, but never hang on it. */
+  request(msg: LinkRequest, timeoutMs: number): Promise<NewGroupReply> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (!this.pending.delete(id)) return;
+        if (this.pending.size === 0) this.port.unref();
+        reject(new Error(`threads: the coordinator did not answer ${msg.t} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      timer.unref();
       if (this.pending.size === 0) this.port.ref();
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
       this.port.postMessage({ ...msg, id } satisfies LinkMessage);
     });
   }
