@@ -1,0 +1,81 @@
+/**
+ * The benchmark's model of Bagua's SyncBatchNorm (bagua/torch_api/contrib/
+ * sync_batchnorm.py), built from the same core primitives as our
+ * SyncBatchNorm so that only the communication differs:
+ *
+ * forward: THREE blocking all-gathers, one each for the means, the variances
+ *   and the counts, each after its own device-to-host download;
+ * backward: TWO blocking all-reduces, one for sum_dy and one for sum_dy_xmu,
+ *   each after its own download.
+ *
+ * Bagua gathers invstd where this gathers the biased variance: our merge
+ * primitive takes variances, and turning invstd back into a variance would
+ * round differently. The traffic (C floats) and the number of collectives
+ * are the same, and the outputs match ours exactly, so the timing comparison
+ * is fair. Not part of the library: benchmark use only.
+ */
+import { F, formatShape, nn, recordOp, tensor, type Tensor } from '@bagua/core';
+import type { ProcessGroup } from '@bagua/comm';
+
+export class BaguaWaySyncBatchNorm extends nn._BatchNorm {
+  constructor(numFeatures: number, readonly group: ProcessGroup, opts: nn.BatchNormOptions = {}) {
+    super(numFeatures, opts);
+  }
+
+  protected checkInputDim(x: Tensor): void {
+    if (x.ndim < 2 || x.ndim > 5) {
+      throw new Error(`BaguaWaySyncBatchNorm: expected 2D to 5D input, got ${x.ndim}D input of shape ${formatShape(x.shape)}`);
+    }
+  }
+
+  override forward(x: Tensor): Tensor {
+    this.checkInputDim(x);
+    this.checkChannels(x);
+    if (!this.training || this.group.size === 1) return super.forward(x);
+    const factor = this.averagingFactor();
+    const group = this.group;
+    const c = this.numFeatures;
+    const ranks = group.size;
+    const width = 2 * c + 1;
+
+    const local = F.batchNormStats(x); // [mean(C), var(C), count] on the device
+    // Three collectives, each with its own host round trip, as Bagua does.
+    const meanAll = new Float32Array(ranks * c);
+    group.allGather(meanAll, (local.toArray() as Float32Array).slice(0, c));
+    const varAll = new Float32Array(ranks * c);
+    group.allGather(varAll, (local.toArray() as Float32Array).slice(c, 2 * c));
+    const countAll = new Float32Array(ranks);
+    group.allGather(countAll, (local.toArray() as Float32Array).slice(2 * c, width));
+
+    const records = new Float32Array(ranks * width);
+    let globalCount = 0;
+    for (let r = 0; r < ranks; r++) {
+      records.set(meanAll.subarray(r * c, (r + 1) * c), r * width);
+      records.set(varAll.subarray(r * c, (r + 1) * c), r * width + c);
+      records[r * width + 2 * c] = countAll[r];
+      globalCount += countAll[r];
+    }
+    if (globalCount <= 1) {
+      throw new Error(`BaguaWaySyncBatchNorm: expected more than 1 value per channel when training, got ${globalCount}`);
+    }
+    const { mean, invstd, count } = F.batchNormMergeStats(
+      tensor(records, { shape: [ranks, width], device: x.device }), this.eps,
+      this.trackRunningStats ? this.runningMean : null, this.trackRunningStats ? this.runningVar : null, factor);
+    const { weight, bias } = this;
+    const y = F.batchNormElemt(x, mean, invstd, weight, bias);
+    return recordOp(y, 'BaguaWaySyncBatchNorm', [x, weight, bias], (dy) => {
+      const needW = (weight?.requiresGrad ?? false) || (bias?.requiresGrad ?? false);
+      const red = F.batchNormBackwardReduce(dy, x, mean, invstd, needW);
+      // Two all-reduces, each with its own host round trip.
+      const sumDy = (red.sums.toArray() as Float32Array).slice(0, c);
+      group.allReduce(sumDy, 'sum');
+      const sumDyXmu = (red.sums.toArray() as Float32Array).slice(c, 2 * c);
+      group.allReduce(sumDyXmu, 'sum');
+      const sums = new Float32Array(2 * c);
+      sums.set(sumDy);
+      sums.set(sumDyXmu, c);
+      const dx = F.batchNormBackwardElemt(dy, x, mean, invstd, weight, tensor(sums, { device: x.device }), count);
+      return [dx, weight?.requiresGrad ? red.gradWeight : null, bias?.requiresGrad ? red.gradBias : null];
+    });
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * SyncBatchNorm benchmark (issue 4, item 6):
+ *
+ *   pnpm bench:syncbn
+ *
+ * Forward + backward time (median over reps, ms, slowest rank per step) of
+ *   - plain BatchNorm (nn.BatchNorm2d on the local batch, no communication),
+ *   - our SyncBatchNorm (1 all-gather forward, 1 all-reduce backward), and
+ *   - the same layer written Bagua's way (3 all-gathers forward, 2 all-reduces
+ *     backward, each blocking with its own host round trip; bagua-way-batchnorm.ts),
+ * measured in the same run, interleaved, on the same local shape per rank, at
+ * world sizes 2 and 4 over the `threads` backend (runThreads) and the `gloo`
+ * backend (processes under bagua-launch; skipped loudly without libbagua_gloo.so).
+ *
+ * Every rank runs single-threaded: one JS thread per rank, the CPU kernels
+ * have no threading of their own, and OMP/BLAS thread counts are pinned to 1.
+ *
+ * Environment: BENCH_REPS (default 15), BENCH_WARMUP (3), BENCH_WORLDS ("2,4"),
+ * BENCH_BACKENDS ("threads,gloo"), BENCH_SHAPES ("8x64x56x56,32x256x14x14").
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runThreads } from '@bagua/comm';
+import type { CollectiveCounts } from './counting-group.js';
+import type { PhaseCounts, RankReport, ShapeResult } from './syncbn-rank.js';
+
+const here = dirname(fileURLToPath(import.meta.url)); // <package>/dist/bench
+const RANK_SCRIPT = join(here, 'syncbn-rank.js');
+const LAUNCH_CLI = join(here, 'launch-cli.js');
+
+const REPS = Number(process.env.BENCH_REPS ?? 15);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 3);
+const WORLDS = (process.env.BENCH_WORLDS ?? '2,4').split(',').map(Number);
+const BACKENDS = (process.env.BENCH_BACKENDS ?? 'threads,gloo').split(',').map((s) => s.trim());
+const SHAPES = process.env.BENCH_SHAPES ?? '8x64x56x56,32x256x14x14';
+const JOB_TIMEOUT_MS = 150_000;
+const CORES = availableParallelism();
+
+const SINGLE_THREAD_ENV = {
+  OMP_NUM_THREADS: '1',
+  OPENBLAS_NUM_THREADS: '1',
+  MKL_NUM_THREADS: '1',
+};
+
+const RANK_ARGS = ['--shapes', SHAPES, '--warmup', String(WARMUP), '--reps', String(REPS)];
+
+type JobOutcome = { ok: true; report: RankReport; wallMs: number } | { ok: false; reason: string; wallMs: number };
+
+function loud(message: string): void {
+  const bar = '!'.repeat(100);
+  process.stdout.write(`\n${bar}\n!!! ${message}\n${bar}\n\n`);
+}
+
+/** The last meaningful line(s) of a failed job's output. */
+function failureReason(out: string, err: string): string {
+  const m = /BENCH_ERROR (.*)$/m.exec(out);
+  if (m) return m[1];
+  const lines = `${err}\n${out}`.split('\n').map((l) => l.trim()).filter((l) => l && !/^at /.test(l));
+  return lines.slice(-4).join(' | ') || 'no output';
+}
+
+function parseResult(out: string): RankReport | null {
+  const m = /^(?:\[rank 0\] )?BENCH_RESULT (.*)$/m.exec(out);
+  return m ? (JSON.parse(m[1]) as RankReport) : null;
+}
+
+async function runThreadsJob(n: number): Promise<JobOutcome> {
+  const t0 = performance.now();
+  const res = await runThreads(n, RANK_SCRIPT, RANK_ARGS, { output: 'capture', env: SINGLE_THREAD_ENV, timeoutMs: 60_000 });
+  const wallMs = performance.now() - t0;
+  const report = res.exitCode === 0 ? parseResult(res.stdout[0]) : null;
+  if (report) return { ok: true, report, wallMs };
+  return { ok: false, reason: `exit ${res.exitCode}: ${failureReason(res.stdout.join('\n'), res.stderr.join('\n'))}`, wallMs };
+}
+
+/** n processes under bagua-launch --backend gloo (the CLI, launchMain, in a child process). */
+function runGlooJob(n: number): Promise<JobOutcome> {
+  const t0 = performance.now();
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [
+      LAUNCH_CLI, '--nproc-per-node', String(n), '--backend', 'gloo', '--timeout-ms', '60000', RANK_SCRIPT, ...RANK_ARGS,
+    ], { env: { ...process.env, ...SINGLE_THREAD_ENV }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGTERM'), JOB_TIMEOUT_MS);
+    child.on('error', (e) => (err += `cannot start bagua-launch: ${e.message}\n`));
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const wallMs = performance.now() - t0;
+      const report = code === 0 ? parseResult(out) : null;
+      if (report) done({ ok: true, report, wallMs });
+      else done({ ok: false, reason: `bagua-launch exit ${code ?? signal}: ${failureReason(out, err)}`, wallMs });
+    });
+  });
+}
+
+/** Where comm looks for the gloo shim: $BAGUA_GLOO_LIB, then @bagua/comm's native/build. */
+function glooLibrary(): { found: string | null; tried: string[] } {
+  const tried: string[] = [];
+  if (process.env.BAGUA_GLOO_LIB) tried.push(resolve(process.env.BAGUA_GLOO_LIB));
+  const commIndex = fileURLToPath(import.meta.resolve('@bagua/comm')); // <comm>/dist/src/index.js
+  tried.push(resolve(dirname(commIndex), '../../native/build/libbagua_gloo.so'));
+  return { found: tried.find((p) => existsSync(p)) ?? null, tried };
+}
+
+// ---------------------------------------------------------------- table
+
+const fmtMs = (ms: number) => ms.toFixed(2);
+const count = (c: CollectiveCounts) => c.allReduce + c.allGather + c.broadcast + c.barrier;
+const phases = (p: PhaseCounts) => `${count(p.forward)}+${count(p.backward)}`;
+const shapeName = (s: number[]) => `[${s.join(',')}]`;
+
+function maxDiff(r: ShapeResult): number {
+  return Math.max(...Object.values(r.maxAbsDiff).map((d) => (Number.isNaN(d) ? Infinity : d)));
+}
+
+interface Row {
+  backend: string;
+  world: string;
+  shape: string;
+  plain: string;
+  ours: string;
+  bagua: string;
+  colls: string;
+  diff: string;
+}
+
+function rowOf(report: RankReport, r: ShapeResult): Row {
+  const { plain, ours, bagua } = r.medianMs;
+  return {
+    backend: report.backend,
+    world: `${report.worldSize}${report.worldSize > CORES ? '*' : ''}`,
+    shape: shapeName(r.shape),
+    plain: fmtMs(plain),
+    ours: `${fmtMs(ours)} (${(ours / plain).toFixed(2)}x)`,
+    bagua: `${fmtMs(bagua)} (${(bagua / ours).toFixed(2)}x)`,
+    colls: `${phases(r.collectives.plain)} / ${phases(r.collectives.ours)} / ${phases(r.collectives.bagua)}`,
+    diff: maxDiff(r).toExponential(1),
+  };
+}
+
+function printTable(rows: Row[]): void {
+  const head: Row = {
+    backend: 'backend',
+    world: 'world',
+    shape: 'shape per rank',
+    plain: 'plain BN ms',
+    ours: 'SyncBN ms (/plain)',
+    bagua: 'Bagua-way ms (/ours)',
+    colls: 'collectives fwd+bwd plain / ours / Bagua',
+    diff: 'max|ours-Bagua|',
+  };
+  const keys = Object.keys(head) as (keyof Row)[];
+  const width = Object.fromEntries(keys.map((k) => [k, Math.max(...[head, ...rows].map((r) => r[k].length))])) as Record<keyof Row, number>;
+  const left = new Set<keyof Row>(['backend', 'shape']);
+  const line = (r: Row) => `| ${keys.map((k) => (left.has(k) ? r[k].padEnd(width[k]) : r[k].padStart(width[k]))).join(' | ')} |`;
+  const sep = `|${keys.map((k) => '-'.repeat(width[k] + 2)).join('|')}|`;
+  process.stdout.write(`${line(head)}\n${sep}\n${rows.map(line).join('\n')}\n`);
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const start = performance.now();
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  process.stdout.write(
+    `SyncBatchNorm benchmark: forward + backward of one layer, median of ${REPS} reps (after ${WARMUP} warm-ups), ` +
+      `slowest rank per step\n` +
+      `  ${CORES} CPU core(s) available (${cpu}); node ${process.version}; every rank single-threaded ` +
+      `(one JS thread, single-threaded kernels, OMP/BLAS threads = 1)\n` +
+      `  variants run interleaved in the same job on the same data: plain nn.BatchNorm2d (local stats), ` +
+      `our SyncBatchNorm, and the Bagua way (3 all-gathers + 2 all-reduces)\n`,
+  );
+  const oversubscribed = WORLDS.filter((w) => w > CORES);
+  if (oversubscribed.length) {
+    process.stdout.write(
+      `  NOTE: world size ${oversubscribed.join(', ')} (rows marked *) OVERSUBSCRIBES this ${CORES}-core machine: ` +
+        `ranks time-share cores, so each blocking collective also waits for descheduled peers; ` +
+        `those rows overstate communication cost compared with one core per rank.\n`,
+    );
+  }
+
+  const rows: Row[] = [];
+  const skipped: string[] = [];
+  const jobTimes: string[] = [];
+  for (const backend of BACKENDS) {
+    if (backend === 'gloo') {
+      const lib = glooLibrary();
+      if (!lib.found) {
+        loud(`GLOO ROWS SKIPPED: libbagua_gloo.so is missing (looked at ${lib.tried.join(', ')}). ` +
+          `Build it with \`apt-get install libgloo-dev && pnpm --filter @bagua/comm native\` or set BAGUA_GLOO_LIB.`);
+        skipped.push('gloo (libbagua_gloo.so missing)');
+        continue;
+      }
+    } else if (backend !== 'threads') {
+      throw new Error(`BENCH_BACKENDS: unknown backend '${backend}' (threads, gloo)`);
+    }
+    for (const n of WORLDS) {
+      process.stdout.write(`  running ${backend} x${n} ...`);
+      const outcome = backend === 'threads' ? await runThreadsJob(n) : await runGlooJob(n);
+      process.stdout.write(` ${(outcome.wallMs / 1000).toFixed(1)} s\n`);
+      jobTimes.push(`${backend} x${n}: ${(outcome.wallMs / 1000).toFixed(1)} s`);
+      if (!outcome.ok) {
+        loud(`${backend.toUpperCase()} x${n} ROWS SKIPPED: the job failed: ${outcome.reason}`);
+        skipped.push(`${backend} x${n} (${outcome.reason.slice(0, 120)})`);
+        continue;
+      }
+      for (const r of outcome.report.shapes) rows.push(rowOf(outcome.report, r));
+    }
+  }
+
+  process.stdout.write('\n');
+  if (rows.length) printTable(rows);
+  process.stdout.write(
+    `\n  SyncBN ratio: our SyncBatchNorm / plain BatchNorm; Bagua-way ratio: Bagua way / our SyncBatchNorm.\n` +
+      `  collectives: counted per step through the group (forward+backward): plain issues none, ours 1 all-gather + ` +
+      `1 all-reduce, the Bagua way 3 all-gathers + 2 all-reduces.\n` +
+      `  max|ours-Bagua|: largest difference of y, dx, grad weight, grad bias, running mean and var after one step, all ranks.\n`,
+  );
+  if (oversubscribed.length) {
+    process.stdout.write(`  * world size > ${CORES} cores: the CPU is oversubscribed (see the note above).\n`);
+  }
+  if (skipped.length) process.stdout.write(`  SKIPPED: ${skipped.join('; ')}\n`);
+  process.stdout.write(`  jobs: ${jobTimes.join(', ')}\n  total run time: ${((performance.now() - start) / 1000).toFixed(1)} s\n`);
+  const bad = rows.filter((r) => !(Number(r.diff) <= 1e-5));
+  if (bad.length) {
+    process.stdout.write(`  WARNING: ours and the Bagua way disagree (max|diff| > 1e-5) in ${bad.length} row(s).\n`);
+  }
+  if (skipped.length && !rows.length) process.exitCode = 1;
+}
+
+await main();
