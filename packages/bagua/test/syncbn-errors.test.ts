@@ -1,0 +1,48 @@
+import test from 'ava';
+import '@bagua/kernels';
+import { randn } from '@bagua/core';
+import { SyncBatchNorm } from '../src/index.js';
+import { assertJob, backendReady, runJob, type Backend } from './helpers/job.js';
+
+test('input of rank below 2 or above 5 is refused, naming the shape', (t) => {
+  t.throws(() => new SyncBatchNorm(3).forward(randn([3])), { message: /SyncBatchNorm: expected 2D to 5D input, got 1D input of shape \[3\]/ });
+  t.throws(() => new SyncBatchNorm(3).forward(randn([1, 3, 1, 1, 1, 2])), { message: /got 6D input/ });
+});
+
+test('a channel count other than numFeatures is refused', (t) => {
+  t.throws(() => new SyncBatchNorm(3).forward(randn([2, 4, 5])), { message: /expected 3 channels, got input of shape \[2,4,5\]/ });
+});
+
+test('non-finite hyper-parameters are refused', (t) => {
+  t.throws(() => new SyncBatchNorm(3, { eps: NaN }), { message: /eps must be a finite positive number/ });
+  t.throws(() => new SyncBatchNorm(3, { momentum: Infinity }), { message: /momentum must be a finite number or null/ });
+});
+
+const errorCases: [string, RegExp][] = [
+  ['channels', /allGather.*(mismatch|size|length|bytes)/i],
+  ['sequence', /ranks disagree on the layer sequence/],
+  ['count1', /expected more than 1 value per channel when training, got 1 over the group/],
+];
+
+for (const backend of ['threads', 'gloo'] as Backend[]) {
+  for (const [mode, pattern] of errorCases) {
+    test(`ranks that disagree (${mode}) fail on every rank with a clear error: ${backend}`, async (t) => {
+      if (!(await backendReady(t, backend))) return;
+      const start = Date.now();
+      const job = await runJob(backend, 2, 'syncbn-errors', [mode], { timeoutMs: 60_000 });
+      const errors = job.lines('ERROR');
+      t.log(errors.map((e, r) => `rank ${r}: ${e[0]}`).join('\n'));
+      t.is(job.code, 0, job.output.slice(-2000));
+      for (let r = 0; r < 2; r++) {
+        t.is(errors[r].length, 1, `rank ${r} caught an error`);
+        t.regex(errors[r][0] ?? '', pattern);
+      }
+      t.true(Date.now() - start < 30_000, 'within the timeout, no hang');
+    });
+  }
+
+  test(`exactly one collective per training forward and one per backward, none in eval: ${backend}`, async (t) => {
+    if (!(await backendReady(t, backend))) return;
+    assertJob(t, await runJob(backend, 2, 'syncbn-collectives'), 2, 6);
+  });
+}
