@@ -126,7 +126,8 @@ export async function launch(options: LaunchOptions): Promise<number> {
           const text = await ctl!.getString(FAILED_KEY).catch(() => null);
           const f = text ? (JSON.parse(text) as { node: number; rank: number; code: number }) : { node: -1, rank: -1, code: 1 };
           if (f.node !== nodeRank) {
-            log(`rank ${f.rank} on node ${f.node} failed with exit code ${f.code}: stopping this node's ranks`);
+            const what = f.rank >= 0 ? `rank ${f.rank} on node ${f.node} failed with exit code ${f.code}` : `node ${f.node} was stopped`;
+            log(`${what}: stopping this node's ranks`);
             remoteFailure = f;
             stop.abort('SIGTERM');
           }
@@ -172,10 +173,9 @@ export async function launch(options: LaunchOptions): Promise<number> {
     else if (result.failedRank !== null) log(`rank ${result.failedRank} failed with exit code ${result.exitCode}; the job was stopped`);
 
     if (multi && ctl) {
-      if (result.failedRank !== null && !remoteFailure) {
-        await ctl
-          .set(FAILED_KEY, JSON.stringify({ node: nodeRank, rank: result.failedRank, code: result.exitCode }))
-          .catch(() => undefined);
+      if (code !== 0 && !remoteFailure) {
+        // A rank failed here, or this launcher was stopped by a signal (rank -1): stop the other nodes.
+        await ctl.set(FAILED_KEY, JSON.stringify({ node: nodeRank, rank: result.failedRank ?? -1, code })).catch(() => undefined);
       }
       await ctl.set(doneKey(nodeRank), String(code)).catch(() => undefined);
       if (nodeRank === 0) {
