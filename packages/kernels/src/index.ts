@@ -17,3 +17,7 @@ export {
 
 registerBackend(cpuBackend);
 export * from './cuda-index.js';
+
+// The CUDA backend registers itself too; it loads nothing until a cuda storage is
+// allocated, so this never fails on a machine without a GPU.
+export * from './cuda-index.js';
