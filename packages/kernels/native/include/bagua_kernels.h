@@ -108,7 +108,9 @@ BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, i
 /* Chan merge of `ranks` stats records (rows of [ranks, 2c + 1]; count-0 rows are skipped)
  * into mean[c], invstd[c] = 1 / sqrt(var + eps) and count[1] (the global count).
  * When running_mean / running_var are not NULL: running = (1 - factor) * running + factor * stat,
- * the variance unbiased by the global count (count / (count - 1)). */
+ * the variance unbiased by the global count (count / (count - 1)).
+ * A global count of 0 gives mean 0 and invstd 1 / sqrt(eps); running statistics are updated
+ * only when the global count is > 1 (callers reject training with count <= 1, as PyTorch does). */
 BK_API int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, const float *stats,
                                  int64_t ranks, int64_t c, float eps,
                                  float *running_mean /* nullable */, float *running_var /* nullable */,
