@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define BAGUA_GLOO_ABI_VERSION 1
+#define BAGUA_GLOO_ABI_VERSION 2
 
 enum bagua_gloo_status {
   BAGUA_GLOO_OK = 0,
@@ -59,18 +59,26 @@ BAGUA_GLOO_API const char* bagua_gloo_last_error(void);
 /*
  * Joins a group of `size` ranks: connects to the rendezvous store at
  * store_host:store_port (AUTH with `token` first when it is non-empty), and
- * builds a full mesh of TCP pairs whose addresses are exchanged under
- * "<prefix>/<rank>" keys. Binds to `iface` when non-empty, else to
- * `hostname` when non-empty, else to the local address of the connection to
- * the store (127.0.0.1 when the store is on loopback). Blocks up to
- * timeout_ms (which is also the default timeout of collectives). Returns
- * NULL on failure, with the message in err (NUL-terminated, truncated to
- * err_cap).
+ * builds full meshes of TCP pairs whose addresses are exchanged under
+ * "<prefix>/..." keys. Binds to `iface` when non-empty, else to `hostname`
+ * when non-empty, else to the local address of the connection to the store
+ * (127.0.0.1 when the store is on loopback). Blocks up to timeout_ms (which
+ * is also the default timeout of collectives).
+ *
+ * small_bytes > 0 adds a second mesh in gloo's synchronous mode (blocking
+ * reads on the calling thread, no event-loop hand-off) used by collectives
+ * whose per-rank payload is at most small_bytes and whose timeout is the
+ * creation timeout; everything else uses gloo's asynchronous algorithms.
+ * Every rank must pass the same small_bytes. Keep it well under the kernel's
+ * socket buffering (default 16 KiB): small-path sends block until written.
+ *
+ * Returns NULL on failure, with the message in err (NUL-terminated,
+ * truncated to err_cap).
  */
 BAGUA_GLOO_API bagua_gloo_context* bagua_gloo_context_create(
     int rank, int size, const char* store_host, int store_port,
     const char* token, const char* prefix, int timeout_ms, const char* iface,
-    const char* hostname, char* err, int err_cap);
+    const char* hostname, int64_t small_bytes, char* err, int err_cap);
 
 BAGUA_GLOO_API void bagua_gloo_context_destroy(bagua_gloo_context* ctx);
 

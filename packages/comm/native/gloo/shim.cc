@@ -4,9 +4,11 @@
 #include "bagua_gloo.h"
 
 #include <gloo/allgather.h>
+#include <gloo/allgather_ring.h>
 #include <gloo/allreduce.h>
 #include <gloo/barrier.h>
 #include <gloo/broadcast.h>
+#include <gloo/broadcast_one_to_all.h>
 #include <gloo/common/error.h>
 #include <gloo/common/logging.h>
 #include <gloo/rendezvous/context.h>
@@ -19,6 +21,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <list>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -161,15 +164,94 @@ size_t dtypeSize(int dtype) {
 
 }  // namespace
 
+namespace {
+
+// Identifies a collective call; exchanged with the payload on the small path
+// so that ranks calling different collectives fail loudly instead of mixing
+// data.
+struct Signature {
+  uint8_t kind;  // 1 allreduce, 2 allgather, 3 broadcast, 4 barrier
+  uint8_t dtype;
+  uint8_t op;
+  uint8_t pad = 0;
+  int32_t root;
+  int64_t count;
+};
+static_assert(sizeof(Signature) == 16, "signature layout");
+
+const char* kindName(uint8_t k) {
+  switch (k) {
+    case 1: return "allReduce";
+    case 2: return "allGather";
+    case 3: return "broadcast";
+    case 4: return "barrier";
+    default: return "?";
+  }
+}
+
+const char* dtypeName(uint8_t d) {
+  switch (d) {
+    case BAGUA_GLOO_FLOAT32: return "float32";
+    case BAGUA_GLOO_FLOAT64: return "float64";
+    case BAGUA_GLOO_INT32: return "int32";
+    case BAGUA_GLOO_INT64: return "int64";
+    case BAGUA_GLOO_UINT8: return "uint8";
+    default: return "?";
+  }
+}
+
+const char* opName(uint8_t op) {
+  switch (op) {
+    case BAGUA_GLOO_SUM: return "sum";
+    case BAGUA_GLOO_AVG: return "avg";
+    case BAGUA_GLOO_MAX: return "max";
+    case BAGUA_GLOO_MIN: return "min";
+    case BAGUA_GLOO_PRODUCT: return "product";
+    default: return "?";
+  }
+}
+
+std::string describe(const Signature& s) {
+  std::ostringstream o;
+  o << kindName(s.kind);
+  if (s.kind != 4) o << "(" << dtypeName(s.dtype) << " x " << s.count;
+  if (s.kind == 1) o << ", " << opName(s.op);
+  if (s.kind == 3) o << ", root " << s.root;
+  if (s.kind != 4) o << ")";
+  return o.str();
+}
+
+// Raised when ranks called different collectives (the exchange itself
+// worked, so the group stays usable).
+struct MismatchError : std::runtime_error {
+  explicit MismatchError(const std::string& m) : std::runtime_error(m) {}
+};
+
+// A cached gloo algorithm over staging memory. Old-style gloo algorithms
+// bind their buffers (and slots) at construction, so they are built once per
+// shape and reused; the cache is keyed by values every rank agrees on, so
+// all ranks build, hit and evict in the same order.
+struct SmallEntry {
+  std::vector<char> in;   // this rank's payload + signature
+  std::vector<char> out;  // allgather: size x (payload + signature); broadcast: payload + signature
+  std::unique_ptr<gloo::Algorithm> algo;
+};
+
+}  // namespace
+
 struct bagua_gloo_context {
-  std::shared_ptr<gloo::rendezvous::Context> ctx;
+  std::shared_ptr<gloo::rendezvous::Context> ctx;       // async mode: gloo's new-style collectives
+  std::shared_ptr<gloo::rendezvous::Context> syncCtx;   // sync mode: the small path (may be null)
   std::shared_ptr<gloo::transport::Device> device;
   int rank = 0;
   int size = 1;
   milliseconds timeout{30000};
-  std::string name;                 // the store prefix, for messages
+  size_t smallBytes = 0;
+  std::string name;                   // the store prefix, for messages
   std::vector<std::string> peerTags;  // ":<port>" of each rank's listening socket
-  std::string broken;               // non-empty once a collective has failed
+  std::string broken;                 // non-empty once a collective has failed
+  // LRU cache of small-path algorithms: key -> entry, most recent first.
+  std::list<std::pair<std::string, std::unique_ptr<SmallEntry>>> small;
 };
 
 namespace {
@@ -191,9 +273,16 @@ std::vector<int> peersIn(const bagua_gloo_context* c, const std::string& msg) {
   return out;
 }
 
+bool mentionsTimeout(const std::string& msg) {
+  std::string lower(msg);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  return lower.find("timeout") != std::string::npos || lower.find("timed out") != std::string::npos;
+}
+
 // Runs fn, translating every exception into a status code and message, and
-// marks the context unusable after a failure (gloo leaves the transport in
-// an unknown state after an error).
+// marks the context unusable after a transport failure (gloo leaves the
+// transport in an unknown state after an error).
 template <typename Fn>
 int guarded(bagua_gloo_context* c, const char* what, Fn&& fn) {
   if (c == nullptr) return fail(BAGUA_GLOO_ERR_INVALID, std::string(what) + ": null context");
@@ -208,11 +297,11 @@ int guarded(bagua_gloo_context* c, const char* what, Fn&& fn) {
   try {
     fn();
     return BAGUA_GLOO_OK;
+  } catch (const MismatchError& e) {
+    return fail(BAGUA_GLOO_ERR_INVALID, std::string(what) + ": " + e.what());
   } catch (const gloo::IoException& e) {
     msg = e.what();
-    code = (msg.find("Timed out") != std::string::npos || msg.find("timed out") != std::string::npos)
-               ? BAGUA_GLOO_ERR_TIMEOUT
-               : BAGUA_GLOO_ERR_IO;
+    code = mentionsTimeout(msg) ? BAGUA_GLOO_ERR_TIMEOUT : BAGUA_GLOO_ERR_IO;
   } catch (const gloo::EnforceNotMet& e) {
     msg = std::string("gloo assertion: ") + e.what();
   } catch (const std::exception& e) {
@@ -227,6 +316,80 @@ int guarded(bagua_gloo_context* c, const char* what, Fn&& fn) {
 milliseconds opTimeout(const bagua_gloo_context* c, int timeout_ms) {
   return timeout_ms > 0 ? milliseconds(timeout_ms) : c->timeout;
 }
+
+// ---- reductions over whole rank-ordered payloads (small path) ----
+
+// out = op(rank 0's, rank 1's, ...), combined in rank order on every rank, so
+// all ranks get bit-identical results whatever the group size.
+template <typename T>
+void reduceRankOrdered(void* out, const char* gathered, size_t stride, int size, size_t n, int op) {
+  T* o = static_cast<T*>(out);
+  memcpy(o, gathered, n * sizeof(T));
+  for (int r = 1; r < size; r++) {
+    const T* x = reinterpret_cast<const T*>(gathered + static_cast<size_t>(r) * stride);
+    switch (op) {
+      case BAGUA_GLOO_SUM:
+      case BAGUA_GLOO_AVG: reduceSum<T>(o, o, x, n); break;
+      case BAGUA_GLOO_MAX: reduceMax<T>(o, o, x, n); break;
+      case BAGUA_GLOO_MIN: reduceMin<T>(o, o, x, n); break;
+      case BAGUA_GLOO_PRODUCT: reduceProduct<T>(o, o, x, n); break;
+    }
+  }
+  if (op == BAGUA_GLOO_AVG) {
+    const T d = static_cast<T>(size);
+    for (size_t i = 0; i < n; i++) o[i] = o[i] / d;
+  }
+}
+
+bool useSmall(const bagua_gloo_context* c, size_t payloadBytes, int timeout_ms) {
+  return c->syncCtx && payloadBytes <= c->smallBytes &&
+         (timeout_ms <= 0 || milliseconds(timeout_ms) == c->timeout);
+}
+
+const size_t kMaxSmallEntries = 64;
+
+// The cached entry for `key`, built by make() on a miss (same order on every rank).
+template <typename Make>
+SmallEntry& smallEntry(bagua_gloo_context* c, const std::string& key, Make&& make) {
+  for (auto it = c->small.begin(); it != c->small.end(); ++it) {
+    if (it->first == key) {
+      if (it != c->small.begin()) c->small.splice(c->small.begin(), c->small, it);
+      return *c->small.front().second;
+    }
+  }
+  std::unique_ptr<SmallEntry> e(new SmallEntry);
+  make(*e);
+  c->small.emplace_front(key, std::move(e));
+  while (c->small.size() > kMaxSmallEntries) c->small.pop_back();
+  return *c->small.front().second;
+}
+
+// Every rank's (payload, signature), rank after rank, in e.out.
+SmallEntry& smallAllgather(bagua_gloo_context* c, const void* payload, size_t bytes,
+                           const Signature& sig) {
+  const size_t stride = bytes + sizeof(Signature);
+  SmallEntry& e = smallEntry(c, "ag:" + std::to_string(bytes), [&](SmallEntry& n) {
+    n.in.resize(stride);
+    n.out.resize(stride * static_cast<size_t>(c->size));
+    n.algo.reset(new gloo::AllgatherRing<char>(
+        c->syncCtx, std::vector<const char*>{n.in.data()}, n.out.data(), static_cast<int>(stride)));
+  });
+  if (bytes) memcpy(e.in.data(), payload, bytes);
+  memcpy(e.in.data() + bytes, &sig, sizeof sig);
+  e.algo->run();
+  for (int r = 0; r < c->size; r++) {
+    Signature other;
+    memcpy(&other, e.out.data() + static_cast<size_t>(r) * stride + bytes, sizeof other);
+    if (memcmp(&other, &sig, sizeof sig) != 0) {
+      throw MismatchError("ranks called different collectives: this rank (" +
+                          std::to_string(c->rank) + ") called " + describe(sig) + ", rank " +
+                          std::to_string(r) + " called " + describe(other));
+    }
+  }
+  return e;
+}
+
+// ---- gloo's asynchronous algorithms (large payloads) ----
 
 template <typename T>
 void runAllreduce(bagua_gloo_context* c, void* buf, size_t n, int op, milliseconds timeout) {
@@ -287,6 +450,34 @@ void copyError(char* err, int cap, const std::string& msg) {
   err[n] = '\0';
 }
 
+std::shared_ptr<gloo::rendezvous::Context> connect(bagua::StoreClient& client,
+                                                   const std::string& prefix, int rank, int size,
+                                                   milliseconds timeout,
+                                                   std::shared_ptr<gloo::transport::Device>& dev,
+                                                   std::vector<std::string>* peerTags) {
+  PrefixedStore store(client, prefix, size, timeout);
+  auto ctx = std::make_shared<gloo::rendezvous::Context>(rank, size);
+  ctx->setTimeout(timeout);
+  ctx->connectFullMesh(store, dev);
+  if (peerTags == nullptr) return ctx;
+  // Remember each peer's listening port, to name peers in IO errors.
+  peerTags->assign(size, "");
+  for (int r = 0; r < size && size > 1; r++) {
+    if (r == rank) continue;
+    std::vector<char> blob;
+    if (!store.cached(std::to_string(r), &blob)) continue;
+    size_t one = blob.size() / static_cast<size_t>(size - 1);
+    if (one == 0) continue;
+    gloo::transport::tcp::Address addr(std::vector<char>(blob.begin(), blob.begin() + one));
+    const sockaddr_storage& ss = addr.getSockaddr();
+    int port = 0;
+    if (ss.ss_family == AF_INET) port = ntohs(reinterpret_cast<const sockaddr_in&>(ss).sin_port);
+    if (ss.ss_family == AF_INET6) port = ntohs(reinterpret_cast<const sockaddr_in6&>(ss).sin6_port);
+    if (port > 0) (*peerTags)[r] = ":" + std::to_string(port);
+  }
+  return ctx;
+}
+
 }  // namespace
 
 extern "C" {
@@ -299,11 +490,12 @@ bagua_gloo_context* bagua_gloo_context_create(int rank, int size, const char* st
                                               int store_port, const char* token,
                                               const char* prefix, int timeout_ms,
                                               const char* iface, const char* hostname,
-                                              char* err, int err_cap) {
+                                              int64_t small_bytes, char* err, int err_cap) {
   std::string where = std::string("gloo rendezvous (rank ") + std::to_string(rank) + " of " +
                       std::to_string(size) + ", prefix '" + (prefix ? prefix : "") + "')";
   if (size < 1 || rank < 0 || rank >= size || store_host == nullptr || store_port <= 0 ||
-      store_port > 65535 || prefix == nullptr || timeout_ms <= 0) {
+      store_port > 65535 || prefix == nullptr || timeout_ms <= 0 || small_bytes < 0 ||
+      small_bytes > (1 << 30)) {
     copyError(err, err_cap, where + ": invalid arguments");
     return nullptr;
   }
@@ -313,6 +505,7 @@ bagua_gloo_context* bagua_gloo_context_create(int rank, int size, const char* st
   c->size = size;
   c->timeout = timeout;
   c->name = prefix;
+  c->smallBytes = static_cast<size_t>(small_bytes);
   try {
     bagua::StoreClient client(store_host, store_port, token ? token : "", timeout);
     gloo::transport::tcp::attr attr;
@@ -324,24 +517,13 @@ bagua_gloo_context* bagua_gloo_context_create(int rank, int size, const char* st
       attr.hostname = client.localAddress().empty() ? "127.0.0.1" : client.localAddress();
     }
     c->device = gloo::transport::tcp::CreateDevice(attr);
-    PrefixedStore store(client, prefix, size, timeout);
-    c->ctx = std::make_shared<gloo::rendezvous::Context>(rank, size);
-    c->ctx->setTimeout(timeout);
-    c->ctx->connectFullMesh(store, c->device);
-    // Remember each peer's listening port, to name peers in IO errors.
-    c->peerTags.assign(size, "");
-    for (int r = 0; r < size && size > 1; r++) {
-      if (r == rank) continue;
-      std::vector<char> blob;
-      if (!store.cached(std::to_string(r), &blob)) continue;
-      size_t one = blob.size() / static_cast<size_t>(size - 1);
-      if (one == 0) continue;
-      gloo::transport::tcp::Address addr(std::vector<char>(blob.begin(), blob.begin() + one));
-      const sockaddr_storage& ss = addr.getSockaddr();
-      int port = 0;
-      if (ss.ss_family == AF_INET) port = ntohs(reinterpret_cast<const sockaddr_in&>(ss).sin_port);
-      if (ss.ss_family == AF_INET6) port = ntohs(reinterpret_cast<const sockaddr_in6&>(ss).sin6_port);
-      if (port > 0) c->peerTags[r] = ":" + std::to_string(port);
+    const std::string p(prefix);
+    c->ctx = connect(client, p + "/a", rank, size, timeout, c->device, &c->peerTags);
+    if (small_bytes > 0 && size > 1) {
+      c->syncCtx = connect(client, p + "/s", rank, size, timeout, c->device, nullptr);
+      for (int r = 0; r < size; r++) {
+        if (r != rank) c->syncCtx->getPair(r)->setSync(true, false);
+      }
     }
     return c.release();
   } catch (const RendezvousTimeout& e) {
@@ -361,6 +543,8 @@ bagua_gloo_context* bagua_gloo_context_create(int rank, int size, const char* st
 void bagua_gloo_context_destroy(bagua_gloo_context* ctx) {
   if (ctx == nullptr) return;
   try {
+    ctx->small.clear();
+    ctx->syncCtx.reset();
     ctx->ctx.reset();
     ctx->device.reset();
   } catch (...) {
@@ -373,7 +557,8 @@ int bagua_gloo_size(const bagua_gloo_context* ctx) { return ctx ? ctx->size : -1
 
 int bagua_gloo_allreduce(bagua_gloo_context* ctx, void* buf, int64_t count, int dtype, int op,
                          int timeout_ms) {
-  if (dtypeSize(dtype) == 0) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: unknown dtype");
+  const size_t es = dtypeSize(dtype);
+  if (es == 0) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: unknown dtype");
   if (op < BAGUA_GLOO_SUM || op > BAGUA_GLOO_PRODUCT) {
     return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: unknown reduce op");
   }
@@ -381,26 +566,45 @@ int bagua_gloo_allreduce(bagua_gloo_context* ctx, void* buf, int64_t count, int 
     return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: bad buffer");
   }
   return guarded(ctx, "allreduce", [&] {
-    if (count == 0) return;
     if (ctx->size == 1) return;  // nothing to exchange; avg over 1 rank is identity
-    BAGUA_DISPATCH(dtype, runAllreduce, ctx, buf, static_cast<size_t>(count), op,
-                   opTimeout(ctx, timeout_ms));
+    const size_t n = static_cast<size_t>(count);
+    if (useSmall(ctx, n * es, timeout_ms)) {
+      Signature sig{1, static_cast<uint8_t>(dtype), static_cast<uint8_t>(op), 0, 0, count};
+      SmallEntry& e = smallAllgather(ctx, buf, n * es, sig);
+      if (n == 0) return;
+      BAGUA_DISPATCH(dtype, reduceRankOrdered, buf, e.out.data(), n * es + sizeof(Signature),
+                     ctx->size, n, op);
+      return;
+    }
+    if (n == 0) return;
+    BAGUA_DISPATCH(dtype, runAllreduce, ctx, buf, n, op, opTimeout(ctx, timeout_ms));
   });
 }
 
 int bagua_gloo_allgather(bagua_gloo_context* ctx, void* out, const void* in, int64_t count,
                          int dtype, int timeout_ms) {
-  size_t es = dtypeSize(dtype);
+  const size_t es = dtypeSize(dtype);
   if (es == 0) return fail(BAGUA_GLOO_ERR_INVALID, "allgather: unknown dtype");
   if (count < 0 || (count > 0 && (out == nullptr || in == nullptr))) {
     return fail(BAGUA_GLOO_ERR_INVALID, "allgather: bad buffer");
   }
   return guarded(ctx, "allgather", [&] {
-    if (count == 0) return;
+    const size_t bytes = static_cast<size_t>(count) * es;
     if (ctx->size == 1) {
-      if (out != in) memmove(out, in, static_cast<size_t>(count) * es);
+      if (bytes && out != in) memmove(out, in, bytes);
       return;
     }
+    if (useSmall(ctx, bytes, timeout_ms)) {
+      Signature sig{2, static_cast<uint8_t>(dtype), 0, 0, 0, count};
+      SmallEntry& e = smallAllgather(ctx, in, bytes, sig);
+      const size_t stride = bytes + sizeof(Signature);
+      for (int r = 0; r < ctx->size && bytes; r++) {
+        memcpy(static_cast<char*>(out) + static_cast<size_t>(r) * bytes,
+               e.out.data() + static_cast<size_t>(r) * stride, bytes);
+      }
+      return;
+    }
+    if (bytes == 0) return;
     BAGUA_DISPATCH(dtype, runAllgather, ctx, out, in, static_cast<size_t>(count),
                    opTimeout(ctx, timeout_ms));
   });
@@ -408,7 +612,8 @@ int bagua_gloo_allgather(bagua_gloo_context* ctx, void* out, const void* in, int
 
 int bagua_gloo_broadcast(bagua_gloo_context* ctx, void* buf, int64_t count, int dtype, int root,
                          int timeout_ms) {
-  if (dtypeSize(dtype) == 0) return fail(BAGUA_GLOO_ERR_INVALID, "broadcast: unknown dtype");
+  const size_t es = dtypeSize(dtype);
+  if (es == 0) return fail(BAGUA_GLOO_ERR_INVALID, "broadcast: unknown dtype");
   if (count < 0 || (count > 0 && buf == nullptr)) {
     return fail(BAGUA_GLOO_ERR_INVALID, "broadcast: bad buffer");
   }
@@ -418,7 +623,33 @@ int bagua_gloo_broadcast(bagua_gloo_context* ctx, void* buf, int64_t count, int 
                                             std::to_string(ctx->size));
   }
   return guarded(ctx, "broadcast", [&] {
-    if (count == 0 || ctx->size == 1) return;
+    if (ctx->size == 1) return;
+    const size_t bytes = static_cast<size_t>(count) * es;
+    if (useSmall(ctx, bytes, timeout_ms)) {
+      const Signature sig{3, static_cast<uint8_t>(dtype), 0, 0, root, count};
+      const size_t stride = bytes + sizeof(Signature);
+      SmallEntry& e = smallEntry(
+          ctx, "bc:" + std::to_string(bytes) + ":" + std::to_string(root), [&](SmallEntry& n) {
+            n.out.resize(stride);
+            n.algo.reset(new gloo::BroadcastOneToAll<char>(
+                ctx->syncCtx, std::vector<char*>{n.out.data()}, stride, root));
+          });
+      if (ctx->rank == root) {
+        if (bytes) memcpy(e.out.data(), buf, bytes);
+        memcpy(e.out.data() + bytes, &sig, sizeof sig);
+      }
+      e.algo->run();
+      Signature other;
+      memcpy(&other, e.out.data() + bytes, sizeof other);
+      if (memcmp(&other, &sig, sizeof sig) != 0) {
+        throw MismatchError("ranks called different collectives: this rank (" +
+                            std::to_string(ctx->rank) + ") called " + describe(sig) + ", rank " +
+                            std::to_string(root) + " called " + describe(other));
+      }
+      if (ctx->rank != root && bytes) memcpy(buf, e.out.data(), bytes);
+      return;
+    }
+    if (bytes == 0) return;
     BAGUA_DISPATCH(dtype, runBroadcast, ctx, buf, static_cast<size_t>(count), root,
                    opTimeout(ctx, timeout_ms));
   });
@@ -427,6 +658,10 @@ int bagua_gloo_broadcast(bagua_gloo_context* ctx, void* buf, int64_t count, int 
 int bagua_gloo_barrier(bagua_gloo_context* ctx, int timeout_ms) {
   return guarded(ctx, "barrier", [&] {
     if (ctx->size == 1) return;
+    if (useSmall(ctx, 0, timeout_ms)) {
+      smallAllgather(ctx, nullptr, 0, Signature{4, 0, 0, 0, 0, 0});
+      return;
+    }
     gloo::BarrierOptions opts(ctx->ctx);
     opts.setTimeout(opTimeout(ctx, timeout_ms));
     gloo::barrier(opts);

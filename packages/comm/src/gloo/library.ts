@@ -18,7 +18,7 @@ export const enum GlooStatus {
 
 export const GLOO_DTYPE = { float32: 0, float64: 1, int32: 2, int64: 3, uint8: 4 } as const;
 export const GLOO_OP = { sum: 0, avg: 1, max: 2, min: 3, product: 4 } as const;
-export const GLOO_ABI_VERSION = 1;
+export const GLOO_ABI_VERSION = 2;
 
 type Fn = ReturnType<LibraryHandle['func']>;
 
@@ -88,7 +88,7 @@ export function loadGlooLibrary(): GlooLibrary {
         create: lib.func(
           'void *bagua_gloo_context_create(int rank, int size, const char *store_host, int store_port, ' +
             'const char *token, const char *prefix, int timeout_ms, const char *iface, const char *hostname, ' +
-            'uint8_t *err, int err_cap)',
+            'int64_t small_bytes, uint8_t *err, int err_cap)',
         ),
         destroy: lib.func('void bagua_gloo_context_destroy(void *ctx)'),
         allreduce: lib.func(

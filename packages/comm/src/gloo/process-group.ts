@@ -41,7 +41,16 @@ export interface GlooGroupOptions {
    * on loopback).
    */
   hostname?: string;
+  /**
+   * Collectives whose per-rank payload is at most this many bytes take the
+   * low-latency path (gloo's synchronous mode, with a signature check that
+   * catches ranks calling different collectives). Must be equal on every
+   * rank. Default env BAGUA_GLOO_SMALL_BYTES, else 16384; 0 disables it.
+   */
+  smallBytes?: number;
 }
+
+export const DEFAULT_GLOO_SMALL_BYTES = 16384;
 
 const ERR_CAP = 4096;
 const MAX_TIMEOUT_MS = 0x7fffffff;
@@ -102,6 +111,10 @@ export async function createGlooProcessGroup(opts: GlooGroupOptions): Promise<Gl
   const name = opts.name ?? 'world';
   const iface = opts.iface ?? env('BAGUA_GLOO_IFACE') ?? '';
   const hostname = opts.hostname ?? env('BAGUA_GLOO_HOSTNAME') ?? '';
+  const smallBytes = opts.smallBytes ?? (env('BAGUA_GLOO_SMALL_BYTES') !== undefined ? Number(env('BAGUA_GLOO_SMALL_BYTES')) : DEFAULT_GLOO_SMALL_BYTES);
+  if (!Number.isInteger(smallBytes) || smallBytes < 0 || smallBytes > 1 << 30) {
+    throw new RangeError(`gloo: bad small-payload threshold ${smallBytes} (BAGUA_GLOO_SMALL_BYTES)`);
+  }
   const err = new Uint8Array(ERR_CAP);
   const handle = await new Promise<unknown>((resolveP, rejectP) => {
     lib.create.async(
@@ -114,6 +127,7 @@ export async function createGlooProcessGroup(opts: GlooGroupOptions): Promise<Gl
       clampTimeout(timeoutMs),
       iface,
       hostname,
+      smallBytes,
       err,
       ERR_CAP,
       (e: unknown, res: unknown) => (e ? rejectP(e) : resolveP(res)),
@@ -138,6 +152,7 @@ export async function createGlooProcessGroup(opts: GlooGroupOptions): Promise<Gl
     prefix: opts.prefix,
     iface: opts.iface,
     hostname: opts.hostname,
+    smallBytes,
   });
 }
 
@@ -150,6 +165,7 @@ interface GroupState {
   prefix: string;
   iface?: string;
   hostname?: string;
+  smallBytes: number;
 }
 
 export class GlooProcessGroup implements ProcessGroup {
@@ -289,6 +305,7 @@ export class GlooProcessGroup implements ProcessGroup {
       name,
       iface: this.state.iface,
       hostname: this.state.hostname,
+      smallBytes: this.state.smallBytes,
     });
   }
 
