@@ -15,12 +15,12 @@
  * Every rank runs single-threaded: one JS thread per rank, the CPU kernels
  * have no threading of their own, and OMP/BLAS thread counts are pinned to 1.
  *
- * Environment: BENCH_REPS (default 15), BENCH_WARMUP (3), BENCH_WORLDS ("2,4"),
+ * Environment: BENCH_REPS (default 25), BENCH_WARMUP (3), BENCH_WORLDS ("2,4"),
  * BENCH_BACKENDS ("threads,gloo"), BENCH_SHAPES ("8x64x56x56,32x256x14x14").
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runThreads } from '@bagua/comm';
@@ -31,7 +31,7 @@ const here = dirname(fileURLToPath(import.meta.url)); // <package>/dist/bench
 const RANK_SCRIPT = join(here, 'syncbn-rank.js');
 const LAUNCH_CLI = join(here, 'launch-cli.js');
 
-const REPS = Number(process.env.BENCH_REPS ?? 15);
+const REPS = Number(process.env.BENCH_REPS ?? 25);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 3);
 const WORLDS = (process.env.BENCH_WORLDS ?? '2,4').split(',').map(Number);
 const BACKENDS = (process.env.BENCH_BACKENDS ?? 'threads,gloo').split(',').map((s) => s.trim());
@@ -176,6 +176,8 @@ async function main(): Promise<void> {
       `  variants run interleaved in the same job on the same data: plain nn.BatchNorm2d (local stats), ` +
       `our SyncBatchNorm, and the Bagua way (3 all-gathers + 2 all-reduces)\n`,
   );
+  const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
+  process.stdout.write(`  load average at start: ${load()} (other work on this machine adds noise to every row)\n`);
   const oversubscribed = WORLDS.filter((w) => w > CORES);
   if (oversubscribed.length) {
     process.stdout.write(
@@ -188,6 +190,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const skipped: string[] = [];
   const jobTimes: string[] = [];
+  const fallbacks = new Set<string>();
   for (const backend of BACKENDS) {
     if (backend === 'gloo') {
       const lib = glooLibrary();
@@ -208,7 +211,16 @@ async function main(): Promise<void> {
       if (!outcome.ok) {
         loud(`${backend.toUpperCase()} x${n} ROWS SKIPPED: the job failed: ${outcome.reason}`);
         skipped.push(`${backend} x${n} (${outcome.reason.slice(0, 120)})`);
+        if (/backend 'gloo' is not available|the gloo backend is unavailable/.test(outcome.reason)) {
+          const rest = WORLDS.slice(WORLDS.indexOf(n) + 1);
+          if (rest.length) loud(`GLOO x${rest.join(', x')} ROWS SKIPPED TOO: the gloo backend is unavailable (above)`);
+          for (const m of rest) skipped.push(`${backend} x${m} (gloo unavailable)`);
+          break;
+        }
         continue;
+      }
+      if (outcome.report.glooFactory === 'bench-fallback') {
+        fallbacks.add(`${backend} x${n}`);
       }
       for (const r of outcome.report.shapes) rows.push(rowOf(outcome.report, r));
     }
@@ -225,7 +237,12 @@ async function main(): Promise<void> {
   if (oversubscribed.length) {
     process.stdout.write(`  * world size > ${CORES} cores: the CPU is oversubscribed (see the note above).\n`);
   }
+  if (fallbacks.size) {
+    process.stdout.write(`  gloo groups of ${[...fallbacks].join(', ')} were built by the benchmark's stop-gap factory ` +
+      `(bench/gloo-fallback.ts: comm's createGlooProcessGroup; comm does not yet register gloo itself).\n`);
+  }
   if (skipped.length) process.stdout.write(`  SKIPPED: ${skipped.join('; ')}\n`);
+  process.stdout.write(`  load average at end: ${load()}\n`);
   process.stdout.write(`  jobs: ${jobTimes.join(', ')}\n  total run time: ${((performance.now() - start) / 1000).toFixed(1)} s\n`);
   const bad = rows.filter((r) => !(Number(r.diff) <= 1e-5));
   if (bad.length) {
