@@ -19,7 +19,7 @@ namespace {
 
 constexpr int64_t kChunk = 2048;   // 8 KB: the second pass over a chunk hits L1
 constexpr int64_t kSmallHw = 64;   // shorter planes use the row layout
-constexpr int64_t kRowBlock = 64;  // rows per block in the row layout (a 64-column strip: 8 KB)
+constexpr int64_t kRowBlock = 64;  // rows per block in the row layout (a 64-column strip: 16 KB)
 
 // ---- statistics -------------------------------------------------------------
 
@@ -303,7 +303,9 @@ BK_CLONES void elemt_plane(float *y, const float *x, int64_t len, float mean, fl
   for (; i < len; ++i) y[i] = bk_bn::elemt(x[i], mean, scale, bias);
 }
 
-// Row layout: per-column mean / scale / bias arrays of length L.
+// Row layout: per-column mean / scale / bias arrays of length L. Software prefetch
+// (2 KB ahead, y for writing) helps when x and y sit in L2, where the hardware
+// prefetchers bring lines to L1 too late for a loop this short (measured ~15%).
 BK_CLONES void elemt_row(float *y, const float *x, int64_t len, const float *mean,
                          const float *scale, const float *bias) {
   int64_t i = 0;
