@@ -8,7 +8,8 @@
  *   - our SyncBatchNorm (1 all-gather forward, 1 all-reduce backward), and
  *   - the same layer written Bagua's way (3 all-gathers forward, 2 all-reduces
  *     backward, each blocking with its own host round trip; bagua-way-batchnorm.ts),
- * measured in the same run, interleaved, on the same local shape per rank, at
+ * measured in the same run, interleaved (ratios are medians of per-rep paired
+ * ratios), on the same local shape per rank, at
  * world sizes 2 and 4 over the `threads` backend (runThreads) and the `gloo`
  * backend (processes under bagua-launch; skipped loudly without libbagua_gloo.so).
  *
@@ -130,15 +131,31 @@ interface Row {
   diff: string;
 }
 
+function median(values: readonly number[]): number {
+  const s = [...values].sort((p, q) => p - q);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/**
+ * Median over reps of a / b within the same rep: the three variants of a rep
+ * run back to back, so pairing them cancels load that drifts between reps.
+ */
+function pairedRatio(a: readonly number[], b: readonly number[]): number {
+  return median(a.map((v, i) => v / b[i]));
+}
+
 function rowOf(report: RankReport, r: ShapeResult): Row {
   const { plain, ours, bagua } = r.medianMs;
+  const oursVsPlain = pairedRatio(r.stepMs.ours, r.stepMs.plain);
+  const baguaVsOurs = pairedRatio(r.stepMs.bagua, r.stepMs.ours);
   return {
     backend: report.backend,
     world: `${report.worldSize}${report.worldSize > CORES ? '*' : ''}`,
     shape: shapeName(r.shape),
     plain: fmtMs(plain),
-    ours: `${fmtMs(ours)} (${(ours / plain).toFixed(2)}x)`,
-    bagua: `${fmtMs(bagua)} (${(bagua / ours).toFixed(2)}x)`,
+    ours: `${fmtMs(ours)} (${oursVsPlain.toFixed(2)}x)`,
+    bagua: `${fmtMs(bagua)} (${baguaVsOurs.toFixed(2)}x)`,
     colls: `${phases(r.collectives.plain)} / ${phases(r.collectives.ours)} / ${phases(r.collectives.bagua)}`,
     diff: maxDiff(r).toExponential(1),
   };
@@ -229,7 +246,8 @@ async function main(): Promise<void> {
   process.stdout.write('\n');
   if (rows.length) printTable(rows);
   process.stdout.write(
-    `\n  SyncBN ratio: our SyncBatchNorm / plain BatchNorm; Bagua-way ratio: Bagua way / our SyncBatchNorm.\n` +
+    `\n  ms: median over reps of the step time (slowest rank). Ratios (in parentheses): median over reps of the ratio\n` +
+      `  within the same rep (variants of a rep run back to back), SyncBN / plain BN and Bagua way / SyncBN.\n` +
       `  collectives: counted per step through the group (forward+backward): plain issues none, ours 1 all-gather + ` +
       `1 all-reduce, the Bagua way 3 all-gathers + 2 all-reduces.\n` +
       `  max|ours-Bagua|: largest difference of y, dx, grad weight, grad bias, running mean and var after one step, all ranks.\n`,
