@@ -29,7 +29,7 @@ test('a process rank that fails: the others are stopped, the launcher exits with
   const r = await launchCli(['--nproc-per-node', '3', '--backend', 'gloo', '--grace-ms', '200', SCRIPT, 'fail', '2', '4']);
   t.is(r.code, 4, r.stdout + r.stderr);
   t.regex(r.stderr, /rank 2 failed with exit code 4/);
-  t.true(r.ms < 8000, `took ${r.ms} ms`);
+  t.true(r.ms < 30_000, `took ${r.ms} ms`); // the others sleep 60 s
 });
 
 test('SIGINT is forwarded to process ranks: the launcher exits 130', async (t) => {
@@ -38,7 +38,7 @@ test('SIGINT is forwarded to process ranks: the launcher exits 130', async (t) =
   l.child.kill('SIGINT');
   const r = await l.done;
   t.is(r.code, 130, r.stderr);
-  t.true(r.ms < 8000);
+  t.true(r.ms < 30_000);
 });
 
 /** Starts node 0 (port 0: it prints the port it picked), then node 1 on that port. */
@@ -71,7 +71,7 @@ test('multi-node: a failure on node 1 stops node 0 too; both exit with the faili
   t.is(b.code, 6, b.stderr);
   t.is(a.code, 6, a.stderr);
   t.regex(a.stderr, /rank 3 on node 1 failed with exit code 6/);
-  t.true(a.ms < 10_000 && b.ms < 10_000);
+  t.true(a.ms < 30_000 && b.ms < 30_000); // the others sleep 60 s
 });
 
 test('multi-node: stopping node 0 with SIGTERM stops node 1 too', async (t) => {

@@ -36,7 +36,7 @@ test('a rank that fails: the others get a CollectiveError, the launcher exits wi
   t.regex(r.stderr, /\[rank 0\] CollectiveError: barrier on group 'world' failed at rank 0: group aborted: rank 1 failed \(exit code 5\)/);
   t.regex(r.stderr, /\[rank 2\] CollectiveError/);
   t.regex(r.stderr, /bagua-launch: rank 1 failed with exit code 5/);
-  t.true(r.ms < 8000);
+  t.true(r.ms < 30_000); // not at the 300 s default timeout
 });
 
 test('a rank that calls a different collective: every rank fails, the launcher exits non-zero', async (t) => {
@@ -50,7 +50,7 @@ test('a rank that joins too late: the others time out (--timeout-ms), the launch
   const r = await launchCli(['--nproc-per-node', '3', '--timeout-ms', '800', '--grace-ms', '300', SCRIPT, 'late']);
   t.is(r.code, 1);
   t.regex(r.stderr, /timed out after 800 ms \(ranks not arrived: 1\)/);
-  t.true(r.ms < 6000, `took ${r.ms} ms`); // the late rank fails on arrival or is stopped, long before its 10 s sleep ends
+  t.true(r.ms < 30_000, `took ${r.ms} ms`); // the late rank is stopped long before its 60 s sleep ends
 });
 
 test('SIGTERM is forwarded: the ranks stop and the launcher exits 143', async (t) => {
@@ -59,7 +59,7 @@ test('SIGTERM is forwarded: the ranks stop and the launcher exits 143', async (t
   l.child.kill('SIGTERM');
   const r = await l.done;
   t.is(r.code, 143, r.stderr);
-  t.true(r.ms < 8000);
+  t.true(r.ms < 30_000);
 });
 
 test('usage errors exit 2 with a clear message', async (t) => {

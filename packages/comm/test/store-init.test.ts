@@ -118,5 +118,5 @@ test('a rank that never joins the rendezvous: CollectiveError naming it, within 
   t.is(e.op, 'initProcessGroup');
   t.deepEqual(e.missing, [1, 2]);
   t.regex(e.message, /rendezvous through the store at 127\.0\.0\.1:\d+ timed out after 800 ms \(ranks not arrived: 1, 2\)/);
-  t.true(Date.now() - start < 4000);
+  t.true(Date.now() - start < 30_000);
 });

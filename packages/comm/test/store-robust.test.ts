@@ -114,3 +114,20 @@ test('token: wrong token and requests before AUTH are rejected and logged; the r
   );
   await stillServes();
 });
+
+test('memory bound: a SET beyond maxStoredBytes is refused, the store keeps serving', async (t) => {
+  const server = new StoreServer({ maxStoredBytes: 1000, log: () => undefined });
+  const { port } = await server.listen();
+  const c = await StoreClient.connect({ port });
+  t.teardown(async () => {
+    c.close();
+    await server.close();
+  });
+  await c.set('a', new Uint8Array(900));
+  await t.throwsAsync(c.set('b', new Uint8Array(200)), { instanceOf: StoreError, message: /store is full/ });
+  await c.set('a', new Uint8Array(10)); // replacing frees the old value
+  await c.set('b', new Uint8Array(200));
+  await c.delete('a');
+  await c.set('c', new Uint8Array(700));
+  t.is((await c.get('b'))!.length, 200);
+});

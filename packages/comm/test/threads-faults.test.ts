@@ -34,7 +34,7 @@ test.serial('a rank that never joins: the others time out naming it; it fails at
   t.is(e0!.group, 'world');
   t.deepEqual(e0!.missing, [1]);
   t.regex(e0!.message, /allReduce on group 'world' failed at rank 0: timed out after 1000 ms \(ranks not arrived: 1\)/);
-  t.true(e0!.ms >= TIMEOUT - 50 && e0!.ms < TIMEOUT + 1500, `took ${e0!.ms} ms`);
+  t.true(e0!.ms >= TIMEOUT - 50, `took ${e0!.ms} ms`); // never before the timeout
   const e1 = errOf(res, 1);
   t.truthy(e1, res.stdout[1]);
   t.regex(e1!.message, /rank 0 timed out/);
@@ -48,7 +48,7 @@ test.serial('a rank that exits with an error while the others wait: they fail pr
     const e = errOf(res, r);
     t.truthy(e, res.stdout[r]);
     t.regex(e!.message, /rank 1 failed \(exit code 7\)/);
-    t.true(e!.ms < 2000, `rank ${r} took ${e!.ms} ms`);
+    t.true(e!.ms < 10_000, `rank ${r} took ${e!.ms} ms`); // promptly: not at its 20 s timeout
   }
   t.is(res.exitCode, 7);
   t.is(res.failedRank, 1);
@@ -60,7 +60,7 @@ test.serial('a rank that ends cleanly without joining: the waiting ranks fail pr
   t.truthy(e, res.stdout[0]);
   t.regex(e!.message, /rank 1 exited \(code 0\)/);
   t.deepEqual(e!.missing, [1]);
-  t.true(e!.ms < 2000);
+  t.true(e!.ms < 10_000);
   t.is(res.exitCode, 3);
 });
 
@@ -70,7 +70,7 @@ test.serial('a rank that throws: its error is printed and the others fail prompt
   const e = errOf(res, 0);
   t.truthy(e, res.stdout[0]);
   t.regex(e!.message, /rank 1 failed \(exit code 1\)/);
-  t.true(e!.ms < 2000);
+  t.true(e!.ms < 10_000);
   t.is(res.exitCode, 1);
   t.is(res.failedRank, 1);
 });
@@ -86,7 +86,7 @@ test.serial('a rank killed in the middle of a collective: the others fail prompt
   const e = errOf(res, 0);
   t.truthy(e, res.stdout[0] + res.stderr[0]);
   t.regex(e!.message, /rank 1 failed \(exit code 1\)/);
-  t.true(Date.now() - start < 5000);
+  t.true(Date.now() - start < 15_000);
   t.not(res.exitCode, 0);
   t.is(res.failedRank, 1);
 });
@@ -117,14 +117,14 @@ test.serial('a sub-group timeout names the group and the missing global rank', a
   t.truthy(e, res.stdout[0] + res.stderr[0]);
   t.regex(e!.group, /^group\(0,2\)#\d+$/);
   t.deepEqual(e!.missing, [2]);
-  t.true(e!.ms < TIMEOUT + 1500);
+  t.true(e!.ms < 10_000);
 });
 
 test.serial('after a timeout the group fails fast on every rank', async (t) => {
   const res = await run(2, 'after-timeout');
   const m = /^SECOND (\d+) (.*)$/m.exec(res.stdout[0]!);
   t.truthy(m, res.stdout[0]);
-  t.true(Number(m![1]) < 50);
+  t.true(Number(m![1]) < 1000); // no second wait for the timeout
   t.regex(m![2]!, /group aborted: rank 0 timed out/);
   const e1 = errOf(res, 1);
   t.truthy(e1, res.stdout[1]);

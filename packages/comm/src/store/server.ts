@@ -22,6 +22,8 @@ export interface StoreServerOptions {
   maxConnections?: number;
   /** An unauthenticated connection is dropped after this long (default 10 s; only with a token). */
   authTimeoutMs?: number;
+  /** Most bytes of keys and values held at once; a SET or ADD beyond it gets ERROR (default 1 GiB). */
+  maxStoredBytes?: number;
 }
 
 /** Before AUTH succeeds a stranger may send only this much per frame. */
@@ -62,11 +64,14 @@ export class StoreServer {
   private readonly log: (message: string) => void;
   private readonly authTimeoutMs: number;
   private bound: { host: string; port: number } | null = null;
+  private stored = 0; // bytes of keys and values held
+  private readonly maxStored: number;
 
   constructor(private readonly options: StoreServerOptions = {}) {
     this.tokenDigest = options.token ? digest(options.token) : null;
     this.log = options.log ?? ((m) => console.warn(m));
     this.authTimeoutMs = options.authTimeoutMs ?? 10_000;
+    this.maxStored = options.maxStoredBytes ?? 1 << 30;
     this.server = net.createServer((s) => this.accept(s));
     this.server.maxConnections = options.maxConnections ?? 4096;
     this.server.on('error', (e) => this.log(`store: server error: ${e.message}`));
@@ -188,7 +193,10 @@ export class StoreServer {
         const key = r.bytes().toString('latin1');
         const value = Buffer.from(r.bytes()); // copy: the frame may share a larger chunk
         r.end();
-        this.data.set(key, value);
+        if (!this.put(key, value)) {
+          this.reply(conn, new FrameWriter().u8(StoreStatus.ERROR).bytes(`SET: the store is full (${this.maxStored} bytes)`));
+          return;
+        }
         this.keyAppeared(key);
         this.reply(conn, new FrameWriter().u8(StoreStatus.OK));
         return;
@@ -216,7 +224,10 @@ export class StoreServer {
           base = BigInt(text);
         }
         const next = BigInt.asIntN(64, base + delta);
-        this.data.set(key, Buffer.from(next.toString(), 'latin1'));
+        if (!this.put(key, Buffer.from(next.toString(), 'latin1'))) {
+          this.reply(conn, new FrameWriter().u8(StoreStatus.ERROR).bytes(`ADD: the store is full (${this.maxStored} bytes)`));
+          return;
+        }
         this.keyAppeared(key);
         this.reply(conn, new FrameWriter().u8(StoreStatus.OK).i64(next));
         return;
@@ -252,13 +263,27 @@ export class StoreServer {
       case StoreOp.DELETE: {
         const key = r.bytes().toString('latin1');
         r.end();
-        this.data.delete(key);
+        const old = this.data.get(key);
+        if (old) {
+          this.stored -= key.length + old.length;
+          this.data.delete(key);
+        }
         this.reply(conn, new FrameWriter().u8(StoreStatus.OK));
         return;
       }
       default:
         throw new ProtocolError(`unknown op ${op}`);
     }
+  }
+
+  /** Stores a value unless that would exceed the memory bound. */
+  private put(key: string, value: Buffer): boolean {
+    const old = this.data.get(key);
+    const next = this.stored - (old ? key.length + old.length : 0) + key.length + value.length;
+    if (next > this.maxStored) return false;
+    this.stored = next;
+    this.data.set(key, value);
+    return true;
   }
 
   private keyAppeared(key: string): void {
