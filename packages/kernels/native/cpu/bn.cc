@@ -148,7 +148,7 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
   BK_MUL(total, per, c);
   BK_NOTNULL(stats);
   BK_NOTNULL_IF(total > 0, x);
-  BK_GUARD({
+  {
     float *smean = stats, *svar = stats + c;
     stats[2 * c] = (float)per;
     if (per == 0) {
@@ -157,7 +157,8 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
       return 0;
     }
     if (hw >= kSmallHw) {
-      double *st = bk::scratch_d(0, (size_t)(3 * c));  // count, mean, m2 per channel
+      double *st;  // count, mean, m2 per channel
+      BK_SCRATCH(st, bk::scratch_d(0, (size_t)(3 * c)));
       std::fill(st, st + 3 * c, 0.0);
       // a chunk is `group` planes of one channel in consecutive images (short planes),
       // or a kChunk piece of one plane (long planes)
@@ -183,7 +184,9 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
     }
     // row layout: per-column state over rows, then columns folded into channels
     const int64_t L = c * hw;
-    double *cmean = bk::scratch_d(0, (size_t)L), *cm2 = bk::scratch_d(1, (size_t)L);
+    double *cmean, *cm2;
+    BK_SCRATCH(cmean, bk::scratch_d(0, (size_t)L));
+    BK_SCRATCH(cm2, bk::scratch_d(1, (size_t)L));
     std::fill(cmean, cmean + L, 0.0);
     std::fill(cm2, cm2 + L, 0.0);
     for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
@@ -196,7 +199,7 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
       svar[ch] = (float)bk_bn::biased_var(cnt, m2);
     }
     return 0;
-  })
+  }
 }
 
 namespace {
@@ -265,13 +268,14 @@ extern "C" int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, c
     total += cnt;
   }
   *count = (float)total;
-  BK_GUARD({
-    double *acc = bk::scratch_d(0, (size_t)(2 * c));
+  {
+    double *acc;
+    BK_SCRATCH(acc, bk::scratch_d(0, (size_t)(2 * c)));
     merge_records(acc, acc + c, stats, ranks, c);
     finish_merge(mean, invstd, running_mean, running_var, acc, acc + c, total, (double)eps,
                  (double)factor, c);
     return 0;
-  })
+  }
 }
 
 extern "C" int bk_bn_invstd_f32(float *invstd, const float *var, int64_t c, float eps, void *) {
@@ -333,10 +337,11 @@ extern "C" int bk_bn_elemt_f32(float *y, const float *x, const float *mean, cons
   BK_NOTNULL_IF(total > 0, x);
   BK_NOTNULL_IF(total > 0, mean);
   BK_NOTNULL_IF(total > 0, invstd);
-  BK_GUARD({
+  {
     if (total == 0) return 0;
     // per-channel constants computed once
-    float *k = bk::scratch(0, (size_t)(2 * c));
+    float *k;
+    BK_SCRATCH(k, bk::scratch(0, (size_t)(2 * c)));
     float *scale = k, *shift = k + c;
     for (int64_t ch = 0; ch < c; ++ch) {
       scale[ch] = bk_bn::elemt_scale(invstd[ch], weight, ch);
@@ -351,7 +356,8 @@ extern "C" int bk_bn_elemt_f32(float *y, const float *x, const float *mean, cons
       return 0;
     }
     const int64_t L = c * hw;
-    float *cols = bk::scratch(1, (size_t)(3 * L));
+    float *cols;
+    BK_SCRATCH(cols, bk::scratch(1, (size_t)(3 * L)));
     float *cm = cols, *cs = cols + L, *cb = cols + 2 * L;
     for (int64_t ch = 0; ch < c; ++ch)
       for (int64_t s = 0; s < hw; ++s) {
@@ -361,7 +367,7 @@ extern "C" int bk_bn_elemt_f32(float *y, const float *x, const float *mean, cons
       }
     for (int64_t i = 0; i < n; ++i) elemt_row(y + i * L, x + i * L, L, cm, cs, cb);
     return 0;
-  })
+  }
 }
 
 // ---- backward ------------------------------------------------------------------
@@ -452,8 +458,9 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
   BK_NOTNULL_IF(total > 0, x);
   BK_NOTNULL_IF(total > 0, mean);
   BK_NOTNULL_IF(c > 0 && grad_weight != nullptr, invstd);
-  BK_GUARD({
-    double *acc = bk::scratch_d(0, (size_t)(2 * c));  // sum_dy[c], sum_dy_xmu[c]
+  {
+    double *acc;  // sum_dy[c], sum_dy_xmu[c]
+    BK_SCRATCH(acc, bk::scratch_d(0, (size_t)(2 * c)));
     std::fill(acc, acc + 2 * c, 0.0);
     if (total > 0 && hw >= kSmallHw) {
       for (int64_t i = 0; i < n; ++i)
@@ -463,8 +470,10 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
         }
     } else if (total > 0) {
       const int64_t L = c * hw;
-      float *cmean = bk::scratch(0, (size_t)L);
-      double *col = bk::scratch_d(1, (size_t)(2 * L));
+      float *cmean;
+      double *col;
+      BK_SCRATCH(cmean, bk::scratch(0, (size_t)L));
+      BK_SCRATCH(col, bk::scratch_d(1, (size_t)(2 * L)));
       std::fill(col, col + 2 * L, 0.0);
       for (int64_t ch = 0; ch < c; ++ch)
         for (int64_t s = 0; s < hw; ++s) cmean[ch * hw + s] = mean[ch];
@@ -484,7 +493,7 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
       if (grad_bias) grad_bias[ch] = (float)acc[ch];
     }
     return 0;
-  })
+  }
 }
 
 namespace {
@@ -534,10 +543,11 @@ extern "C" int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float 
   BK_NOTNULL_IF(total > 0, invstd);
   BK_NOTNULL_IF(total > 0, sums);
   BK_NOTNULL_IF(total > 0, count);
-  BK_GUARD({
+  {
     if (total == 0) return 0;
     const float N = *count;
-    float *k = bk::scratch(0, (size_t)(4 * c));
+    float *k;
+    BK_SCRATCH(k, bk::scratch(0, (size_t)(4 * c)));
     float *km = k, *kd = k + c, *kk = k + 2 * c, *ka = k + 3 * c;
     for (int64_t ch = 0; ch < c; ++ch) {
       const bk_bn::BackwardCoeffs co = bk_bn::backward_coeffs(
@@ -556,7 +566,8 @@ extern "C" int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float 
       return 0;
     }
     const int64_t L = c * hw;
-    float *cols = bk::scratch(1, (size_t)(4 * L));
+    float *cols;
+    BK_SCRATCH(cols, bk::scratch(1, (size_t)(4 * L)));
     for (int64_t q = 0; q < 4; ++q)
       for (int64_t ch = 0; ch < c; ++ch)
         for (int64_t s = 0; s < hw; ++s) cols[q * L + ch * hw + s] = k[q * c + ch];
@@ -564,5 +575,5 @@ extern "C" int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float 
       bwd_elemt_row(dx + i * L, dy + i * L, x + i * L, L, cols, cols + L, cols + 2 * L,
                     cols + 3 * L);
     return 0;
-  })
+  }
 }

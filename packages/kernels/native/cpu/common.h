@@ -5,9 +5,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <new>
-#include <vector>
-
 #include "bagua_kernels.h"
 
 namespace bk {
@@ -21,16 +18,21 @@ inline bool mul_ok(int64_t a, int64_t b, int64_t *out) {
 }
 
 // A per-thread scratch buffer that grows and is reused, so hot kernels do not
-// allocate on every call. `slot` lets one kernel hold several at once.
+// allocate on every call; NULL when memory runs out. `slot` (0..3) lets one kernel
+// hold several at once; the float and double slots are distinct.
 float *scratch(int slot, size_t n);
 double *scratch_d(int slot, size_t n);
 
 // Internal GEMM (no validation): row-major, C = alpha * op(A) op(B) + beta * C.
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+// Non-zero when its packing buffers cannot be allocated.
+int sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
            const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
            int64_t ldc);
 
 }  // namespace bk
+
+// The library is built without exceptions or RTTI: errors are return codes, and
+// the C++ runtime it links statically stays small.
 
 // Runtime dispatch of hot loops: GCC emits one clone per ISA and picks one at
 // load time (ifunc), so the library needs no -march and still uses AVX where present.
@@ -79,12 +81,7 @@ BK_INLINE double v16_hsum(bk_v16 v) {
   BK_REQUIRE(::bk::mul_ok((a), (b), &(out)), "%s: size overflow (%s * %s)", __func__, #a, \
              #b)
 
-// Every entry point runs its body inside this, so no C++ exception crosses the C ABI.
-#define BK_GUARD(...)                                             \
-  try {                                                           \
-    __VA_ARGS__                                                       \
-  } catch (const std::bad_alloc &) {                              \
-    return ::bk::fail("%s: out of memory", __func__);             \
-  } catch (...) {                                                 \
-    return ::bk::fail("%s: unexpected internal error", __func__); \
-  }
+// Scratch allocation inside an entry point: out of memory is an error, not a crash.
+#define BK_SCRATCH(var, expr) \
+  BK_REQUIRE(((var) = (expr)) != nullptr, "%s: out of memory", __func__)
+#define BK_GEMM(...) BK_REQUIRE(::bk::sgemm(__VA_ARGS__) == 0, "%s: out of memory", __func__)

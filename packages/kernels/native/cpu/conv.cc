@@ -123,10 +123,11 @@ extern "C" int bk_conv2d_f32(float *y, const float *x, const float *w, const flo
   BK_NOTNULL_IF(out_any, y);
   BK_NOTNULL_IF(out_any && g.hw > 0 && g.c > 0, x);
   BK_NOTNULL_IF(out_any && g.crs > 0, w);
-  BK_GUARD({
+  {
     if (!out_any) return 0;
     const bool pw = is_pointwise(g);
-    float *col = pw ? nullptr : bk::scratch(0, (size_t)(g.crs * g.ohw));
+    float *col = nullptr;
+    if (!pw) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
     for (int64_t n = 0; n < g.n; ++n) {
       float *yn = y + n * g.k * g.ohw;
       // the bias is written first and the GEMM accumulates onto it (beta = 1)
@@ -140,12 +141,12 @@ extern "C" int bk_conv2d_f32(float *y, const float *x, const float *w, const flo
           b = col;
         }
         // y_g [kg, ohw] = w_g [kg, crs] @ col [crs, ohw]
-        bk::sgemm(false, false, g.kg, g.ohw, g.crs, 1.0f, w + gi * g.kg * g.crs, g.crs, b, g.ohw,
+        BK_GEMM(false, false, g.kg, g.ohw, g.crs, 1.0f, w + gi * g.kg * g.crs, g.crs, b, g.ohw,
                   bias ? 1.0f : 0.0f, yn + gi * g.kg * g.ohw, g.ohw);
       }
     }
     return 0;
-  })
+  }
 }
 
 extern "C" int bk_conv2d_backward_input_f32(float *dx, const float *dy, const float *w,
@@ -156,10 +157,11 @@ extern "C" int bk_conv2d_backward_input_f32(float *dx, const float *dy, const fl
   BK_NOTNULL_IF(in_any, dx);
   BK_NOTNULL_IF(in_any && g.k > 0 && g.ohw > 0, dy);
   BK_NOTNULL_IF(in_any && g.k > 0, w);
-  BK_GUARD({
+  {
     if (!in_any) return 0;
     const bool pw = is_pointwise(g);
-    float *col = pw ? nullptr : bk::scratch(0, (size_t)(g.crs * g.ohw));
+    float *col = nullptr;
+    if (!pw) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
     for (int64_t n = 0; n < g.n; ++n) {
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         float *dxg = dx + (n * g.c + gi * g.cg) * g.hw;
@@ -167,17 +169,17 @@ extern "C" int bk_conv2d_backward_input_f32(float *dx, const float *dy, const fl
         const float *wg = w + gi * g.kg * g.crs;
         // dcol [crs, ohw] = w_g^T [crs, kg] @ dy_g [kg, ohw]
         if (pw) {
-          bk::sgemm(true, false, g.crs, g.ohw, g.kg, 1.0f, wg, g.crs, dyg, g.ohw, 0.0f, dxg,
+          BK_GEMM(true, false, g.crs, g.ohw, g.kg, 1.0f, wg, g.crs, dyg, g.ohw, 0.0f, dxg,
                     g.ohw);
           continue;
         }
-        bk::sgemm(true, false, g.crs, g.ohw, g.kg, 1.0f, wg, g.crs, dyg, g.ohw, 0.0f, col, g.ohw);
+        BK_GEMM(true, false, g.crs, g.ohw, g.kg, 1.0f, wg, g.crs, dyg, g.ohw, 0.0f, col, g.ohw);
         std::fill(dxg, dxg + g.cg * g.hw, 0.0f);
         col2im(dxg, col, g);
       }
     }
     return 0;
-  })
+  }
 }
 
 extern "C" int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const float *x,
@@ -188,12 +190,13 @@ extern "C" int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const f
   BK_NOTNULL_IF(w_any, dw);
   BK_NOTNULL_IF(w_any && g.n > 0 && g.ohw > 0, dy);
   BK_NOTNULL_IF(w_any && g.n > 0 && g.hw > 0, x);
-  BK_GUARD({
+  {
     if (!w_any) return 0;
     std::fill(dw, dw + g.k * g.crs, 0.0f);
     if (g.ohw == 0) return 0;
     const bool pw = is_pointwise(g);
-    float *col = pw ? nullptr : bk::scratch(0, (size_t)(g.crs * g.ohw));
+    float *col = nullptr;
+    if (!pw) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
     for (int64_t n = 0; n < g.n; ++n) {
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const float *xg = x + (n * g.c + gi * g.cg) * g.hw;
@@ -203,12 +206,12 @@ extern "C" int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const f
           b = col;
         }
         // dw_g [kg, crs] += dy_g [kg, ohw] @ col^T [ohw, crs]
-        bk::sgemm(false, true, g.kg, g.crs, g.ohw, 1.0f, dy + (n * g.k + gi * g.kg) * g.ohw,
+        BK_GEMM(false, true, g.kg, g.crs, g.ohw, 1.0f, dy + (n * g.k + gi * g.kg) * g.ohw,
                   g.ohw, b, g.ohw, 1.0f, dw + gi * g.kg * g.crs, g.crs);
       }
     }
     return 0;
-  })
+  }
 }
 
 // ---- pooling --------------------------------------------------------------

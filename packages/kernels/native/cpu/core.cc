@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <algorithm>
 
@@ -19,20 +20,52 @@ int fail(const char *fmt, ...) {
   return 1;
 }
 
-// Scratch buffers live per thread; they only grow, so steady-state calls allocate nothing.
-static thread_local std::vector<float> g_scratch[4];
-static thread_local std::vector<double> g_scratch_d[4];
+// Scratch buffers live per thread and only grow, so steady-state calls allocate
+// nothing. They are returned when the thread (e.g. a worker) exits, through glibc's
+// __cxa_thread_atexit_impl (glibc >= 2.18): a C++ thread_local destructor would
+// pull the C++ exception runtime, and with it symbols of much newer glibcs.
+extern "C" int __cxa_thread_atexit_impl(void (*fn)(void *), void *obj, void *dso);
+extern "C" void *__dso_handle;
 
-float *scratch(int slot, size_t n) {
-  std::vector<float> &v = g_scratch[slot];
-  if (v.size() < n) v.resize(n);
-  return v.data();
+namespace {
+struct Scratch {
+  void *p[8];
+  size_t cap[8];
+  bool registered;
+};
+thread_local Scratch g_scratch;  // zero-initialised, no constructor or destructor
+
+void release_scratch(void *obj) {
+  Scratch *s = (Scratch *)obj;
+  for (int i = 0; i < 8; ++i) {
+    free(s->p[i]);
+    s->p[i] = nullptr;
+    s->cap[i] = 0;
+  }
 }
-double *scratch_d(int slot, size_t n) {
-  std::vector<double> &v = g_scratch_d[slot];
-  if (v.size() < n) v.resize(n);
-  return v.data();
+
+void *scratch_get(int slot, size_t n, size_t elem) {
+  Scratch &s = g_scratch;
+  if (!s.registered) {
+    __cxa_thread_atexit_impl(release_scratch, &s, &__dso_handle);
+    s.registered = true;
+  }
+  if (n > SIZE_MAX / elem - 64) return nullptr;
+  const size_t bytes = n * elem;
+  if (s.cap[slot] < bytes || !s.p[slot]) {
+    free(s.p[slot]);
+    s.cap[slot] = 0;
+    // 64-byte aligned, whole cache lines
+    s.p[slot] = aligned_alloc(64, (bytes + 64) / 64 * 64);
+    if (!s.p[slot]) return nullptr;
+    s.cap[slot] = bytes;
+  }
+  return s.p[slot];
 }
+}  // namespace
+
+float *scratch(int slot, size_t n) { return (float *)scratch_get(slot, n, sizeof(float)); }
+double *scratch_d(int slot, size_t n) { return (double *)scratch_get(4 + slot, n, sizeof(double)); }
 
 }  // namespace bk
 
@@ -144,7 +177,7 @@ extern "C" int bk_strided_copy_f32(float *out, const float *x, const int64_t *sh
              ndim);
   BK_NOTNULL_IF(ndim > 0, shape);
   BK_NOTNULL_IF(ndim > 0, x_strides);
-  BK_GUARD({
+  {
     Walk w;
     if (make_walk(w, shape, x_strides, nullptr, ndim, __func__)) return 1;
     BK_NOTNULL_IF(w.numel > 0, out);
@@ -162,7 +195,7 @@ extern "C" int bk_strided_copy_f32(float *out, const float *x, const int64_t *sh
       }
     });
     return 0;
-  })
+  }
 }
 
 // ---- elementwise ----------------------------------------------------------
@@ -231,7 +264,7 @@ extern "C" int bk_binary_f32(int32_t op, float *out, const float *a, const int64
   BK_NOTNULL_IF(ndim > 0, shape);
   BK_NOTNULL_IF(ndim > 0, a_strides);
   BK_NOTNULL_IF(ndim > 0, b_strides);
-  BK_GUARD({
+  {
     Walk w;
     if (make_walk(w, shape, a_strides, b_strides, ndim, __func__)) return 1;
     BK_NOTNULL_IF(w.numel > 0, out);
@@ -241,7 +274,7 @@ extern "C" int bk_binary_f32(int32_t op, float *out, const float *a, const int64
       run(out + oo, a + oa, sa, b + ob, sb, len);
     });
     return 0;
-  })
+  }
 }
 
 namespace {
@@ -352,12 +385,13 @@ extern "C" int bk_sum_f32(float *out, const float *x, int64_t outer, int64_t red
   BK_MUL(total, on, reduce);
   BK_NOTNULL_IF(on > 0, out);
   BK_NOTNULL_IF(total > 0, x);
-  BK_GUARD({
+  {
     if (inner == 1) {
       for (int64_t o = 0; o < outer; ++o) out[o] = (float)sum_contig(x + o * reduce, reduce);
       return 0;
     }
-    double *acc = bk::scratch_d(0, (size_t)inner);
+    double *acc;
+    BK_SCRATCH(acc, bk::scratch_d(0, (size_t)inner));
     for (int64_t o = 0; o < outer; ++o) {
       std::fill(acc, acc + inner, 0.0);
       const float *xo = x + o * reduce * inner;
@@ -366,5 +400,5 @@ extern "C" int bk_sum_f32(float *out, const float *x, int64_t outer, int64_t red
       for (int64_t i = 0; i < inner; ++i) oo[i] = (float)acc[i];
     }
     return 0;
-  })
+  }
 }

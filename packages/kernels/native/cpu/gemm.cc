@@ -151,10 +151,12 @@ Kernel pick_kernel() {
   return Kernel{4, 16, 96, 256, 2048, micro_generic<4, 16>};
 }
 
-const Kernel &kernel() {
-  static const Kernel k = pick_kernel();
-  return k;
-}
+// Picked once when the library is loaded (a function-local static would need the
+// C++ runtime's thread-safe guards).
+Kernel g_kernel;
+__attribute__((constructor)) void init_kernel() { g_kernel = pick_kernel(); }
+
+const Kernel &kernel() { return g_kernel; }
 
 // Packs alpha * op(A)[i0:i0+mc, p0:p0+kc] into MR-row panels, zero-padding the last.
 void pack_a(float *dst, const float *a, int64_t lda, bool trans, int64_t i0, int64_t mc,
@@ -223,12 +225,12 @@ void scale_c(float *c, int64_t ldc, int64_t m, int64_t n, float beta) {
 
 namespace bk {
 
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+int sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
            const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
            int64_t ldc) {
-  if (m <= 0 || n <= 0) return;
+  if (m <= 0 || n <= 0) return 0;
   scale_c(c, ldc, m, n, beta);
-  if (k <= 0 || alpha == 0.0f) return;
+  if (k <= 0 || alpha == 0.0f) return 0;
   const Kernel &K = kernel();
   const int64_t kcb = std::min(K.kc, k);
   const int64_t ncb = std::min(K.nc, (n + K.nr - 1) / K.nr * K.nr);
@@ -236,6 +238,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
   // slots 2 and 3: conv2d holds slots 0 and 1 for its column buffers
   float *bpack = scratch(2, (size_t)(kcb * ncb));
   float *apack = scratch(3, (size_t)(mcb * kcb));
+  if (!bpack || !apack) return 1;
   for (int64_t jc = 0; jc < n; jc += K.nc) {
     const int64_t nc = std::min(K.nc, n - jc);
     for (int64_t pc = 0; pc < k; pc += K.kc) {
@@ -255,6 +258,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
       }
     }
   }
+  return 0;
 }
 
 }  // namespace bk
@@ -279,10 +283,10 @@ extern "C" int bk_gemm_f32(float *c, const float *a, const float *b, int32_t tra
   BK_NOTNULL_IF(any, c);
   BK_NOTNULL_IF(any && k > 0 && alpha != 0.0f, a);
   BK_NOTNULL_IF(any && k > 0 && alpha != 0.0f, b);
-  BK_GUARD({
+  {
     for (int64_t i = 0; i < batch; ++i)
-      bk::sgemm(trans_a != 0, trans_b != 0, m, n, k, alpha, a + i * stride_a, lda,
+      BK_GEMM(trans_a != 0, trans_b != 0, m, n, k, alpha, a + i * stride_a, lda,
                 b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
     return 0;
-  })
+  }
 }

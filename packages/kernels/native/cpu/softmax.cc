@@ -19,7 +19,7 @@ void softmax_row(float *o, const float *x, int64_t n, bool log) {
   if (log) {
     for (int64_t i = 0; i < n; ++i) s += expf(x[i] - m);
     // (x - m) - log(s): x - m is exact near the max, so the large m never rounds the result
-    const float ls = (float)::log(s);
+    const float ls = logf((float)s);  // s in [1, n]: float is plenty, and logf is an old symbol
     for (int64_t i = 0; i < n; ++i) o[i] = (x[i] - m) - ls;
   } else {
     for (int64_t i = 0; i < n; ++i) {
