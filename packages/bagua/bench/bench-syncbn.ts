@@ -207,7 +207,6 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const skipped: string[] = [];
   const jobTimes: string[] = [];
-  const fallbacks = new Set<string>();
   for (const backend of BACKENDS) {
     if (backend === 'gloo') {
       const lib = glooLibrary();
@@ -236,9 +235,6 @@ async function main(): Promise<void> {
         }
         continue;
       }
-      if (outcome.report.glooFactory === 'bench-fallback') {
-        fallbacks.add(`${backend} x${n}`);
-      }
       for (const r of outcome.report.shapes) rows.push(rowOf(outcome.report, r));
     }
   }
@@ -254,10 +250,6 @@ async function main(): Promise<void> {
   );
   if (oversubscribed.length) {
     process.stdout.write(`  * world size > ${CORES} cores: the CPU is oversubscribed (see the note above).\n`);
-  }
-  if (fallbacks.size) {
-    process.stdout.write(`  gloo groups of ${[...fallbacks].join(', ')} were built by the benchmark's stop-gap factory ` +
-      `(bench/gloo-fallback.ts: comm's createGlooProcessGroup; comm does not yet register gloo itself).\n`);
   }
   if (skipped.length) process.stdout.write(`  SKIPPED: ${skipped.join('; ')}\n`);
   process.stdout.write(`  load average at end: ${load()}\n`);

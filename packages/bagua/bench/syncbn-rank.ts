@@ -21,7 +21,6 @@
 import { manualSeed, nn, noGrad, randn, type Tensor } from '@bagua/core';
 import { destroyProcessGroup, initProcessGroup, SyncBatchNorm, type ProcessGroup } from '../src/index.js';
 import { BaguaWaySyncBatchNorm } from './bagua-way-batchnorm.js';
-import { ensureGlooFactory } from './gloo-fallback.js';
 import { CountingGroup, diffCounts, totalCollectives, type CollectiveCounts } from './counting-group.js';
 
 export const VARIANTS = ['plain', 'ours', 'bagua'] as const;
@@ -48,8 +47,6 @@ export interface ShapeResult {
 export interface RankReport {
   backend: string;
   worldSize: number;
-  /** For gloo: whose factory built the group ('comm', or the benchmark's stop-gap 'bench-fallback'). */
-  glooFactory?: string;
   shapes: ShapeResult[];
 }
 
@@ -220,11 +217,9 @@ function benchShape(shape: number[], warmup: number, reps: number, world: Proces
 
 async function main(): Promise<void> {
   const { shapes, warmup, reps } = parseArgs(process.argv.slice(2));
-  const glooFactory = process.env.BAGUA_BACKEND === 'gloo' ? await ensureGlooFactory() : undefined;
   const world = await initProcessGroup({ timeoutMs: 60_000 });
   try {
     const report: RankReport = { backend: world.backend, worldSize: world.size, shapes: [] };
-    if (glooFactory) report.glooFactory = glooFactory;
     for (const shape of shapes) report.shapes.push(benchShape(shape, warmup, reps, world));
     if (world.rank === 0) process.stdout.write(`BENCH_RESULT ${JSON.stringify(report)}\n`);
     world.barrier();
