@@ -1,0 +1,208 @@
+/**
+ * GPU batch-norm benchmark on cuda:0: training forward (stats + merge of one rank +
+ * elemt) and forward + backward (+ backward reduce + backward elemt), each kernel
+ * alone, a device-to-device copy of the same size (the bandwidth bound), and
+ * PyTorch on the same card in the same run (tools/bench_gpu_torch.py, spawned):
+ * F.batch_norm with autograd, and the SyncBatchNorm primitives
+ * (batch_norm_stats, batch_norm_gather_stats_with_counts, batch_norm_elemt,
+ * batch_norm_backward_reduce, batch_norm_backward_elemt).
+ *
+ * Times come from CUDA events around a loop of back-to-back iterations (so the
+ * host's launch cost counts when it is the bottleneck, as it does in training);
+ * the median of 5 such loops is reported.
+ *
+ * Bytes that must move: forward 3 passes over the input (read for stats, read +
+ * write for elemt), forward + backward 8 (+ read dy, x; read dy, x, write dx).
+ * GB/s = those bytes / time; "of copy" = that over the copy's GB/s (read + write).
+ *
+ *   node dist/bench/bench-gpu.js          env: BENCH_SECONDS (per loop, default 0.2),
+ *                                         BENCH_JSON=<file> (results as JSON),
+ *                                         BAGUA_PYTHON (default python3), BENCH_NO_TORCH=1
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Handle } from '@bagua/core';
+import { cudaBackend as be } from '../src/index.js';
+
+const SHAPES: number[][] = [[32, 64, 112, 112], [64, 256, 28, 28], [256, 2048]];
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 0.2);
+const DEV = 0;
+
+interface Timing { ms: number; gbs: number }
+interface ShapeResult {
+  shape: number[];
+  bytes: number;
+  copy: Timing;
+  ours: Record<string, Timing>;
+  torch: Record<string, Timing> | null;
+}
+
+function randomArray(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = s / 2 ** 32 - 0.5;
+  }
+  return a;
+}
+
+/** Milliseconds per call of fn: CUDA events around `iters` calls, median of 5 loops. */
+function timeIt(fn: () => void): number {
+  const start = be.eventCreate(), end = be.eventCreate();
+  try {
+    for (let i = 0; i < 3; i++) fn();
+    // size the loop from one timed call
+    be.eventRecord(start, DEV);
+    fn();
+    be.eventRecord(end, DEV);
+    const one = Math.max(be.eventElapsed(start, end), 1e-3);
+    const iters = Math.max(10, Math.min(5000, Math.ceil((SECONDS * 1e3) / one)));
+    const loops: number[] = [];
+    for (let l = 0; l < 5; l++) {
+      be.eventRecord(start, DEV);
+      for (let i = 0; i < iters; i++) fn();
+      be.eventRecord(end, DEV);
+      loops.push(be.eventElapsed(start, end) / iters);
+    }
+    loops.sort((a, b) => a - b);
+    return loops[2]!;
+  } finally {
+    be.eventDestroy(start);
+    be.eventDestroy(end);
+  }
+}
+
+function benchShape(shape: number[]): ShapeResult {
+  const [n, c] = shape as [number, number];
+  const hw = shape.slice(2).reduce((a, b) => a * b, 1);
+  const total = n * c * hw;
+  const bytes = total * 4;
+  const up = (a: Float32Array): Handle => {
+    const h = be.alloc('float32', a.length, DEV);
+    be.upload(h, a);
+    return h;
+  };
+  const buf = (len: number): Handle => be.alloc('float32', len, DEV);
+  const x = up(randomArray(total, 1)), dy = up(randomArray(total, 2));
+  const y = buf(total), dx = buf(total), tmp = buf(total);
+  const w = up(randomArray(c, 3)), b = up(randomArray(c, 4));
+  const rm = up(new Float32Array(c)), rv = up(new Float32Array(c).fill(1));
+  const stats = buf(2 * c + 1), mean = buf(c), invstd = buf(c), count = buf(1);
+  const sums = buf(2 * c), gw = buf(c), gb = buf(c);
+  const all = [x, dy, y, dx, tmp, w, b, rm, rv, stats, mean, invstd, count, sums, gw, gb];
+  try {
+    const stat = () => be.bnStats(stats, x, n, c, hw);
+    const merge = () => be.bnMergeStats(mean, invstd, count, stats, 1, c, 1e-5, rm, rv, 0.1);
+    const elemt = () => be.bnElemt(y, x, mean, invstd, w, b, n, c, hw);
+    const bred = () => be.bnBackwardReduce(sums, gw, gb, dy, x, mean, invstd, n, c, hw);
+    const belemt = () => be.bnBackwardElemt(dx, dy, x, mean, invstd, w, sums, count, n, c, hw);
+    const t = (fn: () => void, passes: number): Timing => {
+      const ms = timeIt(fn);
+      return { ms, gbs: (passes * bytes) / (ms * 1e-3) / 1e9 };
+    };
+    const copyMs = timeIt(() => be.copy(tmp, x, total));
+    const copy = { ms: copyMs, gbs: (2 * bytes) / (copyMs * 1e-3) / 1e9 };
+    const ours: Record<string, Timing> = {
+      'fwd': t(() => { stat(); merge(); elemt(); }, 3),
+      'fwd+bwd': t(() => { stat(); merge(); elemt(); bred(); belemt(); }, 8),
+      'stats': t(stat, 1),
+      'elemt': t(elemt, 2),
+      'bwd reduce': t(bred, 2),
+      'bwd elemt': t(belemt, 3),
+    };
+    be.synchronize();
+    return { shape, bytes, copy, ours, torch: null };
+  } finally {
+    for (const h of all) be.free(h);
+  }
+}
+
+interface TorchOut {
+  version: string; cuda: string; device: string;
+  results: { shape: number[]; copy_ms: number; times: Record<string, number> }[];
+}
+
+const TORCH_PASSES: Record<string, number> = {
+  'F.batch_norm fwd': 3, 'F.batch_norm fwd+bwd': 8, 'syncbn fwd': 3, 'syncbn fwd+bwd': 8,
+  'batch_norm_stats': 1, 'batch_norm_elemt': 2, 'batch_norm_backward_reduce': 2, 'batch_norm_backward_elemt': 3,
+};
+
+function benchTorch(): TorchOut | string {
+  if (process.env.BENCH_NO_TORCH === '1') return 'BENCH_NO_TORCH=1';
+  const script = fileURLToPath(new URL('../../../../tools/bench_gpu_torch.py', import.meta.url));
+  if (!existsSync(script)) return `${script} not found`;
+  const python = process.env.BAGUA_PYTHON ?? 'python3';
+  const r = spawnSync(python, [script, '--shapes', JSON.stringify(SHAPES), '--seconds', String(SECONDS)], {
+    encoding: 'utf8', timeout: 600_000,
+  });
+  if (r.error) return `${python}: ${r.error.message}`;
+  if (r.status !== 0) return `${python} ${script} failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`;
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as TorchOut;
+}
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? s : ' '.repeat(n - s.length) + s;
+}
+
+function main(): void {
+  const info = be.deviceInfo(DEV);
+  const v = be.versions();
+  console.log(`bagua-ts GPU batch-norm benchmark on cuda:${DEV}: ${info.name} (sm_${info.computeCapability.replace('.', '')}, ` +
+    `${info.smCount} SMs), driver CUDA ${v.driver}, runtime ${v.runtime}, library ${be.native.library.path}`);
+  const results = SHAPES.map(benchShape);
+  be.emptyCache();
+  const torch = benchTorch();
+  if (typeof torch === 'string') {
+    console.log(`!!! PyTorch NOT measured: ${torch}`);
+  } else {
+    console.log(`PyTorch ${torch.version} (CUDA ${torch.cuda}) on ${torch.device}`);
+    torch.results.forEach((r, i) => {
+      const res = results[i]!;
+      res.torch = {};
+      for (const [k, ms] of Object.entries(r.times)) {
+        res.torch[k] = { ms, gbs: ((TORCH_PASSES[k] ?? 0) * res.bytes) / (ms * 1e-3) / 1e9 };
+      }
+      res.torch['copy'] = { ms: r.copy_ms, gbs: (2 * res.bytes) / (r.copy_ms * 1e-3) / 1e9 };
+    });
+  }
+  const header = ['shape', 'pass', 'ours ms', 'GB/s', 'of copy', 'torch F ms', 'syncbn ms', 'vs best torch'];
+  const widths = [18, 12, 9, 8, 8, 11, 10, 13];
+  console.log('');
+  console.log(header.map((h, i) => pad(h, widths[i]!)).join(' '));
+  console.log(widths.map((wd) => '-'.repeat(wd)).join(' '));
+  const summary: { shape: number[]; pass: string; ratioVsTorch: number | null; ofCopy: number }[] = [];
+  for (const r of results) {
+    const rows: [string, string, string | null, string | null][] = [
+      ['fwd', 'fwd', 'F.batch_norm fwd', 'syncbn fwd'],
+      ['fwd+bwd', 'fwd+bwd', 'F.batch_norm fwd+bwd', 'syncbn fwd+bwd'],
+      ['stats', 'stats', null, 'batch_norm_stats'],
+      ['elemt', 'elemt', null, 'batch_norm_elemt'],
+      ['bwd reduce', 'bwd reduce', null, 'batch_norm_backward_reduce'],
+      ['bwd elemt', 'bwd elemt', null, 'batch_norm_backward_elemt'],
+    ];
+    for (const [label, key, tf, ts] of rows) {
+      const o = r.ours[key]!;
+      const f = tf && r.torch ? r.torch[tf] ?? null : null;
+      const s = ts && r.torch ? r.torch[ts] ?? null : null;
+      const best = [f, s].filter((z): z is Timing => z !== null).reduce<number | null>((m, z) => (m === null ? z.ms : Math.min(m, z.ms)), null);
+      const ofCopy = o.gbs / r.copy.gbs;
+      summary.push({ shape: r.shape, pass: label, ratioVsTorch: best === null ? null : best / o.ms, ofCopy });
+      console.log([
+        `[${r.shape.join(',')}]`, label, o.ms.toFixed(4), o.gbs.toFixed(0), `${(ofCopy * 100).toFixed(0)}%`,
+        f ? f.ms.toFixed(4) : '-', s ? s.ms.toFixed(4) : '-', best === null ? 'n/a' : `${(best / o.ms).toFixed(2)}x`,
+      ].map((cell, i) => pad(cell, widths[i]!)).join(' '));
+    }
+  }
+  console.log('');
+  console.log('copy (device to device, read + write): ' + results.map((r) =>
+    `[${r.shape.join(',')}] ours ${r.copy.gbs.toFixed(0)} GB/s${r.torch?.copy ? `, torch ${r.torch.copy.gbs.toFixed(0)} GB/s` : ''}`).join('; '));
+  console.log('vs best torch: the faster of F.batch_norm and the SyncBN primitives, over ours (> 1: ours is faster)');
+  if (process.env.BENCH_JSON) {
+    writeFileSync(process.env.BENCH_JSON, JSON.stringify({ device: info, versions: v, results, summary,
+      torch: typeof torch === 'string' ? { error: torch } : { version: torch.version, cuda: torch.cuda } }, null, 1));
+  }
+}
+
+main();
