@@ -50,3 +50,26 @@ export { runProcesses, type RunProcessesOptions } from './launch/processes.js';
 export { launch, validateLaunchOptions, LaunchError, type LaunchOptions } from './launch/launcher.js';
 export { main as launchMain, parseLaunchArgs, USAGE as LAUNCH_USAGE } from './launch/cli.js';
 export { LinePrefixer, type OutputMode } from './launch/output.js';
+
+// gloo and nccl backends (importing them registers their factories; their native libraries load on first use).
+export {
+  createGlooProcessGroup,
+  glooBackendFactory,
+  glooAvailability,
+  glooLibraryCandidates,
+  GlooProcessGroup,
+  GlooUnavailableError,
+  DEFAULT_GLOO_SMALL_BYTES,
+  type GlooGroupOptions,
+  type GlooStoreEndpoint,
+} from './gloo/index.js';
+export {
+  createNcclProcessGroup,
+  ncclBackendFactory,
+  ncclAvailability,
+  NcclProcessGroup,
+  NcclUnavailableError,
+  NCCL_UNIQUE_ID_BYTES,
+  type NcclGroupOptions,
+  type NcclStore,
+} from './nccl/index.js';

@@ -1,0 +1,86 @@
+/**
+ * Faults on the gloo backend: a rank that never joins a rendezvous, a
+ * member that never joins a sub-group, a rank killed mid-collective (small
+ * and large payloads), and ranks calling different collectives. The others
+ * must fail with a CollectiveError within the timeout, naming the op, the
+ * group and (where known) the missing ranks; the launcher exits non-zero.
+ */
+import test from 'ava';
+import { needGloo, runGlooJob, type JobResult } from './helpers/gloo.js';
+
+const TIMEOUT = 1500;
+
+function errors(job: JobResult) {
+  return job.results.filter((r) => r.error === 'CollectiveError');
+}
+
+test('gloo fault: a rank that never joins the rendezvous', async (t) => {
+  if (!needGloo(t)) return;
+  const job = await runGlooJob(3, ['never-join'], { timeoutMs: TIMEOUT });
+  const errs = errors(job);
+  t.log(errs.map((e) => `${e.ms} ms: ${e.message}`).join('\n'));
+  t.not(job.code, 0);
+  t.deepEqual(errs.map((e) => e.rank), [0, 1]);
+  for (const e of errs) {
+    t.is(e.op, 'init');
+    t.deepEqual(e.missing, [2]);
+    t.regex(e.message!, /rendezvous timed out after 1500 ms/);
+  }
+  t.true(job.ms < 20_000, `job took ${job.ms} ms`);
+});
+
+test('gloo fault: a member that never joins a sub-group', async (t) => {
+  if (!needGloo(t)) return;
+  const job = await runGlooJob(3, ['subgroup-absent'], { timeoutMs: TIMEOUT });
+  const errs = errors(job);
+  t.log(errs.map((e) => `${e.ms} ms: ${e.message}`).join('\n'));
+  t.not(job.code, 0);
+  t.is(errs.length, 1);
+  t.is(errs[0]!.rank, 0);
+  t.is(errs[0]!.group, 'group(0,1)#1');
+  t.deepEqual(errs[0]!.missing, [1]);
+});
+
+for (const size of ['small', 'large'] as const) {
+  test(`gloo fault: a rank killed during an all-reduce (${size} payload)`, async (t) => {
+    if (!needGloo(t)) return;
+    const job = await runGlooJob(3, ['killed', size], { timeoutMs: 10_000 });
+    const errs = errors(job);
+    t.log(errs.map((e) => `${e.ms} ms: ${e.message}`).join('\n'));
+    t.not(job.code, 0);
+    t.true(errs.length >= 1, 'a surviving rank reports the failure');
+    for (const e of errs) {
+      t.is(e.op, 'allReduce');
+      t.is(e.group, 'world');
+      t.true(e.rank === 0 || e.rank === 1);
+    }
+    // The rank next to the dead one sees its connection drop, long before the 10 s timeout.
+    t.true(errs.some((e) => e.missing!.includes(2)), 'some survivor names rank 2');
+    t.true(job.ms < 9_000, `job took ${job.ms} ms`);
+  });
+}
+
+test('gloo fault: ranks calling different collectives of the same size', async (t) => {
+  if (!needGloo(t)) return;
+  const job = await runGlooJob(3, ['mismatch', 'same'], { timeoutMs: 10_000 });
+  const errs = errors(job);
+  t.log(errs.map((e) => `${e.ms} ms: ${e.message}`).join('\n'));
+  t.not(job.code, 0);
+  t.true(errs.length >= 1);
+  for (const e of errs) t.regex(e.message!, /ranks called different collectives: .*allReduce\(float32 x 64, sum\).*allGather\(float32 x 64\)|allGather\(float32 x 64\).*allReduce\(float32 x 64, sum\)/);
+  t.true(job.ms < 9_000, 'detected without waiting for the timeout');
+});
+
+test('gloo fault: ranks calling different collectives of different sizes fail', async (t) => {
+  if (!needGloo(t)) return;
+  const job = await runGlooJob(3, ['mismatch', 'diff'], { timeoutMs: TIMEOUT });
+  const errs = errors(job);
+  t.log(errs.map((e) => `${e.ms} ms: ${e.message}`).join('\n'));
+  t.not(job.code, 0);
+  t.true(errs.length >= 1);
+  for (const e of errs) t.true(e.op === 'allReduce' || e.op === 'allGather');
+  // Ranks either find the sizes disagree (gloo's buffer-size assertion) or wait for data that never
+  // comes and time out; a rank whose peer then exits sees the connection drop.
+  t.true(errs.some((e) => /timeout|timed out|enforce fail/i.test(e.message!)), 'some rank explains the mismatch');
+  t.true(job.ms < 15_000, `job took ${job.ms} ms`);
+});
