@@ -121,20 +121,36 @@ function stridedExtent(op: string, name: string, shape: readonly number[], strid
   if (strides.length !== shape.length) {
     throw new Error(`${op}: ${name} has ${strides.length} strides for ${shape.length} dimensions`);
   }
-  let last = 0;
+  let last = 0, empty = false;
   for (let d = 0; d < shape.length; d++) {
-    if (shape[d] === 0) return 0;
-    if (strides[d]! < 0) throw new Error(`${op}: negative stride ${strides[d]} in ${name}`);
-    last += (shape[d]! - 1) * strides[d]!;
+    const st = strides[d]!;
+    if (!Number.isSafeInteger(st) || st < 0) throw new Error(`${op}: ${name}[${d}] = ${st} is not a valid stride (integer >= 0)`);
+    if (shape[d] === 0) empty = true;
+    last += (shape[d]! - 1) * st;
   }
-  return last + 1;
+  return empty ? 0 : last + 1;
 }
 
 function numelOfShape(op: string, shape: readonly number[]): number {
   if (shape.length > MAX_DIMS) throw new Error(`${op}: at most ${MAX_DIMS} dimensions are supported (got ${shape.length})`);
   let n = 1;
-  for (const s of shape) n *= s;
+  for (let d = 0; d < shape.length; d++) {
+    const v = shape[d]!;
+    if (!Number.isSafeInteger(v) || v < 0) throw new Error(`${op}: shape[${d}] = ${v} is not a valid size (integer >= 0)`);
+    n *= v;
+  }
   return n;
+}
+
+/**
+ * Writes a non-negative integer < 2^53 as element d of an int64 array seen through its
+ * 32-bit halves (little-endian), which avoids allocating a BigInt per element.
+ * Sizes and strides were validated as non-negative before this is called.
+ */
+function setInt64(u32: Uint32Array, d: number, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 0) throw new Error(`not a valid size or stride: ${v}`);
+  u32[2 * d] = v >>> 0;
+  u32[2 * d + 1] = Math.floor(v / 4294967296);
 }
 
 /** Elements a (possibly batched, strided) row-major matrix occupies: rows x cols with leading dimension ld. */
@@ -151,6 +167,10 @@ export class CpuBackend implements Backend {
   private readonly shape64 = new BigInt64Array(MAX_DIMS);
   private readonly strideA64 = new BigInt64Array(MAX_DIMS);
   private readonly strideB64 = new BigInt64Array(MAX_DIMS);
+  // 32-bit views of the same memory, written without creating BigInts
+  private readonly shape32 = new Uint32Array(this.shape64.buffer);
+  private readonly strideA32 = new Uint32Array(this.strideA64.buffer);
+  private readonly strideB32 = new Uint32Array(this.strideB64.buffer);
   private readonly convGeom = new Int32Array(16);
   private readonly poolGeom = new Int32Array(14);
 
@@ -215,8 +235,8 @@ export class CpuBackend implements Backend {
     const o = f32(op, 'out', out, numel);
     const xs = f32(op, 'x', x, stridedExtent(op, 'xStrides', shape, xStrides));
     for (let d = 0; d < shape.length; d++) {
-      this.shape64[d] = BigInt(shape[d]!);
-      this.strideA64[d] = BigInt(xStrides[d]!);
+      setInt64(this.shape32, d, shape[d]!);
+      setInt64(this.strideA32, d, xStrides[d]!);
     }
     this.check(op, this.fn.bk_strided_copy_f32(o, xs, this.shape64, this.strideA64, shape.length, null));
   }
@@ -232,9 +252,9 @@ export class CpuBackend implements Backend {
     const av = f32('binary', 'a', a, stridedExtent('binary', 'aStrides', shape, aStrides));
     const bv = f32('binary', 'b', b, stridedExtent('binary', 'bStrides', shape, bStrides));
     for (let d = 0; d < shape.length; d++) {
-      this.shape64[d] = BigInt(shape[d]!);
-      this.strideA64[d] = BigInt(aStrides[d]!);
-      this.strideB64[d] = BigInt(bStrides[d]!);
+      setInt64(this.shape32, d, shape[d]!);
+      setInt64(this.strideA32, d, aStrides[d]!);
+      setInt64(this.strideB32, d, bStrides[d]!);
     }
     this.check('binary', this.fn.bk_binary_f32(code, o, av, this.strideA64, bv, this.strideB64, this.shape64,
       shape.length, null));

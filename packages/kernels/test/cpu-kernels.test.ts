@@ -223,6 +223,9 @@ test('cpu: binary rejects an unknown op (TS and C) and short storages', (t) => {
   t.regex(k.library.lastError(), /bk_binary_f32: unknown binary op 7/);
   t.throws(() => be.binary('add', o, F([1]), [1], o, [1], [2]), { message: /binary: a has 1 elements, the sizes given need 2/ });
   t.throws(() => be.binary('add', o, new Int32Array(2), [1], o, [1], [2]), { message: /binary: a must be a float32 CPU storage/ });
+  t.throws(() => be.binary('add', o, o, [-1], o, [1], [2]), { message: /binary: aStrides\[0\] = -1 is not a valid stride/ });
+  t.throws(() => be.binary('add', o, o, [1], o, [1], [-2]), { message: /binary: shape\[0\] = -2 is not a valid size/ });
+  t.throws(() => be.stridedCopy(o, o, [2], [0.5]), { message: /stridedCopy: xStrides\[0\] = 0.5 is not a valid stride/ });
 });
 
 test('cpu: unary ops, affine, reluBackward', (t) => {
