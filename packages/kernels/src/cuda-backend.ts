@@ -85,7 +85,6 @@ export class CudaBackend implements Backend {
   private readonly convGeom = new Int32Array(16);
   private readonly poolGeom = new Int32Array(14);
   private readonly out1: unknown[] = [null];
-  private readonly out2: unknown[] = [null];
 
   /** `candidates` overrides where the library is looked for (see libraryCandidates). */
   constructor(private readonly candidates?: readonly string[]) {}

@@ -18,6 +18,7 @@
 // the per-channel scale/shift on the fly (the formulas of bagua_bn_math.h).
 #include "common.cuh"
 #include "bagua_bn_math.h"
+#include "bn_walk.cuh"
 
 namespace bk {
 namespace {
@@ -160,34 +161,6 @@ template <> struct Vec<1> {
   static __device__ __forceinline__ float pack(const float *o) { return o[0]; }
 };
 
-// Walks a channel's flattened (image, position) space in vector units with a
-// fixed stride, keeping the plane pointer and position without dividing.
-struct PlaneCursor {
-  int64_t p;           // position within the plane, in vectors
-  int64_t base;        // offset of the plane start, in vectors
-  int64_t hwv, s_mod, s_base;  // plane length; stride % hwv; (stride / hwv) * plane stride
-  int64_t plane_stride;        // c * hwv
-  __device__ void init(int64_t v, int64_t hwv_, int64_t stride, int64_t c, int64_t ch) {
-    hwv = hwv_;
-    plane_stride = c * hwv;
-    const int64_t ni = v / hwv;
-    p = v - ni * hwv;
-    base = (ni * c + ch) * hwv;
-    const int64_t sd = stride / hwv;
-    s_mod = stride - sd * hwv;
-    s_base = sd * plane_stride;
-  }
-  __device__ __forceinline__ int64_t at() const { return base + p; }
-  __device__ __forceinline__ void advance() {
-    p += s_mod;
-    base += s_base;
-    if (p >= hwv) {
-      p -= hwv;
-      base += plane_stride;
-    }
-  }
-};
-
 // ---- statistics: planes ---------------------------------------------------------------
 template <int VEC>
 __global__ void __launch_bounds__(kThreads)
@@ -204,28 +177,22 @@ stats_planes_kernel(float *stats, const float *x, int64_t c, int64_t hwv, int64_
   const T *xv = reinterpret_cast<const T *>(x);
   const float pivot = __ldg(x + ch * hwv * VEC);  // element 0 of the channel
   Welford acc{0.f, 0.f, 0.f};
-  if (v < per_v) {
-    PlaneCursor cur;
-    cur.init(v, hwv, stride, c, ch);
-    for (; v + (U - 1) * stride < per_v; v += U * stride) {
-      T raw[U];
+  walk_channel<U>(
+      v, stride, per_v, hwv, c, ch,
+      [&](const int64_t *at) {
+        T raw[U];
 #pragma unroll
-      for (int u = 0; u < U; u++) {  // all loads issued before any use
-        raw[u] = __ldg(xv + cur.at());
-        cur.advance();
-      }
-      float vals[K];
+        for (int u = 0; u < U; u++) raw[u] = __ldg(xv + at[u]);  // all loads before any use
+        float vals[K];
 #pragma unroll
-      for (int u = 0; u < U; u++) V::unpack(raw[u], vals + u * VEC);
-      fold<K>(acc, vals, pivot);
-    }
-    for (; v < per_v; v += stride) {
-      float vals[VEC];
-      V::unpack(__ldg(xv + cur.at()), vals);
-      cur.advance();
-      fold<VEC>(acc, vals, pivot);
-    }
-  }
+        for (int u = 0; u < U; u++) V::unpack(raw[u], vals + u * VEC);
+        fold<K>(acc, vals, pivot);
+      },
+      [&](int64_t at) {
+        float vals[VEC];
+        V::unpack(__ldg(xv + at), vals);
+        fold<VEC>(acc, vals, pivot);
+      });
   acc = block_merge(acc);
   if (bpc == 1) {
     if (threadIdx.x == 0) {
@@ -370,41 +337,29 @@ reduce_planes_kernel(float *sums, float *gw, float *gb, const float *dy, const f
   const T *xv = reinterpret_cast<const T *>(x);
   const float m = __ldg(mean + ch);
   Sums acc{0.f, 0.f};
-  if (v < per_v) {
-    PlaneCursor cur;
-    cur.init(v, hwv, stride, c, ch);
-    for (; v + (U - 1) * stride < per_v; v += U * stride) {
-      T rd[U], rx[U];
+  auto add = [&](const T &gd, const T &xd) {
+    float g[VEC], xx[VEC];
+    V::unpack(gd, g);
+    V::unpack(xd, xx);
 #pragma unroll
-      for (int u = 0; u < U; u++) {
-        rd[u] = __ldg(dv + cur.at());
-        rx[u] = __ldg(xv + cur.at());
-        cur.advance();
-      }
+    for (int j = 0; j < VEC; j++) {
+      acc.dy += g[j];
+      acc.dyxmu = fmaf(g[j], xx[j] - m, acc.dyxmu);
+    }
+  };
+  walk_channel<U>(
+      v, stride, per_v, hwv, c, ch,
+      [&](const int64_t *at) {
+        T rd[U], rx[U];
 #pragma unroll
-      for (int u = 0; u < U; u++) {
-        float g[VEC], xx[VEC];
-        V::unpack(rd[u], g);
-        V::unpack(rx[u], xx);
-#pragma unroll
-        for (int j = 0; j < VEC; j++) {
-          acc.dy += g[j];
-          acc.dyxmu = fmaf(g[j], xx[j] - m, acc.dyxmu);
+        for (int u = 0; u < U; u++) {
+          rd[u] = __ldg(dv + at[u]);
+          rx[u] = __ldg(xv + at[u]);
         }
-      }
-    }
-    for (; v < per_v; v += stride) {
-      float g[VEC], xx[VEC];
-      V::unpack(__ldg(dv + cur.at()), g);
-      V::unpack(__ldg(xv + cur.at()), xx);
-      cur.advance();
 #pragma unroll
-      for (int j = 0; j < VEC; j++) {
-        acc.dy += g[j];
-        acc.dyxmu = fmaf(g[j], xx[j] - m, acc.dyxmu);
-      }
-    }
-  }
+        for (int u = 0; u < U; u++) add(rd[u], rx[u]);
+      },
+      [&](int64_t at) { add(__ldg(dv + at), __ldg(xv + at)); });
   acc = block_merge(acc);
   if (bpc == 1) {
     if (threadIdx.x == 0) write_sums(sums, gw, gb, invstd, c, ch, acc.dy, acc.dyxmu);
@@ -513,44 +468,6 @@ reduce_rows_kernel(float *sums, float *gw, float *gb, const float *dy, const flo
 }
 
 // ---- elementwise ---------------------------------------------------------------------------
-// Channel of each vector of a grid-stride walk over the whole tensor, tracked
-// incrementally. ROW: hw == 1 and a vector spans VEC consecutive channels.
-template <bool ROW>
-struct ChannelCursor {
-  int64_t p, ch;  // PLANE: position in plane (vectors), channel; ROW: channel vector index
-  int64_t hwv, c_units, s_mod, s_ch;
-  __device__ void init(int64_t v, int64_t hwv_, int64_t c, int64_t stride, int vec) {
-    if (ROW) {
-      c_units = c / vec;
-      ch = v % c_units;
-      s_ch = stride % c_units;
-    } else {
-      hwv = hwv_;
-      c_units = c;
-      const int64_t plane = v / hwv;
-      p = v - plane * hwv;
-      ch = plane % c;
-      const int64_t sd = stride / hwv;
-      s_mod = stride - sd * hwv;
-      s_ch = sd % c;
-    }
-  }
-  __device__ __forceinline__ void advance() {
-    if (ROW) {
-      ch += s_ch;
-      if (ch >= c_units) ch -= c_units;
-    } else {
-      p += s_mod;
-      ch += s_ch;
-      if (p >= hwv) {
-        p -= hwv;
-        ch += 1;
-      }
-      if (ch >= c_units) ch -= c_units;
-    }
-  }
-};
-
 template <int VEC, bool ROW>
 __device__ __forceinline__ void load_channel(float *out, const float *arr, int64_t ch, float dflt) {
   if (!arr) {
@@ -574,23 +491,16 @@ elemt_kernel(float *y, const float *x, const float *mean, const float *invstd, c
   constexpr int U = 4;
   const int64_t stride = (int64_t)gridDim.x * kThreads;
   int64_t v = (int64_t)blockIdx.x * kThreads + threadIdx.x;
-  if (v >= total_v) return;
-  ChannelCursor<ROW> cur;
-  cur.init(v, hwv, c, stride, VEC);
   const T *xv = reinterpret_cast<const T *>(x);
   T *yv = reinterpret_cast<T *>(y);
-  for (; v < total_v; v += U * stride) {
+  walk_tensor<U, ROW>(v, stride, total_v, hwv, c, VEC, [&](int64_t v0, const int64_t *chs) {
     T raw[U];
-    int64_t chs[U];
 #pragma unroll
-    for (int u = 0; u < U; u++) {  // loads first: y may alias x, so no load may follow a store
-      chs[u] = cur.ch;
-      if (v + u * stride < total_v) raw[u] = __ldg(xv + v + u * stride);
-      cur.advance();
-    }
+    for (int u = 0; u < U; u++)  // loads first: y may alias x, so no load may follow a store
+      if (v0 + u * stride < total_v) raw[u] = __ldg(xv + v0 + u * stride);
 #pragma unroll
     for (int u = 0; u < U; u++) {
-      if (v + u * stride >= total_v) break;
+      if (v0 + u * stride >= total_v) break;
       float xs[VEC], mu[VEC], is[VEC], w[VEC], b[VEC], o[VEC];
       V::unpack(raw[u], xs);
       load_channel<VEC, ROW>(mu, mean, chs[u], 0.f);
@@ -603,9 +513,9 @@ elemt_kernel(float *y, const float *x, const float *mean, const float *invstd, c
         const float scale = weight ? is[j] * w[j] : is[j];
         o[j] = bk_bn::elemt(xs[j], mu[j], scale, b[j]);
       }
-      yv[v + u * stride] = V::pack(o);
+      yv[v0 + u * stride] = V::pack(o);
     }
-  }
+  });
 }
 
 template <int VEC, bool ROW>
@@ -620,26 +530,21 @@ backward_elemt_kernel(float *dx, const float *dy, const float *x, const float *m
   int64_t v = (int64_t)blockIdx.x * kThreads + threadIdx.x;
   if (v >= total_v) return;
   const float N = __ldg(count);  // the global count, a device scalar: no host round trip
-  ChannelCursor<ROW> cur;
-  cur.init(v, hwv, c, stride, VEC);
   const T *dv = reinterpret_cast<const T *>(dy);
   const T *xv = reinterpret_cast<const T *>(x);
   T *ov = reinterpret_cast<T *>(dx);
-  for (; v < total_v; v += U * stride) {
+  walk_tensor<U, ROW>(v, stride, total_v, hwv, c, VEC, [&](int64_t v0, const int64_t *chs) {
     T rd[U], rx[U];
-    int64_t chs[U];
 #pragma unroll
     for (int u = 0; u < U; u++) {
-      chs[u] = cur.ch;
-      if (v + u * stride < total_v) {
-        rd[u] = __ldg(dv + v + u * stride);
-        rx[u] = __ldg(xv + v + u * stride);
+      if (v0 + u * stride < total_v) {
+        rd[u] = __ldg(dv + v0 + u * stride);
+        rx[u] = __ldg(xv + v0 + u * stride);
       }
-      cur.advance();
     }
 #pragma unroll
     for (int u = 0; u < U; u++) {
-      if (v + u * stride >= total_v) break;
+      if (v0 + u * stride >= total_v) break;
       float g[VEC], xs[VEC], mu[VEC], is[VEC], w[VEC], sdy[VEC], sdx[VEC], o[VEC];
       V::unpack(rd[u], g);
       V::unpack(rx[u], xs);
@@ -653,9 +558,9 @@ backward_elemt_kernel(float *dx, const float *dy, const float *x, const float *m
         const bk_bn::BackwardCoeffs co = bk_bn::backward_coeffs(is[j], w[j], sdy[j], sdx[j], N);
         o[j] = bk_bn::backward_elemt(g[j], xs[j], mu[j], co);
       }
-      ov[v + u * stride] = V::pack(o);
+      ov[v0 + u * stride] = V::pack(o);
     }
-  }
+  });
 }
 
 // ---- small per-channel kernels ------------------------------------------------------------
@@ -721,21 +626,20 @@ int check_sizes(const char *fn, int64_t n, int64_t c, int64_t hw, int64_t *per, 
   return 0;
 }
 
-// Blocks per channel for the plane kernels: enough blocks in all to fill the GPU
-// twice over, but each thread keeps at least a few batches of work.
-int blocks_per_channel(int dev, int64_t c, int64_t per_v, int64_t per_thread_min) {
-  const int64_t target = (int64_t)sm_count(dev) * 8;
-  int64_t bpc = ceil_div(target, c);
+// Blocks per channel for the plane kernels: all channels' blocks together fill
+// the GPU once (one wave, see wave_grid), each thread keeping a few batches of work.
+int blocks_per_channel(const void *kernel, int dev, int64_t c, int64_t per_v, int64_t per_thread_min) {
+  int64_t bpc = resident_blocks(kernel, kThreads, dev) / c;
   const int64_t cap = ceil_div(per_v, (int64_t)kThreads * per_thread_min);
   if (bpc > cap) bpc = cap;
   if (bpc > 1024) bpc = 1024;
   return bpc < 1 ? 1 : (int)bpc;
 }
 
-int row_splits(int dev, int64_t tiles, int64_t n) {
-  const int64_t target = (int64_t)sm_count(dev) * 8;
-  int64_t splits = ceil_div(target, tiles);
-  const int64_t cap = ceil_div(n, 8 * 8);  // >= 8 rows per thread
+// Row splits for the rows kernels: likewise one wave, >= 4 rows per thread.
+int row_splits(const void *kernel, int dev, int64_t tiles, int64_t n) {
+  int64_t splits = resident_blocks(kernel, kThreads, dev) / tiles;
+  const int64_t cap = ceil_div(n, 8 * 4);
   if (splits > cap) splits = cap;
   if (splits > 1024) splits = 1024;
   return splits < 1 ? 1 : (int)splits;
@@ -780,7 +684,8 @@ BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, i
     const int vec = (c % 4 == 0 && aligned16(x)) ? 4 : 1;
     const int64_t tiles = ceil_div(c, 32 * vec);
     BK_REQUIRE(tiles <= 0x7fffffff, "bk_bn_stats_f32: too many channels");
-    const int splits = row_splits(dev, tiles, n);
+    const int splits = row_splits(vec == 4 ? (const void *)stats_rows_kernel<4> : (const void *)stats_rows_kernel<1>,
+                                  dev, tiles, n);
     Workspace ws{};
     if (splits > 1) BK_TRY(workspace(s, tiles, tiles * splits * 32 * vec * 3, &ws));
     dim3 grid((unsigned)tiles, (unsigned)splits);
@@ -792,7 +697,9 @@ BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, i
   }
   const int vec = (hw % 4 == 0 && aligned16(x)) ? 4 : 1;
   const int64_t hwv = hw / vec, per_v = n * hwv;
-  const int bpc = blocks_per_channel(dev, c, per_v, vec == 4 ? 8 : 16);
+  const int bpc = blocks_per_channel(
+      vec == 4 ? (const void *)stats_planes_kernel<4> : (const void *)stats_planes_kernel<1>, dev, c, per_v,
+      vec == 4 ? 8 : 16);
   BK_REQUIRE(c * bpc <= 0x7fffffff, "bk_bn_stats_f32: too many channels");
   Workspace ws{};
   if (bpc > 1) BK_TRY(workspace(s, c, c * bpc * 3, &ws));
@@ -848,18 +755,18 @@ BK_API int bk_bn_elemt_f32(float *y, const float *x, const float *mean, const fl
   switch (elemt_variant(c, hw, {y, x}, {mean, invstd, weight, bias})) {
     case 0: {
       const int64_t tv = total / 4;
-      elemt_kernel<4, false><<<grid_for(tv, kThreads * 4, dev), kThreads, 0, s>>>(
+      elemt_kernel<4, false><<<wave_grid((const void *)elemt_kernel<4, false>, tv, kThreads * 4, dev), kThreads, 0, s>>>(
           y, x, mean, invstd, weight, bias, c, hw / 4, tv);
       break;
     }
     case 1: {
       const int64_t tv = total / 4;
-      elemt_kernel<4, true><<<grid_for(tv, kThreads * 4, dev), kThreads, 0, s>>>(
+      elemt_kernel<4, true><<<wave_grid((const void *)elemt_kernel<4, true>, tv, kThreads * 4, dev), kThreads, 0, s>>>(
           y, x, mean, invstd, weight, bias, c, 1, tv);
       break;
     }
     default:
-      elemt_kernel<1, false><<<grid_for(total, kThreads * 4, dev), kThreads, 0, s>>>(
+      elemt_kernel<1, false><<<wave_grid((const void *)elemt_kernel<1, false>, total, kThreads * 4, dev), kThreads, 0, s>>>(
           y, x, mean, invstd, weight, bias, c, hw, total);
   }
   return check_launch("bn_elemt");
@@ -889,7 +796,8 @@ BK_API int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float *gra
     const int vec = (c % 4 == 0 && aligned16(x) && aligned16(dy)) ? 4 : 1;
     const int64_t tiles = ceil_div(c, 32 * vec);
     BK_REQUIRE(tiles <= 0x7fffffff, "bk_bn_backward_reduce_f32: too many channels");
-    const int splits = row_splits(dev, tiles, n);
+    const int splits = row_splits(vec == 4 ? (const void *)reduce_rows_kernel<4> : (const void *)reduce_rows_kernel<1>,
+                                  dev, tiles, n);
     Workspace ws{};
     if (splits > 1) BK_TRY(workspace(s, tiles, tiles * splits * 32 * vec * 2, &ws));
     dim3 grid((unsigned)tiles, (unsigned)splits);
@@ -903,7 +811,9 @@ BK_API int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float *gra
   }
   const int vec = (hw % 4 == 0 && aligned16(x) && aligned16(dy)) ? 4 : 1;
   const int64_t hwv = hw / vec, per_v = n * hwv;
-  const int bpc = blocks_per_channel(dev, c, per_v, vec == 4 ? 4 : 16);
+  const int bpc = blocks_per_channel(
+      vec == 4 ? (const void *)reduce_planes_kernel<4> : (const void *)reduce_planes_kernel<1>, dev, c, per_v,
+      vec == 4 ? 4 : 16);
   BK_REQUIRE(c * bpc <= 0x7fffffff, "bk_bn_backward_reduce_f32: too many channels");
   Workspace ws{};
   if (bpc > 1) BK_TRY(workspace(s, c, c * bpc * 2, &ws));
@@ -932,18 +842,18 @@ BK_API int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float *x, 
   switch (elemt_variant(c, hw, {dx, dy, x}, {mean, invstd, weight, sums})) {
     case 0: {
       const int64_t tv = total / 4;
-      backward_elemt_kernel<4, false><<<grid_for(tv, kThreads * 2, dev), kThreads, 0, s>>>(
+      backward_elemt_kernel<4, false><<<wave_grid((const void *)backward_elemt_kernel<4, false>, tv, kThreads * 2, dev), kThreads, 0, s>>>(
           dx, dy, x, mean, invstd, weight, sums, count, c, hw / 4, tv);
       break;
     }
     case 1: {
       const int64_t tv = total / 4;
-      backward_elemt_kernel<4, true><<<grid_for(tv, kThreads * 2, dev), kThreads, 0, s>>>(
+      backward_elemt_kernel<4, true><<<wave_grid((const void *)backward_elemt_kernel<4, true>, tv, kThreads * 2, dev), kThreads, 0, s>>>(
           dx, dy, x, mean, invstd, weight, sums, count, c, 1, tv);
       break;
     }
     default:
-      backward_elemt_kernel<1, false><<<grid_for(total, kThreads * 2, dev), kThreads, 0, s>>>(
+      backward_elemt_kernel<1, false><<<wave_grid((const void *)backward_elemt_kernel<1, false>, total, kThreads * 2, dev), kThreads, 0, s>>>(
           dx, dy, x, mean, invstd, weight, sums, count, c, hw, total);
   }
   return check_launch("bn_backward_elemt");

@@ -59,6 +59,19 @@ inline unsigned grid_for(int64_t work, int64_t per_block, int dev) {
   return need < 1 ? 1u : (unsigned)need;
 }
 
+// How many blocks of `kernel` (at `threads` per block, no dynamic shared memory)
+// the whole GPU holds at once (cached per kernel and device). A grid-stride
+// kernel launched with at most this many runs in one wave: no tail of idle SMs.
+BK_HIDDEN int resident_blocks(const void *kernel, int threads, int dev);
+
+// Grid of a grid-stride kernel: one wave, or fewer blocks when there is less work.
+inline unsigned wave_grid(const void *kernel, int64_t work, int64_t per_block, int dev) {
+  int64_t need = (work + per_block - 1) / per_block;
+  int64_t cap = resident_blocks(kernel, 256, dev);
+  if (need > cap) need = cap;
+  return need < 1 ? 1u : (unsigned)need;
+}
+
 inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 // ---- device-side error flag ---------------------------------------------------

@@ -113,6 +113,7 @@ softmax_kernel(float *out, const float *x, int64_t rows, int64_t cols, int log) 
     if (active)
       for (int64_t c = sub; c < cols; c += TPR) m = fmaxf(m, p[c]);
     m = group_max<TPR>(m, smem);
+    if (!(m > -INFINITY)) m = 0.f;  // all -inf (or NaN): avoid inf - inf, as the CPU library
     float s = 0.f;
     if (active)
       for (int64_t c = sub; c < cols; c += TPR) s += expf(p[c] - m);
@@ -120,8 +121,9 @@ softmax_kernel(float *out, const float *x, int64_t rows, int64_t cols, int log) 
     if (!active) continue;
     float *q = out + row * cols;
     if (log) {
-      float lse = m + logf(s);
-      for (int64_t c = sub; c < cols; c += TPR) q[c] = p[c] - lse;
+      // (x - m) - log(s): x - m is exact near the max, so a large m never rounds the result
+      const float ls = logf(s);
+      for (int64_t c = sub; c < cols; c += TPR) q[c] = (p[c] - m) - ls;
     } else {
       float inv = 1.f / s;
       for (int64_t c = sub; c < cols; c += TPR) q[c] = expf(p[c] - m) * inv;

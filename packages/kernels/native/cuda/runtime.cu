@@ -49,6 +49,23 @@ int sm_count(int dev) {
   return v;
 }
 
+int resident_blocks(const void *kernel, int threads, int dev) {
+  static std::mutex mu;
+  static std::map<std::pair<const void *, int>, int> cache;
+  std::lock_guard<std::mutex> g(mu);
+  auto key = std::make_pair(kernel, dev * 4096 + threads);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess || per_sm < 1) {
+    cudaGetLastError();
+    per_sm = 2;
+  }
+  int n = per_sm * sm_count(dev);
+  cache[key] = n;
+  return n;
+}
+
 // Runs `fn` with `dev` as the current device, restoring the caller's afterwards.
 template <class F>
 static int on_device(int dev, F fn) {
