@@ -66,11 +66,12 @@ BAGUA_GLOO_API const char* bagua_gloo_last_error(void);
  * is also the default timeout of collectives).
  *
  * small_bytes > 0 adds a second mesh in gloo's synchronous mode (blocking
- * reads on the calling thread, no event-loop hand-off) used by collectives
- * whose per-rank payload is at most small_bytes and whose timeout is the
+ * reads and writes on the calling thread, no hand-off to gloo's event loop)
+ * used by collectives whose per-rank payload is at most small_bytes (an
+ * all-reduce also needs payload x size <= 4 x small_bytes: it all-gathers
+ * whole buffers and reduces them in rank order) and whose timeout is the
  * creation timeout; everything else uses gloo's asynchronous algorithms.
- * Every rank must pass the same small_bytes. Keep it well under the kernel's
- * socket buffering (default 16 KiB): small-path sends block until written.
+ * Every rank must pass the same small_bytes.
  *
  * Returns NULL on failure, with the message in err (NUL-terminated,
  * truncated to err_cap).

@@ -4,7 +4,7 @@
 #include "bagua_gloo.h"
 
 #include <gloo/allgather.h>
-#include <gloo/allgather_ring.h>
+#include <gloo/algorithm.h>
 #include <gloo/allreduce.h>
 #include <gloo/barrier.h>
 #include <gloo/broadcast.h>
@@ -238,9 +238,50 @@ struct MismatchError : std::runtime_error {
 // shape and reused; the cache is keyed by values every rank agrees on, so
 // all ranks build, hit and evict in the same order.
 struct SmallEntry {
-  std::vector<char> in;   // this rank's payload + signature
   std::vector<char> out;  // allgather: size x (payload + signature); broadcast: payload + signature
   std::unique_ptr<gloo::Algorithm> algo;
+};
+
+// A ring all-gather for pairs in synchronous mode, deadlock-free whatever
+// the message size: a send blocks until the peer has read it (once socket
+// buffers are full), so even ranks send before they receive and odd ranks
+// receive before they send, which breaks every cycle of blocked writers.
+// Each round forwards one rank's block into its final place in `out`; in
+// sync mode data lands only while its receiver reads, so no ready-to-receive
+// notifications are needed (unlike gloo::AllgatherRing, which sends before
+// it receives and stalls once a block outgrows the socket buffers).
+class SyncRingAllgather : public gloo::Algorithm {
+ public:
+  SyncRingAllgather(const std::shared_ptr<gloo::Context>& context, char* out, size_t stride)
+      : gloo::Algorithm(context), stride_(stride) {
+    if (contextSize_ == 1) return;
+    const int slot = context_->nextSlot();
+    const size_t total = stride * static_cast<size_t>(contextSize_);
+    send_ = getRightPair()->createSendBuffer(slot, out, total);
+    recv_ = getLeftPair()->createRecvBuffer(slot, out, total);
+  }
+
+  void run() override {
+    const int p = contextSize_;
+    const int r = contextRank_;
+    for (int k = 0; k < p - 1; k++) {
+      const size_t block = static_cast<size_t>((r - k + p) % p) * stride_;  // forwarded to the right
+      if (r % 2 == 0) {
+        send_->send(block, stride_, block);
+        send_->waitSend();
+        recv_->waitRecv();
+      } else {
+        recv_->waitRecv();
+        send_->send(block, stride_, block);
+        send_->waitSend();
+      }
+    }
+  }
+
+ private:
+  size_t stride_;
+  std::unique_ptr<gloo::transport::Buffer> send_;
+  std::unique_ptr<gloo::transport::Buffer> recv_;
 };
 
 }  // namespace
@@ -400,6 +441,8 @@ bool useSmall(const bagua_gloo_context* c, size_t payloadBytes, int timeout_ms) 
 }
 
 const size_t kMaxSmallEntries = 64;
+const size_t kSegmentBytes = 4u << 20;
+const size_t kMaxSmallStagingBytes = 64u << 20;
 
 // The cached entry for `key`, built by make() on a miss (same order on every rank).
 template <typename Make>
@@ -413,7 +456,13 @@ SmallEntry& smallEntry(bagua_gloo_context* c, const std::string& key, Make&& mak
   std::unique_ptr<SmallEntry> e(new SmallEntry);
   make(*e);
   c->small.emplace_front(key, std::move(e));
-  while (c->small.size() > kMaxSmallEntries) c->small.pop_back();
+  size_t total = 0;
+  for (const auto& kv : c->small) total += kv.second->out.size();
+  while (c->small.size() > 1 &&
+         (c->small.size() > kMaxSmallEntries || total > kMaxSmallStagingBytes)) {
+    total -= c->small.back().second->out.size();
+    c->small.pop_back();
+  }
   return *c->small.front().second;
 }
 
@@ -422,13 +471,12 @@ SmallEntry& smallAllgather(bagua_gloo_context* c, const void* payload, size_t by
                            const Signature& sig) {
   const size_t stride = bytes + sizeof(Signature);
   SmallEntry& e = smallEntry(c, "ag:" + std::to_string(bytes), [&](SmallEntry& n) {
-    n.in.resize(stride);
     n.out.resize(stride * static_cast<size_t>(c->size));
-    n.algo.reset(new gloo::AllgatherRing<char>(
-        c->syncCtx, std::vector<const char*>{n.in.data()}, n.out.data(), static_cast<int>(stride)));
+    n.algo.reset(new SyncRingAllgather(c->syncCtx, n.out.data(), stride));
   });
-  if (bytes) memcpy(e.in.data(), payload, bytes);
-  memcpy(e.in.data() + bytes, &sig, sizeof sig);
+  char* mine = e.out.data() + static_cast<size_t>(c->rank) * stride;
+  if (bytes) memcpy(mine, payload, bytes);
+  memcpy(mine + bytes, &sig, sizeof sig);
   e.algo->run();
   for (int r = 0; r < c->size; r++) {
     Signature other;
@@ -456,6 +504,9 @@ void runAllreduce(bagua_gloo_context* c, void* buf, size_t n, int op, millisecon
     case BAGUA_GLOO_PRODUCT: opts.setReduceFunction(&reduceProduct<T>); break;
   }
   opts.setTimeout(timeout);
+  // Larger segments than gloo's 1 MiB default: fewer hand-offs between the
+  // calling thread and gloo's event loop (~15% more bandwidth on loopback).
+  opts.setMaxSegmentSize(kSegmentBytes);
   gloo::allreduce(opts);
   if (op == BAGUA_GLOO_AVG && c->size > 1) {
     T* p = static_cast<T*>(buf);
@@ -732,7 +783,9 @@ int bagua_gloo_allreduce(bagua_gloo_context* ctx, void* buf, int64_t count, int 
   return guarded(ctx, "allreduce", [&] {
     if (ctx->size == 1) return;  // nothing to exchange; avg over 1 rank is identity
     const size_t n = static_cast<size_t>(count);
-    if (useSmall(ctx, n * es, timeout_ms)) {
+    // The small path all-gathers whole buffers (size x the ring's traffic):
+    // worth it while latency dominates.
+    if (useSmall(ctx, n * es, timeout_ms) && n * es * static_cast<size_t>(ctx->size) <= 4 * ctx->smallBytes) {
       Signature sig{1, static_cast<uint8_t>(dtype), static_cast<uint8_t>(op), 0, 0, count};
       SmallEntry& e = smallAllgather(ctx, buf, n * es, sig);
       if (n == 0) return;

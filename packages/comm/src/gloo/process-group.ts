@@ -45,12 +45,12 @@ export interface GlooGroupOptions {
    * Collectives whose per-rank payload is at most this many bytes take the
    * low-latency path (gloo's synchronous mode, with a signature check that
    * catches ranks calling different collectives). Must be equal on every
-   * rank. Default env BAGUA_GLOO_SMALL_BYTES, else 16384; 0 disables it.
+   * rank. Default env BAGUA_GLOO_SMALL_BYTES, else 1 MiB; 0 disables it.
    */
   smallBytes?: number;
 }
 
-export const DEFAULT_GLOO_SMALL_BYTES = 16384;
+export const DEFAULT_GLOO_SMALL_BYTES = 1 << 20;
 
 const ERR_CAP = 4096;
 const MAX_TIMEOUT_MS = 0x7fffffff;

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""PyTorch gloo reference for `pnpm bench:comm` (packages/comm/bench/bench-comm.ts).
+
+Spawns N processes on 127.0.0.1 with torch.distributed's gloo backend and
+measures, exactly as bench-comm.ts does for bagua's backends:
+  - latency: median over iterations of the per-op wall time on rank 0 of
+    all_reduce(SUM) and all_gather of `count` float32 elements;
+  - bandwidth: median time of an all_reduce of `--bw-bytes` bytes of float32,
+    reported as algbw = bytes / t and busbw = algbw * 2(n-1)/n.
+Prints one JSON object on stdout.
+
+  python3 tools/bench_torch_gloo.py --world-size 2 --counts 129,513,2049
+"""
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def worker(rank, args, port, queue):
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=args.world_size
+    )
+    n = args.world_size
+    out = {"latency": {}, "bandwidth": None}
+
+    def timed(fn, iters, warmup):
+        for _ in range(warmup):
+            fn()
+        dist.barrier()
+        ts = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    for count in args.counts:
+        x = torch.ones(count, dtype=torch.float32)
+        ar = timed(lambda: dist.all_reduce(x), args.iters, args.warmup)
+        outs = [torch.empty(count, dtype=torch.float32) for _ in range(n)]
+        ag = timed(lambda: dist.all_gather(outs, x), args.iters, args.warmup)
+        out["latency"][str(count)] = {"allreduce_us": ar * 1e6, "allgather_us": ag * 1e6}
+
+    if args.bw_bytes > 0:
+        big = torch.ones(args.bw_bytes // 4, dtype=torch.float32)
+        t = timed(lambda: dist.all_reduce(big), args.bw_iters, 1)
+        algbw = args.bw_bytes / t / 1e9
+        out["bandwidth"] = {
+            "bytes": args.bw_bytes,
+            "time_us": t * 1e6,
+            "algbw_gbs": algbw,
+            "busbw_gbs": algbw * 2 * (n - 1) / n,
+        }
+    dist.barrier()
+    if rank == 0:
+        queue.put(out)
+    dist.destroy_process_group()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--world-size", type=int, default=2)
+    p.add_argument("--counts", type=lambda s: [int(v) for v in s.split(",") if v], default=[129, 513, 2049])
+    p.add_argument("--iters", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--bw-bytes", type=int, default=16 << 20)
+    p.add_argument("--bw-iters", type=int, default=10)
+    args = p.parse_args()
+
+    import torch
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=worker, args=(r, args, port, queue)) for r in range(args.world_size)]
+    for proc in procs:
+        proc.start()
+    result = queue.get(timeout=600)
+    for proc in procs:
+        proc.join(60)
+    result.update({"backend": "torch-gloo", "torch": torch.__version__, "world_size": args.world_size})
+    print(json.dumps(result))
+    return 0 if all(proc.exitcode == 0 for proc in procs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
