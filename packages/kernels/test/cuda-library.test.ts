@@ -52,6 +52,25 @@ test('cuda library: exports every kernel of bagua_kernels.h and the CUDA runtime
   t.is(k.library.path, libPath!);
 });
 
+test('cuda library: host check of the per-element code against the CPU library (make -C native/cuda check)', (t) => {
+  if (!haveNvcc) {
+    if (required('cuda')) t.fail('nvcc is not on PATH');
+    else {
+      t.log('SKIPPED (cuda missing): nvcc is not on PATH');
+      t.pass();
+    }
+    return;
+  }
+  // bn index walks; pooling, strided offsets and the whole conv2d path (with a reference
+  // column-major GEMM in place of cuBLAS) run on the CPU and compared with the CPU library
+  const dir = fileURLToPath(new URL('../../native/cuda', import.meta.url));
+  const r = spawnSync('make', ['-s', '-C', dir, 'check'], { encoding: 'utf8', timeout: 110_000 });
+  const out = `${r.stdout}${r.stderr}`;
+  t.is(r.status, 0, out.split('\n').slice(-15).join('\n'));
+  t.regex(out, /test_walk: \d+ launch geometries, every element visited once/);
+  t.regex(out, /test_host: \d+ comparisons .* all match/);
+});
+
 test('cuda: importing @bagua/kernels registers a cuda backend that loads nothing yet', (t) => {
   t.true(hasBackend('cuda'));
   t.is(getBackend('cuda').deviceType, 'cuda');

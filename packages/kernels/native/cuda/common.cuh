@@ -132,12 +132,3 @@ BK_HIDDEN int sgemm_strided_batched(cudaStream_t s, bool trans_a, bool trans_b, 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace bk
-
-// Packs small shapes/strides into a kernel argument (passed by value: no copy to
-// device memory, no synchronisation).
-struct BkShape {
-  int ndim;
-  int64_t size[8];
-  int64_t stride_a[8];
-  int64_t stride_b[8];
-};

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "conv_impl.cuh"
 
 namespace bk {
 namespace {
@@ -24,7 +25,6 @@ typedef int (*SgemmStridedBatchedFn)(void *handle, int transa, int transb, int m
                                      const float *alpha, const float *a, int lda, long long sa,
                                      const float *b, int ldb, long long sb, const float *beta,
                                      float *c, int ldc, long long sc, int batch);
-enum { OP_N = 0, OP_T = 1 };
 
 struct Cublas {
   bool tried = false;
@@ -168,8 +168,8 @@ bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
 }  // namespace
 
-// Row-major C = alpha op(A) op(B) + beta C, as column-major C^T = op(B)^T op(A)^T:
-// swap the operands and the roles of m and n, no copies.
+// Row-major C = alpha op(A) op(B) + beta C through cuBLAS (gemm_rowmajor in
+// conv_impl.cuh swaps operands for its column-major convention).
 int sgemm_strided_batched(cudaStream_t s, bool trans_a, bool trans_b, int64_t m, int64_t n,
                           int64_t k, float alpha, const float *a, int64_t lda, int64_t stride_a,
                           const float *b, int64_t ldb, int64_t stride_b, float beta, float *c,
@@ -188,11 +188,13 @@ int sgemm_strided_batched(cudaStream_t s, bool trans_a, bool trans_b, int64_t m,
   BK_TRY(handle_for(dev, &h));
   int st = g_cublas.set_stream(h, s);
   if (st != 0) return fail("cublasSetStream failed (cublasStatus %d)", st);
-  // With k == 0 the leading dimensions may legitimately be 0; cuBLAS wants >= 1.
-  int ilda = (int)(lda < 1 ? 1 : lda), ildb = (int)(ldb < 1 ? 1 : ldb);
-  st = g_cublas.sgemm_strided_batched(h, trans_b ? OP_T : OP_N, trans_a ? OP_T : OP_N, (int)n,
-                                      (int)m, (int)k, &alpha, b, ildb, stride_b, a, ilda, stride_a,
-                                      &beta, c, (int)ldc, stride_c, (int)batch);
+  auto colmajor = [h](int ta, int tb, int mm, int nn, int kk, const float *al, const float *aa, int la,
+                      long long sa, const float *bb, int lb, long long sb, const float *be, float *cc, int lc,
+                      long long sc, int bt) {
+    return g_cublas.sgemm_strided_batched(h, ta, tb, mm, nn, kk, al, aa, la, sa, bb, lb, sb, be, cc, lc, sc, bt);
+  };
+  st = gemm_rowmajor(colmajor, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
+                     stride_c, batch);
   if (st != 0)
     return fail("cublasSgemmStridedBatched failed (cublasStatus %d; m %lld n %lld k %lld lda %lld "
                 "ldb %lld ldc %lld batch %lld trans %d%d)",
