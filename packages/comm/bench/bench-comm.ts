@@ -57,7 +57,7 @@ function run(cmd: string, args: string[], env: Record<string, string> = {}): Pro
 }
 
 async function threads(n: number, iters: number): Promise<Result> {
-  const res = await runThreads(n, RANK_SCRIPT, [String(iters), '10', COUNTS.join(',')], { output: 'capture' });
+  const res = await runThreads(n, RANK_SCRIPT, [String(iters), '20', COUNTS.join(',')], { output: 'capture' });
   if (res.exitCode !== 0) throw new Error(`threads bench failed: ${res.stderr.join('')}`);
   return parse(res.stdout.join(''), 'BENCH_RESULT');
 }
@@ -73,7 +73,7 @@ async function gloo(n: number, iters: number): Promise<Result> {
     '120000',
     fileURLToPath(RANK_SCRIPT),
     String(iters),
-    '10',
+    '20',
     COUNTS.join(','),
   ]);
   return parse(out, 'BENCH_RESULT');
@@ -91,7 +91,7 @@ async function torch(n: number, iters: number): Promise<Result> {
     '--warmup',
     String(Math.max(10, iters >> 3)),
     '--bw-iters',
-    '10',
+    '20',
   ]);
   const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop();
   if (!line) throw new Error(`no JSON from ${TORCH_SCRIPT}:\n${out.slice(-3000)}`);

@@ -218,6 +218,7 @@ const char* opName(uint8_t op) {
 }
 
 std::string describe(const Signature& s) {
+  if (s.kind < 1 || s.kind > 4 || s.pad != 0) return "a collective of another size";
   std::ostringstream o;
   o << kindName(s.kind);
   if (s.kind != 4) o << "(" << dtypeName(s.dtype) << " x " << s.count;
