@@ -298,11 +298,6 @@ BK_CLONES void elemt_plane(float *y, const float *x, int64_t len, float mean, fl
                            float bias) {
   const bk_v16 mv = v16_splat(mean), sv = v16_splat(scale), bv = v16_splat(bias);
   int64_t i = 0;
-  for (; i + 32 <= len; i += 32) {
-    const bk_v16 x0 = v16_load(x + i), x1 = v16_load(x + i + 16);
-    v16_store(y + i, (x0 - mv) * sv + bv);
-    v16_store(y + i + 16, (x1 - mv) * sv + bv);
-  }
   for (; i + 16 <= len; i += 16) v16_store(y + i, (v16_load(x + i) - mv) * sv + bv);
   for (; i < len; ++i) y[i] = bk_bn::elemt(x[i], mean, scale, bias);
 }
