@@ -52,6 +52,10 @@ BK_CLONES void chunk_stats(const float *x, int64_t stride, int64_t planes, int64
     const float *xp = x + p * stride;
     int64_t i = 0;
     for (; i + 32 <= len; i += 32) {
+      // keep memory busy while this pass runs from L1: fetch what follows each run
+      // (the next piece of a long plane, or the next channel's plane of this image)
+      __builtin_prefetch(xp + len + i);
+      __builtin_prefetch(xp + len + i + 16);
       const bk_v16 d0 = v16_load(xp + i) - mv, d1 = v16_load(xp + i + 16) - mv;
       s1a += d0;
       s1b += d1;
