@@ -719,6 +719,25 @@ bagua_gloo_context* bagua_gloo_context_create(int rank, int size, const char* st
     c->device = gloo::transport::tcp::CreateDevice(attr);
     const std::string p(prefix);
     c->ctx = connect(client, p + "/a", rank, size, timeout, c->device, &c->peerTags);
+    if (size > 1) {
+      // Every rank must agree on the small-payload threshold: it decides
+      // which mesh each collective uses.
+      const std::string mine = std::to_string(small_bytes);
+      client.set(p + "/config/" + std::to_string(rank), std::vector<char>(mine.begin(), mine.end()), timeout);
+      for (int r = 0; r < size; r++) {
+        const std::string key = p + "/config/" + std::to_string(r);
+        std::vector<char> v;
+        if (!client.wait({key}, timeout) || !client.get(key, &v, timeout)) {
+          throw RendezvousTimeout("rendezvous timed out waiting for rank " + std::to_string(r) + "'s settings", {r});
+        }
+        const std::string theirs(v.begin(), v.end());
+        if (theirs != mine) {
+          throw std::runtime_error("ranks disagree on the small-payload threshold (BAGUA_GLOO_SMALL_BYTES): rank " +
+                                   std::to_string(rank) + " has " + mine + ", rank " + std::to_string(r) +
+                                   " has " + theirs);
+        }
+      }
+    }
     if (small_bytes > 0 && size > 1) {
       c->syncCtx = connect(client, p + "/s", rank, size, timeout, c->device, &c->peerTags);
       for (int r = 0; r < size; r++) {

@@ -53,6 +53,20 @@ export interface GlooGroupOptions {
 export const DEFAULT_GLOO_SMALL_BYTES = 1 << 20;
 
 const ERR_CAP = 4096;
+
+// Groups still alive when this thread exits are destroyed then, so that
+// Gloo's event-loop threads stop before the process (or worker) tears down.
+const live = new Set<GlooProcessGroup>();
+let exitHookInstalled = false;
+function track(g: GlooProcessGroup): void {
+  live.add(g);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const x of [...live]) x.destroy();
+    });
+  }
+}
 const MAX_TIMEOUT_MS = 0x7fffffff;
 
 function dtypeOf(buf: HostBuffer): number {
@@ -143,7 +157,7 @@ export async function createGlooProcessGroup(opts: GlooGroupOptions): Promise<Gl
       missing.map((r) => ranks[r] ?? r),
     );
   }
-  return new GlooProcessGroup(lib, handle, {
+  const group = new GlooProcessGroup(lib, handle, {
     name,
     rank,
     ranks,
@@ -154,6 +168,8 @@ export async function createGlooProcessGroup(opts: GlooGroupOptions): Promise<Gl
     hostname: opts.hostname,
     smallBytes,
   });
+  track(group);
+  return group;
 }
 
 interface GroupState {
@@ -313,6 +329,7 @@ export class GlooProcessGroup implements ProcessGroup {
     if (this.handle === null) return;
     const h = this.handle;
     this.handle = null;
+    live.delete(this);
     this.lib.destroy(h);
   }
 }

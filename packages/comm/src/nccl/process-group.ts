@@ -52,6 +52,20 @@ export interface NcclGroupOptions {
 const CUDA_ERROR_NOT_READY = 600;
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
+// Communicators still alive when this thread exits are aborted then (no
+// waiting on peers), so that NCCL's threads stop before the library unloads.
+const live = new Set<NcclProcessGroup>();
+let exitHookInstalled = false;
+function track(g: NcclProcessGroup): void {
+  live.add(g);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const x of [...live]) x.abortAndDestroy('process exit');
+    });
+  }
+}
+
 function sleepMs(ms: number): void {
   Atomics.wait(sleepCell, 0, 0, ms);
 }
@@ -162,7 +176,7 @@ export async function createNcclProcessGroup(opts: NcclGroupOptions): Promise<Nc
   const comm = out[0];
   if (comm === null || comm === undefined || comm === 0n) throw fail('ncclCommInitRank returned no communicator');
   const blocking = opts.blocking ?? process.env.BAGUA_NCCL_BLOCKING === '1';
-  return new NcclProcessGroup(lib, rt, comm, {
+  const group = new NcclProcessGroup(lib, rt, comm, {
     name,
     rank,
     ranks,
@@ -172,6 +186,8 @@ export async function createNcclProcessGroup(opts: NcclGroupOptions): Promise<Nc
     store,
     prefix: opts.prefix,
   });
+  track(group);
+  return group;
 }
 
 interface NcclState {
@@ -401,10 +417,18 @@ export class NcclProcessGroup implements ProcessGroup {
     });
   }
 
+  /** Aborts the communicator (no waiting for peers or queued work) and releases it. */
+  abortAndDestroy(reason = 'aborted by the caller'): void {
+    if (this.comm === null) return;
+    this.abort(reason);
+    this.destroy();
+  }
+
   destroy(): void {
     if (this.comm === null) return;
     const comm = this.comm;
     this.comm = null;
+    live.delete(this);
     if (this.scratch !== null && this.rt) {
       this.rt.free(this.scratch);
       this.scratch = null;
