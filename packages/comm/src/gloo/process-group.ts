@@ -296,7 +296,8 @@ export class GlooProcessGroup implements ProcessGroup {
 
   async newGroup(ranks: readonly number[]): Promise<ProcessGroup | null> {
     this.live('newGroup');
-    const list = [...ranks];
+    // Group ranks follow the sorted global ranks, as in PyTorch (and the threads backend).
+    const list = [...ranks].sort((a, b) => a - b);
     const seen = new Set<number>();
     for (const r of list) {
       if (!Number.isInteger(r) || !this.ranks.includes(r)) {

@@ -390,7 +390,8 @@ export class NcclProcessGroup implements ProcessGroup {
 
   async newGroup(ranks: readonly number[]): Promise<ProcessGroup | null> {
     this.live('newGroup');
-    const list = [...ranks];
+    // Group ranks follow the sorted global ranks, as in PyTorch (and the threads backend).
+    const list = [...ranks].sort((a, b) => a - b);
     if (list.length === 0) throw new RangeError('newGroup: empty rank list');
     const seen = new Set<number>();
     for (const r of list) {
