@@ -26,8 +26,8 @@ double *scratch_d(int slot, size_t n);
 // Internal GEMM (no validation): row-major, C = alpha * op(A) op(B) + beta * C.
 // Non-zero when its packing buffers cannot be allocated.
 int sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-           const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-           int64_t ldc);
+          const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+          int64_t ldc);
 
 }  // namespace bk
 

@@ -226,8 +226,8 @@ void scale_c(float *c, int64_t ldc, int64_t m, int64_t n, float beta) {
 namespace bk {
 
 int sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-           const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-           int64_t ldc) {
+          const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+          int64_t ldc) {
   if (m <= 0 || n <= 0) return 0;
   scale_c(c, ldc, m, n, beta);
   if (k <= 0 || alpha == 0.0f) return 0;
