@@ -5,7 +5,10 @@
  * backends, each next to PyTorch's gloo backend (torch.distributed, measured
  * in the same run by tools/bench_torch_gloo.py on /usr/bin/python3).
  *
- *   node dist/bench/bench-comm.js [--ranks 2,4] [--iters N] [--json out.json] [--no-torch]
+ *   node dist/bench/bench-comm.js [--ranks 2,4] [--iters N] [--repeat R] [--json out.json] [--no-torch]
+ *
+ * With --repeat R the backends are measured R times, interleaved, and each
+ * figure is the median of the R runs (this machine's neighbours come and go).
  *
  * Bus bandwidth follows nccl-tests: algbw = bytes / time, busbw = algbw * 2(n-1)/n.
  * Latency is the median over iterations of rank 0's per-call time.
@@ -34,6 +37,7 @@ const COUNTS = [64, 256, 1024].map((c) => 2 * c + 1);
 const itersOverride = opt('--iters');
 const noTorch = argv.includes('--no-torch');
 const jsonOut = opt('--json');
+const repeat = Math.max(1, Number(opt('--repeat') ?? 1));
 
 const RANK_SCRIPT = new URL('./bench-comm-rank.js', import.meta.url);
 const LAUNCHER = fileURLToPath(new URL('../../bin/bagua-launch.js', import.meta.url));
@@ -108,21 +112,51 @@ const lines: string[] = [];
 const gl = glooAvailability();
 if (!gl.available) console.warn(`gloo unavailable, skipping it: ${gl.reason.split('\n')[0]}`);
 
+function medianOf(xs: number[]): number | undefined {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  return v.length ? v[v.length >> 1] : undefined;
+}
+
+/** Per-figure median over repeated runs of one backend. */
+function combine(runs: Result[]): Result | null {
+  if (runs.length === 0) return null;
+  const latency: Result['latency'] = {};
+  for (const count of COUNTS.map(String)) {
+    latency[count] = {
+      allreduce_us: medianOf(runs.map((r) => r.latency[count]?.allreduce_us ?? NaN)) ?? NaN,
+      allgather_us: medianOf(runs.map((r) => r.latency[count]?.allgather_us ?? NaN)) ?? NaN,
+    };
+  }
+  const bws = runs.map((r) => r.bandwidth).filter((b): b is NonNullable<Result['bandwidth']> => !!b);
+  const busbw = medianOf(bws.map((b) => b.busbw_gbs));
+  const bandwidth = bws.length
+    ? { ...bws.find((b) => b.busbw_gbs === busbw)! }
+    : null;
+  return { backend: runs[0]!.backend, world_size: runs[0]!.world_size, latency, bandwidth };
+}
+
 for (const n of ranksList) {
-  const results: Record<string, Result | null> = { threads: null, gloo: null, torch: null };
+  const runs: Record<string, Result[]> = { threads: [], gloo: [], torch: [] };
   const step = async (name: string, f: () => Promise<Result>) => {
     process.stderr.write(`bench:comm: ${name} at ${n} ranks...\n`);
     try {
-      results[name] = await f();
-      all.push(results[name]!);
+      const r = await f();
+      runs[name]!.push(r);
+      all.push(r);
     } catch (e) {
       console.warn(`bench:comm: ${name} at ${n} ranks failed: ${(e as Error).message.split('\n')[0]}`);
     }
   };
-  await step('threads', () => threads(n, Number(itersOverride ?? 5000)));
-  if (gl.available) await step('gloo', () => gloo(n, Number(itersOverride ?? (n <= 2 ? 2000 : 500))));
-  if (!noTorch) await step('torch', () => torch(n, Number(itersOverride ?? (n <= 2 ? 500 : 100))));
-
+  for (let rep = 0; rep < repeat; rep++) {
+    await step('threads', () => threads(n, Number(itersOverride ?? 5000)));
+    if (gl.available) await step('gloo', () => gloo(n, Number(itersOverride ?? (n <= 2 ? 2000 : 500))));
+    if (!noTorch) await step('torch', () => torch(n, Number(itersOverride ?? (n <= 2 ? 500 : 100))));
+  }
+  const results: Record<string, Result | null> = {
+    threads: combine(runs.threads!),
+    gloo: combine(runs.gloo!),
+    torch: combine(runs.torch!),
+  };
   const T = results.threads;
   const G = results.gloo;
   const P = results.torch;
@@ -149,6 +183,9 @@ for (const n of ranksList) {
   );
 }
 
-console.log(`\nbench:comm on ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}); latency = median per call, ratio = how many times faster than torch-gloo`);
+console.log(
+  `\nbench:comm on ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), ${repeat} run(s) per backend; ` +
+    'latency = median per call, ratio = how many times faster than torch-gloo',
+);
 console.log(lines.join('\n'));
 if (jsonOut) writeFileSync(jsonOut, JSON.stringify(all, null, 2));
