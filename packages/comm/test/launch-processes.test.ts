@@ -2,7 +2,7 @@
 import test from 'ava';
 import { hasBackendFactory } from '../src/index.js';
 import { launchCli, SCRIPT, startLauncher } from './helpers/launch.js';
-import { skipOrFail } from './helpers/require.js';
+import { skipOrFail } from '@bagua/testing';
 
 test('process ranks: environment, and rendezvous through the launcher\'s store', async (t) => {
   const r = await launchCli(['--nproc-per-node', '2', '--backend', 'gloo', SCRIPT, 'env']);

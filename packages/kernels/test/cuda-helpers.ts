@@ -9,12 +9,11 @@
  * code itself on machines without a GPU (every comparison must then hold).
  */
 import type { ExecutionContext } from 'ava';
+import { skipOrFail } from '@bagua/testing';
 import type { Backend, DType, Handle } from '@bagua/core';
 import { CpuBackend, cudaBackend, probeCuda, type CudaProbe } from '../src/index.js';
 
-export function required(what: string): boolean {
-  return (process.env.BAGUA_REQUIRE ?? '').split(',').map((s) => s.trim()).includes(what);
-}
+export { required } from '@bagua/testing';
 
 /** Stand-in mode: the CPU library plays the GPU (tests the tests, not the CUDA kernels). */
 export const STAND_IN = process.env.BAGUA_CUDA_TEST_BACKEND === 'cpu';
@@ -32,14 +31,7 @@ export function cudaOrSkip(t: ExecutionContext): boolean {
   if (STAND_IN) return true;
   const p = cudaProbe();
   if (p.available) return true;
-  if (required('cuda')) {
-    t.fail(`cuda is required (BAGUA_REQUIRE=${process.env.BAGUA_REQUIRE}) but unavailable: ${p.reason}`);
-    return false;
-  }
-  const msg = `SKIPPED (cuda missing): ${p.reason}`;
-  t.log(msg);
-  console.warn(`[${t.title}] ${msg}`);
-  t.pass();
+  skipOrFail(t, 'cuda', p.reason);
   return false;
 }
 
@@ -52,41 +44,7 @@ export const cpu: Backend = new CpuBackend();
 
 // ---- data ----------------------------------------------------------------------
 
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export function randn(n: number, seed: number, mean = 0, std = 1): Float32Array {
-  const u = rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const a = Math.max(u(), 1e-12), b = u();
-    out[i] = mean + std * Math.sqrt(-2 * Math.log(a)) * Math.cos(2 * Math.PI * b);
-  }
-  return out;
-}
-
-export function uniform(n: number, seed: number, lo: number, hi: number): Float32Array {
-  const u = rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * u();
-  return out;
-}
-
-export function randint(n: number, seed: number, lo: number, hi: number): Int32Array {
-  const u = rng(seed);
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) out[i] = lo + Math.floor((hi - lo) * u());
-  return out;
-}
+export { randn, uniform, randint } from '@bagua/testing';
 
 export function abs(a: Float32Array): Float32Array {
   return a.map(Math.abs);

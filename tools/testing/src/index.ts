@@ -1,2 +1,3 @@
 export * from './fixtures.js';
 export * from './require.js';
+export * from './random.js';

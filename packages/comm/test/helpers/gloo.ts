@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { glooAvailability } from '../../src/gloo/library.js';
 import { startLauncher } from './launch.js';
-import { skipOrFail } from './require.js';
+import { skipOrFail } from '@bagua/testing';
 
 export const GLOO_WORKER = fileURLToPath(new URL('../fixtures/gloo-worker.js', import.meta.url));
 

@@ -1,7 +1,6 @@
 import { fmt } from '../shape.js';
 import { empty, recordOp, type Tensor } from '../tensor.js';
 import { add } from './elementwise.js';
-import { sumTo } from './reduce.js';
 import { reshape } from './shape.js';
 import { floatInputs } from './util.js';
 
