@@ -21,6 +21,12 @@ constexpr int64_t kChunk = 2048;   // 8 KB: the second pass over a chunk hits L1
 constexpr int64_t kSmallHw = 64;   // shorter planes use the row layout
 constexpr int64_t kRowBlock = 64;  // rows per block in the row layout (a 64-column strip: 16 KB)
 
+// Row layout: per-column constants, each channel's value repeated over its hw columns.
+void spread_channels(float *cols, const float *per_channel, int64_t c, int64_t hw) {
+  for (int64_t ch = 0; ch < c; ++ch)
+    std::fill(cols + ch * hw, cols + (ch + 1) * hw, per_channel[ch]);
+}
+
 // ---- statistics -------------------------------------------------------------
 
 // Mean and M2 of a chunk: `planes` runs of `len` floats, `stride` apart (several short
@@ -144,12 +150,7 @@ BK_CLONES void block_stats(const float *x, int64_t ld, int64_t rows, int64_t L, 
 
 extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, int64_t hw,
                                void *) {
-  BK_NONNEG(n);
-  BK_NONNEG(c);
-  BK_NONNEG(hw);
-  int64_t per, total;
-  BK_MUL(per, n, hw);
-  BK_MUL(total, per, c);
+  BK_SIZES3(n, c, hw, per, total);
   BK_NOTNULL(stats);
   BK_NOTNULL_IF(total > 0, x);
   {
@@ -326,12 +327,7 @@ BK_CLONES void elemt_row(float *y, const float *x, int64_t len, const float *mea
 extern "C" int bk_bn_elemt_f32(float *y, const float *x, const float *mean, const float *invstd,
                                const float *weight, const float *bias, int64_t n, int64_t c,
                                int64_t hw, void *) {
-  BK_NONNEG(n);
-  BK_NONNEG(c);
-  BK_NONNEG(hw);
-  int64_t per, total;
-  BK_MUL(per, n, hw);
-  BK_MUL(total, per, c);
+  BK_SIZES3(n, c, hw, per, total);
   BK_NOTNULL_IF(total > 0, y);
   BK_NOTNULL_IF(total > 0, x);
   BK_NOTNULL_IF(total > 0, mean);
@@ -358,12 +354,9 @@ extern "C" int bk_bn_elemt_f32(float *y, const float *x, const float *mean, cons
     float *cols;
     BK_SCRATCH(cols, bk::scratch(1, (size_t)(3 * L)));
     float *cm = cols, *cs = cols + L, *cb = cols + 2 * L;
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t s = 0; s < hw; ++s) {
-        cm[ch * hw + s] = mean[ch];
-        cs[ch * hw + s] = scale[ch];
-        cb[ch * hw + s] = shift[ch];
-      }
+    spread_channels(cm, mean, c, hw);
+    spread_channels(cs, scale, c, hw);
+    spread_channels(cb, shift, c, hw);
     for (int64_t i = 0; i < n; ++i) elemt_row(y + i * L, x + i * L, L, cm, cs, cb);
     return 0;
   }
@@ -446,12 +439,7 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
                                          const float *dy, const float *x, const float *mean,
                                          const float *invstd, int64_t n, int64_t c, int64_t hw,
                                          void *) {
-  BK_NONNEG(n);
-  BK_NONNEG(c);
-  BK_NONNEG(hw);
-  int64_t per, total;
-  BK_MUL(per, n, hw);
-  BK_MUL(total, per, c);
+  BK_SIZES3(n, c, hw, per, total);
   BK_NOTNULL_IF(c > 0, sums);
   BK_NOTNULL_IF(total > 0, dy);
   BK_NOTNULL_IF(total > 0, x);
@@ -474,8 +462,7 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
       BK_SCRATCH(cmean, bk::scratch(0, (size_t)L));
       BK_SCRATCH(col, bk::scratch_d(1, (size_t)(2 * L)));
       std::fill(col, col + 2 * L, 0.0);
-      for (int64_t ch = 0; ch < c; ++ch)
-        for (int64_t s = 0; s < hw; ++s) cmean[ch * hw + s] = mean[ch];
+      spread_channels(cmean, mean, c, hw);
       for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
         reduce_block(dy + r0 * L, x + r0 * L, L, std::min(kRowBlock, n - r0), L, cmean, col,
                      col + L);
@@ -529,12 +516,7 @@ extern "C" int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float 
                                         const float *weight, const float *sums,
                                         const float *count, int64_t n, int64_t c, int64_t hw,
                                         void *) {
-  BK_NONNEG(n);
-  BK_NONNEG(c);
-  BK_NONNEG(hw);
-  int64_t per, total;
-  BK_MUL(per, n, hw);
-  BK_MUL(total, per, c);
+  BK_SIZES3(n, c, hw, per, total);
   BK_NOTNULL_IF(total > 0, dx);
   BK_NOTNULL_IF(total > 0, dy);
   BK_NOTNULL_IF(total > 0, x);
@@ -567,9 +549,7 @@ extern "C" int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float 
     const int64_t L = c * hw;
     float *cols;
     BK_SCRATCH(cols, bk::scratch(1, (size_t)(4 * L)));
-    for (int64_t q = 0; q < 4; ++q)
-      for (int64_t ch = 0; ch < c; ++ch)
-        for (int64_t s = 0; s < hw; ++s) cols[q * L + ch * hw + s] = k[q * c + ch];
+    for (int64_t q = 0; q < 4; ++q) spread_channels(cols + q * L, k + q * c, c, hw);
     for (int64_t i = 0; i < n; ++i)
       bwd_elemt_row(dx + i * L, dy + i * L, x + i * L, L, cols, cols + L, cols + 2 * L,
                     cols + 3 * L);

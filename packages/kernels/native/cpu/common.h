@@ -80,6 +80,21 @@ BK_INLINE double v16_hsum(bk_v16 v) {
 #define BK_MUL(out, a, b)                                                          \
   BK_REQUIRE(::bk::mul_ok((a), (b), &(out)), "%s: size overflow (%s * %s)", __func__, #a, \
              #b)
+// The sizes of a [rows, cols] operand, each >= 0; declares `total` = rows * cols.
+#define BK_SIZES2(rows, cols, total) \
+  BK_NONNEG(rows);                   \
+  BK_NONNEG(cols);                   \
+  int64_t total;                     \
+  BK_MUL(total, rows, cols)
+// The sizes of an [a, b, c] operand (b: the channel or reduced axis), each >= 0;
+// declares `ac` = a * c and `total` = ac * b.
+#define BK_SIZES3(a, b, c, ac, total) \
+  BK_NONNEG(a);                       \
+  BK_NONNEG(b);                       \
+  BK_NONNEG(c);                       \
+  int64_t ac, total;                  \
+  BK_MUL(ac, a, c);                   \
+  BK_MUL(total, ac, b)
 
 // Scratch allocation inside an entry point: out of memory is an error, not a crash.
 #define BK_SCRATCH(var, expr) \

@@ -377,12 +377,7 @@ BK_CLONES void add_row_d(double *acc, const float *x, int64_t n) {
 
 extern "C" int bk_sum_f32(float *out, const float *x, int64_t outer, int64_t reduce,
                           int64_t inner, void *) {
-  BK_NONNEG(outer);
-  BK_NONNEG(reduce);
-  BK_NONNEG(inner);
-  int64_t on, total;
-  BK_MUL(on, outer, inner);
-  BK_MUL(total, on, reduce);
+  BK_SIZES3(outer, reduce, inner, on, total);
   BK_NOTNULL_IF(on > 0, out);
   BK_NOTNULL_IF(total > 0, x);
   {

@@ -36,10 +36,7 @@ void softmax_row(float *o, const float *x, int64_t n, bool log) {
 
 extern "C" int bk_softmax_f32(float *out, const float *x, int64_t rows, int64_t cols, int32_t log,
                               void *) {
-  BK_NONNEG(rows);
-  BK_NONNEG(cols);
-  int64_t total;
-  BK_MUL(total, rows, cols);
+  BK_SIZES2(rows, cols, total);
   BK_NOTNULL_IF(total > 0, out);
   BK_NOTNULL_IF(total > 0, x);
   for (int64_t r = 0; r < rows && cols > 0; ++r)
@@ -49,10 +46,7 @@ extern "C" int bk_softmax_f32(float *out, const float *x, int64_t rows, int64_t 
 
 extern "C" int bk_softmax_backward_f32(float *dx, const float *dy, const float *y, int64_t rows,
                                        int64_t cols, int32_t log, void *) {
-  BK_NONNEG(rows);
-  BK_NONNEG(cols);
-  int64_t total;
-  BK_MUL(total, rows, cols);
+  BK_SIZES2(rows, cols, total);
   BK_NOTNULL_IF(total > 0, dx);
   BK_NOTNULL_IF(total > 0, dy);
   BK_NOTNULL_IF(total > 0, y);
@@ -88,10 +82,7 @@ static int check_targets(const int32_t *target, int64_t rows, int64_t cols, cons
 
 extern "C" int bk_nll_loss_f32(float *out, const float *logp, const int32_t *target, int64_t rows,
                                int64_t cols, void *) {
-  BK_NONNEG(rows);
-  BK_NONNEG(cols);
-  int64_t total;
-  BK_MUL(total, rows, cols);
+  BK_SIZES2(rows, cols, total);
   BK_NOTNULL_IF(rows > 0, out);
   BK_NOTNULL_IF(rows > 0, target);
   BK_NOTNULL_IF(total > 0, logp);
@@ -102,10 +93,7 @@ extern "C" int bk_nll_loss_f32(float *out, const float *logp, const int32_t *tar
 
 extern "C" int bk_nll_loss_backward_f32(float *dlogp, const float *dout, const int32_t *target,
                                         int64_t rows, int64_t cols, void *) {
-  BK_NONNEG(rows);
-  BK_NONNEG(cols);
-  int64_t total;
-  BK_MUL(total, rows, cols);
+  BK_SIZES2(rows, cols, total);
   BK_NOTNULL_IF(total > 0, dlogp);
   BK_NOTNULL_IF(rows > 0, dout);
   BK_NOTNULL_IF(rows > 0, target);
