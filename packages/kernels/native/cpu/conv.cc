@@ -3,49 +3,15 @@
 
 #include <algorithm>
 
+#include "bagua_geom.h"
 #include "common.h"
 
+using bk::ConvGeom;
+using bk::conv_parse;
+using bk::conv_pointwise;
+using bk::pool_parse;
+
 namespace {
-
-struct ConvGeom {
-  int64_t n, c, h, w, k, r, s, oh, ow, sh, sw, ph, pw, dh, dw, groups;
-  int64_t cg, kg, crs, ohw, hw;  // derived: per-group channels, column rows, plane sizes
-};
-
-int parse_conv(ConvGeom &g, const int32_t *geom, const char *fn) {
-  if (!geom) return bk::fail("%s: geom is NULL", fn);
-  g.n = geom[0]; g.c = geom[1]; g.h = geom[2]; g.w = geom[3]; g.k = geom[4];
-  g.r = geom[5]; g.s = geom[6]; g.oh = geom[7]; g.ow = geom[8];
-  g.sh = geom[9]; g.sw = geom[10]; g.ph = geom[11]; g.pw = geom[12];
-  g.dh = geom[13]; g.dw = geom[14]; g.groups = geom[15];
-  if (g.n < 0 || g.c < 0 || g.h < 0 || g.w < 0 || g.k < 0 || g.oh < 0 || g.ow < 0)
-    return bk::fail("%s: sizes must be >= 0 (n %lld, c %lld, h %lld, w %lld, k %lld, oh %lld, "
-                    "ow %lld)", fn, (long long)g.n, (long long)g.c, (long long)g.h,
-                    (long long)g.w, (long long)g.k, (long long)g.oh, (long long)g.ow);
-  if (g.r < 1 || g.s < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.groups < 1)
-    return bk::fail("%s: kernel size, stride, dilation and groups must be >= 1", fn);
-  if (g.ph < 0 || g.pw < 0) return bk::fail("%s: padding must be >= 0", fn);
-  if (g.c % g.groups || g.k % g.groups)
-    return bk::fail("%s: channels in (%lld) and out (%lld) must be divisible by groups (%lld)",
-                    fn, (long long)g.c, (long long)g.k, (long long)g.groups);
-  // the output size must be the one the geometry implies (catches caller bugs)
-  const int64_t eh = (g.h + 2 * g.ph - g.dh * (g.r - 1) - 1), ew = (g.w + 2 * g.pw - g.dw * (g.s - 1) - 1);
-  const int64_t xoh = eh < 0 ? 0 : eh / g.sh + 1, xow = ew < 0 ? 0 : ew / g.sw + 1;
-  if (g.oh != xoh || g.ow != xow)
-    return bk::fail("%s: output size %lldx%lld does not match the geometry (expected %lldx%lld)",
-                    fn, (long long)g.oh, (long long)g.ow, (long long)xoh, (long long)xow);
-  g.cg = g.c / g.groups;
-  g.kg = g.k / g.groups;
-  g.crs = g.cg * g.r * g.s;
-  g.ohw = g.oh * g.ow;
-  g.hw = g.h * g.w;
-  return 0;
-}
-
-// 1x1, stride 1, no padding: the input plane is already the column matrix.
-bool is_pointwise(const ConvGeom &g) {
-  return g.r == 1 && g.s == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
-}
 
 // Valid output range [lo, hi) along one axis for kernel offset `off`:
 // those o with 0 <= o * stride - pad + off < size.
@@ -118,14 +84,14 @@ void col2im(float *dx, const float *col, const ConvGeom &g) {
 extern "C" int bk_conv2d_f32(float *y, const float *x, const float *w, const float *bias,
                              const int32_t *geom, void *) {
   ConvGeom g;
-  if (parse_conv(g, geom, __func__)) return 1;
+  if (conv_parse(g, geom, __func__)) return 1;
   const bool out_any = g.n > 0 && g.k > 0 && g.ohw > 0;
   BK_NOTNULL_IF(out_any, y);
   BK_NOTNULL_IF(out_any && g.hw > 0 && g.c > 0, x);
   BK_NOTNULL_IF(out_any && g.crs > 0, w);
   {
     if (!out_any) return 0;
-    const bool pw = is_pointwise(g);
+    const bool pw = conv_pointwise(g);
     float *col = nullptr;
     if (!pw) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
     for (int64_t n = 0; n < g.n; ++n) {
@@ -152,14 +118,14 @@ extern "C" int bk_conv2d_f32(float *y, const float *x, const float *w, const flo
 extern "C" int bk_conv2d_backward_input_f32(float *dx, const float *dy, const float *w,
                                             const int32_t *geom, void *) {
   ConvGeom g;
-  if (parse_conv(g, geom, __func__)) return 1;
+  if (conv_parse(g, geom, __func__)) return 1;
   const bool in_any = g.n > 0 && g.c > 0 && g.hw > 0;
   BK_NOTNULL_IF(in_any, dx);
   BK_NOTNULL_IF(in_any && g.k > 0 && g.ohw > 0, dy);
   BK_NOTNULL_IF(in_any && g.k > 0, w);
   {
     if (!in_any) return 0;
-    const bool pw = is_pointwise(g);
+    const bool pw = conv_pointwise(g);
     float *col = nullptr;
     if (!pw) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
     for (int64_t n = 0; n < g.n; ++n) {
@@ -185,7 +151,7 @@ extern "C" int bk_conv2d_backward_input_f32(float *dx, const float *dy, const fl
 extern "C" int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const float *x,
                                              const int32_t *geom, void *) {
   ConvGeom g;
-  if (parse_conv(g, geom, __func__)) return 1;
+  if (conv_parse(g, geom, __func__)) return 1;
   const bool w_any = g.k > 0 && g.crs > 0;
   BK_NOTNULL_IF(w_any, dw);
   BK_NOTNULL_IF(w_any && g.n > 0 && g.ohw > 0, dy);
@@ -194,7 +160,7 @@ extern "C" int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const f
     if (!w_any) return 0;
     std::fill(dw, dw + g.k * g.crs, 0.0f);
     if (g.ohw == 0) return 0;
-    const bool pw = is_pointwise(g);
+    const bool pw = conv_pointwise(g);
     float *col = nullptr;
     if (!pw) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
     for (int64_t n = 0; n < g.n; ++n) {
@@ -223,34 +189,13 @@ struct PoolGeom {
   bool include_pad;
 };
 
-int parse_pool(PoolGeom &g, const int32_t *geom, bool adaptive, const char *fn) {
-  if (!geom) return bk::fail("%s: geom is NULL", fn);
-  g.planes = geom[0]; g.h = geom[1]; g.w = geom[2]; g.oh = geom[3]; g.ow = geom[4];
-  if (g.planes < 0 || g.h < 0 || g.w < 0 || g.oh < 0 || g.ow < 0)
-    return bk::fail("%s: sizes must be >= 0 (planes %lld, h %lld, w %lld, oh %lld, ow %lld)", fn,
-                    (long long)g.planes, (long long)g.h, (long long)g.w, (long long)g.oh,
-                    (long long)g.ow);
-  if (adaptive) {
-    // an empty window would average nothing
-    if ((g.oh > 0 && g.h == 0) || (g.ow > 0 && g.w == 0))
-      return bk::fail("%s: adaptive pooling of an empty plane", fn);
-    return 0;
-  }
-  g.kh = geom[5]; g.kw = geom[6]; g.sh = geom[7]; g.sw = geom[8]; g.ph = geom[9];
-  g.pw = geom[10]; g.dh = geom[11]; g.dw = geom[12]; g.include_pad = geom[13] != 0;
-  if (g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1)
-    return bk::fail("%s: kernel size, stride and dilation must be >= 1", fn);
-  if (g.ph < 0 || g.pw < 0) return bk::fail("%s: padding must be >= 0", fn);
-  return 0;
-}
-
 }  // namespace
 
 // Padding is -inf: only in-bounds positions compete. NaN wins (propagates), as in PyTorch.
 extern "C" int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const int32_t *geom,
                                  void *) {
   PoolGeom g;
-  if (parse_pool(g, geom, false, __func__)) return 1;
+  if (pool_parse(g, geom, false, __func__)) return 1;
   const bool any = g.planes > 0 && g.oh > 0 && g.ow > 0;
   BK_NOTNULL_IF(any, y);
   BK_NOTNULL_IF(any, indices);
@@ -291,7 +236,7 @@ extern "C" int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, con
 extern "C" int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int32_t *indices,
                                           const int32_t *geom, void *) {
   PoolGeom g;
-  if (parse_pool(g, geom, false, __func__)) return 1;
+  if (pool_parse(g, geom, false, __func__)) return 1;
   const int64_t hw = g.h * g.w, ohw = g.oh * g.ow;
   BK_NOTNULL_IF(g.planes > 0 && hw > 0, dx);
   BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy);
@@ -346,7 +291,7 @@ inline AvgWindow avg_window(const PoolGeom &g, int64_t oy, int64_t ox) {
 
 extern "C" int bk_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *) {
   PoolGeom g;
-  if (parse_pool(g, geom, false, __func__)) return 1;
+  if (pool_parse(g, geom, false, __func__)) return 1;
   const bool any = g.planes > 0 && g.oh > 0 && g.ow > 0;
   BK_NOTNULL_IF(any, y);
   BK_NOTNULL_IF(any && g.h > 0 && g.w > 0, x);
@@ -374,7 +319,7 @@ extern "C" int bk_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, 
 extern "C" int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t *geom,
                                           void *) {
   PoolGeom g;
-  if (parse_pool(g, geom, false, __func__)) return 1;
+  if (pool_parse(g, geom, false, __func__)) return 1;
   const int64_t hw = g.h * g.w, ohw = g.oh * g.ow;
   BK_NOTNULL_IF(g.planes > 0 && hw > 0, dx);
   BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy);
@@ -409,7 +354,7 @@ inline void adaptive_range(int64_t i, int64_t size, int64_t out, int64_t &lo, in
 
 extern "C" int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *) {
   PoolGeom g;
-  if (parse_pool(g, geom, true, __func__)) return 1;
+  if (pool_parse(g, geom, true, __func__)) return 1;
   const bool any = g.planes > 0 && g.oh > 0 && g.ow > 0;
   BK_NOTNULL_IF(any, y);
   BK_NOTNULL_IF(any, x);
@@ -435,7 +380,7 @@ extern "C" int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const int32_
 extern "C" int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy,
                                                    const int32_t *geom, void *) {
   PoolGeom g;
-  if (parse_pool(g, geom, true, __func__)) return 1;
+  if (pool_parse(g, geom, true, __func__)) return 1;
   const int64_t hw = g.h * g.w, ohw = g.oh * g.ow;
   BK_NOTNULL_IF(g.planes > 0 && hw > 0, dx);
   BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy);

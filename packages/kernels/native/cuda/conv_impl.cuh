@@ -18,56 +18,15 @@
 #include <stdint.h>
 
 #include "bagua_bn_math.h"  // BK_HD
+#include "bagua_geom.h"     // ConvGeom, conv_parse, conv_pointwise
 
 namespace bk {
-
-int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define BK_CONV_TRY(expr)          \
   do {                             \
     int rc_ = (expr);              \
     if (rc_ != 0) return rc_;      \
   } while (0)
-
-struct ConvGeom {
-  int64_t n, c, h, w, k, r, s, oh, ow, sh, sw, ph, pw, dh, dw, groups;
-  int64_t cg, kg, crs, ohw, hw;  // derived: per-group channels, column rows, plane sizes
-};
-
-inline int conv_parse(ConvGeom &g, const int32_t *geom, const char *fn) {
-  g = ConvGeom{};
-  if (!geom) return fail("%s: geom is NULL", fn);
-  g.n = geom[0]; g.c = geom[1]; g.h = geom[2]; g.w = geom[3]; g.k = geom[4];
-  g.r = geom[5]; g.s = geom[6]; g.oh = geom[7]; g.ow = geom[8];
-  g.sh = geom[9]; g.sw = geom[10]; g.ph = geom[11]; g.pw = geom[12];
-  g.dh = geom[13]; g.dw = geom[14]; g.groups = geom[15];
-  if (g.n < 0 || g.c < 0 || g.h < 0 || g.w < 0 || g.k < 0 || g.oh < 0 || g.ow < 0)
-    return fail("%s: sizes must be >= 0 (n %lld, c %lld, h %lld, w %lld, k %lld, oh %lld, ow %lld)",
-                fn, (long long)g.n, (long long)g.c, (long long)g.h, (long long)g.w, (long long)g.k,
-                (long long)g.oh, (long long)g.ow);
-  if (g.r < 1 || g.s < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.groups < 1)
-    return fail("%s: kernel size, stride, dilation and groups must be >= 1", fn);
-  if (g.ph < 0 || g.pw < 0) return fail("%s: padding must be >= 0", fn);
-  if (g.c % g.groups || g.k % g.groups)
-    return fail("%s: channels in (%lld) and out (%lld) must be divisible by groups (%lld)", fn,
-                (long long)g.c, (long long)g.k, (long long)g.groups);
-  const int64_t eh = g.h + 2 * g.ph - g.dh * (g.r - 1) - 1, ew = g.w + 2 * g.pw - g.dw * (g.s - 1) - 1;
-  const int64_t xoh = eh < 0 ? 0 : eh / g.sh + 1, xow = ew < 0 ? 0 : ew / g.sw + 1;
-  if (g.oh != xoh || g.ow != xow)
-    return fail("%s: output size %lldx%lld does not match the geometry (expected %lldx%lld)", fn,
-                (long long)g.oh, (long long)g.ow, (long long)xoh, (long long)xow);
-  g.cg = g.c / g.groups;
-  g.kg = g.k / g.groups;
-  g.crs = g.cg * g.r * g.s;
-  g.ohw = g.oh * g.ow;
-  g.hw = g.h * g.w;
-  return 0;
-}
-
-// 1x1, stride 1, no padding: the input planes are already the column matrix.
-inline bool conv_pointwise(const ConvGeom &g) {
-  return g.r == 1 && g.s == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
-}
 
 // Kernel-side geometry: 32-bit (a chunk of columns is < 2^31 elements).
 struct KGeom {

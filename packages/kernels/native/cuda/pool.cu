@@ -1,32 +1,13 @@
 // 2-D pooling over [planes, h, w]. Backward passes gather (each input sums the
 // outputs whose window holds it) instead of scattering with atomics: deterministic.
 #include "common.cuh"
+#include "bagua_geom.h"
 #include "pool_hd.cuh"
 
 namespace bk {
 namespace {
 
 constexpr int kThreads = 256;
-
-int parse(PGeom &g, const int32_t *geom, bool adaptive, const char *fn) {
-  if (!geom) return fail("%s: geom is NULL", fn);
-  g = PGeom{};
-  g.planes = geom[0]; g.h = geom[1]; g.w = geom[2]; g.oh = geom[3]; g.ow = geom[4];
-  if (g.planes < 0 || g.h < 0 || g.w < 0 || g.oh < 0 || g.ow < 0)
-    return fail("%s: sizes must be >= 0 (planes %lld, h %d, w %d, oh %d, ow %d)", fn,
-                (long long)g.planes, g.h, g.w, g.oh, g.ow);
-  if (adaptive) {
-    if ((g.oh > 0 && g.h == 0) || (g.ow > 0 && g.w == 0))
-      return fail("%s: adaptive pooling of an empty plane", fn);
-    return 0;
-  }
-  g.kh = geom[5]; g.kw = geom[6]; g.sh = geom[7]; g.sw = geom[8]; g.ph = geom[9];
-  g.pw = geom[10]; g.dh = geom[11]; g.dw = geom[12]; g.include_pad = geom[13] != 0;
-  if (g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1)
-    return fail("%s: kernel size, stride and dilation must be >= 1", fn);
-  if (g.ph < 0 || g.pw < 0) return fail("%s: padding must be >= 0", fn);
-  return 0;
-}
 
 #define GRID_STRIDE(i, total) \
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (total); i += (int64_t)gridDim.x * blockDim.x)
@@ -84,7 +65,7 @@ extern "C" {
 BK_API int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const int32_t *geom,
                              void *stream) {
   PGeom g;
-  BK_TRY(parse(g, geom, false, "bk_max_pool2d_f32"));
+  BK_TRY(pool_parse(g, geom, false, "bk_max_pool2d_f32"));
   int64_t total = g.planes * g.oh * g.ow;
   if (total == 0) return 0;
   BK_REQUIRE(y && indices && (x || g.h * g.w == 0), "bk_max_pool2d_f32: null pointer");
@@ -94,7 +75,7 @@ BK_API int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const i
 BK_API int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int32_t *indices,
                                       const int32_t *geom, void *stream) {
   PGeom g;
-  BK_TRY(parse(g, geom, false, "bk_max_pool2d_backward_f32"));
+  BK_TRY(pool_parse(g, geom, false, "bk_max_pool2d_backward_f32"));
   int64_t tin = g.planes * g.h * g.w, tout = g.planes * g.oh * g.ow;
   if (tin == 0) return 0;
   BK_REQUIRE(dx && (tout == 0 || (dy && indices)), "bk_max_pool2d_backward_f32: null pointer");
@@ -105,7 +86,7 @@ BK_API int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int32_t 
 
 BK_API int bk_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *stream) {
   PGeom g;
-  BK_TRY(parse(g, geom, false, "bk_avg_pool2d_f32"));
+  BK_TRY(pool_parse(g, geom, false, "bk_avg_pool2d_f32"));
   int64_t total = g.planes * g.oh * g.ow;
   if (total == 0) return 0;
   BK_REQUIRE(y && (x || g.h * g.w == 0), "bk_avg_pool2d_f32: null pointer");
@@ -114,7 +95,7 @@ BK_API int bk_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void
 
 BK_API int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t *geom, void *stream) {
   PGeom g;
-  BK_TRY(parse(g, geom, false, "bk_avg_pool2d_backward_f32"));
+  BK_TRY(pool_parse(g, geom, false, "bk_avg_pool2d_backward_f32"));
   int64_t total = g.planes * g.h * g.w;
   if (total == 0) return 0;
   BK_REQUIRE(dx && (dy || g.oh * g.ow == 0), "bk_avg_pool2d_backward_f32: null pointer");
@@ -123,7 +104,7 @@ BK_API int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t 
 
 BK_API int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *stream) {
   PGeom g;
-  BK_TRY(parse(g, geom, true, "bk_adaptive_avg_pool2d_f32"));
+  BK_TRY(pool_parse(g, geom, true, "bk_adaptive_avg_pool2d_f32"));
   int64_t total = g.planes * g.oh * g.ow;
   if (total == 0) return 0;
   BK_REQUIRE(y && x, "bk_adaptive_avg_pool2d_f32: null pointer");
@@ -133,7 +114,7 @@ BK_API int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const int32_t *g
 BK_API int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t *geom,
                                                void *stream) {
   PGeom g;
-  BK_TRY(parse(g, geom, true, "bk_adaptive_avg_pool2d_backward_f32"));
+  BK_TRY(pool_parse(g, geom, true, "bk_adaptive_avg_pool2d_backward_f32"));
   int64_t total = g.planes * g.h * g.w;
   if (total == 0) return 0;
   BK_REQUIRE(dx && (dy || g.oh * g.ow == 0), "bk_adaptive_avg_pool2d_backward_f32: null pointer");

@@ -1,0 +1,83 @@
+/* bagua_geom.h: decoding and checking the int32 geometry arrays of the conv2d and
+ * pooling entry points (layouts in bagua_kernels.h), shared by the CPU (g++) and
+ * CUDA (nvcc) libraries so both accept the same geometries with the same messages.
+ * Host code only; each library defines bk::fail.
+ */
+#ifndef BAGUA_GEOM_H
+#define BAGUA_GEOM_H
+
+#include <stdint.h>
+
+namespace bk {
+
+int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+struct ConvGeom {
+  int64_t n, c, h, w, k, r, s, oh, ow, sh, sw, ph, pw, dh, dw, groups;
+  int64_t cg, kg, crs, ohw, hw;  // derived: per-group channels, column rows, plane sizes
+};
+
+inline int conv_parse(ConvGeom &g, const int32_t *geom, const char *fn) {
+  g = ConvGeom{};
+  if (!geom) return fail("%s: geom is NULL", fn);
+  g.n = geom[0]; g.c = geom[1]; g.h = geom[2]; g.w = geom[3]; g.k = geom[4];
+  g.r = geom[5]; g.s = geom[6]; g.oh = geom[7]; g.ow = geom[8];
+  g.sh = geom[9]; g.sw = geom[10]; g.ph = geom[11]; g.pw = geom[12];
+  g.dh = geom[13]; g.dw = geom[14]; g.groups = geom[15];
+  if (g.n < 0 || g.c < 0 || g.h < 0 || g.w < 0 || g.k < 0 || g.oh < 0 || g.ow < 0)
+    return fail("%s: sizes must be >= 0 (n %lld, c %lld, h %lld, w %lld, k %lld, oh %lld, ow %lld)",
+                fn, (long long)g.n, (long long)g.c, (long long)g.h, (long long)g.w, (long long)g.k,
+                (long long)g.oh, (long long)g.ow);
+  if (g.r < 1 || g.s < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.groups < 1)
+    return fail("%s: kernel size, stride, dilation and groups must be >= 1", fn);
+  if (g.ph < 0 || g.pw < 0) return fail("%s: padding must be >= 0", fn);
+  if (g.c % g.groups || g.k % g.groups)
+    return fail("%s: channels in (%lld) and out (%lld) must be divisible by groups (%lld)", fn,
+                (long long)g.c, (long long)g.k, (long long)g.groups);
+  // the output size must be the one the geometry implies (catches caller bugs)
+  const int64_t eh = g.h + 2 * g.ph - g.dh * (g.r - 1) - 1, ew = g.w + 2 * g.pw - g.dw * (g.s - 1) - 1;
+  const int64_t xoh = eh < 0 ? 0 : eh / g.sh + 1, xow = ew < 0 ? 0 : ew / g.sw + 1;
+  if (g.oh != xoh || g.ow != xow)
+    return fail("%s: output size %lldx%lld does not match the geometry (expected %lldx%lld)", fn,
+                (long long)g.oh, (long long)g.ow, (long long)xoh, (long long)xow);
+  g.cg = g.c / g.groups;
+  g.kg = g.k / g.groups;
+  g.crs = g.cg * g.r * g.s;
+  g.ohw = g.oh * g.ow;
+  g.hw = g.h * g.w;
+  return 0;
+}
+
+// 1x1, stride 1, no padding: the input planes are already the column matrix.
+inline bool conv_pointwise(const ConvGeom &g) {
+  return g.r == 1 && g.s == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+}
+
+// G is the library's own pooling geometry (64-bit sizes on the CPU, 32-bit on the GPU)
+// with the fields planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, include_pad.
+// Adaptive pooling reads only the first five.
+template <class G>
+int pool_parse(G &g, const int32_t *geom, bool adaptive, const char *fn) {
+  g = G{};
+  if (!geom) return fail("%s: geom is NULL", fn);
+  g.planes = geom[0]; g.h = geom[1]; g.w = geom[2]; g.oh = geom[3]; g.ow = geom[4];
+  if (g.planes < 0 || g.h < 0 || g.w < 0 || g.oh < 0 || g.ow < 0)
+    return fail("%s: sizes must be >= 0 (planes %lld, h %lld, w %lld, oh %lld, ow %lld)", fn,
+                (long long)g.planes, (long long)g.h, (long long)g.w, (long long)g.oh, (long long)g.ow);
+  if (adaptive) {
+    // an empty window would average nothing
+    if ((g.oh > 0 && g.h == 0) || (g.ow > 0 && g.w == 0))
+      return fail("%s: adaptive pooling of an empty plane", fn);
+    return 0;
+  }
+  g.kh = geom[5]; g.kw = geom[6]; g.sh = geom[7]; g.sw = geom[8]; g.ph = geom[9];
+  g.pw = geom[10]; g.dh = geom[11]; g.dw = geom[12]; g.include_pad = geom[13] != 0;
+  if (g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1)
+    return fail("%s: kernel size, stride and dilation must be >= 1", fn);
+  if (g.ph < 0 || g.pw < 0) return fail("%s: padding must be >= 0", fn);
+  return 0;
+}
+
+}  // namespace bk
+
+#endif /* BAGUA_GEOM_H */
