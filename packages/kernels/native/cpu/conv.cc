@@ -55,6 +55,14 @@ void im2col(float *col, const float *x, const ConvGeom &g) {
   }
 }
 
+// One group's column matrix [crs, ohw]: the input planes themselves for a pointwise
+// conv (no scratch, col == nullptr), else im2col'd into col.
+const float *columns(float *col, const float *xg, const ConvGeom &g) {
+  if (!col) return xg;
+  im2col(col, xg, g);
+  return col;
+}
+
 // The adjoint of im2col: dx[...] += col[...] (dx zeroed by the caller).
 void col2im(float *dx, const float *col, const ConvGeom &g) {
   for (int64_t ci = 0; ci < g.cg; ++ci) {
@@ -91,21 +99,15 @@ extern "C" int bk_conv2d_f32(float *y, const float *x, const float *w, const flo
   BK_NOTNULL_IF(out_any && g.crs > 0, w);
   {
     if (!out_any) return 0;
-    const bool pw = conv_pointwise(g);
-    float *col = nullptr;
-    if (!pw) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
+    float *col = nullptr;  // none for a pointwise conv
+    if (!conv_pointwise(g)) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
     for (int64_t n = 0; n < g.n; ++n) {
       float *yn = y + n * g.k * g.ohw;
       // the bias is written first and the GEMM accumulates onto it (beta = 1)
       if (bias)
         for (int64_t k = 0; k < g.k; ++k) std::fill(yn + k * g.ohw, yn + (k + 1) * g.ohw, bias[k]);
       for (int64_t gi = 0; gi < g.groups; ++gi) {
-        const float *xg = x + (n * g.c + gi * g.cg) * g.hw;
-        const float *b = xg;
-        if (!pw) {
-          im2col(col, xg, g);
-          b = col;
-        }
+        const float *b = columns(col, x + (n * g.c + gi * g.cg) * g.hw, g);
         // y_g [kg, ohw] = w_g [kg, crs] @ col [crs, ohw]
         BK_GEMM(false, false, g.kg, g.ohw, g.crs, 1.0f, w + gi * g.kg * g.crs, g.crs, b, g.ohw,
                   bias ? 1.0f : 0.0f, yn + gi * g.kg * g.ohw, g.ohw);
@@ -160,17 +162,11 @@ extern "C" int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const f
     if (!w_any) return 0;
     std::fill(dw, dw + g.k * g.crs, 0.0f);
     if (g.ohw == 0) return 0;
-    const bool pw = conv_pointwise(g);
-    float *col = nullptr;
-    if (!pw) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
+    float *col = nullptr;  // none for a pointwise conv
+    if (!conv_pointwise(g)) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
     for (int64_t n = 0; n < g.n; ++n) {
       for (int64_t gi = 0; gi < g.groups; ++gi) {
-        const float *xg = x + (n * g.c + gi * g.cg) * g.hw;
-        const float *b = xg;
-        if (!pw) {
-          im2col(col, xg, g);
-          b = col;
-        }
+        const float *b = columns(col, x + (n * g.c + gi * g.cg) * g.hw, g);
         // dw_g [kg, crs] += dy_g [kg, ohw] @ col^T [ohw, crs]
         BK_GEMM(false, true, g.kg, g.crs, g.ohw, 1.0f, dy + (n * g.k + gi * g.kg) * g.ohw,
                   g.ohw, b, g.ohw, 1.0f, dw + gi * g.kg * g.crs, g.crs);
