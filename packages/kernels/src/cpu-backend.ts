@@ -13,6 +13,7 @@ import {
   type Pool2dGeometry, type UnaryOp,
 } from '@bagua/core';
 import { CPU_LIBRARY, loadKernelLibrary, type LoadedLibrary } from './load-library.js';
+import { conv2dSizes, packConv2d, packPool2d } from './geometry.js';
 
 /** Every kernel of bagua_kernels.h: its parameters before the trailing `void *stream`. */
 export const KERNEL_PARAMS = {
@@ -323,84 +324,63 @@ export class CpuBackend implements Backend {
 
   // ---- convolution and pooling ------------------------------------------------
 
-  private conv(g: Conv2dGeometry): Int32Array {
-    const a = this.convGeom;
-    a[0] = g.n; a[1] = g.c; a[2] = g.h; a[3] = g.w; a[4] = g.k; a[5] = g.r; a[6] = g.s; a[7] = g.oh;
-    a[8] = g.ow; a[9] = g.strideH; a[10] = g.strideW; a[11] = g.padH; a[12] = g.padW; a[13] = g.dilH;
-    a[14] = g.dilW; a[15] = g.groups;
-    return a;
-  }
-
-  private static convSizes(g: Conv2dGeometry): { x: number; w: number; y: number } {
-    const cg = g.groups > 0 ? Math.floor(g.c / g.groups) : 0;
-    return { x: g.n * g.c * g.h * g.w, w: g.k * cg * g.r * g.s, y: g.n * g.k * g.oh * g.ow };
-  }
-
   conv2d(y: Handle, x: Handle, w: Handle, bias: Handle | null, g: Conv2dGeometry): void {
     const op = 'conv2d';
-    const s = CpuBackend.convSizes(g);
+    const s = conv2dSizes(g);
     this.check(op, this.fn.bk_conv2d_f32(f32(op, 'y', y, s.y), f32(op, 'x', x, s.x), f32(op, 'w', w, s.w),
-      f32OrNull(op, 'bias', bias, g.k), this.conv(g), null));
+      f32OrNull(op, 'bias', bias, g.k), packConv2d(g, this.convGeom), null));
   }
 
   conv2dBackwardInput(dx: Handle, dy: Handle, w: Handle, g: Conv2dGeometry): void {
     const op = 'conv2dBackwardInput';
-    const s = CpuBackend.convSizes(g);
+    const s = conv2dSizes(g);
     this.check(op, this.fn.bk_conv2d_backward_input_f32(f32(op, 'dx', dx, s.x), f32(op, 'dy', dy, s.y),
-      f32(op, 'w', w, s.w), this.conv(g), null));
+      f32(op, 'w', w, s.w), packConv2d(g, this.convGeom), null));
   }
 
   conv2dBackwardWeight(dw: Handle, dy: Handle, x: Handle, g: Conv2dGeometry): void {
     const op = 'conv2dBackwardWeight';
-    const s = CpuBackend.convSizes(g);
+    const s = conv2dSizes(g);
     this.check(op, this.fn.bk_conv2d_backward_weight_f32(f32(op, 'dw', dw, s.w), f32(op, 'dy', dy, s.y),
-      f32(op, 'x', x, s.x), this.conv(g), null));
-  }
-
-  private pool(g: Pool2dGeometry): Int32Array {
-    const a = this.poolGeom;
-    a[0] = g.planes; a[1] = g.h; a[2] = g.w; a[3] = g.oh; a[4] = g.ow; a[5] = g.kh; a[6] = g.kw;
-    a[7] = g.strideH; a[8] = g.strideW; a[9] = g.padH; a[10] = g.padW; a[11] = g.dilH; a[12] = g.dilW;
-    a[13] = g.countIncludePad ? 1 : 0;
-    return a;
+      f32(op, 'x', x, s.x), packConv2d(g, this.convGeom), null));
   }
 
   maxPool2d(y: Handle, indices: Handle, x: Handle, g: Pool2dGeometry): void {
     const op = 'maxPool2d';
     const no = g.planes * g.oh * g.ow;
     this.check(op, this.fn.bk_max_pool2d_f32(f32(op, 'y', y, no), i32(op, 'indices', indices, no),
-      f32(op, 'x', x, g.planes * g.h * g.w), this.pool(g), null));
+      f32(op, 'x', x, g.planes * g.h * g.w), packPool2d(g, this.poolGeom), null));
   }
 
   maxPool2dBackward(dx: Handle, dy: Handle, indices: Handle, g: Pool2dGeometry): void {
     const op = 'maxPool2dBackward';
     const no = g.planes * g.oh * g.ow;
     this.check(op, this.fn.bk_max_pool2d_backward_f32(f32(op, 'dx', dx, g.planes * g.h * g.w), f32(op, 'dy', dy, no),
-      i32(op, 'indices', indices, no), this.pool(g), null));
+      i32(op, 'indices', indices, no), packPool2d(g, this.poolGeom), null));
   }
 
   avgPool2d(y: Handle, x: Handle, g: Pool2dGeometry): void {
     const op = 'avgPool2d';
     this.check(op, this.fn.bk_avg_pool2d_f32(f32(op, 'y', y, g.planes * g.oh * g.ow), f32(op, 'x', x, g.planes * g.h * g.w),
-      this.pool(g), null));
+      packPool2d(g, this.poolGeom), null));
   }
 
   avgPool2dBackward(dx: Handle, dy: Handle, g: Pool2dGeometry): void {
     const op = 'avgPool2dBackward';
     this.check(op, this.fn.bk_avg_pool2d_backward_f32(f32(op, 'dx', dx, g.planes * g.h * g.w),
-      f32(op, 'dy', dy, g.planes * g.oh * g.ow), this.pool(g), null));
+      f32(op, 'dy', dy, g.planes * g.oh * g.ow), packPool2d(g, this.poolGeom), null));
   }
 
   adaptiveAvgPool2d(y: Handle, x: Handle, g: Pool2dGeometry): void {
     const op = 'adaptiveAvgPool2d';
     this.check(op, this.fn.bk_adaptive_avg_pool2d_f32(f32(op, 'y', y, g.planes * g.oh * g.ow),
-      f32(op, 'x', x, g.planes * g.h * g.w), this.pool(g), null));
+      f32(op, 'x', x, g.planes * g.h * g.w), packPool2d(g, this.poolGeom), null));
   }
 
   adaptiveAvgPool2dBackward(dx: Handle, dy: Handle, g: Pool2dGeometry): void {
     const op = 'adaptiveAvgPool2dBackward';
     this.check(op, this.fn.bk_adaptive_avg_pool2d_backward_f32(f32(op, 'dx', dx, g.planes * g.h * g.w),
-      f32(op, 'dy', dy, g.planes * g.oh * g.ow), this.pool(g), null));
+      f32(op, 'dy', dy, g.planes * g.oh * g.ow), packPool2d(g, this.poolGeom), null));
   }
 
   // ---- batch normalisation --------------------------------------------------------

@@ -22,6 +22,7 @@ import type { KernelFn, KernelName } from './cpu-backend.js';
 import {
   cString, loadCudaKernels, type CudaDeviceInfo, type CudaKernels, type RuntimeName,
 } from './cuda-native.js';
+import { conv2dSizes, packConv2d, packPool2d } from './geometry.js';
 
 const BINARY_CODES: Readonly<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
 const UNARY_CODES: Readonly<Record<UnaryOp, number>> = { neg: 0, relu: 1, exp: 2, log: 3, sqrt: 4 };
@@ -415,49 +416,28 @@ export class CudaBackend implements Backend {
 
   // ---- convolution and pooling ---------------------------------------------------------------
 
-  private conv(g: Conv2dGeometry): Int32Array {
-    const a = this.convGeom;
-    a[0] = g.n; a[1] = g.c; a[2] = g.h; a[3] = g.w; a[4] = g.k; a[5] = g.r; a[6] = g.s; a[7] = g.oh;
-    a[8] = g.ow; a[9] = g.strideH; a[10] = g.strideW; a[11] = g.padH; a[12] = g.padW; a[13] = g.dilH;
-    a[14] = g.dilW; a[15] = g.groups;
-    return a;
-  }
-
-  private static convSizes(g: Conv2dGeometry): { x: number; w: number; y: number } {
-    const cg = g.groups > 0 ? Math.floor(g.c / g.groups) : 0;
-    return { x: g.n * g.c * g.h * g.w, w: g.k * cg * g.r * g.s, y: g.n * g.k * g.oh * g.ow };
-  }
-
   conv2d(y: Handle, x: Handle, w: Handle, bias: Handle | null, g: Conv2dGeometry): void {
     const op = 'conv2d';
-    const z = CudaBackend.convSizes(g);
+    const z = conv2dSizes(g);
     this.begin();
     this.check(op, this.fn.bk_conv2d_f32(this.p(op, 'y', y, z.y), this.p(op, 'x', x, z.x), this.p(op, 'w', w, z.w),
-      this.pOrNull(op, 'bias', bias, g.k), this.conv(g), this.s()));
+      this.pOrNull(op, 'bias', bias, g.k), packConv2d(g, this.convGeom), this.s()));
   }
 
   conv2dBackwardInput(dx: Handle, dy: Handle, w: Handle, g: Conv2dGeometry): void {
     const op = 'conv2dBackwardInput';
-    const z = CudaBackend.convSizes(g);
+    const z = conv2dSizes(g);
     this.begin();
     this.check(op, this.fn.bk_conv2d_backward_input_f32(this.p(op, 'dx', dx, z.x), this.p(op, 'dy', dy, z.y),
-      this.p(op, 'w', w, z.w), this.conv(g), this.s()));
+      this.p(op, 'w', w, z.w), packConv2d(g, this.convGeom), this.s()));
   }
 
   conv2dBackwardWeight(dw: Handle, dy: Handle, x: Handle, g: Conv2dGeometry): void {
     const op = 'conv2dBackwardWeight';
-    const z = CudaBackend.convSizes(g);
+    const z = conv2dSizes(g);
     this.begin();
     this.check(op, this.fn.bk_conv2d_backward_weight_f32(this.p(op, 'dw', dw, z.w), this.p(op, 'dy', dy, z.y),
-      this.p(op, 'x', x, z.x), this.conv(g), this.s()));
-  }
-
-  private pool(g: Pool2dGeometry): Int32Array {
-    const a = this.poolGeom;
-    a[0] = g.planes; a[1] = g.h; a[2] = g.w; a[3] = g.oh; a[4] = g.ow; a[5] = g.kh; a[6] = g.kw;
-    a[7] = g.strideH; a[8] = g.strideW; a[9] = g.padH; a[10] = g.padW; a[11] = g.dilH; a[12] = g.dilW;
-    a[13] = g.countIncludePad ? 1 : 0;
-    return a;
+      this.p(op, 'x', x, z.x), packConv2d(g, this.convGeom), this.s()));
   }
 
   maxPool2d(y: Handle, indices: Handle, x: Handle, g: Pool2dGeometry): void {
@@ -465,7 +445,7 @@ export class CudaBackend implements Backend {
     const no = g.planes * g.oh * g.ow;
     this.begin();
     this.check(op, this.fn.bk_max_pool2d_f32(this.p(op, 'y', y, no), this.p(op, 'indices', indices, no, 'int32'),
-      this.p(op, 'x', x, g.planes * g.h * g.w), this.pool(g), this.s()));
+      this.p(op, 'x', x, g.planes * g.h * g.w), packPool2d(g, this.poolGeom), this.s()));
   }
 
   maxPool2dBackward(dx: Handle, dy: Handle, indices: Handle, g: Pool2dGeometry): void {
@@ -473,35 +453,35 @@ export class CudaBackend implements Backend {
     const no = g.planes * g.oh * g.ow;
     this.begin();
     this.check(op, this.fn.bk_max_pool2d_backward_f32(this.p(op, 'dx', dx, g.planes * g.h * g.w),
-      this.p(op, 'dy', dy, no), this.p(op, 'indices', indices, no, 'int32'), this.pool(g), this.s()));
+      this.p(op, 'dy', dy, no), this.p(op, 'indices', indices, no, 'int32'), packPool2d(g, this.poolGeom), this.s()));
   }
 
   avgPool2d(y: Handle, x: Handle, g: Pool2dGeometry): void {
     const op = 'avgPool2d';
     this.begin();
     this.check(op, this.fn.bk_avg_pool2d_f32(this.p(op, 'y', y, g.planes * g.oh * g.ow),
-      this.p(op, 'x', x, g.planes * g.h * g.w), this.pool(g), this.s()));
+      this.p(op, 'x', x, g.planes * g.h * g.w), packPool2d(g, this.poolGeom), this.s()));
   }
 
   avgPool2dBackward(dx: Handle, dy: Handle, g: Pool2dGeometry): void {
     const op = 'avgPool2dBackward';
     this.begin();
     this.check(op, this.fn.bk_avg_pool2d_backward_f32(this.p(op, 'dx', dx, g.planes * g.h * g.w),
-      this.p(op, 'dy', dy, g.planes * g.oh * g.ow), this.pool(g), this.s()));
+      this.p(op, 'dy', dy, g.planes * g.oh * g.ow), packPool2d(g, this.poolGeom), this.s()));
   }
 
   adaptiveAvgPool2d(y: Handle, x: Handle, g: Pool2dGeometry): void {
     const op = 'adaptiveAvgPool2d';
     this.begin();
     this.check(op, this.fn.bk_adaptive_avg_pool2d_f32(this.p(op, 'y', y, g.planes * g.oh * g.ow),
-      this.p(op, 'x', x, g.planes * g.h * g.w), this.pool(g), this.s()));
+      this.p(op, 'x', x, g.planes * g.h * g.w), packPool2d(g, this.poolGeom), this.s()));
   }
 
   adaptiveAvgPool2dBackward(dx: Handle, dy: Handle, g: Pool2dGeometry): void {
     const op = 'adaptiveAvgPool2dBackward';
     this.begin();
     this.check(op, this.fn.bk_adaptive_avg_pool2d_backward_f32(this.p(op, 'dx', dx, g.planes * g.h * g.w),
-      this.p(op, 'dy', dy, g.planes * g.oh * g.ow), this.pool(g), this.s()));
+      this.p(op, 'dy', dy, g.planes * g.oh * g.ow), packPool2d(g, this.poolGeom), this.s()));
   }
 
   // ---- batch normalisation -------------------------------------------------------------------
