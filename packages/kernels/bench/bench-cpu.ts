@@ -24,6 +24,7 @@ import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:chil
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { cpuBackend as be } from '../src/index.js';
+import { bnDims, randomArray, tableHeader, tableRow } from './common.js';
 
 const SHAPES: number[][] = [[32, 64, 56, 56], [64, 256, 14, 14], [256, 1024]];
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 0.3);
@@ -50,21 +51,9 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-function randomArray(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 32 - 0.5;
-  }
-  return a;
-}
-
 /** The buffers of one shape, allocated once, and its three measurements. */
 function makeCase(shape: number[]) {
-  const [n, c] = shape as [number, number];
-  const hw = shape.slice(2).reduce((a, b) => a * b, 1);
-  const total = n * c * hw;
+  const { n, c, hw, total } = bnDims(shape);
   const x = randomArray(total, 1), dy = randomArray(total, 2);
   const y = new Float32Array(total), dx = new Float32Array(total), tmp = new Float32Array(total);
   const w = randomArray(c, 3), b = randomArray(c, 4);
@@ -158,10 +147,6 @@ class TorchBench {
   }
 }
 
-function pad(s: string, n: number): string {
-  return s.length >= n ? s : ' '.repeat(n - s.length) + s;
-}
-
 interface Sample { copy: number; fwd: number; fwdBwd: number; tFwd: number | null; tFwdBwd: number | null }
 
 async function main(): Promise<void> {
@@ -192,8 +177,7 @@ async function main(): Promise<void> {
   const header = ['shape', 'pass', 'ms', 'GB/s', 'copy GB/s', 'of bound', 'torch ms', 'vs torch'];
   const widths = [18, 9, 9, 8, 10, 9, 9, 9];
   console.log('');
-  console.log(header.map((h, i) => pad(h, widths[i]!)).join(' '));
-  console.log(widths.map((w) => '-'.repeat(w)).join(' '));
+  console.log(tableHeader(header, widths));
   SHAPES.forEach((shape, i) => {
     const ss = samples[i]!, total = cases[i]!.total;
     const copy = median(ss.map((s) => s.copy));
@@ -212,7 +196,7 @@ async function main(): Promise<void> {
         `${(ofBound * 100).toFixed(0)}%`, tt === null ? 'n/a' : (tt * 1e3).toFixed(3),
         vs === null ? 'n/a' : `${vs.toFixed(2)}x`,
       ];
-      console.log(cells.map((cell, j) => pad(cell, widths[j]!)).join(' '));
+      console.log(tableRow(cells, widths));
     }
   });
   console.log('');

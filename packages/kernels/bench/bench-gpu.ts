@@ -24,6 +24,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Handle } from '@bagua/core';
 import { cudaBackend as be } from '../src/index.js';
+import { bnDims, randomArray, tableHeader, tableRow } from './common.js';
 
 const SHAPES: number[][] = [[32, 64, 112, 112], [64, 256, 28, 28], [256, 2048]];
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 0.2);
@@ -36,16 +37,6 @@ interface ShapeResult {
   copy: Timing;
   ours: Record<string, Timing>;
   torch: Record<string, Timing> | null;
-}
-
-function randomArray(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = s / 2 ** 32 - 0.5;
-  }
-  return a;
 }
 
 /** Milliseconds per call of fn: CUDA events around `iters` calls, median of 5 loops. */
@@ -75,9 +66,7 @@ function timeIt(fn: () => void): number {
 }
 
 function benchShape(shape: number[]): ShapeResult {
-  const [n, c] = shape as [number, number];
-  const hw = shape.slice(2).reduce((a, b) => a * b, 1);
-  const total = n * c * hw;
+  const { n, c, hw, total } = bnDims(shape);
   const bytes = total * 4;
   const up = (a: Float32Array): Handle => {
     const h = be.alloc('float32', a.length, DEV);
@@ -142,10 +131,6 @@ function benchTorch(): TorchOut | string {
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as TorchOut;
 }
 
-function pad(s: string, n: number): string {
-  return s.length >= n ? s : ' '.repeat(n - s.length) + s;
-}
-
 function main(): void {
   const info = be.deviceInfo(DEV);
   const v = be.versions();
@@ -170,8 +155,7 @@ function main(): void {
   const header = ['shape', 'pass', 'ours ms', 'GB/s', 'of copy', 'torch F ms', 'syncbn ms', 'vs best torch'];
   const widths = [18, 12, 9, 8, 8, 11, 10, 13];
   console.log('');
-  console.log(header.map((h, i) => pad(h, widths[i]!)).join(' '));
-  console.log(widths.map((wd) => '-'.repeat(wd)).join(' '));
+  console.log(tableHeader(header, widths));
   const summary: { shape: number[]; pass: string; ratioVsTorch: number | null; ofCopy: number }[] = [];
   for (const r of results) {
     const rows: [string, string, string | null, string | null][] = [
@@ -189,10 +173,10 @@ function main(): void {
       const best = [f, s].filter((z): z is Timing => z !== null).reduce<number | null>((m, z) => (m === null ? z.ms : Math.min(m, z.ms)), null);
       const ofCopy = o.gbs / r.copy.gbs;
       summary.push({ shape: r.shape, pass: label, ratioVsTorch: best === null ? null : best / o.ms, ofCopy });
-      console.log([
+      console.log(tableRow([
         `[${r.shape.join(',')}]`, label, o.ms.toFixed(4), o.gbs.toFixed(0), `${(ofCopy * 100).toFixed(0)}%`,
         f ? f.ms.toFixed(4) : '-', s ? s.ms.toFixed(4) : '-', best === null ? 'n/a' : `${(best / o.ms).toFixed(2)}x`,
-      ].map((cell, i) => pad(cell, widths[i]!)).join(' '));
+      ], widths));
     }
   }
   console.log('');
