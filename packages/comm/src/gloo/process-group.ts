@@ -12,6 +12,7 @@ import {
   type ProcessGroup,
   type ReduceOp,
 } from '../process-group.js';
+import { checkGatherLength, checkRoot, reduceOpCode, subgroupName, subgroupRanks } from '../checks.js';
 import { GLOO_DTYPE, GLOO_OP, GlooStatus, loadGlooLibrary, type GlooLibrary } from './library.js';
 
 /** Where the C++ client finds the rendezvous store. */
@@ -236,8 +237,7 @@ export class GlooProcessGroup implements ProcessGroup {
 
   allReduce(buf: CommBuffer, op: ReduceOp = 'sum'): void {
     const h = this.live('allReduce');
-    const code = GLOO_OP[op];
-    if (code === undefined) throw new TypeError(`allReduce: unknown reduce op '${String(op)}'`);
+    const code = reduceOpCode(GLOO_OP, op);
     if (isDevice(buf)) {
       const host = buf.toHost();
       this.allReduce(host, op);
@@ -263,11 +263,7 @@ export class GlooProcessGroup implements ProcessGroup {
         `allGather: output is ${output.constructor.name} but input is ${input.constructor.name}`,
       );
     }
-    if (output.length !== input.length * this.size) {
-      throw new RangeError(
-        `allGather: output has ${output.length} elements, expected ${this.size} x ${input.length}`,
-      );
-    }
+    checkGatherLength(this, output.length, input.length);
     this.check(
       'allGather',
       this.lib.allgather(h, output, input, input.length, t, clampTimeout(this.timeoutMs)) as number,
@@ -276,9 +272,7 @@ export class GlooProcessGroup implements ProcessGroup {
 
   broadcast(buf: CommBuffer, root: number): void {
     const h = this.live('broadcast');
-    if (!Number.isInteger(root) || root < 0 || root >= this.size) {
-      throw new RangeError(`broadcast: root ${root} is not a rank of group '${this.name}' (size ${this.size})`);
-    }
+    checkRoot(this, root);
     if (isDevice(buf)) {
       const host = buf.toHost();
       this.broadcast(host, root);
@@ -296,20 +290,8 @@ export class GlooProcessGroup implements ProcessGroup {
 
   async newGroup(ranks: readonly number[]): Promise<ProcessGroup | null> {
     this.live('newGroup');
-    // Group ranks follow the sorted global ranks, as in PyTorch (and the threads backend).
-    const list = [...ranks].sort((a, b) => a - b);
-    const seen = new Set<number>();
-    for (const r of list) {
-      if (!Number.isInteger(r) || !this.ranks.includes(r)) {
-        throw new RangeError(`newGroup: rank ${r} is not a member of group '${this.name}' (${this.ranks.join(', ')})`);
-      }
-      if (seen.has(r)) throw new RangeError(`newGroup: rank ${r} is listed twice`);
-      seen.add(r);
-    }
-    if (list.length === 0) throw new RangeError('newGroup: empty rank list');
-    const id = ++this.subgroups;
-    const base = `group(${list.join(',')})#${id}`;
-    const name = this.name === 'world' ? base : `${this.name}/${base}`;
+    const list = subgroupRanks(this, ranks);
+    const { base, name } = subgroupName(this, list, ++this.subgroups);
     const me = list.indexOf(this.globalRank);
     if (me < 0) return null;
     return createGlooProcessGroup({

@@ -13,6 +13,7 @@ import {
   type ProcessGroup,
   type ReduceOp,
 } from '../process-group.js';
+import { checkGatherLength, checkRoot, reduceOpCode, subgroupName, subgroupRanks } from '../checks.js';
 import {
   NCCL_DTYPE,
   NCCL_IN_PROGRESS,
@@ -342,8 +343,7 @@ export class NcclProcessGroup implements ProcessGroup {
   allReduce(buf: CommBuffer, op: ReduceOp = 'sum'): void {
     const comm = this.live('allReduce');
     const b = this.device_('allReduce', buf);
-    const code = NCCL_OP[op];
-    if (code === undefined) throw new TypeError(`allReduce: unknown reduce op '${String(op)}'`);
+    const code = reduceOpCode(NCCL_OP, op);
     if (op === 'avg' && this.lib.version < 21000) {
       throw this.error('allReduce', `op 'avg' needs NCCL >= 2.10 (this is ${this.ncclVersion})`);
     }
@@ -356,9 +356,7 @@ export class NcclProcessGroup implements ProcessGroup {
     const o = this.device_('allGather', output, 'output');
     const i = this.device_('allGather', input, 'input');
     if (o.dtype !== i.dtype) throw new TypeError(`allGather: output is ${o.dtype} but input is ${i.dtype}`);
-    if (o.length !== i.length * this.size) {
-      throw new RangeError(`allGather: output has ${o.length} elements, expected ${this.size} x ${i.length}`);
-    }
+    checkGatherLength(this, o.length, i.length);
     this.check('allGather', this.lib.allGather(i.ptr, o.ptr, i.length, this.dtype('allGather', i), comm, o.stream) as number);
     if (this.blocking) this.synchronize(o.stream, 'allGather');
   }
@@ -366,9 +364,7 @@ export class NcclProcessGroup implements ProcessGroup {
   broadcast(buf: CommBuffer, root: number): void {
     const comm = this.live('broadcast');
     const b = this.device_('broadcast', buf);
-    if (!Number.isInteger(root) || root < 0 || root >= this.size) {
-      throw new RangeError(`broadcast: root ${root} is not a rank of group '${this.name}' (size ${this.size})`);
-    }
+    checkRoot(this, root);
     this.check('broadcast', this.lib.broadcast(b.ptr, b.ptr, b.length, this.dtype('broadcast', b), root, comm, b.stream) as number);
     if (this.blocking) this.synchronize(b.stream, 'broadcast');
   }
@@ -390,19 +386,8 @@ export class NcclProcessGroup implements ProcessGroup {
 
   async newGroup(ranks: readonly number[]): Promise<ProcessGroup | null> {
     this.live('newGroup');
-    // Group ranks follow the sorted global ranks, as in PyTorch (and the threads backend).
-    const list = [...ranks].sort((a, b) => a - b);
-    if (list.length === 0) throw new RangeError('newGroup: empty rank list');
-    const seen = new Set<number>();
-    for (const r of list) {
-      if (!Number.isInteger(r) || !this.ranks.includes(r)) {
-        throw new RangeError(`newGroup: rank ${r} is not a member of group '${this.name}' (${this.ranks.join(', ')})`);
-      }
-      if (seen.has(r)) throw new RangeError(`newGroup: rank ${r} is listed twice`);
-      seen.add(r);
-    }
-    const id = ++this.subgroups;
-    const base = `group(${list.join(',')})#${id}`;
+    const list = subgroupRanks(this, ranks);
+    const { base, name } = subgroupName(this, list, ++this.subgroups);
     const me = list.indexOf(this.globalRank);
     if (me < 0) return null;
     return createNcclProcessGroup({
@@ -412,7 +397,7 @@ export class NcclProcessGroup implements ProcessGroup {
       store: this.state.store,
       prefix: `${this.state.prefix}${base}/`,
       timeoutMs: this.timeoutMs,
-      name: this.name === 'world' ? base : `${this.name}/${base}`,
+      name,
       device: this.device,
       blocking: this.blocking,
     });
