@@ -7,7 +7,7 @@ import { constants as osConstants } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RankOutput, type OutputMode } from './output.js';
-import { stopExitCode, type RunResult } from './threads.js';
+import { runResult, stopExitCode, type RunResult } from './threads.js';
 
 export interface RunProcessesOptions {
   /** Extra environment (on top of process.env and the rank variables). */
@@ -100,13 +100,7 @@ export function runProcesses(
         if (--left === 0) {
           for (const t of timers) clearTimeout(t);
           options.signal?.removeEventListener('abort', onAbort);
-          resolveRun({
-            exitCode: stopCode ?? failure?.code ?? 0,
-            exitCodes,
-            failedRank: failure?.rank ?? null,
-            stdout: output.stdout,
-            stderr: output.stderr,
-          });
+          resolveRun(runResult(exitCodes, failure, stopCode, output));
         }
       });
     }

@@ -44,6 +44,22 @@ export interface RunResult {
   stderr: string[];
 }
 
+/** The result once every rank has ended: a stop request's code, else the first failure's, else 0. */
+export function runResult(
+  exitCodes: number[],
+  failure: { rank: number; code: number } | null,
+  stopCode: number | null,
+  output: RankOutput,
+): RunResult {
+  return {
+    exitCode: stopCode ?? failure?.code ?? 0,
+    exitCodes,
+    failedRank: failure?.rank ?? null,
+    stdout: output.stdout,
+    stderr: output.stderr,
+  };
+}
+
 /** The exit code for a stop request: 128 + signal number for a signal name, the number itself, else 130. */
 export function stopExitCode(reason: unknown): number {
   if (typeof reason === 'number') return reason;
@@ -84,13 +100,7 @@ export function runThreads(
     const finished = () => {
       if (graceTimer) clearTimeout(graceTimer);
       options.signal?.removeEventListener('abort', onAbort);
-      resolveRun({
-        exitCode: stopCode ?? failure?.code ?? 0,
-        exitCodes,
-        failedRank: failure?.rank ?? null,
-        stdout: output.stdout,
-        stderr: output.stderr,
-      });
+      resolveRun(runResult(exitCodes, failure, stopCode, output));
     };
     const onAbort = () => {
       stopCode = stopExitCode(options.signal?.reason);
