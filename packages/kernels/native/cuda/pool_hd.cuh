@@ -17,6 +17,16 @@ struct PGeom {
   bool include_pad;
 };
 
+// Element i of [planes, rows, cols]: its plane, row and column.
+struct PlanePos {
+  int64_t p;
+  int y, x;
+};
+BK_HD inline PlanePos plane_pos(int64_t i, int rows, int cols) {
+  const int64_t t = i / cols;
+  return PlanePos{t / rows, (int)(t % rows), (int)(i % cols)};
+}
+
 // Outputs along one axis whose window (o*stride - pad + k*dil, k < kernel) may hold
 // input position i: o in [lo, hi). Callers still check membership exactly.
 BK_HD inline void pool_candidates(int i, int pad, int stride, int kernel, int dil, int out, int &lo, int &hi) {
@@ -30,10 +40,7 @@ BK_HD inline void pool_candidates(int i, int pad, int stride, int kernel, int di
 // Padding is -inf: only in-bounds positions compete; NaN wins (and propagates);
 // index -1 only when the window misses the plane. The CPU library's rule.
 BK_HD inline void max_pool_at(int64_t i, float *y, int32_t *ind, const float *x, const PGeom &g) {
-  const int ox = (int)(i % g.ow);
-  const int64_t t = i / g.ow;
-  const int oy = (int)(t % g.oh);
-  const int64_t p = t / g.oh;
+  const auto [p, oy, ox] = plane_pos(i, g.oh, g.ow);
   const float *xp = x + p * g.h * g.w;
   const int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw;
   float best = -INFINITY;
@@ -61,10 +68,7 @@ BK_HD inline void max_pool_at(int64_t i, float *y, int32_t *ind, const float *x,
 
 // dx[i] = sum of dy over the outputs whose recorded maximum is input i.
 BK_HD inline float max_pool_backward_at(int64_t i, const float *dy, const int32_t *ind, const PGeom &g) {
-  const int ix = (int)(i % g.w);
-  const int64_t t = i / g.w;
-  const int iy = (int)(t % g.h);
-  const int64_t p = t / g.h;
+  const auto [p, iy, ix] = plane_pos(i, g.h, g.w);
   const int pos = iy * g.w + ix;
   int ylo, yhi, xlo, xhi;
   pool_candidates(iy, g.ph, g.sh, g.kh, g.dh, g.oh, ylo, yhi);
@@ -99,10 +103,7 @@ BK_HD inline float avg_inv(const PGeom &g, int oy, int ox) {
 }
 
 BK_HD inline float avg_pool_at(int64_t i, const float *x, const PGeom &g) {
-  const int ox = (int)(i % g.ow);
-  const int64_t t = i / g.ow;
-  const int oy = (int)(t % g.oh);
-  const int64_t p = t / g.oh;
+  const auto [p, oy, ox] = plane_pos(i, g.oh, g.ow);
   const float *xp = x + p * g.h * g.w;
   const int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw;
   float s = 0.f;
@@ -118,10 +119,7 @@ BK_HD inline float avg_pool_at(int64_t i, const float *x, const PGeom &g) {
 }
 
 BK_HD inline float avg_pool_backward_at(int64_t i, const float *dy, const PGeom &g) {
-  const int ix = (int)(i % g.w);
-  const int64_t t = i / g.w;
-  const int iy = (int)(t % g.h);
-  const int64_t p = t / g.h;
+  const auto [p, iy, ix] = plane_pos(i, g.h, g.w);
   int ylo, yhi, xlo, xhi;
   pool_candidates(iy, g.ph, g.sh, g.kh, g.dh, g.oh, ylo, yhi);
   pool_candidates(ix, g.pw, g.sw, g.kw, g.dw, g.ow, xlo, xhi);
@@ -146,10 +144,7 @@ BK_HD inline void adaptive_range(int i, int size, int out, int &lo, int &hi) {
 }
 
 BK_HD inline float adaptive_avg_at(int64_t i, const float *x, const PGeom &g) {
-  const int ox = (int)(i % g.ow);
-  const int64_t t = i / g.ow;
-  const int oy = (int)(t % g.oh);
-  const int64_t p = t / g.oh;
+  const auto [p, oy, ox] = plane_pos(i, g.oh, g.ow);
   const float *xp = x + p * g.h * g.w;
   int ylo, yhi, xlo, xhi;
   adaptive_range(oy, g.h, g.oh, ylo, yhi);
@@ -161,10 +156,7 @@ BK_HD inline float adaptive_avg_at(int64_t i, const float *x, const PGeom &g) {
 }
 
 BK_HD inline float adaptive_avg_backward_at(int64_t i, const float *dy, const PGeom &g) {
-  const int ix = (int)(i % g.w);
-  const int64_t t = i / g.w;
-  const int iy = (int)(t % g.h);
-  const int64_t p = t / g.h;
+  const auto [p, iy, ix] = plane_pos(i, g.h, g.w);
   // outputs whose window holds iy start at floor(iy*oh/h) - 1 at the earliest
   // and end once a window starts after iy
   const int oy_lo = (int)(((int64_t)iy * g.oh) / g.h), ox_lo = (int)(((int64_t)ix * g.ow) / g.w);
