@@ -16,7 +16,6 @@ export {
 } from './load-library.js';
 
 registerBackend(cpuBackend);
-export * from './cuda-index.js';
 
 // The CUDA backend registers itself too; it loads nothing until a cuda storage is
 // allocated, so this never fails on a machine without a GPU.
