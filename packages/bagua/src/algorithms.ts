@@ -1,5 +1,6 @@
-import { nn, noGrad, tensor, type optim, type Tensor } from '@bagua/core';
+import { nn, noGrad, tensor, zeros, type optim, type Tensor } from '@bagua/core';
 import { defaultGroup, isInitialized, type ProcessGroup } from '@bagua/comm';
+import { commBuffer, movesDeviceMemory } from './comm-buffer.js';
 
 /** What withBagua needs of an algorithm: set-up when wrapping, and the work before each optimizer step. */
 export interface Algorithm {
@@ -12,12 +13,6 @@ export interface Algorithm {
 export interface GradientAllReduceOptions {
   /** Gradients are averaged in buckets of about this many bytes (PyTorch DDP's default is 25 MiB). */
   bucketBytes?: number;
-}
-
-/** Host-staged copy of a tensor's values into `dst` at `offset`, and back. */
-function gatherInto(dst: Float32Array, offset: number, t: Tensor | null, numel: number): void {
-  if (t) dst.set(t.toArray() as Float32Array, offset);
-  else dst.fill(0, offset, offset + numel);
 }
 
 /**
@@ -38,14 +33,9 @@ export class GradientAllReduce implements Algorithm {
   }
 
   init(module: nn.Module, group: ProcessGroup): void {
-    noGrad(() => {
-      for (const t of [...module.parameters(), ...module.buffers()]) {
-        if (t.dtype !== 'float32') continue;
-        const host = t.toArray() as Float32Array;
-        group.broadcast(host, 0);
-        t._assign(tensor(host, { shape: t.shape, device: t.device }));
-      }
-    });
+    for (const t of [...module.parameters(), ...module.buffers()]) {
+      if (t.dtype === 'float32') group.broadcast(commBuffer(t), 0); // in place, in the tensor's own storage
+    }
   }
 
   /** Buckets of trainable parameters, last parameter first. */
@@ -70,11 +60,19 @@ export class GradientAllReduce implements Algorithm {
   beforeStep(module: nn.Module, group: ProcessGroup): void {
     noGrad(() => {
       for (const bucket of this.buckets(module)) {
+        // NCCL reduces device memory in place, tensor by tensor; CPU groups get one host buffer per bucket.
+        if (movesDeviceMemory(group, bucket[0])) {
+          for (const p of bucket) {
+            p.grad ??= zeros(p.shape, { device: p.device });
+            group.allReduce(commBuffer(p.grad), 'avg');
+          }
+          continue;
+        }
         const flat = new Float32Array(bucket.reduce((n, p) => n + p.numel, 0));
         let offset = 0;
         // A parameter without a gradient contributes zeros, so every rank sends the same layout.
         for (const p of bucket) {
-          gatherInto(flat, offset, p.grad, p.numel);
+          if (p.grad) flat.set(p.grad.toArray() as Float32Array, offset);
           offset += p.numel;
         }
         group.allReduce(flat, 'avg');

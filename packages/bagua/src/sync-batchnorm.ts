@@ -1,10 +1,21 @@
-import { F, formatShape, nn, recordOp, tensor, type Tensor } from '@bagua/core';
+import { empty, F, formatShape, nn, recordOp, tensor, type Tensor } from '@bagua/core';
 import { defaultGroup, isInitialized, type ProcessGroup } from '@bagua/comm';
 import { convertBatchNorms, revertBatchNorms, type RankAware } from '@bagua/convert';
+import { commBuffer, movesDeviceMemory } from './comm-buffer.js';
 
 export interface SyncBatchNormOptions extends nn.BatchNormOptions {
   /** The group whose ranks share statistics (default: the world group). */
   processGroup?: ProcessGroup | null;
+}
+
+/**
+ * NCCL moves the records device to device with no host round trip, so the
+ * checks that need their values on the host are skipped there.
+ */
+function gatherOnDevice(stats: Tensor, group: ProcessGroup): Tensor {
+  const gathered = empty([group.size, stats.numel], 'float32', stats.device);
+  group.allGather(commBuffer(gathered), commBuffer(stats));
+  return gathered;
 }
 
 /** Layers made in the same order on every rank get the same number: it tags their records. */
@@ -13,8 +24,8 @@ let layersMade = 0;
 /**
  * Batch normalisation over the global batch of a process group: one
  * all-gather of [mean, var, count, tag] records forward, one all-reduce of
- * [sum_dy, sum_dy_xmu] backward (design §5). Records travel through the host,
- * which lets every rank check the records agree before using them.
+ * [sum_dy, sum_dy_xmu] backward (design §5). With CPU groups the records
+ * travel through the host, which lets every rank check that they agree.
  */
 export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
   processGroup: ProcessGroup | null;
@@ -44,15 +55,36 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
   }
 
   private syncForward(x: Tensor, group: ProcessGroup, factor: number): Tensor {
+    const stats = F.batchNormStats(x);
+    const gathered = movesDeviceMemory(group, x) ? gatherOnDevice(stats, group) : this.gatherChecked(stats, x, group);
+    const { mean, invstd, count } = F.batchNormMergeStats(gathered, this.eps,
+      this.trackRunningStats ? this.runningMean : null, this.trackRunningStats ? this.runningVar : null, factor);
+    const { weight, bias } = this;
+    const y = F.batchNormElemt(x, mean, invstd, weight, bias);
+    return recordOp(y, 'SyncBatchNorm', [x, weight, bias], (dy) => {
+      const needW = (weight?.requiresGrad ?? false) || (bias?.requiresGrad ?? false);
+      const red = F.batchNormBackwardReduce(dy, x, mean, invstd, needW);
+      group.allReduce(commBuffer(red.sums), 'sum'); // in place: [sum_dy, sum_dy_xmu] of the whole group
+      const dx = F.batchNormBackwardElemt(dy, x, mean, invstd, weight, red.sums, count);
+      return [dx, weight?.requiresGrad ? red.gradWeight : null, bias?.requiresGrad ? red.gradBias : null];
+    });
+  }
+
+  /**
+   * The all-gather through the host, with each record tagged by its layer, so
+   * that every rank can check that all are in the same layer and that the
+   * global count allows training, before using the records.
+   */
+  private gatherChecked(stats: Tensor, x: Tensor, group: ProcessGroup): Tensor {
     const c = this.numFeatures;
     const width = 2 * c + 2;
     const record = new Float32Array(width);
-    record.set(F.batchNormStats(x).toArray() as Float32Array);
+    record.set(stats.toArray() as Float32Array);
     record[width - 1] = this.layerTag;
     const gathered = new Float32Array(width * group.size);
     group.allGather(gathered, record);
 
-    const stats = new Float32Array((width - 1) * group.size);
+    const rows = new Float32Array((width - 1) * group.size);
     let globalCount = 0;
     for (let r = 0; r < group.size; r++) {
       const row = gathered.subarray(r * width, (r + 1) * width);
@@ -61,28 +93,13 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
           `SyncBatchNorm #${this.layerTag} (${c} channels), group rank ${r} in #${row[width - 1]}`);
       }
       globalCount += row[width - 2];
-      stats.set(row.subarray(0, width - 1), r * (width - 1));
+      rows.set(row.subarray(0, width - 1), r * (width - 1));
     }
     if (globalCount <= 1) {
       throw new Error(`SyncBatchNorm: expected more than 1 value per channel when training, got ${globalCount} ` +
         `over the group (local input ${formatShape(x.shape)})`);
     }
-
-    const merged = F.batchNormMergeStats(tensor(stats, { shape: [group.size, width - 1], device: x.device }),
-      this.eps, this.trackRunningStats ? this.runningMean : null, this.trackRunningStats ? this.runningVar : null,
-      factor);
-    const { mean, invstd, count } = merged;
-    const { weight, bias } = this;
-    const y = F.batchNormElemt(x, mean, invstd, weight, bias);
-    return recordOp(y, 'SyncBatchNorm', [x, weight, bias], (dy) => {
-      const needW = (weight?.requiresGrad ?? false) || (bias?.requiresGrad ?? false);
-      const red = F.batchNormBackwardReduce(dy, x, mean, invstd, needW);
-      const sums = red.sums.toArray() as Float32Array;
-      group.allReduce(sums, 'sum');
-      const dx = F.batchNormBackwardElemt(dy, x, mean, invstd, weight,
-        tensor(sums, { device: x.device }), count);
-      return [dx, weight?.requiresGrad ? red.gradWeight : null, bias?.requiresGrad ? red.gradBias : null];
-    });
+    return tensor(rows, { shape: [group.size, width - 1], device: x.device });
   }
 
   /**

@@ -42,6 +42,10 @@ export interface Backend {
   download(handle: Handle, dtype: DType, numel: number): HostArray;
   /** Waits for all queued work (a no-op on the CPU). */
   synchronize(): void;
+  /** Host-memory backends: the storage itself as a typed array (no copy), for in-place collectives. */
+  hostView?(handle: Handle): HostArray;
+  /** Device backends: the device address and the stream that orders work on it (for NCCL). */
+  bufferInfo?(handle: Handle): { ptr: bigint; device: number; stream: bigint };
 
   fill(out: Handle, n: number, value: number): void;
   copy(out: Handle, x: Handle, n: number): void;

@@ -220,6 +220,11 @@ export class CpuBackend implements Backend {
     // CPU kernels are synchronous
   }
 
+  /** CPU storages are host typed arrays already: collectives can work on them in place. */
+  hostView(handle: Handle): HostArray {
+    return handle as HostArray;
+  }
+
   // ---- memory movement ------------------------------------------------------
 
   fill(out: Handle, n: number, value: number): void {
