@@ -62,6 +62,10 @@ test('stateDict round-trips, numBatchesTracked included; strict loading names ba
   t.throws(() => b.loadStateDict(missing), { message: /missing keys \[scale\], unexpected keys \[\]/ });
   t.throws(() => b.loadStateDict({ ...a.stateDict(), 'conv.bias': zeros([5]) }),
     { message: /'conv.bias' has shape \[5\], the module expects \[4\]/ });
+  // Same element count and rank, other layout: a transposed weight must not load silently (PyTorch refuses it).
+  const lin = new nn.Linear(3, 2);
+  t.throws(() => lin.loadStateDict({ weight: randn([3, 2]), bias: zeros([2]) }),
+    { message: /'weight' has shape \[3,2\], the module expects \[2,3\]/ });
 });
 
 test('to() keeps the same Parameter objects; zeroGrad clears gradients', (t) => {

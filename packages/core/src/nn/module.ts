@@ -186,7 +186,7 @@ export abstract class Module {
       const copyInto = (name: string, dst: Tensor | null) => {
         const src = state[at(name)];
         if (!src || !dst) return;
-        if (src.numel !== dst.numel || src.ndim !== dst.ndim) {
+        if (src.ndim !== dst.ndim || src.shape.some((d, i) => d !== dst.shape[i])) {
           throw new Error(`loadStateDict: '${at(name)}' has shape ${fmt(src.shape)}, the module expects ${fmt(dst.shape)}`);
         }
         dst._assign(noGrad(() => src.to(dst.device).clone()));
