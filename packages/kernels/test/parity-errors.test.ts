@@ -54,6 +54,23 @@ test('parity errors: BatchNorm1d training on one value per channel', (t) => {
   throwsWith(t, () => new nn.BatchNorm1d(3).forward(t32([1, 3])), [/batchnorm/i, shapeRe([1, 3])]);
 });
 
+test('parity: BatchNorm2d training on an empty batch is no error (PyTorch test_BatchNorm_empty)', (t) => {
+  // PyTorch refuses exactly one value per channel, not zero: the output is empty, the running
+  // statistics stay, numBatchesTracked counts the batch, and the gradients are zeros.
+  const bn = new nn.BatchNorm2d(3);
+  const x = t32([0, 3, 4, 4]);
+  x.requiresGrad = true;
+  const y = bn.forward(x);
+  t.deepEqual(y.shape, [0, 3, 4, 4]);
+  y.sum().backward();
+  t.deepEqual(x.grad?.shape, [0, 3, 4, 4]);
+  t.deepEqual(Array.from(bn.weight!.grad!.toArray()), [0, 0, 0]);
+  t.deepEqual(Array.from(bn.bias!.grad!.toArray()), [0, 0, 0]);
+  t.deepEqual(Array.from(bn.runningMean!.toArray()), [0, 0, 0]);
+  t.deepEqual(Array.from(bn.runningVar!.toArray()), [1, 1, 1]);
+  t.is(bn.numBatchesTracked, 1);
+});
+
 test('parity errors: batchNormStats on a 1D input', (t) => {
   throwsWith(t, () => F.batchNormStats(t32([5])), [/batchNormStats/, shapeRe([5])]);
 });

@@ -130,7 +130,7 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
   weight: Tensor | null, bias: Tensor | null, training: boolean, momentum: number, eps: number): Tensor {
   const op = 'batchNorm';
   floatInputs(op, x, runningMean, runningVar, weight, bias);
-  const { c } = bnLayout(op, x);
+  const { n, c, hw } = bnLayout(op, x);
   finite(op, 'eps', eps, { positive: true });
   finite(op, 'momentum', momentum);
   for (const [name, t] of [['runningMean', runningMean], ['runningVar', runningVar], ['weight', weight],
@@ -141,7 +141,8 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
   let invstd: Tensor;
   let count: Tensor;
   if (useBatchStats) {
-    if (x.numel / c <= 1) {
+    // PyTorch's rule: exactly one value per channel is an error; an empty batch is not (its running stats stay).
+    if (n * hw === 1) {
       throw new Error(`${op}: expected more than 1 value per channel when training, got input of shape ${fmt(x.shape)}`);
     }
     const update = training && runningMean !== null && runningVar !== null;
