@@ -4,8 +4,17 @@ import { convertBatchNorms, revertBatchNorms, type RankAware } from '@bagua/conv
 import { commBuffer, movesDeviceMemory } from './comm-buffer.js';
 
 export interface SyncBatchNormOptions extends nn.BatchNormOptions {
-  /** The group whose ranks share statistics (default: the world group). */
+  /**
+   * The group whose ranks share statistics (default: the world group). null is
+   * what newGroup gives a rank outside the group: such a rank cannot train the layer.
+   */
   processGroup?: ProcessGroup | null;
+  /**
+   * Names the layer alike on every rank, so ranks can check they are in the same
+   * layer (default: its path in the model when made by convertSyncBatchnorm, else
+   * its creation order among directly made layers).
+   */
+  name?: string;
 }
 
 /**
@@ -18,8 +27,15 @@ function gatherOnDevice(stats: Tensor, group: ProcessGroup): Tensor {
   return gathered;
 }
 
-/** Layers made in the same order on every rank get the same number: it tags their records. */
+/** Layers made directly, in the same order on every rank, get the same default name. */
 let layersMade = 0;
+
+/** A name as a float32-exact integer (FNV-1a, 24 bits), the tag of the layer's records. */
+function tagOf(name: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return h & 0xffffff;
+}
 
 /**
  * Batch normalisation over the global batch of a process group: one
@@ -28,14 +44,17 @@ let layersMade = 0;
  * travel through the host, which lets every rank check that they agree.
  */
 export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
-  processGroup: ProcessGroup | null;
+  processGroup: ProcessGroup | null | undefined;
   /** The rank of the last input seen, so revertSyncBatchnorm can pick BatchNorm1d/2d/3d. */
   inputRank: number | null = null;
-  readonly layerTag = layersMade++ % (1 << 24);
+  readonly name: string;
+  private readonly layerTag: number;
 
   constructor(numFeatures: number, opts: SyncBatchNormOptions = {}) {
     super(numFeatures, opts);
-    this.processGroup = opts.processGroup ?? null;
+    this.processGroup = opts.processGroup;
+    this.name = opts.name ?? `#${layersMade++}`;
+    this.layerTag = tagOf(this.name);
   }
 
   protected checkInputDim(x: Tensor): void {
@@ -48,6 +67,10 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
     this.checkInputDim(x);
     this.checkChannels(x);
     this.inputRank = x.ndim;
+    if (this.processGroup === null && this.training) {
+      throw new Error(`SyncBatchNorm '${this.name}': this rank is not a member of the layer's process group ` +
+        '(newGroup returned null here), so it cannot train the layer');
+    }
     const group = this.processGroup ?? (isInitialized() ? defaultGroup() : null);
     // Eval with running statistics, and batch statistics outside training, stay local (PyTorch's rule).
     if (!this.training || !group || group.size === 1) return super.forward(x);
@@ -90,12 +113,12 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
       const row = gathered.subarray(r * width, (r + 1) * width);
       if (row[width - 1] !== this.layerTag) {
         throw new Error(`SyncBatchNorm: ranks disagree on the layer sequence: group rank ${group.rank} is in ` +
-          `SyncBatchNorm #${this.layerTag} (${c} channels), group rank ${r} in #${row[width - 1]}`);
+          `layer '${this.name}' (${c} channels, tag ${this.layerTag}), group rank ${r} in a layer tagged ${row[width - 1]}`);
       }
       globalCount += row[width - 2];
       rows.set(row.subarray(0, width - 1), r * (width - 1));
     }
-    if (globalCount <= 1) {
+    if (globalCount === 1) {
       throw new Error(`SyncBatchNorm: expected more than 1 value per channel when training, got ${globalCount} ` +
         `over the group (local input ${formatShape(x.shape)})`);
     }
@@ -107,8 +130,9 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
    * its parameters and buffers; returns a new layer when the root is one.
    */
   static convertSyncBatchnorm<M extends nn.Module>(module: M, processGroup?: ProcessGroup | null): M | SyncBatchNorm {
-    return convertBatchNorms(module, (bn) => new SyncBatchNorm(bn.numFeatures, {
+    return convertBatchNorms(module, (bn, path) => new SyncBatchNorm(bn.numFeatures, {
       eps: bn.eps, momentum: bn.momentum, affine: bn.affine, trackRunningStats: bn.trackRunningStats, processGroup,
+      name: path || bn.constructor.name,
     })) as M | SyncBatchNorm;
   }
 

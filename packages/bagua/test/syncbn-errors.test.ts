@@ -18,26 +18,35 @@ test('non-finite hyper-parameters are refused', (t) => {
   t.throws(() => new SyncBatchNorm(3, { momentum: Infinity }), { message: /momentum must be a finite number or null/ });
 });
 
-const errorCases: [string, RegExp][] = [
+/** What each of the two ranks must report: an error matching the pattern, or (null) no error. */
+const errorCases: [string, (RegExp | null)[]][] = [
   // gloo: the rank that sees the wrong size names it; its peer sees the connection drop. Both fail, neither hangs.
-  ['channels', /allGather on group 'world' failed at rank \d/],
-  ['sequence', /ranks disagree on the layer sequence/],
-  ['count1', /expected more than 1 value per channel when training, got 1 over the group/],
+  ['channels', [/allGather on group 'world' failed at rank 0/, /allGather on group 'world' failed at rank 1/]],
+  ['sequence', [/ranks disagree on the layer sequence/, /ranks disagree on the layer sequence/]],
+  ['count1', [/expected more than 1 value per channel when training, got 1 over the group/,
+    /expected more than 1 value per channel when training, got 1 over the group/]],
+  ['extra-layer', [null, null]],
+  ['non-member', [null, /this rank is not a member of the layer's process group/]],
 ];
 
 for (const backend of ['threads', 'gloo'] as Backend[]) {
-  for (const [mode, pattern] of errorCases) {
-    test(`ranks that disagree (${mode}) fail on every rank with a clear error: ${backend}`, async (t) => {
+  for (const [mode, patterns] of errorCases) {
+    test(`ranks that disagree (${mode}): a clear error on every rank that should fail, none elsewhere: ${backend}`, async (t) => {
       if (!(await backendReady(t, backend))) return;
       const start = Date.now();
       const job = await runJob(backend, 2, 'syncbn-errors', [mode], { timeoutMs: 60_000 });
       const errors = job.lines('ERROR');
-      t.log(errors.map((e, r) => `rank ${r}: ${e[0]}`).join('\n'));
+      const clean = job.lines('NOERROR');
+      t.log(errors.map((e, r) => `rank ${r}: ${e[0] ?? 'no error'}`).join('\n'));
       t.is(job.code, 0, job.output.slice(-2000));
-      for (let r = 0; r < 2; r++) {
-        t.is(errors[r].length, 1, `rank ${r} caught an error`);
-        t.regex(errors[r][0] ?? '', pattern);
-      }
+      patterns.forEach((pattern, r) => {
+        if (pattern === null) {
+          t.is(clean[r].length, 1, `rank ${r} ran without error: ${errors[r][0] ?? ''}`);
+        } else {
+          t.is(errors[r].length, 1, `rank ${r} caught an error`);
+          t.regex(errors[r][0] ?? '', pattern);
+        }
+      });
       if (mode === 'channels') t.true(errors.some((e) => /mismatch|\d+ vs \d+/.test(e[0] ?? '')), 'a rank names the size mismatch');
       t.true(Date.now() - start < 30_000, 'within the timeout, no hang');
     });

@@ -38,29 +38,32 @@ export function batchNormOptions(bn: nn._BatchNorm): nn.BatchNormOptions {
 }
 
 /**
- * Walks the tree and replaces each module for which `replace` returns a
- * module (PyTorch's convert_sync_batchnorm pattern). Returns the root, or
- * its replacement when the root itself is replaced.
+ * Walks the tree and replaces each module for which `replace` (given the
+ * module and its dotted path) returns a module (PyTorch's
+ * convert_sync_batchnorm pattern). Returns the root, or its replacement when
+ * the root itself is replaced.
  */
-export function replaceModules(root: nn.Module, replace: (m: nn.Module) => nn.Module | null): nn.Module {
-  const direct = replace(root);
+export function replaceModules(root: nn.Module, replace: (m: nn.Module, path: string) => nn.Module | null,
+  path = ''): nn.Module {
+  const direct = replace(root, path);
   if (direct) return direct;
   for (const [name, child] of [...root.namedChildren()]) {
-    const next = replaceModules(child, replace);
+    const next = replaceModules(child, replace, path ? `${path}.${name}` : name);
     if (next !== child) root.addModule(name, next);
   }
   return root;
 }
 
 /**
- * Replaces every BatchNorm1d/2d/3d with `make(bn)`'s layer (e.g. a
+ * Replaces every BatchNorm1d/2d/3d with `make(bn, path)`'s layer (e.g. a
  * SyncBatchNorm), sharing parameters and buffers. A model without batch
  * norm comes back unchanged.
  */
-export function convertBatchNorms(root: nn.Module, make: (bn: nn._BatchNorm) => nn._BatchNorm): nn.Module {
-  return replaceModules(root, (m) => {
+export function convertBatchNorms(root: nn.Module,
+  make: (bn: nn._BatchNorm, path: string) => nn._BatchNorm): nn.Module {
+  return replaceModules(root, (m, path) => {
     if (!isPlainBatchNorm(m)) return null;
-    const layer = make(m);
+    const layer = make(m, path);
     shareBatchNormState(m, layer);
     return layer;
   });

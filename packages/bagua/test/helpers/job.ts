@@ -41,7 +41,7 @@ export function runJob(backend: Backend, n: number, script: string, args: string
       clearTimeout(timer);
       const lines = (key: string) => {
         const byRank: string[][] = Array.from({ length: n }, () => []);
-        for (const m of output.matchAll(new RegExp(`^\\[rank (\\d+)\\] ${key} (.*)$`, 'gm'))) byRank[Number(m[1])].push(m[2]);
+        for (const m of output.matchAll(new RegExp(`^\\[rank (\\d+)\\] ${key}(?: (.*))?$`, 'gm'))) byRank[Number(m[1])].push(m[2] ?? '');
         return byRank;
       };
       resolve({ code, output, lines, results: lines('RESULT').map((rs) => rs.map((r) => JSON.parse(r) as Check)) });
