@@ -14,26 +14,17 @@
  * are the same, and the outputs match ours exactly, so the timing comparison
  * is fair. Not part of the library: benchmark use only.
  */
-import { F, formatShape, nn, recordOp, tensor, type Tensor } from '@bagua/core';
+import { F, nn, recordOp, tensor, type Tensor } from '@bagua/core';
 import type { ProcessGroup } from '@bagua/comm';
+import { SyncBatchNorm } from '../src/index.js';
 
-export class BaguaWaySyncBatchNorm extends nn._BatchNorm {
-  constructor(numFeatures: number, readonly group: ProcessGroup, opts: nn.BatchNormOptions = {}) {
-    super(numFeatures, opts);
+/** Our SyncBatchNorm with only the communication replaced: everything else is shared. */
+export class BaguaWaySyncBatchNorm extends SyncBatchNorm {
+  constructor(numFeatures: number, group: ProcessGroup, opts: nn.BatchNormOptions = {}) {
+    super(numFeatures, { ...opts, processGroup: group });
   }
 
-  protected checkInputDim(x: Tensor): void {
-    if (x.ndim < 2 || x.ndim > 5) {
-      throw new Error(`BaguaWaySyncBatchNorm: expected 2D to 5D input, got ${x.ndim}D input of shape ${formatShape(x.shape)}`);
-    }
-  }
-
-  override forward(x: Tensor): Tensor {
-    this.checkInputDim(x);
-    this.checkChannels(x);
-    if (!this.training || this.group.size === 1) return super.forward(x);
-    const factor = this.averagingFactor();
-    const group = this.group;
+  protected override syncForward(x: Tensor, group: ProcessGroup, factor: number): Tensor {
     const c = this.numFeatures;
     const ranks = group.size;
     const width = 2 * c + 1;
@@ -55,7 +46,7 @@ export class BaguaWaySyncBatchNorm extends nn._BatchNorm {
       records[r * width + 2 * c] = countAll[r];
       globalCount += countAll[r];
     }
-    if (globalCount <= 1) {
+    if (globalCount === 1) {
       throw new Error(`BaguaWaySyncBatchNorm: expected more than 1 value per channel when training, got ${globalCount}`);
     }
     const { mean, invstd, count } = F.batchNormMergeStats(

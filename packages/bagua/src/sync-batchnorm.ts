@@ -77,7 +77,8 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
     return this.syncForward(x, group, this.averagingFactor());
   }
 
-  private syncForward(x: Tensor, group: ProcessGroup, factor: number): Tensor {
+  /** The training step over a group of several ranks (the benchmark's Bagua-way layer overrides it). */
+  protected syncForward(x: Tensor, group: ProcessGroup, factor: number): Tensor {
     const stats = F.batchNormStats(x);
     const gathered = movesDeviceMemory(group, x) ? gatherOnDevice(stats, group) : this.gatherChecked(stats, x, group);
     const { mean, invstd, count } = F.batchNormMergeStats(gathered, this.eps,
