@@ -19,6 +19,12 @@ export interface Tolerance {
   rtol: number;
   /** absolute floor, for expected values near 0 */
   atol: number;
+  /**
+   * For sums that cancel: each element may also be off by scaleRtol * scale[i], where
+   * scale[i] is the sum of |terms| behind it (a GPU adds floats in its own order).
+   */
+  scale?: ArrayLike<number>;
+  scaleRtol?: number;
 }
 
 /** float32 parity: the generator checked that PyTorch's own float32 run meets this on every case. */
@@ -89,7 +95,8 @@ export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>, 
     const e = expected[i];
     const diff = Math.abs(a - e);
     // diff 0 passes even at zero tolerance (0 / 0 would be NaN)
-    const ratio = !Number.isFinite(a) ? Infinity : diff === 0 ? 0 : diff / (tol.atol + tol.rtol * Math.abs(e));
+    const bound = tol.atol + tol.rtol * Math.abs(e) + (tol.scale ? (tol.scaleRtol ?? 0) * Math.abs(tol.scale[i]!) : 0);
+    const ratio = !Number.isFinite(a) ? Infinity : diff === 0 ? 0 : diff / bound;
     if (!(ratio <= 1)) {
       r.ok = false;
       r.badCount++;

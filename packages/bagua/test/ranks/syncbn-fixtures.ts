@@ -2,10 +2,10 @@
  * Every case of fixtures/syncbn.json for this world size: each rank takes its
  * rows of the global batch, runs SyncBatchNorm (converted from the plain
  * layer) for three steps with GradientAllReduce, and compares with PyTorch's
- * BatchNorm on the concatenated batch.
+ * BatchNorm on the concatenated batch, on BAGUA_TEST_DEVICE (cpu unless set).
  */
 import { nn, tensor, type Tensor } from '@bagua/core';
-import { loadFixture, type FixtureTensor } from '@bagua/testing';
+import { loadFixture, testDevice, type FixtureTensor } from '@bagua/testing';
 import * as bagua from '../../src/index.js';
 import { expectClose, fail, newCheck, report } from './report.js';
 
@@ -23,6 +23,7 @@ interface Case {
 await bagua.initProcessGroup();
 const group = bagua.defaultGroup();
 const { rank, size } = group;
+const device = testDevice();
 const cases = loadFixture<{ cases: Case[] }>('syncbn.json').cases.filter((c) => c.worldSize === size);
 console.log(`COUNT ${cases.length}`);
 
@@ -31,7 +32,7 @@ function rows(ft: FixtureTensor, sizes: number[], requiresGrad = false): Tensor 
   const perRow = ft.shape.slice(1).reduce((a, b) => a * b, 1);
   const first = sizes.slice(0, rank).reduce((a, b) => a + b, 0);
   const data = Float32Array.from(ft.data.slice(first * perRow, (first + sizes[rank]) * perRow));
-  return tensor(data, { shape: [sizes[rank], ...ft.shape.slice(1)], requiresGrad });
+  return tensor(data, { shape: [sizes[rank], ...ft.shape.slice(1)], requiresGrad, device });
 }
 
 const slice = (ft: FixtureTensor, sizes: number[]) => rows(ft, sizes).toArray() as Float32Array;
@@ -45,6 +46,7 @@ for (const c of cases) {
     if (c.initial.bias) plain.bias!._assign(tensor(c.initial.bias.data));
     const sync = bagua.SyncBatchNorm.convertSyncBatchnorm(plain);
     if (!(sync instanceof bagua.SyncBatchNorm)) throw new Error('convertSyncBatchnorm did not return a SyncBatchNorm');
+    sync.to(device);
     const allReduce = new bagua.GradientAllReduce();
     c.steps.forEach((s, i) => {
       const x = rows(s.input, c.sizes, true);

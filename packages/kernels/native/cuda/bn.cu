@@ -16,6 +16,8 @@
 // the backward pass is read from device memory).
 // Elementwise passes stream the whole tensor with a grid-stride loop, computing
 // the per-channel scale/shift on the fly (the formulas of bagua_bn_math.h).
+#include <initializer_list>
+
 #include "common.cuh"
 #include "bagua_bn_math.h"
 #include "bn_walk.cuh"

@@ -184,7 +184,7 @@ int sgemm_strided_batched(cudaStream_t s, bool trans_a, bool trans_b, int64_t m,
   BK_TRY(load());
   int dev;
   BK_TRY(current_device(&dev));
-  void *h;
+  void *h = nullptr;
   BK_TRY(handle_for(dev, &h));
   int st = g_cublas.set_stream(h, s);
   if (st != 0) return fail("cublasSetStream failed (cublasStatus %d)", st);

@@ -296,44 +296,63 @@ static int free_retired(int dev) {
   return 0;
 }
 
-// ---- device error flag ---------------------------------------------------------------
-static DeviceError *g_dev_error = nullptr;
-static std::mutex g_dev_error_mu;
+// ---- device error flags -----------------------------------------------------------------
+// One flag per host thread: a kernel's error is reported to the thread that launched
+// it, not to another worker thread of the process that happens to read results next.
+// A thread's flag goes back to a pool when the thread exits.
+namespace {
+std::mutex g_dev_error_mu;
+std::vector<DeviceError *> &free_error_slots() {
+  static auto *v = new std::vector<DeviceError *>();  // never destroyed: threads may exit late
+  return *v;
+}
+struct ErrorSlot {
+  DeviceError *slot = nullptr;
+  ~ErrorSlot() {
+    if (!slot) return;
+    std::lock_guard<std::mutex> g(g_dev_error_mu);
+    free_error_slots().push_back(slot);
+  }
+};
+thread_local ErrorSlot t_error_slot;
+
+DeviceError *new_error_slot() {
+  {
+    std::lock_guard<std::mutex> g(g_dev_error_mu);
+    auto &pool = free_error_slots();
+    if (!pool.empty()) {
+      DeviceError *p = pool.back();
+      pool.pop_back();
+      memset(p, 0, sizeof(DeviceError));
+      return p;
+    }
+  }
+  void *p = nullptr;
+  // Mapped + portable: visible to kernels on every device, read by the host
+  // without a copy once the stream that wrote it has been waited for.
+  if (cudaHostAlloc(&p, sizeof(DeviceError), cudaHostAllocMapped | cudaHostAllocPortable) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  memset(p, 0, sizeof(DeviceError));
+  void *d = nullptr;
+  // Under unified addressing the host and device addresses are the same.
+  if (cudaHostGetDevicePointer(&d, p, 0) != cudaSuccess || d != p) {
+    cudaGetLastError();
+    cudaFreeHost(p);
+    return nullptr;
+  }
+  return static_cast<DeviceError *>(p);
+}
+}  // namespace
 
 DeviceError *device_error_slot() {
-  std::lock_guard<std::mutex> g(g_dev_error_mu);
-  if (!g_dev_error) {
-    void *p = nullptr;
-    // Mapped + portable: visible to kernels on every device, read by the host
-    // without a copy once the stream that wrote it has been waited for.
-    if (cudaHostAlloc(&p, sizeof(DeviceError), cudaHostAllocMapped | cudaHostAllocPortable) !=
-        cudaSuccess) {
-      cudaGetLastError();
-      return nullptr;
-    }
-    memset(p, 0, sizeof(DeviceError));
-    void *d = nullptr;
-    if (cudaHostGetDevicePointer(&d, p, 0) != cudaSuccess) {
-      cudaGetLastError();
-      cudaFreeHost(p);
-      return nullptr;
-    }
-    // Under unified addressing the host and device addresses are the same.
-    if (d != p) {
-      cudaFreeHost(p);
-      return nullptr;
-    }
-    g_dev_error = static_cast<DeviceError *>(p);
-  }
-  return g_dev_error;
+  if (!t_error_slot.slot) t_error_slot.slot = new_error_slot();
+  return t_error_slot.slot;
 }
 
 int take_device_error() {
-  DeviceError *e;
-  {
-    std::lock_guard<std::mutex> g(g_dev_error_mu);
-    e = g_dev_error;
-  }
+  DeviceError *e = t_error_slot.slot;
   if (!e) return 0;
   volatile DeviceError *v = e;
   int code = v->code;
