@@ -16,7 +16,7 @@
  * GB/s = those bytes / time; "of copy" = that over the copy's GB/s (read + write).
  *
  *   node dist/bench/bench-gpu.js          env: BENCH_SECONDS (per loop, default 0.2),
- *                                         BENCH_JSON=<file> (results as JSON),
+ *                                         BENCH_JSON=<file> (results as JSON), BENCH_SHAPES,
  *                                         BAGUA_PYTHON (default python3), BENCH_NO_TORCH=1
  */
 import { spawnSync } from 'node:child_process';
@@ -26,7 +26,10 @@ import type { Handle } from '@bagua/core';
 import { cudaBackend as be } from '../src/index.js';
 import { bnDims, randomArray, tableHeader, tableRow } from './common.js';
 
-const SHAPES: number[][] = [[32, 64, 112, 112], [64, 256, 28, 28], [256, 2048]];
+// BENCH_SHAPES='[[4,8,8,8]]': other shapes (tiny ones rehearse the script on the CUDA emulator)
+const SHAPES: number[][] = process.env.BENCH_SHAPES
+  ? JSON.parse(process.env.BENCH_SHAPES) as number[][]
+  : [[32, 64, 112, 112], [64, 256, 28, 28], [256, 2048]];
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 0.2);
 const DEV = 0;
 
@@ -41,7 +44,7 @@ interface ShapeResult {
 
 /** Milliseconds per call of fn: CUDA events around `iters` calls, median of 5 loops. */
 function timeIt(fn: () => void): number {
-  const start = be.eventCreate(), end = be.eventCreate();
+  const start = be.eventCreate(DEV), end = be.eventCreate(DEV);
   try {
     for (let i = 0; i < 3; i++) fn();
     // size the loop from one timed call

@@ -28,6 +28,12 @@ const BINARY_CODES: Readonly<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 
 const UNARY_CODES: Readonly<Record<UnaryOp, number>> = { neg: 0, relu: 1, exp: 2, log: 3, sqrt: 4 };
 const MAX_DIMS = 8;
 
+/**
+ * The device current on this thread, shared by every CudaBackend of it (CUDA's current
+ * device is per host thread, and each worker thread has its own copy of this module).
+ */
+const thread = { currentDevice: -1 };
+
 /** One device allocation. `ptr` is 0n for an empty storage. */
 export class CudaStorage {
   freed = false;
@@ -78,7 +84,6 @@ export class CudaBackend implements Backend {
   private kernels: CudaKernels | null = null;
   private loadError: Error | null = null;
   private readonly streams: bigint[] = [];
-  private current = -1; // the device last made current on this thread (each worker has its own module)
   private callDevice = -1; // device of the operands of the call being prepared
   private readonly shape64 = new BigInt64Array(MAX_DIMS);
   private readonly strideA64 = new BigInt64Array(MAX_DIMS);
@@ -127,11 +132,16 @@ export class CudaBackend implements Backend {
     }
   }
 
-  /** Makes `device` current on this thread (cached: a no-op when it already is). */
+  /**
+   * Makes `device` current on this thread (cached: a no-op when it already is). Every call
+   * that touches a device selects it first, so the library never switches devices itself:
+   * a switch there (and back to the default cuda:0) would open a context on cuda:0 in
+   * every rank of a multi-GPU job.
+   */
   private use(device: number): void {
-    if (this.current !== device) {
+    if (thread.currentDevice !== device) {
       this.check('cudaSetDevice', this.rt.bk_cuda_set_device(device));
-      this.current = device;
+      thread.currentDevice = device;
     }
   }
 
@@ -140,6 +150,7 @@ export class CudaBackend implements Backend {
     let s = this.streams[device];
     if (s === undefined) {
       this.checkDevice('stream', device);
+      this.use(device);
       this.out1[0] = null;
       this.check('stream', this.rt.bk_cuda_stream(device, this.out1));
       s = (this.out1[0] as bigint | null) ?? 0n;
@@ -191,7 +202,10 @@ export class CudaBackend implements Backend {
 
   // ---- CUDA events, for timing ------------------------------------------------------
 
-  eventCreate(): bigint {
+  /** An event of `device` (events record only on their own device's streams). */
+  eventCreate(device: number): bigint {
+    this.checkDevice('eventCreate', device);
+    this.use(device);
     this.out1[0] = null;
     this.check('eventCreate', this.rt.bk_cuda_event_create(this.out1));
     return this.out1[0] as bigint;
@@ -254,6 +268,7 @@ export class CudaBackend implements Backend {
   alloc(dtype: DType, numel: number, deviceIndex: number): Handle {
     if (!Number.isInteger(numel) || numel < 0) throw new Error(`alloc: numel must be an integer >= 0 (got ${numel})`);
     this.checkDevice('alloc', deviceIndex);
+    this.use(deviceIndex);
     const nbytes = numel * bytesPerElement(dtype);
     this.out1[0] = null;
     this.check('alloc', this.rt.bk_cuda_malloc(this.out1, nbytes, deviceIndex));

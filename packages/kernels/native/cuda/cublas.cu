@@ -38,9 +38,15 @@ struct Cublas {
 std::mutex g_mu;
 Cublas g_cublas;
 
+// The cuBLAS of this library's own CUDA major version first: a newer one loads but
+// fails at cublasCreate when the driver is too old for it.
+constexpr bool kCuda13 = CUDART_VERSION >= 13000;
+const char *const kSonames[2] = {kCuda13 ? "libcublas.so.13" : "libcublas.so.12",
+                                 kCuda13 ? "libcublas.so.12" : "libcublas.so.13"};
+
 void add_dir_candidates(std::vector<std::string> &out, const std::string &dir) {
   if (dir.empty()) return;
-  for (const char *so : {"libcublas.so.13", "libcublas.so.12"}) out.push_back(dir + "/" + so);
+  for (const char *so : kSonames) out.push_back(dir + "/" + so);
 }
 
 void add_glob(std::vector<std::string> &out, const std::string &pattern) {
@@ -86,8 +92,7 @@ std::vector<std::string> candidates() {
       for (const char *sub : {"nvidia/cublas/lib", "nvidia/cu13/lib"})
         add_glob(out, p + "/python3*/" + pk + "/" + sub);
   // Last, the dynamic loader's own search (ld.so.cache, RUNPATH).
-  out.push_back("libcublas.so.13");
-  out.push_back("libcublas.so.12");
+  for (const char *so : kSonames) out.push_back(so);
   return out;
 }
 

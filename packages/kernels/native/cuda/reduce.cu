@@ -298,7 +298,8 @@ BK_API int bk_nll_loss_backward_f32(float *dlogp, const float *dout, const int32
   int dev;
   BK_TRY(current_device(&dev));
   unsigned grid = grid_for(n, kThreads, dev);
-  if (n < (int64_t(1) << 31))
+  // 32-bit indices only when the grid-stride loop cannot step past INT_MAX
+  if (n + (int64_t)grid * kThreads < (int64_t(1) << 31))
     nll_backward_kernel<int32_t><<<grid, kThreads, 0, as_stream(stream)>>>(dlogp, dout, target,
                                                                           (int32_t)rows, (int32_t)cols, err);
   else

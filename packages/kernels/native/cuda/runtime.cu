@@ -73,7 +73,8 @@ static int on_device(int dev, F fn) {
   BK_CUDA_TRY("cudaGetDevice", cudaGetDevice(&prev));
   if (prev != dev) BK_CUDA_TRY("cudaSetDevice", cudaSetDevice(dev));
   int rc = fn();
-  if (prev != dev) cudaSetDevice(prev);
+  // an error of the restore must not be reported later as some kernel's
+  if (prev != dev && cudaSetDevice(prev) != cudaSuccess) cudaGetLastError();
   return rc;
 }
 
@@ -129,6 +130,21 @@ int release_cached(int dev) {
 
 }  // namespace
 
+// Under AddressSanitizer (the emulator's sanitizer build), the slack of a bucket and
+// every cached block are poisoned: a kernel reading past its tensor or into a freed
+// block is reported, though the allocator keeps the memory.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+static void mark_live(void *p, int64_t nbytes, int64_t size) {
+  ASAN_UNPOISON_MEMORY_REGION(p, (size_t)nbytes);
+  ASAN_POISON_MEMORY_REGION((char *)p + nbytes, (size_t)(size - nbytes));
+}
+static void mark_cached(void *p, int64_t size) { ASAN_POISON_MEMORY_REGION(p, (size_t)size); }
+#else
+static void mark_live(void *, int64_t, int64_t) {}
+static void mark_cached(void *, int64_t) {}
+#endif
+
 static int alloc_block(void **out, int64_t nbytes, int dev) {
   *out = nullptr;
   if (nbytes == 0) return 0;
@@ -142,6 +158,7 @@ static int alloc_block(void **out, int64_t nbytes, int dev) {
     if (it != a.free_lists[dev].end() && !it->second.empty()) {
       *out = it->second.back();
       it->second.pop_back();
+      mark_live(*out, nbytes, size);
       a.live[*out] = Live{size, dev};
       a.allocated[dev] += size;
       return 0;
@@ -171,6 +188,7 @@ static int alloc_block(void **out, int64_t nbytes, int dev) {
     return fail("cuda:%d out of memory allocating %lld bytes (%lld in use, %lld held): %s", dev,
                 (long long)nbytes, (long long)used, (long long)held, cudaGetErrorString(e));
   }
+  mark_live(p, nbytes, size);
   std::lock_guard<std::mutex> g(a.mu);
   a.live[p] = Live{size, dev};
   a.allocated[dev] += size;
@@ -186,6 +204,7 @@ static int free_block(void *p) {
   auto it = a.live.find(p);
   if (it == a.live.end())
     return fail("bk_cuda_free: %p was not allocated by bk_cuda_malloc (or was freed twice)", p);
+  mark_cached(p, it->second.size);
   a.free_lists[it->second.dev][it->second.size].push_back(p);
   a.allocated[it->second.dev] -= it->second.size;
   a.live.erase(it);
@@ -233,7 +252,7 @@ Scratch::~Scratch() {
   if (!ptr) return;
   // The block returns to the cache while kernels may still use it; that is safe
   // only for work ordered on the library's stream, so other streams are drained.
-  if (!is_library_stream(stream)) cudaStreamSynchronize(stream);
+  if (!is_library_stream(stream) && cudaStreamSynchronize(stream) != cudaSuccess) cudaGetLastError();
   free_block(ptr);
 }
 
@@ -279,12 +298,12 @@ int workspace(cudaStream_t s, int64_t n_counters, int64_t partial_floats, Worksp
 }
 
 static int free_retired(int dev) {
-  std::vector<void *> mine;
+  std::vector<std::pair<int, void *>> mine;
   {
     std::lock_guard<std::mutex> g(g_ws_mu);
     for (size_t i = 0; i < g_retired.size();) {
       if (dev < 0 || g_retired[i].first == dev) {
-        mine.push_back(g_retired[i].second);
+        mine.push_back(g_retired[i]);
         g_retired[i] = g_retired.back();
         g_retired.pop_back();
       } else {
@@ -292,7 +311,11 @@ static int free_retired(int dev) {
       }
     }
   }
-  for (void *p : mine) cudaFree(p);  // cudaFree waits for the kernels that may use it
+  // cudaFree waits for the kernels that may use it; each on its own device
+  for (auto &dp : mine) BK_TRY(on_device(dp.first, [&]() {
+    if (cudaFree(dp.second) != cudaSuccess) cudaGetLastError();
+    return 0;
+  }));
   return 0;
 }
 
