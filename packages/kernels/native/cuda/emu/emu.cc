@@ -55,6 +55,24 @@ int env_int(const char *name, int dflt) {
 // grid-stride loops and the multi-block merges take several turns.
 int sm_count() { return env_int("BAGUA_CUDA_EMU_SMS", 2); }
 int device_count() { return env_int("BAGUA_CUDA_EMU_DEVICES", 1); }
+// BAGUA_CUDA_EMU_ORDER=shuffle runs the blocks of a grid, and the threads of a block
+// between barriers, in a scrambled order (fixed per launch size): a kernel that counts
+// on block 0 finishing first, or on threads running in index order, fails then.
+bool shuffled() {
+  static const bool v = [] {
+    const char *e = getenv("BAGUA_CUDA_EMU_ORDER");
+    return e && strcmp(e, "shuffle") == 0;
+  }();
+  return v;
+}
+// Position k of a permutation of [0, n): a stride coprime with n, from an offset.
+unsigned scramble(unsigned k, unsigned n) {
+  if (n <= 1) return 0;
+  unsigned m = (unsigned)(n * 0.6180339887) | 1u;  // golden-ratio stride, made coprime
+  auto gcd = [](unsigned a, unsigned b) { while (b) { unsigned t = a % b; a = b; b = t; } return a; };
+  while (m == 0 || gcd(m, n) != 1) m = (m + 1) % n;
+  return (unsigned)(((uint64_t)k * m + n / 2) % n);
+}
 thread_local int g_device = 0;
 
 // ---- device memory: host memory, with the allocations known ---------------------------
@@ -137,8 +155,10 @@ bool run_block(const bkemu::Config &c, uint3 block) {
   }
   bkemu::block_idx = block;
   const unsigned warps = (n + 31) / 32;
+  const bool mix = shuffled();
   for (;;) {
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned k = 0; k < n; k++) {
+      const unsigned i = mix ? scramble(k, n) : k;
       if (b.fibers[i].state != RUNNABLE) continue;
       b.current = (int)i;
       bkemu::thread_idx = b.fibers[i].idx;
@@ -225,10 +245,13 @@ void run_grid(const Config &c, void (*body)(void *), void *ctx) {
   b.ctx = ctx;
   block_dim = c.block;
   grid_dim = c.grid;
-  for (unsigned z = 0; z < c.grid.z; z++)
-    for (unsigned y = 0; y < c.grid.y; y++)
-      for (unsigned x = 0; x < c.grid.x; x++)
-        if (!run_block(c, uint3{x, y, z})) return;
+  const uint64_t blocks = (uint64_t)c.grid.x * c.grid.y * c.grid.z;
+  const bool mix = shuffled() && blocks < (1u << 31);
+  for (uint64_t k = 0; k < blocks; k++) {
+    const uint64_t i = mix ? scramble((unsigned)k, (unsigned)blocks) : k;
+    const uint3 at{(unsigned)(i % c.grid.x), (unsigned)(i / c.grid.x % c.grid.y), (unsigned)(i / ((uint64_t)c.grid.x * c.grid.y))};
+    if (!run_block(c, at)) return;
+  }
 }
 
 }  // namespace bkemu
