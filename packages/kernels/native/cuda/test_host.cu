@@ -17,6 +17,7 @@
 
 #include "bagua_kernels.h"
 #include "conv_impl.cuh"
+#include "emu/reference_gemm.h"
 #include "pool_hd.cuh"
 #include "strided_hd.cuh"
 
@@ -81,29 +82,11 @@ static void compare_i(const char *what, const int32_t *got, const int32_t *want,
 static int colmajor_ref(int ta, int tb, int m, int n, int k, const float *alpha, const float *A, int lda, long long sa,
                         const float *B, int ldb, long long sb, const float *beta, float *C, int ldc, long long sc,
                         int batch) {
-  // CUBLAS_STATUS_INVALID_VALUE (7) where cuBLAS would refuse
-  if (m < 0 || n < 0 || k < 0 || batch < 0) return 7;
-  if (lda < std::max(1, ta ? k : m) || ldb < std::max(1, tb ? n : k) || ldc < std::max(1, m)) {
+  int st = reference_sgemm_strided_batched(ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+  if (st != 0)
     fprintf(stderr, "  (cuBLAS would refuse: ta %d tb %d m %d n %d k %d lda %d ldb %d ldc %d)\n", ta, tb, m, n, k,
             lda, ldb, ldc);
-    return 7;
-  }
-  for (int bt = 0; bt < batch; bt++) {
-    const float *a = A + bt * sa, *b = B + bt * sb;
-    float *c = C + bt * sc;
-    for (int j = 0; j < n; j++)
-      for (int i = 0; i < m; i++) {
-        double acc = 0;
-        for (int p = 0; p < k; p++) {
-          const float av = ta ? a[p + (size_t)i * lda] : a[i + (size_t)p * lda];
-          const float bv = tb ? b[j + (size_t)p * ldb] : b[p + (size_t)j * ldb];
-          acc += (double)av * bv;
-        }
-        float &cv = c[i + (size_t)j * ldc];
-        cv = (float)(*alpha * acc + (*beta == 0.f ? 0.0 : (double)*beta * cv));  // beta 0: C is not read
-      }
-  }
-  return 0;
+  return st;
 }
 
 struct HostExec {
