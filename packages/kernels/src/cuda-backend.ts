@@ -32,7 +32,7 @@ const MAX_DIMS = 8;
  * The device current on this thread, shared by every CudaBackend of it (CUDA's current
  * device is per host thread, and each worker thread has its own copy of this module).
  */
-const thread = { currentDevice: -1 };
+const thisThread = { currentDevice: -1 };
 
 /** One device allocation. `ptr` is 0n for an empty storage. */
 export class CudaStorage {
@@ -139,9 +139,9 @@ export class CudaBackend implements Backend {
    * every rank of a multi-GPU job.
    */
   private use(device: number): void {
-    if (thread.currentDevice !== device) {
+    if (thisThread.currentDevice !== device) {
       this.check('cudaSetDevice', this.rt.bk_cuda_set_device(device));
-      thread.currentDevice = device;
+      thisThread.currentDevice = device;
     }
   }
 

@@ -153,58 +153,56 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
   BK_SIZES3(n, c, hw, per, total);
   BK_NOTNULL(stats);
   BK_NOTNULL_IF(total > 0, x);
-  {
-    float *smean = stats, *svar = stats + c;
-    stats[2 * c] = (float)per;
-    if (per == 0) {
-      // empty local batch: an all-zero record, skipped by the merge
-      std::fill(stats, stats + 2 * c, 0.0f);
-      return 0;
-    }
-    if (hw >= kSmallHw) {
-      double *st;  // count, mean, m2 per channel
-      BK_SCRATCH(st, bk::scratch_d(0, (size_t)(3 * c)));
-      std::fill(st, st + 3 * c, 0.0);
-      // a chunk is `group` planes of one channel in consecutive images (short planes),
-      // or a kChunk piece of one plane (long planes)
-      const int64_t group = hw >= kChunk ? 1 : kChunk / hw;
-      for (int64_t i0 = 0; i0 < n; i0 += group) {
-        const int64_t planes = std::min(group, n - i0);
-        for (int64_t ch = 0; ch < c; ++ch) {
-          const float *base = x + (i0 * c + ch) * hw;
-          double *s = st + 3 * ch;
-          for (int64_t off = 0; off < hw; off += kChunk) {
-            const int64_t len = std::min(kChunk, hw - off);
-            double cm, cm2;
-            chunk_stats(base + off, c * hw, planes, len, &cm, &cm2);
-            bk_bn::chan_merge(s[0], s[1], s[2], (double)(planes * len), cm, cm2);
-          }
+  float *smean = stats, *svar = stats + c;
+  stats[2 * c] = (float)per;
+  if (per == 0) {
+    // empty local batch: an all-zero record, skipped by the merge
+    std::fill(stats, stats + 2 * c, 0.0f);
+    return 0;
+  }
+  if (hw >= kSmallHw) {
+    double *st;  // count, mean, m2 per channel
+    BK_SCRATCH(st, bk::scratch_d(0, (size_t)(3 * c)));
+    std::fill(st, st + 3 * c, 0.0);
+    // a chunk is `group` planes of one channel in consecutive images (short planes),
+    // or a kChunk piece of one plane (long planes)
+    const int64_t group = hw >= kChunk ? 1 : kChunk / hw;
+    for (int64_t i0 = 0; i0 < n; i0 += group) {
+      const int64_t planes = std::min(group, n - i0);
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const float *base = x + (i0 * c + ch) * hw;
+        double *s = st + 3 * ch;
+        for (int64_t off = 0; off < hw; off += kChunk) {
+          const int64_t len = std::min(kChunk, hw - off);
+          double cm, cm2;
+          chunk_stats(base + off, c * hw, planes, len, &cm, &cm2);
+          bk_bn::chan_merge(s[0], s[1], s[2], (double)(planes * len), cm, cm2);
         }
       }
-      for (int64_t ch = 0; ch < c; ++ch) {
-        smean[ch] = (float)st[3 * ch + 1];
-        svar[ch] = (float)bk_bn::biased_var(st[3 * ch], st[3 * ch + 2]);
-      }
-      return 0;
     }
-    // row layout: per-column state over rows, then columns folded into channels
-    const int64_t L = c * hw;
-    double *cmean, *cm2;
-    BK_SCRATCH(cmean, bk::scratch_d(0, (size_t)L));
-    BK_SCRATCH(cm2, bk::scratch_d(1, (size_t)L));
-    std::fill(cmean, cmean + L, 0.0);
-    std::fill(cm2, cm2 + L, 0.0);
-    for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
-      block_stats(x + r0 * L, L, std::min(kRowBlock, n - r0), L, (double)r0, cmean, cm2);
     for (int64_t ch = 0; ch < c; ++ch) {
-      double cnt = 0, mean = 0, m2 = 0;
-      for (int64_t s = 0; s < hw; ++s)
-        bk_bn::chan_merge(cnt, mean, m2, (double)n, cmean[ch * hw + s], cm2[ch * hw + s]);
-      smean[ch] = (float)mean;
-      svar[ch] = (float)bk_bn::biased_var(cnt, m2);
+      smean[ch] = (float)st[3 * ch + 1];
+      svar[ch] = (float)bk_bn::biased_var(st[3 * ch], st[3 * ch + 2]);
     }
     return 0;
   }
+  // row layout: per-column state over rows, then columns folded into channels
+  const int64_t L = c * hw;
+  double *cmean, *cm2;
+  BK_SCRATCH(cmean, bk::scratch_d(0, (size_t)L));
+  BK_SCRATCH(cm2, bk::scratch_d(1, (size_t)L));
+  std::fill(cmean, cmean + L, 0.0);
+  std::fill(cm2, cm2 + L, 0.0);
+  for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
+    block_stats(x + r0 * L, L, std::min(kRowBlock, n - r0), L, (double)r0, cmean, cm2);
+  for (int64_t ch = 0; ch < c; ++ch) {
+    double cnt = 0, mean = 0, m2 = 0;
+    for (int64_t s = 0; s < hw; ++s)
+      bk_bn::chan_merge(cnt, mean, m2, (double)n, cmean[ch * hw + s], cm2[ch * hw + s]);
+    smean[ch] = (float)mean;
+    svar[ch] = (float)bk_bn::biased_var(cnt, m2);
+  }
+  return 0;
 }
 
 namespace {
@@ -273,14 +271,12 @@ extern "C" int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, c
     total += cnt;
   }
   *count = (float)total;
-  {
-    double *acc;
-    BK_SCRATCH(acc, bk::scratch_d(0, (size_t)(2 * c)));
-    merge_records(acc, acc + c, stats, ranks, c);
-    finish_merge(mean, invstd, running_mean, running_var, acc, acc + c, total, (double)eps,
-                 (double)factor, c);
-    return 0;
-  }
+  double *acc;
+  BK_SCRATCH(acc, bk::scratch_d(0, (size_t)(2 * c)));
+  merge_records(acc, acc + c, stats, ranks, c);
+  finish_merge(mean, invstd, running_mean, running_var, acc, acc + c, total, (double)eps,
+               (double)factor, c);
+  return 0;
 }
 
 extern "C" int bk_bn_invstd_f32(float *invstd, const float *var, int64_t c, float eps, void *) {
@@ -332,34 +328,32 @@ extern "C" int bk_bn_elemt_f32(float *y, const float *x, const float *mean, cons
   BK_NOTNULL_IF(total > 0, x);
   BK_NOTNULL_IF(total > 0, mean);
   BK_NOTNULL_IF(total > 0, invstd);
-  {
-    if (total == 0) return 0;
-    // per-channel constants computed once
-    float *k;
-    BK_SCRATCH(k, bk::scratch(0, (size_t)(2 * c)));
-    float *scale = k, *shift = k + c;
-    for (int64_t ch = 0; ch < c; ++ch) {
-      scale[ch] = bk_bn::elemt_scale(invstd[ch], weight, ch);
-      shift[ch] = bias ? bias[ch] : 0.0f;
-    }
-    if (hw >= kSmallHw) {
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t ch = 0; ch < c; ++ch) {
-          const int64_t off = (i * c + ch) * hw;
-          elemt_plane(y + off, x + off, hw, mean[ch], scale[ch], shift[ch]);
-        }
-      return 0;
-    }
-    const int64_t L = c * hw;
-    float *cols;
-    BK_SCRATCH(cols, bk::scratch(1, (size_t)(3 * L)));
-    float *cm = cols, *cs = cols + L, *cb = cols + 2 * L;
-    spread_channels(cm, mean, c, hw);
-    spread_channels(cs, scale, c, hw);
-    spread_channels(cb, shift, c, hw);
-    for (int64_t i = 0; i < n; ++i) elemt_row(y + i * L, x + i * L, L, cm, cs, cb);
+  if (total == 0) return 0;
+  // per-channel constants computed once
+  float *k;
+  BK_SCRATCH(k, bk::scratch(0, (size_t)(2 * c)));
+  float *scale = k, *shift = k + c;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    scale[ch] = bk_bn::elemt_scale(invstd[ch], weight, ch);
+    shift[ch] = bias ? bias[ch] : 0.0f;
+  }
+  if (hw >= kSmallHw) {
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const int64_t off = (i * c + ch) * hw;
+        elemt_plane(y + off, x + off, hw, mean[ch], scale[ch], shift[ch]);
+      }
     return 0;
   }
+  const int64_t L = c * hw;
+  float *cols;
+  BK_SCRATCH(cols, bk::scratch(1, (size_t)(3 * L)));
+  float *cm = cols, *cs = cols + L, *cb = cols + 2 * L;
+  spread_channels(cm, mean, c, hw);
+  spread_channels(cs, scale, c, hw);
+  spread_channels(cb, shift, c, hw);
+  for (int64_t i = 0; i < n; ++i) elemt_row(y + i * L, x + i * L, L, cm, cs, cb);
+  return 0;
 }
 
 // ---- backward ------------------------------------------------------------------
@@ -445,41 +439,39 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
   BK_NOTNULL_IF(total > 0, x);
   BK_NOTNULL_IF(total > 0, mean);
   BK_NOTNULL_IF(c > 0 && grad_weight != nullptr, invstd);
-  {
-    double *acc;  // sum_dy[c], sum_dy_xmu[c]
-    BK_SCRATCH(acc, bk::scratch_d(0, (size_t)(2 * c)));
-    std::fill(acc, acc + 2 * c, 0.0);
-    if (total > 0 && hw >= kSmallHw) {
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t ch = 0; ch < c; ++ch) {
-          const int64_t off = (i * c + ch) * hw;
-          reduce_plane(dy + off, x + off, hw, mean[ch], acc + ch, acc + c + ch);
-        }
-    } else if (total > 0) {
-      const int64_t L = c * hw;
-      float *cmean;
-      double *col;
-      BK_SCRATCH(cmean, bk::scratch(0, (size_t)L));
-      BK_SCRATCH(col, bk::scratch_d(1, (size_t)(2 * L)));
-      std::fill(col, col + 2 * L, 0.0);
-      spread_channels(cmean, mean, c, hw);
-      for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
-        reduce_block(dy + r0 * L, x + r0 * L, L, std::min(kRowBlock, n - r0), L, cmean, col,
-                     col + L);
-      for (int64_t ch = 0; ch < c; ++ch)
-        for (int64_t s = 0; s < hw; ++s) {
-          acc[ch] += col[ch * hw + s];
-          acc[c + ch] += col[L + ch * hw + s];
-        }
-    }
-    for (int64_t ch = 0; ch < c; ++ch) {
-      sums[ch] = (float)acc[ch];
-      sums[c + ch] = (float)acc[c + ch];
-      if (grad_weight) grad_weight[ch] = (float)(acc[c + ch] * (double)invstd[ch]);
-      if (grad_bias) grad_bias[ch] = (float)acc[ch];
-    }
-    return 0;
+  double *acc;  // sum_dy[c], sum_dy_xmu[c]
+  BK_SCRATCH(acc, bk::scratch_d(0, (size_t)(2 * c)));
+  std::fill(acc, acc + 2 * c, 0.0);
+  if (total > 0 && hw >= kSmallHw) {
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const int64_t off = (i * c + ch) * hw;
+        reduce_plane(dy + off, x + off, hw, mean[ch], acc + ch, acc + c + ch);
+      }
+  } else if (total > 0) {
+    const int64_t L = c * hw;
+    float *cmean;
+    double *col;
+    BK_SCRATCH(cmean, bk::scratch(0, (size_t)L));
+    BK_SCRATCH(col, bk::scratch_d(1, (size_t)(2 * L)));
+    std::fill(col, col + 2 * L, 0.0);
+    spread_channels(cmean, mean, c, hw);
+    for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
+      reduce_block(dy + r0 * L, x + r0 * L, L, std::min(kRowBlock, n - r0), L, cmean, col,
+                   col + L);
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t s = 0; s < hw; ++s) {
+        acc[ch] += col[ch * hw + s];
+        acc[c + ch] += col[L + ch * hw + s];
+      }
   }
+  for (int64_t ch = 0; ch < c; ++ch) {
+    sums[ch] = (float)acc[ch];
+    sums[c + ch] = (float)acc[c + ch];
+    if (grad_weight) grad_weight[ch] = (float)(acc[c + ch] * (double)invstd[ch]);
+    if (grad_bias) grad_bias[ch] = (float)acc[ch];
+  }
+  return 0;
 }
 
 namespace {
@@ -524,35 +516,33 @@ extern "C" int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float 
   BK_NOTNULL_IF(total > 0, invstd);
   BK_NOTNULL_IF(total > 0, sums);
   BK_NOTNULL_IF(total > 0, count);
-  {
-    if (total == 0) return 0;
-    const float N = *count;
-    float *k;
-    BK_SCRATCH(k, bk::scratch(0, (size_t)(4 * c)));
-    float *km = k, *kd = k + c, *kk = k + 2 * c, *ka = k + 3 * c;
-    for (int64_t ch = 0; ch < c; ++ch) {
-      const bk_bn::BackwardCoeffs co = bk_bn::backward_coeffs(
-          invstd[ch], weight ? weight[ch] : 1.0f, sums[ch], sums[c + ch], N);
-      km[ch] = mean[ch];
-      kd[ch] = co.mdy;
-      kk[ch] = co.k;
-      ka[ch] = co.a;
-    }
-    if (hw >= kSmallHw) {
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t ch = 0; ch < c; ++ch) {
-          const int64_t off = (i * c + ch) * hw;
-          bwd_elemt_plane(dx + off, dy + off, x + off, hw, km[ch], kd[ch], kk[ch], ka[ch]);
-        }
-      return 0;
-    }
-    const int64_t L = c * hw;
-    float *cols;
-    BK_SCRATCH(cols, bk::scratch(1, (size_t)(4 * L)));
-    for (int64_t q = 0; q < 4; ++q) spread_channels(cols + q * L, k + q * c, c, hw);
+  if (total == 0) return 0;
+  const float N = *count;
+  float *k;
+  BK_SCRATCH(k, bk::scratch(0, (size_t)(4 * c)));
+  float *km = k, *kd = k + c, *kk = k + 2 * c, *ka = k + 3 * c;
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const bk_bn::BackwardCoeffs co = bk_bn::backward_coeffs(
+        invstd[ch], weight ? weight[ch] : 1.0f, sums[ch], sums[c + ch], N);
+    km[ch] = mean[ch];
+    kd[ch] = co.mdy;
+    kk[ch] = co.k;
+    ka[ch] = co.a;
+  }
+  if (hw >= kSmallHw) {
     for (int64_t i = 0; i < n; ++i)
-      bwd_elemt_row(dx + i * L, dy + i * L, x + i * L, L, cols, cols + L, cols + 2 * L,
-                    cols + 3 * L);
+      for (int64_t ch = 0; ch < c; ++ch) {
+        const int64_t off = (i * c + ch) * hw;
+        bwd_elemt_plane(dx + off, dy + off, x + off, hw, km[ch], kd[ch], kk[ch], ka[ch]);
+      }
     return 0;
   }
+  const int64_t L = c * hw;
+  float *cols;
+  BK_SCRATCH(cols, bk::scratch(1, (size_t)(4 * L)));
+  for (int64_t q = 0; q < 4; ++q) spread_channels(cols + q * L, k + q * c, c, hw);
+  for (int64_t i = 0; i < n; ++i)
+    bwd_elemt_row(dx + i * L, dy + i * L, x + i * L, L, cols, cols + L, cols + 2 * L,
+                  cols + 3 * L);
+  return 0;
 }

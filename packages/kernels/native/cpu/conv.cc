@@ -97,24 +97,22 @@ extern "C" int bk_conv2d_f32(float *y, const float *x, const float *w, const flo
   BK_NOTNULL_IF(out_any, y);
   BK_NOTNULL_IF(out_any && g.hw > 0 && g.c > 0, x);
   BK_NOTNULL_IF(out_any && g.crs > 0, w);
-  {
-    if (!out_any) return 0;
-    float *col = nullptr;  // none for a pointwise conv
-    if (!conv_pointwise(g)) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
-    for (int64_t n = 0; n < g.n; ++n) {
-      float *yn = y + n * g.k * g.ohw;
-      // the bias is written first and the GEMM accumulates onto it (beta = 1)
-      if (bias)
-        for (int64_t k = 0; k < g.k; ++k) std::fill(yn + k * g.ohw, yn + (k + 1) * g.ohw, bias[k]);
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        const float *b = columns(col, x + (n * g.c + gi * g.cg) * g.hw, g);
-        // y_g [kg, ohw] = w_g [kg, crs] @ col [crs, ohw]
-        BK_GEMM(false, false, g.kg, g.ohw, g.crs, 1.0f, w + gi * g.kg * g.crs, g.crs, b, g.ohw,
-                  bias ? 1.0f : 0.0f, yn + gi * g.kg * g.ohw, g.ohw);
-      }
+  if (!out_any) return 0;
+  float *col = nullptr;  // none for a pointwise conv
+  if (!conv_pointwise(g)) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
+  for (int64_t n = 0; n < g.n; ++n) {
+    float *yn = y + n * g.k * g.ohw;
+    // the bias is written first and the GEMM accumulates onto it (beta = 1)
+    if (bias)
+      for (int64_t k = 0; k < g.k; ++k) std::fill(yn + k * g.ohw, yn + (k + 1) * g.ohw, bias[k]);
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      const float *b = columns(col, x + (n * g.c + gi * g.cg) * g.hw, g);
+      // y_g [kg, ohw] = w_g [kg, crs] @ col [crs, ohw]
+      BK_GEMM(false, false, g.kg, g.ohw, g.crs, 1.0f, w + gi * g.kg * g.crs, g.crs, b, g.ohw,
+              bias ? 1.0f : 0.0f, yn + gi * g.kg * g.ohw, g.ohw);
     }
-    return 0;
   }
+  return 0;
 }
 
 extern "C" int bk_conv2d_backward_input_f32(float *dx, const float *dy, const float *w,
@@ -125,29 +123,27 @@ extern "C" int bk_conv2d_backward_input_f32(float *dx, const float *dy, const fl
   BK_NOTNULL_IF(in_any, dx);
   BK_NOTNULL_IF(in_any && g.k > 0 && g.ohw > 0, dy);
   BK_NOTNULL_IF(in_any && g.k > 0, w);
-  {
-    if (!in_any) return 0;
-    const bool pw = conv_pointwise(g);
-    float *col = nullptr;
-    if (!pw) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
-    for (int64_t n = 0; n < g.n; ++n) {
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        float *dxg = dx + (n * g.c + gi * g.cg) * g.hw;
-        const float *dyg = dy + (n * g.k + gi * g.kg) * g.ohw;
-        const float *wg = w + gi * g.kg * g.crs;
-        // dcol [crs, ohw] = w_g^T [crs, kg] @ dy_g [kg, ohw]
-        if (pw) {
-          BK_GEMM(true, false, g.crs, g.ohw, g.kg, 1.0f, wg, g.crs, dyg, g.ohw, 0.0f, dxg,
-                    g.ohw);
-          continue;
-        }
-        BK_GEMM(true, false, g.crs, g.ohw, g.kg, 1.0f, wg, g.crs, dyg, g.ohw, 0.0f, col, g.ohw);
-        std::fill(dxg, dxg + g.cg * g.hw, 0.0f);
-        col2im(dxg, col, g);
+  if (!in_any) return 0;
+  const bool pw = conv_pointwise(g);
+  float *col = nullptr;
+  if (!pw) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
+  for (int64_t n = 0; n < g.n; ++n) {
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      float *dxg = dx + (n * g.c + gi * g.cg) * g.hw;
+      const float *dyg = dy + (n * g.k + gi * g.kg) * g.ohw;
+      const float *wg = w + gi * g.kg * g.crs;
+      // dcol [crs, ohw] = w_g^T [crs, kg] @ dy_g [kg, ohw]
+      if (pw) {
+        BK_GEMM(true, false, g.crs, g.ohw, g.kg, 1.0f, wg, g.crs, dyg, g.ohw, 0.0f, dxg,
+                g.ohw);
+        continue;
       }
+      BK_GEMM(true, false, g.crs, g.ohw, g.kg, 1.0f, wg, g.crs, dyg, g.ohw, 0.0f, col, g.ohw);
+      std::fill(dxg, dxg + g.cg * g.hw, 0.0f);
+      col2im(dxg, col, g);
     }
-    return 0;
   }
+  return 0;
 }
 
 extern "C" int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const float *x,
@@ -158,22 +154,20 @@ extern "C" int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const f
   BK_NOTNULL_IF(w_any, dw);
   BK_NOTNULL_IF(w_any && g.n > 0 && g.ohw > 0, dy);
   BK_NOTNULL_IF(w_any && g.n > 0 && g.hw > 0, x);
-  {
-    if (!w_any) return 0;
-    std::fill(dw, dw + g.k * g.crs, 0.0f);
-    if (g.ohw == 0) return 0;
-    float *col = nullptr;  // none for a pointwise conv
-    if (!conv_pointwise(g)) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
-    for (int64_t n = 0; n < g.n; ++n) {
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        const float *b = columns(col, x + (n * g.c + gi * g.cg) * g.hw, g);
-        // dw_g [kg, crs] += dy_g [kg, ohw] @ col^T [ohw, crs]
-        BK_GEMM(false, true, g.kg, g.crs, g.ohw, 1.0f, dy + (n * g.k + gi * g.kg) * g.ohw,
-                  g.ohw, b, g.ohw, 1.0f, dw + gi * g.kg * g.crs, g.crs);
-      }
+  if (!w_any) return 0;
+  std::fill(dw, dw + g.k * g.crs, 0.0f);
+  if (g.ohw == 0) return 0;
+  float *col = nullptr;  // none for a pointwise conv
+  if (!conv_pointwise(g)) BK_SCRATCH(col, bk::scratch(0, (size_t)(g.crs * g.ohw)));
+  for (int64_t n = 0; n < g.n; ++n) {
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      const float *b = columns(col, x + (n * g.c + gi * g.cg) * g.hw, g);
+      // dw_g [kg, crs] += dy_g [kg, ohw] @ col^T [ohw, crs]
+      BK_GEMM(false, true, g.kg, g.crs, g.ohw, 1.0f, dy + (n * g.k + gi * g.kg) * g.ohw,
+              g.ohw, b, g.ohw, 1.0f, dw + gi * g.kg * g.crs, g.crs);
     }
-    return 0;
   }
+  return 0;
 }
 
 // ---- pooling --------------------------------------------------------------

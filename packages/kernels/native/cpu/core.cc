@@ -177,25 +177,23 @@ extern "C" int bk_strided_copy_f32(float *out, const float *x, const int64_t *sh
              ndim);
   BK_NOTNULL_IF(ndim > 0, shape);
   BK_NOTNULL_IF(ndim > 0, x_strides);
-  {
-    Walk w;
-    if (make_walk(w, shape, x_strides, nullptr, ndim, __func__)) return 1;
-    BK_NOTNULL_IF(w.numel > 0, out);
-    BK_NOTNULL_IF(w.numel > 0, x);
-    walk(w, [&](int64_t oo, int64_t oa, int64_t, int64_t len, int64_t s, int64_t) {
-      float *o = out + oo;
-      const float *a = x + oa;
-      if (s == 1) {
-        memmove(o, a, (size_t)len * sizeof(float));
-      } else if (s == 0) {
-        const float v = *a;
-        for (int64_t i = 0; i < len; ++i) o[i] = v;
-      } else {
-        for (int64_t i = 0; i < len; ++i) o[i] = a[i * s];
-      }
-    });
-    return 0;
-  }
+  Walk w;
+  if (make_walk(w, shape, x_strides, nullptr, ndim, __func__)) return 1;
+  BK_NOTNULL_IF(w.numel > 0, out);
+  BK_NOTNULL_IF(w.numel > 0, x);
+  walk(w, [&](int64_t oo, int64_t oa, int64_t, int64_t len, int64_t s, int64_t) {
+    float *o = out + oo;
+    const float *a = x + oa;
+    if (s == 1) {
+      memmove(o, a, (size_t)len * sizeof(float));
+    } else if (s == 0) {
+      const float v = *a;
+      for (int64_t i = 0; i < len; ++i) o[i] = v;
+    } else {
+      for (int64_t i = 0; i < len; ++i) o[i] = a[i * s];
+    }
+  });
+  return 0;
 }
 
 // ---- elementwise ----------------------------------------------------------
@@ -264,17 +262,15 @@ extern "C" int bk_binary_f32(int32_t op, float *out, const float *a, const int64
   BK_NOTNULL_IF(ndim > 0, shape);
   BK_NOTNULL_IF(ndim > 0, a_strides);
   BK_NOTNULL_IF(ndim > 0, b_strides);
-  {
-    Walk w;
-    if (make_walk(w, shape, a_strides, b_strides, ndim, __func__)) return 1;
-    BK_NOTNULL_IF(w.numel > 0, out);
-    BK_NOTNULL_IF(w.numel > 0, a);
-    BK_NOTNULL_IF(w.numel > 0, b);
-    walk(w, [&](int64_t oo, int64_t oa, int64_t ob, int64_t len, int64_t sa, int64_t sb) {
-      run(out + oo, a + oa, sa, b + ob, sb, len);
-    });
-    return 0;
-  }
+  Walk w;
+  if (make_walk(w, shape, a_strides, b_strides, ndim, __func__)) return 1;
+  BK_NOTNULL_IF(w.numel > 0, out);
+  BK_NOTNULL_IF(w.numel > 0, a);
+  BK_NOTNULL_IF(w.numel > 0, b);
+  walk(w, [&](int64_t oo, int64_t oa, int64_t ob, int64_t len, int64_t sa, int64_t sb) {
+    run(out + oo, a + oa, sa, b + ob, sb, len);
+  });
+  return 0;
 }
 
 namespace {
@@ -380,20 +376,18 @@ extern "C" int bk_sum_f32(float *out, const float *x, int64_t outer, int64_t red
   BK_SIZES3(outer, reduce, inner, on, total);
   BK_NOTNULL_IF(on > 0, out);
   BK_NOTNULL_IF(total > 0, x);
-  {
-    if (inner == 1) {
-      for (int64_t o = 0; o < outer; ++o) out[o] = (float)sum_contig(x + o * reduce, reduce);
-      return 0;
-    }
-    double *acc;
-    BK_SCRATCH(acc, bk::scratch_d(0, (size_t)inner));
-    for (int64_t o = 0; o < outer; ++o) {
-      std::fill(acc, acc + inner, 0.0);
-      const float *xo = x + o * reduce * inner;
-      for (int64_t r = 0; r < reduce; ++r) add_row_d(acc, xo + r * inner, inner);
-      float *oo = out + o * inner;
-      for (int64_t i = 0; i < inner; ++i) oo[i] = (float)acc[i];
-    }
+  if (inner == 1) {
+    for (int64_t o = 0; o < outer; ++o) out[o] = (float)sum_contig(x + o * reduce, reduce);
     return 0;
   }
+  double *acc;
+  BK_SCRATCH(acc, bk::scratch_d(0, (size_t)inner));
+  for (int64_t o = 0; o < outer; ++o) {
+    std::fill(acc, acc + inner, 0.0);
+    const float *xo = x + o * reduce * inner;
+    for (int64_t r = 0; r < reduce; ++r) add_row_d(acc, xo + r * inner, inner);
+    float *oo = out + o * inner;
+    for (int64_t i = 0; i < inner; ++i) oo[i] = (float)acc[i];
+  }
+  return 0;
 }

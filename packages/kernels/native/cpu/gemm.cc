@@ -283,10 +283,8 @@ extern "C" int bk_gemm_f32(float *c, const float *a, const float *b, int32_t tra
   BK_NOTNULL_IF(any, c);
   BK_NOTNULL_IF(any && k > 0 && alpha != 0.0f, a);
   BK_NOTNULL_IF(any && k > 0 && alpha != 0.0f, b);
-  {
-    for (int64_t i = 0; i < batch; ++i)
-      BK_GEMM(trans_a != 0, trans_b != 0, m, n, k, alpha, a + i * stride_a, lda,
-                b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
-    return 0;
-  }
+  for (int64_t i = 0; i < batch; ++i)
+    BK_GEMM(trans_a != 0, trans_b != 0, m, n, k, alpha, a + i * stride_a, lda,
+            b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+  return 0;
 }
