@@ -54,19 +54,19 @@ export class BaguaWaySyncBatchNorm extends SyncBatchNorm {
       this.trackRunningStats ? this.runningMean : null, this.trackRunningStats ? this.runningVar : null, factor);
     const { weight, bias } = this;
     const y = F.batchNormElemt(x, mean, invstd, weight, bias);
-    return recordOp(y, 'BaguaWaySyncBatchNorm', [x, weight, bias], (dy) => {
-      const needW = (weight?.requiresGrad ?? false) || (bias?.requiresGrad ?? false);
-      const red = F.batchNormBackwardReduce(dy, x, mean, invstd, needW);
-      // Two all-reduces, each with its own host round trip.
-      const sumDy = (red.sums.toArray() as Float32Array).slice(0, c);
-      group.allReduce(sumDy, 'sum');
-      const sumDyXmu = (red.sums.toArray() as Float32Array).slice(c, 2 * c);
-      group.allReduce(sumDyXmu, 'sum');
-      const sums = new Float32Array(2 * c);
-      sums.set(sumDy);
-      sums.set(sumDyXmu, c);
-      const dx = F.batchNormBackwardElemt(dy, x, mean, invstd, weight, tensor(sums, { device: x.device }), count);
-      return [dx, weight?.requiresGrad ? red.gradWeight : null, bias?.requiresGrad ? red.gradBias : null];
-    });
+    return recordOp(y, 'BaguaWaySyncBatchNorm', [x, weight, bias], [x, weight, mean, invstd, count],
+      (dy, [sx, sw, smean, sinvstd, scount], needs) => {
+        const red = F.batchNormBackwardReduce(dy, sx!, smean!, sinvstd!, needs[1] || needs[2]);
+        // Two all-reduces, each with its own host round trip.
+        const sumDy = (red.sums.toArray() as Float32Array).slice(0, c);
+        group.allReduce(sumDy, 'sum');
+        const sumDyXmu = (red.sums.toArray() as Float32Array).slice(c, 2 * c);
+        group.allReduce(sumDyXmu, 'sum');
+        const sums = new Float32Array(2 * c);
+        sums.set(sumDy);
+        sums.set(sumDyXmu, c);
+        const dx = F.batchNormBackwardElemt(dy, sx!, smean!, sinvstd!, sw, tensor(sums, { device: dy.device }), scount!);
+        return [dx, needs[1] ? red.gradWeight : null, needs[2] ? red.gradBias : null];
+      });
   }
 }

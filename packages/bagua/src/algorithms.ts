@@ -1,4 +1,4 @@
-import { nn, noGrad, tensor, zeros, type optim, type Tensor } from '@bagua/core';
+import { backwardCount, nn, noGrad, tensor, zeros, type optim, type Tensor } from '@bagua/core';
 import { defaultGroup, isInitialized, type ProcessGroup } from '@bagua/comm';
 import { commBuffer, movesDeviceMemory } from './comm-buffer.js';
 
@@ -78,7 +78,11 @@ export class GradientAllReduce implements Algorithm {
         group.allReduce(flat, 'avg');
         offset = 0;
         for (const p of bucket) {
-          p.grad = tensor(flat.subarray(offset, offset + p.numel), { shape: p.shape, device: p.device });
+          const part = flat.subarray(offset, offset + p.numel);
+          // Back into the gradient's own storage when nothing else shares it; else a new gradient.
+          const g = p.grad;
+          if (g && !g.storage('GradientAllReduce').isShared) g.storage('GradientAllReduce').backend.upload(g.handle('GradientAllReduce'), part);
+          else p.grad = tensor(part, { shape: p.shape, device: p.device });
           offset += p.numel;
         }
       }
@@ -108,14 +112,13 @@ export function withBagua<M extends nn.Module>(module: M, optimizers: readonly S
   if (!group) throw new Error('withBagua: no process group: call bagua.initProcessGroup() first');
   if ('bagua' in module) throw new Error('withBagua: this module is already wrapped');
   algorithm.init(module, group);
-  let reduced = new Set<Tensor>();
+  let reducedAfter = -1; // the backward count at the last reduction
   for (const opt of optimizers) {
     const step = opt.step.bind(opt);
     opt.step = () => {
-      const grads = module.parameters().map((p) => p.grad).filter((g): g is Tensor => g !== null);
-      if (!grads.length || grads.some((g) => !reduced.has(g))) {
+      if (reducedAfter !== backwardCount()) {
         algorithm.beforeStep(module, group);
-        reduced = new Set(module.parameters().map((p) => p.grad).filter((g): g is Tensor => g !== null));
+        reducedAfter = backwardCount();
       }
       step();
     };

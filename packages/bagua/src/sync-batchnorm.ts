@@ -85,13 +85,13 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
       this.trackRunningStats ? this.runningMean : null, this.trackRunningStats ? this.runningVar : null, factor);
     const { weight, bias } = this;
     const y = F.batchNormElemt(x, mean, invstd, weight, bias);
-    return recordOp(y, 'SyncBatchNorm', [x, weight, bias], (dy) => {
-      const needW = (weight?.requiresGrad ?? false) || (bias?.requiresGrad ?? false);
-      const red = F.batchNormBackwardReduce(dy, x, mean, invstd, needW);
-      group.allReduce(commBuffer(red.sums), 'sum'); // in place: [sum_dy, sum_dy_xmu] of the whole group
-      const dx = F.batchNormBackwardElemt(dy, x, mean, invstd, weight, red.sums, count);
-      return [dx, weight?.requiresGrad ? red.gradWeight : null, bias?.requiresGrad ? red.gradBias : null];
-    });
+    return recordOp(y, 'SyncBatchNorm', [x, weight, bias], [x, weight, mean, invstd, count],
+      (dy, [sx, sw, smean, sinvstd, scount], needs) => {
+        const red = F.batchNormBackwardReduce(dy, sx!, smean!, sinvstd!, needs[1] || needs[2]);
+        group.allReduce(commBuffer(red.sums), 'sum'); // in place: [sum_dy, sum_dy_xmu] of the whole group
+        const dx = needs[0] ? F.batchNormBackwardElemt(dy, sx!, smean!, sinvstd!, sw, red.sums, scount!) : null;
+        return [dx, needs[1] ? red.gradWeight : null, needs[2] ? red.gradBias : null];
+      });
   }
 
   /**

@@ -34,8 +34,23 @@ export type UnaryOp = 'neg' | 'relu' | 'exp' | 'log' | 'sqrt';
 export interface Backend {
   readonly deviceType: DeviceType;
 
+  /** From the device's caching allocator; a request the device cannot hold throws before allocating. */
   alloc(dtype: DType, numel: number, deviceIndex: number): Handle;
+  /** Back to the caching allocator, at once (core calls it when the last reference goes). */
   free(handle: Handle): void;
+  /** The caching allocator's reserve (bytes) and how many blocks it got fresh from the OS or driver. */
+  allocatorStats(deviceIndex: number): { reserved: number; systemAllocs: number };
+  /** Returns the cached free blocks to the OS or driver. */
+  emptyCache(deviceIndex: number): void;
+  /**
+   * For the collector's safety net: a value, holding no reference to the memory,
+   * with which `reclaim` takes back a storage whose tensors were dropped unreleased.
+   */
+  reclaimToken(handle: Handle): unknown;
+  reclaim(token: unknown): void;
+  /** Kernel threads of the calling thread (CPU backends; others ignore it). */
+  setNumThreads?(n: number): void;
+  getNumThreads?(): number;
   /** host -> storage (src.length elements, starting at element 0) */
   upload(handle: Handle, src: HostArray): void;
   /** storage -> a new host array (waits for pending work on the device) */

@@ -1,63 +1,12 @@
-import { getBackend, type Backend, type Handle } from './backend.js';
+import type { Handle } from './backend.js';
+import { runBackward, type BackwardOptions, type GradNode } from './autograd.js';
 import { Device, type DeviceName } from './device.js';
 import { type DType, type HostArray, hostArray } from './dtype.js';
+import { currentScope, setTensorCheck, type Scope } from './lifetime.js';
+import { Storage } from './memory.js';
 import { defaultGenerator } from './random.js';
 import { checkShape, fmt, numelOf, type Shape } from './shape.js';
 import * as ops from './ops/index.js';
-
-/** One backend allocation, shared by a tensor and its views; freed when the last one lets go. */
-export class Storage {
-  private refs = 1;
-  constructor(
-    readonly backend: Backend,
-    readonly handle: Handle,
-    readonly dtype: DType,
-    readonly numel: number,
-    readonly device: Device,
-  ) {}
-
-  static alloc(dtype: DType, numel: number, device: Device): Storage {
-    const backend = getBackend(device.type);
-    return new Storage(backend, backend.alloc(dtype, numel, device.index), dtype, numel, device);
-  }
-
-  retain(): this {
-    this.refs++;
-    return this;
-  }
-
-  release(): void {
-    if (--this.refs === 0) this.backend.free(this.handle);
-  }
-}
-
-/** A safety net: storages of tensors that were never disposed go back when the tensor is collected. */
-const finalizer = new FinalizationRegistry<Storage>((s) => s.release());
-
-/** How a non-leaf tensor was made: its inputs and the gradient rule of its op. */
-export interface GradNode {
-  readonly op: string;
-  readonly inputs: readonly (Tensor | null)[];
-  /** Gradients of the inputs given the gradient of the output (null: none). */
-  readonly backward: (grad: Tensor) => readonly (Tensor | null)[];
-}
-
-let gradEnabled = true;
-
-/** Runs fn without recording operations for autograd. */
-export function noGrad<T>(fn: () => T): T {
-  const prev = gradEnabled;
-  gradEnabled = false;
-  try {
-    return fn();
-  } finally {
-    gradEnabled = prev;
-  }
-}
-
-export function isGradEnabled(): boolean {
-  return gradEnabled;
-}
 
 export interface TensorOptions {
   dtype?: DType;
@@ -65,20 +14,28 @@ export interface TensorOptions {
   requiresGrad?: boolean;
 }
 
+/** Marks a tensor owned by whoever made it (a node, a leaf), never by a scope or step. */
+const OWNED = Symbol('owned');
+
 export class Tensor {
   readonly shape: readonly number[];
-  grad: Tensor | null = null;
-  gradFn: GradNode | null = null;
+  private _gradFn: GradNode | null = null;
+  private _grad: Tensor | null = null;
   private _storage: Storage | null;
   private _requiresGrad = false;
+  /** Why the storage was released: the error a later use gets. */
+  private _releasedWhy = '';
+  /** The scope or step holding the user's reference (null: kept, or owned by a node or leaf). @internal */
+  _owner: Scope | null = null;
 
-  constructor(storage: Storage, shape: Shape) {
+  /** Takes over one reference to `storage`. */
+  constructor(storage: Storage, shape: Shape, owner?: typeof OWNED) {
     if (numelOf(shape) !== storage.numel) {
       throw new Error(`tensor: shape ${fmt(shape)} does not match a storage of ${storage.numel} elements`);
     }
-    this.shape = Object.freeze([...shape]);
+    this.shape = Object.isFrozen(shape) ? (shape as readonly number[]) : Object.freeze([...shape]);
     this._storage = storage;
-    finalizer.register(this, storage, this);
+    if (owner !== OWNED) currentScope().adopt(this);
   }
 
   get dtype(): DType {
@@ -93,11 +50,19 @@ export class Tensor {
   get ndim(): number {
     return this.shape.length;
   }
+  /** Whether the storage was released (by its scope or step, dispose(), or its owner). */
+  get isReleased(): boolean {
+    return this._storage === null;
+  }
+  /** @deprecated the older name of isReleased */
   get isDisposed(): boolean {
     return this._storage === null;
   }
   get isLeaf(): boolean {
-    return this.gradFn === null;
+    return this._gradFn === null;
+  }
+  get gradFn(): GradNode | null {
+    return this._gradFn;
   }
 
   get requiresGrad(): boolean {
@@ -111,15 +76,98 @@ export class Tensor {
     this._requiresGrad = value;
   }
 
-  /** The storage, or an error naming the op when the tensor was disposed. */
+  /** The gradient accumulated by backward. The leaf owns it: assigning replaces (and releases) the old one. */
+  get grad(): Tensor | null {
+    return this._grad;
+  }
+  set grad(value: Tensor | null) {
+    if (value === this._grad) return;
+    const old = this._grad;
+    this._grad = value === null ? null : value._alias('grad');
+    old?._release('when its leaf got another gradient (zeroGrad() or an assignment to .grad)');
+  }
+
+  /** The storage, or an error naming the op and why, when the tensor was released. */
   storage(op: string): Storage {
-    if (this._storage === null) throw new Error(`${op}: tensor of shape ${fmt(this.shape)} used after dispose()`);
+    if (this._storage === null) {
+      throw new Error(`${op}: tensor of shape ${fmt(this.shape)} was released ${this._releasedWhy}; ` +
+        'keep() a tensor to use it longer');
+    }
     return this._storage;
   }
 
   /** The backend handle, for kernels; `op` names the caller in errors. */
   handle(op: string): Handle {
     return this.storage(op).handle;
+  }
+
+  /** Takes this tensor out of its scope or step: it lives until dispose() (or the collector). */
+  keep(): this {
+    this.storage('keep');
+    this._owner = null;
+    return this;
+  }
+
+  /** Releases the storage now (views and the autograd graph keep their own references). */
+  dispose(): void {
+    this._release('by dispose()');
+  }
+
+  /** @internal */
+  _release(why: string): void {
+    if (this._storage === null) return;
+    this._storage.release();
+    this._storage = null;
+    this._releasedWhy = why;
+    this._owner = null;
+    const fn = this._gradFn;
+    this._gradFn = null;
+    fn?.unref();
+    this._grad?._release('with its leaf');
+    this._grad = null;
+  }
+
+  /** Another tensor object over the same storage, owned by the caller (a node, a leaf). @internal */
+  _alias(op: string): Tensor {
+    return new Tensor(this.storage(op).retain(), this.shape, OWNED);
+  }
+
+  /** @internal recordOp's: this tensor was made by `node`. */
+  _setGradFn(node: GradNode): void {
+    this._gradFn = node;
+    this._requiresGrad = true;
+  }
+
+  /** @internal backward's: adds `g` (which the engine owns) to this leaf's gradient, in place when unshared. */
+  _accumulateGrad(g: Tensor): void {
+    if (this._storage !== null) {
+      if (this._grad === null) this.grad = g;
+      else if (!this._grad.storage('backward').isShared) ops.addInPlace(this._grad, g);
+      else {
+        const sum = ops.add(this._grad, g);
+        this.grad = sum;
+        sum._release(USED);
+      }
+    }
+    g._release(USED);
+  }
+
+  /** @internal backward's: this (an intermediate gradient) plus `g`, in place when unshared; consumes both. */
+  _addInto(g: Tensor): Tensor {
+    if (!this.storage('backward').isShared) {
+      ops.addInPlace(this, g);
+      g._release(USED);
+      return this;
+    }
+    const sum = ops.add(this, g);
+    this._release(USED);
+    g._release(USED);
+    return sum;
+  }
+
+  /** @internal */
+  _ones(): Tensor {
+    return full(this.shape, 1, { device: this.device });
   }
 
   /** Replaces the contents in place with another tensor's storage (same shape), keeping identity. */
@@ -129,17 +177,7 @@ export class Tensor {
     }
     const s = source.storage('assign').retain();
     this.storage('assign').release();
-    finalizer.unregister(this);
     this._storage = s;
-    finalizer.register(this, s, this);
-  }
-
-  dispose(): void {
-    if (this._storage === null) return;
-    finalizer.unregister(this);
-    this._storage.release();
-    this._storage = null;
-    this.gradFn = null;
   }
 
   toArray(): HostArray {
@@ -158,11 +196,16 @@ export class Tensor {
   }
 
   toString(): string {
-    return `Tensor(${fmt(this.shape)}, ${this.dtype}, ${this.device})`;
+    return this._storage === null ? `Tensor(${fmt(this.shape)}, released)` : `Tensor(${fmt(this.shape)}, ${this.dtype}, ${this.device})`;
   }
 
-  backward(gradient?: Tensor): void {
-    runBackward(this, gradient);
+  /**
+   * Accumulates gradients into the leaves. The graph is freed as it runs (a
+   * second backward through it is an error) unless `retainGraph` is set.
+   */
+  backward(gradient?: Tensor | BackwardOptions | null, opts: BackwardOptions = {}): void {
+    if (gradient instanceof Tensor || gradient == null) runBackward(this, gradient ?? undefined, opts);
+    else runBackward(this, undefined, gradient);
   }
 
   to(device: DeviceName | Device | string): Tensor { return ops.to(this, device); }
@@ -187,82 +230,14 @@ export class Tensor {
   logSoftmax(dim: number): Tensor { return ops.logSoftmax(this, dim); }
 }
 
+setTensorCheck((v): v is Tensor => v instanceof Tensor);
+
+const USED = 'by backward, once used (an intermediate gradient)';
+
 /** A fresh, uninitialised tensor: the output buffer of a kernel. */
 export function empty(shape: Shape, dtype: DType = 'float32', device: Device = Device.cpu): Tensor {
   checkShape('empty', shape);
   return new Tensor(Storage.alloc(dtype, numelOf(shape), device), shape);
-}
-
-/**
- * Records `out` as produced by `op` from `inputs`, when any input requires a
- * gradient and recording is on. Each op's gradient is written once, here in
- * core, in terms of other ops and kernels, and serves every backend.
- */
-export function recordOp(
-  out: Tensor,
-  op: string,
-  inputs: readonly (Tensor | null)[],
-  backward: (grad: Tensor) => readonly (Tensor | null)[],
-): Tensor {
-  if (gradEnabled && inputs.some((t) => t !== null && t.requiresGrad)) {
-    out.gradFn = { op, inputs, backward };
-    (out as unknown as { _requiresGrad: boolean })._requiresGrad = true;
-  }
-  return out;
-}
-
-function runBackward(root: Tensor, gradient?: Tensor): void {
-  if (!root.requiresGrad) throw new Error('backward: the tensor does not require grad and has no grad_fn');
-  let seed = gradient;
-  if (seed === undefined) {
-    if (root.numel !== 1) {
-      throw new Error(`backward: grad can be implicitly created only for scalar outputs, got shape ${fmt(root.shape)}`);
-    }
-    seed = full(root.shape, 1, { device: root.device });
-  } else if (seed.numel !== root.numel) {
-    throw new Error(`backward: gradient of shape ${fmt(seed.shape)} does not match output ${fmt(root.shape)}`);
-  }
-
-  // Topological order by iterative depth-first search (deep nets would overflow recursion).
-  const order: Tensor[] = [];
-  const seen = new Set<Tensor>([root]);
-  const stack: [Tensor, number][] = [[root, 0]];
-  while (stack.length) {
-    const top = stack[stack.length - 1];
-    const inputs = top[0].gradFn?.inputs ?? [];
-    if (top[1] < inputs.length) {
-      const next = inputs[top[1]++];
-      if (next && next.requiresGrad && !seen.has(next)) {
-        seen.add(next);
-        stack.push([next, 0]);
-      }
-    } else {
-      order.push(top[0]);
-      stack.pop();
-    }
-  }
-
-  const grads = new Map<Tensor, Tensor>([[root, seed.shape === root.shape ? seed : seed.reshape(root.shape)]]);
-  noGrad(() => {
-    for (let i = order.length - 1; i >= 0; i--) {
-      const t = order[i];
-      const g = grads.get(t);
-      if (!g) continue;
-      grads.delete(t);
-      if (t.gradFn === null) {
-        // A leaf keeps its own copy: grads may be shared between inputs and are mutated in place later.
-        t.grad = t.grad === null ? g.clone() : t.grad.add(g);
-        continue;
-      }
-      const inGrads = t.gradFn.backward(g);
-      t.gradFn.inputs.forEach((input, k) => {
-        const ig = inGrads[k];
-        if (!input || !input.requiresGrad || !ig) return;
-        const prev = grads.get(input);
-        grads.set(input, prev ? prev.add(ig) : ig);
-      });
-    }
-  });
 }
 
 // ---- factories ------------------------------------------------------------
@@ -306,13 +281,17 @@ export function tensor(
   return fromHost(flat, shape, dtype, opts);
 }
 
-function fromHost(values: ArrayLike<number>, shape: Shape, dtype: DType, opts: TensorOptions): Tensor {
-  const device = Device.parse(opts.device ?? 'cpu');
+function fromHostValues(values: ArrayLike<number>, dtype: DType): HostArray {
+  if (dtype === 'float32' && values instanceof Float32Array) return values;
   const host = hostArray(dtype, values.length);
   if (host instanceof BigInt64Array) for (let i = 0; i < values.length; i++) host[i] = BigInt(values[i]);
   else host.set(values);
-  const t = empty(shape, dtype, device);
-  t.storage('tensor').backend.upload(t.handle('tensor'), host);
+  return host;
+}
+
+function fromHost(values: ArrayLike<number>, shape: Shape, dtype: DType, opts: TensorOptions): Tensor {
+  const t = empty(shape, dtype, Device.parse(opts.device ?? 'cpu'));
+  t.storage('tensor').backend.upload(t.handle('tensor'), fromHostValues(values, dtype));
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }
@@ -337,10 +316,16 @@ export const ones = (shape: Shape, opts: TensorOptions = {}): Tensor => full(sha
 
 function sample(shape: Shape, opts: TensorOptions, draw: () => number): Tensor {
   checkShape('random', shape);
-  const n = numelOf(shape);
-  const values = new Float32Array(n);
-  for (let i = 0; i < n; i++) values[i] = draw();
-  return fromHost(values, shape, opts.dtype ?? 'float32', opts);
+  const dtype = opts.dtype ?? 'float32';
+  const t = empty(shape, dtype, Device.parse(opts.device ?? 'cpu'));
+  const s = t.storage('random');
+  // Host storages are filled where they are; device ones through one upload.
+  const host = dtype === 'float32' ? s.backend.hostView?.(s.handle) as Float32Array | undefined : undefined;
+  const values = host ?? new Float32Array(t.numel);
+  for (let i = 0; i < t.numel; i++) values[i] = draw();
+  if (!host) s.backend.upload(s.handle, fromHostValues(values, dtype));
+  if (opts.requiresGrad) t.requiresGrad = true;
+  return t;
 }
 
 /** Standard normal samples from the seedable default generator. */

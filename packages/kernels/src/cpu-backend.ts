@@ -8,12 +8,12 @@
  * given: a bad call throws instead of corrupting memory.
  */
 import {
-  hostArray,
   type Backend, type BinaryOp, type Conv2dGeometry, type DType, type Handle, type HostArray,
   type Pool2dGeometry, type UnaryOp,
 } from '@bagua/core';
 import { CPU_LIBRARY, loadKernelLibrary, type LoadedLibrary } from './load-library.js';
 import { conv2dSizes, packConv2d, packPool2d } from './geometry.js';
+import { HostAllocator } from './host-allocator.js';
 
 /** Every kernel of bagua_kernels.h: its parameters before the trailing `void *stream`. */
 export const KERNEL_PARAMS = {
@@ -174,6 +174,7 @@ export class CpuBackend implements Backend {
   private readonly strideB32 = new Uint32Array(this.strideB64.buffer);
   private readonly convGeom = new Int32Array(16);
   private readonly poolGeom = new Int32Array(14);
+  private readonly allocator = new HostAllocator();
 
   /** `candidates` overrides where the library is looked for (see libraryCandidates). */
   constructor(private readonly candidates?: readonly string[]) {}
@@ -196,12 +197,28 @@ export class CpuBackend implements Backend {
 
   alloc(dtype: DType, numel: number, deviceIndex: number): Handle {
     if (deviceIndex !== 0) throw new Error(`alloc: the CPU has only device index 0 (got ${deviceIndex})`);
-    if (!Number.isInteger(numel) || numel < 0) throw new Error(`alloc: numel must be an integer >= 0 (got ${numel})`);
-    return hostArray(dtype, numel);
+    return this.allocator.alloc(dtype, numel);
   }
 
-  free(_handle: Handle): void {
-    // host arrays are garbage-collected
+  /** Back to the host allocator's cache: core calls it only when no tensor refers to the storage. */
+  free(handle: Handle): void {
+    this.allocator.free(handle as HostArray);
+  }
+
+  allocatorStats(): { reserved: number; systemAllocs: number } {
+    return this.allocator.stats();
+  }
+
+  emptyCache(): void {
+    this.allocator.emptyCache();
+  }
+
+  reclaimToken(handle: Handle): unknown {
+    return this.allocator.token(handle as HostArray);
+  }
+
+  reclaim(token: unknown): void {
+    this.allocator.reclaim(token as number);
   }
 
   upload(handle: Handle, src: HostArray): void {

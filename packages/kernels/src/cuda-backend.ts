@@ -91,6 +91,7 @@ export class CudaBackend implements Backend {
   private readonly convGeom = new Int32Array(16);
   private readonly poolGeom = new Int32Array(14);
   private readonly out1: unknown[] = [null];
+  private readonly totalBytes: number[] = [];
 
   /** `candidates` overrides where the library is looked for (see libraryCandidates). */
   constructor(private readonly candidates?: readonly string[]) {}
@@ -183,15 +184,30 @@ export class CudaBackend implements Backend {
     return cString(buf);
   }
 
-  memoryStats(device: number): { allocated: number; reserved: number } {
-    const a = [0], r = [0];
-    this.check('memoryStats', this.rt.bk_cuda_memory_stats(device, a, r));
-    return { allocated: Number(a[0]), reserved: Number(r[0]) };
+  /** The caching allocator of `device`: bytes handed out and held, and cudaMalloc calls so far. */
+  memoryStats(device: number): { allocated: number; reserved: number; systemAllocs: number } {
+    this.checkDevice('memoryStats', device);
+    const a = [0], r = [0], n = [0];
+    this.check('memoryStats', this.rt.bk_cuda_memory_stats(device, a, r, n));
+    return { allocated: Number(a[0]), reserved: Number(r[0]), systemAllocs: Number(n[0]) };
+  }
+
+  allocatorStats(device: number): { reserved: number; systemAllocs: number } {
+    return this.memoryStats(device);
   }
 
   /** Returns cached, unused device memory to the driver (all devices when omitted). */
   emptyCache(device = -1): void {
     this.check('emptyCache', this.rt.bk_cuda_empty_cache(device));
+  }
+
+  /** The device pointer is all the safety net needs to give a block back. */
+  reclaimToken(handle: Handle): unknown {
+    return (handle as CudaStorage).ptr;
+  }
+
+  reclaim(token: unknown): void {
+    if (token !== 0n && this.kernels) this.rt.bk_cuda_free(token as bigint);
   }
 
   /** The device pointer, device and stream of a storage: what a collective library needs. */
@@ -266,10 +282,16 @@ export class CudaBackend implements Backend {
   // ---- storage -------------------------------------------------------------------------
 
   alloc(dtype: DType, numel: number, deviceIndex: number): Handle {
-    if (!Number.isInteger(numel) || numel < 0) throw new Error(`alloc: numel must be an integer >= 0 (got ${numel})`);
+    if (!Number.isSafeInteger(numel) || numel < 0) throw new Error(`alloc: numel must be an integer >= 0 (got ${numel})`);
     this.checkDevice('alloc', deviceIndex);
-    this.use(deviceIndex);
     const nbytes = numel * bytesPerElement(dtype);
+    const total = (this.totalBytes[deviceIndex] ??= this.deviceInfo(deviceIndex).totalBytes);
+    if (nbytes > total) {
+      // Refused before asking the driver: the error names the request and the card.
+      throw new Error(`alloc: ${numel} ${dtype} elements (${(nbytes / 2 ** 30).toFixed(1)} GiB) do not fit ` +
+        `cuda:${deviceIndex}, which has ${(total / 2 ** 30).toFixed(1)} GiB`);
+    }
+    this.use(deviceIndex);
     this.out1[0] = null;
     this.check('alloc', this.rt.bk_cuda_malloc(this.out1, nbytes, deviceIndex));
     return new CudaStorage((this.out1[0] as bigint | null) ?? 0n, nbytes, dtype, numel, deviceIndex);

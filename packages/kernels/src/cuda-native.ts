@@ -10,7 +10,10 @@
  * which koffi hands over by pointer without copying. Output pointers
  * (`void **ptr`) come back as BigInt in a one-element array.
  */
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants as fsConstants, existsSync, readdirSync, statSync } from 'node:fs';
+import { delimiter, isAbsolute, join } from 'node:path';
+import koffi from 'koffi';
 import { KERNEL_NAMES, KERNEL_PARAMS, type KernelFn, type KernelName } from './cpu-backend.js';
 import { libraryCandidates, loadKernelLibrary, type LoadedLibrary, type NativeLibrarySpec } from './load-library.js';
 
@@ -32,7 +35,8 @@ const RUNTIME_SIGNATURES = {
   bk_cuda_malloc: 'int bk_cuda_malloc(_Out_ void **ptr, int64_t nbytes, int32_t device)',
   bk_cuda_free: 'int bk_cuda_free(void *ptr)',
   bk_cuda_empty_cache: 'int bk_cuda_empty_cache(int32_t device)',
-  bk_cuda_memory_stats: 'int bk_cuda_memory_stats(int32_t device, _Out_ int64_t *allocated, _Out_ int64_t *reserved)',
+  bk_cuda_memory_stats: 'int bk_cuda_memory_stats(int32_t device, _Out_ int64_t *allocated, _Out_ int64_t *reserved, ' +
+    '_Out_ int64_t *system_allocs)',
   bk_cuda_stream: 'int bk_cuda_stream(int32_t device, _Out_ void **stream)',
   bk_cuda_memcpy_h2d: 'int bk_cuda_memcpy_h2d(void *dst, const void *src, int64_t nbytes, void *stream)',
   bk_cuda_memcpy_d2h: 'int bk_cuda_memcpy_d2h(void *dst, const void *src, int64_t nbytes, void *stream)',
@@ -62,9 +66,272 @@ export interface CudaDeviceInfo {
   smCount: number;
 }
 
+// ---- cuBLAS in Python's site-packages -------------------------------------------
+//
+// The CUDA library finds cuBLAS itself (native/cuda/cublas.cu: BAGUA_CUBLAS_LIB,
+// LD_LIBRARY_PATH, CUDA_HOME/CUDA_PATH, /usr/local/cuda, the wheels under a few fixed
+// prefixes and VIRTUAL_ENV, then the loader). A machine whose only cuBLAS is the one
+// PyTorch's wheels brought (site-packages/nvidia/cu13/lib for CUDA 13,
+// nvidia/cublas/lib for CUDA 12) in a virtual environment that `python3` runs without
+// VIRTUAL_ENV set is missed by that search. So before the library is loaded, when
+// none of the places the native search looks at first holds a cuBLAS, the
+// site-packages of that Python are searched here and the file found is handed to the
+// native search through BAGUA_CUBLAS_LIB (set in the process environment with libc's
+// setenv, which the native getenv sees from any thread).
+
+/** Where cuBLAS sits inside a site-packages directory: CUDA 13 wheels, then CUDA 12's. */
+export const CUBLAS_WHEEL_DIRS = ['nvidia/cu13/lib', 'nvidia/cublas/lib'] as const;
+const CUBLAS_SONAMES = ['libcublas.so.13', 'libcublas.so.12'] as const;
+
+export interface PythonSitePackages {
+  /** site-packages / dist-packages directories, in order, without duplicates. */
+  dirs: string[];
+  /** Where they came from: 'BAGUA_PYTHON_SITE_PACKAGES', '<python> (asked)', VIRTUAL_ENV, ... */
+  sources: string[];
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function sortedChildren(parent: string, pattern: RegExp): string[] {
+  try {
+    return readdirSync(parent).filter((n) => pattern.test(n)).sort().reverse().map((n) => join(parent, n));
+  } catch {
+    return [];
+  }
+}
+
+/** An executable's path: `name` itself when it has a slash, else the first match on PATH; null when absent. */
+export function whichExecutable(name: string, env: NodeJS.ProcessEnv = process.env): string | null {
+  const ok = (p: string) => {
+    try {
+      accessSync(p, fsConstants.X_OK);
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (name.includes('/')) return ok(name) ? name : null;
+  for (const d of (env.PATH ?? '').split(delimiter)) {
+    if (d && ok(join(d, name))) return join(d, name);
+  }
+  return null;
+}
+
+// sysconfig's purelib/platlib, site's directories, and sys.path entries (PYTHONPATH):
+// no import beyond the standard library, so it answers in tens of milliseconds.
+const SITE_PACKAGES_SCRIPT = [
+  'import sys, sysconfig, site',
+  'p = []',
+  'for k in ("purelib", "platlib"):',
+  '    try: p.append(sysconfig.get_paths()[k])',
+  '    except Exception: pass',
+  'try: p += site.getsitepackages()',
+  'except Exception: pass',
+  'try: p.append(site.getusersitepackages())',
+  'except Exception: pass',
+  'p += [x for x in sys.path if x.endswith(("site-packages", "dist-packages"))]',
+  'print("\\n".join(p))',
+].join('\n');
+
+const askedPython = new Map<string, string[]>();
+
+/**
+ * Asks a Python interpreter for its site-packages directories, once per interpreter
+ * (cached): only when the interpreter exists, with a 5 s timeout; [] on any failure.
+ */
+export function askPythonSitePackages(python: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const exe = whichExecutable(python, env);
+  if (!exe) return [];
+  const cached = askedPython.get(exe);
+  if (cached) return cached;
+  let dirs: string[] = [];
+  const r = spawnSync(exe, ['-c', SITE_PACKAGES_SCRIPT], {
+    encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'], env,
+  });
+  if (r.status === 0 && typeof r.stdout === 'string') {
+    dirs = r.stdout.split('\n').map((x) => x.trim()).filter((x) => x && isAbsolute(x));
+  }
+  askedPython.set(exe, dirs);
+  return dirs;
+}
+
+/**
+ * The site-packages directories of the Python that PyTorch runs under:
+ * BAGUA_PYTHON_SITE_PACKAGES (colon-separated; tools/gpu-check exports it), then
+ * VIRTUAL_ENV's and CONDA_PREFIX's, then, unless `askPython` is false, what
+ * `$BAGUA_PYTHON` or `python3` reports (asked once per process).
+ */
+export function pythonSitePackages(env: NodeJS.ProcessEnv = process.env, askPython = true): PythonSitePackages {
+  const dirs: string[] = [];
+  const sources: string[] = [];
+  const add = (list: string[], source: string) => {
+    let added = false;
+    for (const d of list) {
+      if (d && !dirs.includes(d)) {
+        dirs.push(d);
+        added = true;
+      }
+    }
+    if (added) sources.push(source);
+  };
+  add((env.BAGUA_PYTHON_SITE_PACKAGES ?? '').split(':').filter(Boolean), 'BAGUA_PYTHON_SITE_PACKAGES');
+  for (const v of ['VIRTUAL_ENV', 'CONDA_PREFIX'] as const) {
+    const root = env[v];
+    if (!root) continue;
+    const found: string[] = [];
+    for (const libdir of ['lib', 'lib64']) {
+      for (const py of sortedChildren(join(root, libdir), /^python3(\.\d+)?$/)) {
+        for (const sp of ['site-packages', 'dist-packages']) found.push(join(py, sp));
+      }
+    }
+    add(found, v);
+  }
+  if (askPython) {
+    for (const py of [env.BAGUA_PYTHON, 'python3'].filter((x): x is string => !!x)) {
+      const asked = askPythonSitePackages(py, env);
+      if (asked.length) {
+        add(asked, `${py} (asked)`);
+        break;
+      }
+    }
+  }
+  return { dirs, sources };
+}
+
+export interface CublasSearch {
+  /** The cuBLAS file in Python's site-packages, or null. */
+  found: string | null;
+  /** Every file looked at in site-packages, in order. */
+  tried: string[];
+  sitePackages: PythonSitePackages;
+}
+
+/** Looks for libcublas.so.13 / .12 under nvidia/cu13/lib and nvidia/cublas/lib of each site-packages directory. */
+export function findCublasInPython(env: NodeJS.ProcessEnv = process.env, askPython = true): CublasSearch {
+  const sitePackages = pythonSitePackages(env, askPython);
+  const tried: string[] = [];
+  for (const sub of CUBLAS_WHEEL_DIRS) {
+    for (const sp of sitePackages.dirs) {
+      for (const so of CUBLAS_SONAMES) {
+        const p = join(sp, sub, so);
+        tried.push(p);
+        if (existsSync(p)) return { found: p, tried, sitePackages };
+      }
+    }
+  }
+  return { found: null, tried, sitePackages };
+}
+
+/** Directories the native search looks at before any wheel (cublas.cu's order). */
+export function cublasSystemDirs(env: NodeJS.ProcessEnv = process.env): string[] {
+  const dirs = (env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
+  for (const v of ['CUDA_HOME', 'CUDA_PATH'] as const) if (env[v]) dirs.push(join(env[v]!, 'lib64'));
+  dirs.push('/usr/local/cuda/lib64', '/usr/local/cuda/targets/x86_64-linux/lib', '/usr/local/cuda/targets/sbsa-linux/lib');
+  return dirs;
+}
+
+/** The cuBLAS the native search would take before looking at any wheel, or null. */
+export function cublasBeforeWheels(env: NodeJS.ProcessEnv = process.env, dirs = cublasSystemDirs(env)): string | null {
+  for (const d of dirs) for (const so of CUBLAS_SONAMES) if (existsSync(join(d, so))) return join(d, so);
+  return null;
+}
+
+export interface CublasPreparation {
+  /** What was decided, in words (for logs and the gpu-check summary). */
+  note: string;
+  /** The file handed over through BAGUA_CUBLAS_LIB, or null when nothing was set. */
+  set: string | null;
+  /** The site-packages search, when it ran. */
+  search: CublasSearch | null;
+}
+
+let cublasPreparation: CublasPreparation | undefined;
+
+type SetenvFn = (name: string, value: string, overwrite: number) => number;
+type GetenvFn = (name: string) => string | null;
+let libcSetenv: SetenvFn | null | undefined;
+let libcGetenv: GetenvFn | null | undefined;
+function loadLibcEnv(): void {
+  if (libcSetenv !== undefined) return;
+  try {
+    const libc = koffi.load('libc.so.6');
+    libcSetenv = libc.func('int setenv(const char *name, const char *value, int overwrite)') as unknown as SetenvFn;
+    libcGetenv = libc.func('const char *getenv(const char *name)') as unknown as GetenvFn;
+  } catch {
+    libcSetenv = null;
+    libcGetenv = null;
+  }
+}
+
+/**
+ * Sets a variable in the process environment that native code reads with getenv.
+ * On the main thread process.env does that; a worker thread's process.env is a
+ * private copy, so libc's setenv is called as well.
+ */
+function setProcessEnv(name: string, value: string): void {
+  process.env[name] = value;
+  loadLibcEnv();
+  if (libcSetenv && libcGetenv && libcGetenv(name) !== value) libcSetenv(name, value, 1);
+}
+
+/**
+ * Points the CUDA library's cuBLAS search at Python's site-packages when it would
+ * otherwise miss them (see above). Runs once per thread, before the library is loaded;
+ * `env` and `dirs` are for tests (no environment is changed when `env` is not process.env).
+ */
+export function prepareCublasSearch(env: NodeJS.ProcessEnv = process.env, dirs?: string[]): CublasPreparation {
+  if (env === process.env && cublasPreparation) return cublasPreparation;
+  let prep: CublasPreparation;
+  const explicit = env.BAGUA_CUBLAS_LIB;
+  const before = explicit ? null : cublasBeforeWheels(env, dirs ?? cublasSystemDirs(env));
+  if (explicit) {
+    prep = { note: `BAGUA_CUBLAS_LIB=${explicit} (set by the caller)`, set: null, search: null };
+  } else if (before) {
+    prep = { note: `${before} (ahead of any Python wheel in the CUDA library's search)`, set: null, search: null };
+  } else {
+    const search = findCublasInPython(env);
+    if (search.found) {
+      prep = { note: `${search.found} (Python site-packages, via BAGUA_CUBLAS_LIB)`, set: search.found, search };
+      if (env === process.env) setProcessEnv('BAGUA_CUBLAS_LIB', search.found);
+    } else {
+      prep = {
+        note: `none in Python's site-packages (${search.sitePackages.dirs.length} director(ies): ` +
+          `${search.sitePackages.sources.join(', ') || 'no python3, no BAGUA_PYTHON_SITE_PACKAGES, no VIRTUAL_ENV'})`,
+        set: null, search,
+      };
+    }
+  }
+  if (env === process.env) cublasPreparation = prep;
+  return prep;
+}
+
+/** What prepareCublasSearch decided in this thread (null before the CUDA library was loaded). */
+export function cublasPreparationNote(): CublasPreparation | null {
+  return cublasPreparation ?? null;
+}
+
+/** Appends the site-packages files looked at to a 'cuBLAS was not found' message, so it names every path tried. */
+function withPythonPaths(message: string): string {
+  const prep = cublasPreparation;
+  if (!/cuBLAS \(libcublas[^)]*\) was not found/.test(message) || !prep?.search || message.includes('Python site-packages')) {
+    return message;
+  }
+  const { tried, sitePackages } = prep.search;
+  return `${message}\nPython site-packages (${sitePackages.sources.join(', ') || 'none known: no python3, ' +
+    'no BAGUA_PYTHON_SITE_PACKAGES, no VIRTUAL_ENV'}):` + tried.map((p) => `\n  ${p} (absent)`).join('');
+}
+
 /** Loads the CUDA library and declares every function (no device is touched). */
 export function loadCudaLibrary(candidates?: readonly string[]): Omit<CudaKernels, 'deviceCount'> {
-  const library = loadKernelLibrary(CUDA_LIBRARY, candidates);
+  prepareCublasSearch();
+  const loaded = loadKernelLibrary(CUDA_LIBRARY, candidates);
+  const library: LoadedLibrary = { ...loaded, lastError: () => withPythonPaths(loaded.lastError()) };
   const name = library.lib.func('const char *bk_backend_name(void)')() as string;
   if (name !== 'cuda') {
     throw new Error(`@bagua/kernels: ${library.path} is the '${name}' kernel library, not the CUDA one`);

@@ -54,8 +54,8 @@ test('views share storage; dispose frees only after the last view, and use after
   x.dispose();
   t.true(x.isDisposed);
   t.deepEqual(values(v), [1, 2, 3, 4], 'the view keeps the storage alive');
-  t.throws(() => x.add(1), { message: /add: tensor of shape \[4\] used after dispose\(\)/ });
-  t.throws(() => x.toArray(), { message: /toArray: tensor of shape \[4\] used after dispose\(\)/ });
+  t.throws(() => x.add(1), { message: /add: tensor of shape \[4\] was released by dispose\(\)/ });
+  t.throws(() => x.toArray(), { message: /toArray: tensor of shape \[4\] was released by dispose\(\)/ });
   x.dispose(); // twice is harmless
 });
 

@@ -1,6 +1,7 @@
 import * as F from '../ops/index.js';
 import { fmt } from '../shape.js';
-import { noGrad, ones, tensor, zeros, type Tensor } from '../tensor.js';
+import { noGrad } from '../autograd.js';
+import { ones, tensor, zeros, type Tensor } from '../tensor.js';
 import { Module, Parameter } from './module.js';
 
 export interface BatchNormOptions {

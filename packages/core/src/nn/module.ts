@@ -1,12 +1,15 @@
 import { Device } from '../device.js';
 import { fmt } from '../shape.js';
-import { noGrad, Tensor } from '../tensor.js';
+import { noGrad } from '../autograd.js';
+import { scope } from '../lifetime.js';
+import { Tensor } from '../tensor.js';
 
 /** A tensor that a module learns: a leaf that requires grad, sharing the given tensor's storage. */
 export class Parameter extends Tensor {
   constructor(data: Tensor, requiresGrad = true) {
     super(data.storage('Parameter').retain(), data.shape);
     this.requiresGrad = requiresGrad;
+    this.keep(); // its module owns it
   }
 }
 
@@ -22,10 +25,23 @@ export abstract class Module {
 
   abstract forward(...inputs: Tensor[]): Tensor;
 
+  constructor() {
+    // forward is a scope: what it makes and does not return is released when it returns
+    // (the autograd graph keeps what backward needs). The subclass's method, wrapped per instance.
+    const forward = this.forward;
+    const why = `when ${this.constructor.name}.forward returned (it was not returned)`;
+    Object.defineProperty(this, 'forward', {
+      value: (...inputs: Tensor[]) => scope(() => forward.apply(this, inputs), why),
+      writable: true, configurable: true, enumerable: false,
+    });
+  }
+
   /** Exposes map entry `name` as a property, so `this.name` and the tree stay one thing. */
   private expose(name: string, map: Map<string, unknown>): void {
-    if (Object.getOwnPropertyDescriptor(this, name)?.get) return;
-    if (name in this && !Object.getOwnPropertyDescriptor(this, name)) {
+    const own = Object.getOwnPropertyDescriptor(this, name);
+    if (own?.get) return;
+    // Methods, and the per-instance forward (non-enumerable), are not names a child may take.
+    if (name in this && (!own || !own.enumerable)) {
       throw new Error(`${this.constructor.name}: attribute '${name}' already exists`);
     }
     Object.defineProperty(this, name, {
@@ -52,6 +68,7 @@ export abstract class Module {
 
   registerBuffer<T extends Tensor | null>(name: string, tensor: T): T {
     this.checkName('buffer', name);
+    tensor?.keep(); // its module owns it
     this._buffers.set(name, tensor);
     this.expose(name, this._buffers);
     return tensor;

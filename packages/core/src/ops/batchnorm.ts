@@ -1,5 +1,6 @@
 import { fmt } from '../shape.js';
-import { empty, full, noGrad, recordOp, type Tensor } from '../tensor.js';
+import { recordOp } from '../autograd.js';
+import { empty, full, type Tensor } from '../tensor.js';
 import { floatInputs, finite } from './util.js';
 
 /**
@@ -154,12 +155,14 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
     count = full([1], 1, { device: x.device });
   }
   const y = batchNormElemt(x, mean, invstd, weight, bias);
-  return recordOp(y, op, [x, weight, bias], (dy) => noGrad(() => {
-    const needW = (weight?.requiresGrad ?? false) || (bias?.requiresGrad ?? false);
-    const red = batchNormBackwardReduce(dy, x, mean, invstd, needW);
-    // With running statistics the mean and variance are constants: only dy * invstd * w flows back.
-    const sums = useBatchStats ? red.sums : full([2 * c], 0, { device: x.device });
-    const dx = x.requiresGrad ? batchNormBackwardElemt(dy, x, mean, invstd, weight, sums, count) : null;
-    return [dx, weight?.requiresGrad ? red.gradWeight : null, bias?.requiresGrad ? red.gradBias : null];
-  }));
+  // One node for the whole layer: backward is one reduction and one elementwise pass.
+  return recordOp(y, op, [x, weight, bias], [x, weight, mean, invstd, count],
+    (dy, [sx, sw, smean, sinvstd, scount], needs) => {
+      const red = batchNormBackwardReduce(dy, sx!, smean!, sinvstd!, needs[1] || needs[2]);
+      // With running statistics the mean and variance are constants: only dy * invstd * w flows back.
+      if (!useBatchStats) red.sums.storage(op).backend.fill(red.sums.handle(op), 2 * c, 0);
+      const dx = needs[0] ? batchNormBackwardElemt(dy, sx!, smean!, sinvstd!, sw, red.sums, scount!) : null;
+      red.sums.dispose();
+      return [dx, needs[1] ? red.gradWeight : null, needs[2] ? red.gradBias : null];
+    });
 }

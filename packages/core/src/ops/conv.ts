@@ -1,6 +1,7 @@
 import type { Conv2dGeometry, Pool2dGeometry } from '../backend.js';
 import { fmt, pair } from '../shape.js';
-import { empty, recordOp, type Tensor } from '../tensor.js';
+import { recordOp } from '../autograd.js';
+import { empty, type Tensor } from '../tensor.js';
 import { expectRank, floatInputs } from './util.js';
 
 type Pair = number | readonly [number, number];
@@ -48,21 +49,21 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
   };
   const y = empty([n, k, g.oh, g.ow], 'float32', x.device);
   if (y.numel) backend.conv2d(y.handle(op), x.handle(op), w.handle(op), bias ? bias.handle(op) : null, g);
-  return recordOp(y, op, [x, w, bias ?? null], (dy) => {
-    let dx: Tensor | null = null;
-    let dw: Tensor | null = null;
-    let db: Tensor | null = null;
-    if (x.requiresGrad) {
-      dx = empty(x.shape, 'float32', x.device);
-      backend.conv2dBackwardInput(dx.handle(op), dy.handle(op), w.handle(op), g);
-    }
-    if (w.requiresGrad) {
-      dw = empty(w.shape, 'float32', w.device);
-      backend.conv2dBackwardWeight(dw.handle(op), dy.handle(op), x.handle(op), g);
-    }
-    if (bias?.requiresGrad) db = dy.sum([0, 2, 3]);
-    return [dx, dw, db];
-  });
+  // The input gradient reads the weight, the weight gradient the input: only those are kept.
+  return recordOp(y, op, [x, w, bias ?? null], [x.requiresGrad ? w : null, w.requiresGrad ? x : null],
+    (dy, [sw, sx], needs) => {
+      let dx: Tensor | null = null;
+      let dw: Tensor | null = null;
+      if (needs[0]) {
+        dx = empty(x.shape, 'float32', dy.device);
+        backend.conv2dBackwardInput(dx.handle(op), dy.handle(op), sw!.handle(op), g);
+      }
+      if (needs[1]) {
+        dw = empty(w.shape, 'float32', dy.device);
+        backend.conv2dBackwardWeight(dw.handle(op), dy.handle(op), sx!.handle(op), g);
+      }
+      return [dx, dw, needs[2] ? dy.sum([0, 2, 3]) : null];
+    });
 }
 
 interface PoolArgs {
@@ -102,11 +103,13 @@ export function maxPool2d(x: Tensor, kernelSize: Pair,
   const y = empty(pooledShape(x, g), 'float32', x.device);
   const indices = empty(y.shape, 'int32', x.device);
   if (y.numel) backend.maxPool2d(y.handle(op), indices.handle(op), x.handle(op), g);
-  return recordOp(y, op, [x], (dy) => {
-    const dx = empty(x.shape, 'float32', x.device);
-    backend.maxPool2dBackward(dx.handle(op), dy.handle(op), indices.handle(op), g);
+  const rec = recordOp(y, op, [x], [indices], (dy, [idx]) => {
+    const dx = empty(x.shape, 'float32', dy.device);
+    backend.maxPool2dBackward(dx.handle(op), dy.handle(op), idx!.handle(op), g);
     return [dx];
   });
+  indices.dispose(); // the node holds its own reference when it needs one
+  return rec;
 }
 
 export function avgPool2d(x: Tensor, kernelSize: Pair,
@@ -116,8 +119,8 @@ export function avgPool2d(x: Tensor, kernelSize: Pair,
   const g = poolGeometry(op, x, { kernelSize, ...opts });
   const y = empty(pooledShape(x, g), 'float32', x.device);
   if (y.numel) backend.avgPool2d(y.handle(op), x.handle(op), g);
-  return recordOp(y, op, [x], (dy) => {
-    const dx = empty(x.shape, 'float32', x.device);
+  return recordOp(y, op, [x], [], (dy) => {
+    const dx = empty(x.shape, 'float32', dy.device);
     backend.avgPool2dBackward(dx.handle(op), dy.handle(op), g);
     return [dx];
   });
@@ -137,8 +140,8 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
   };
   const y = empty([...x.shape.slice(0, -2), oh, ow], 'float32', x.device);
   if (y.numel) backend.adaptiveAvgPool2d(y.handle(op), x.handle(op), g);
-  return recordOp(y, op, [x], (dy) => {
-    const dx = empty(x.shape, 'float32', x.device);
+  return recordOp(y, op, [x], [], (dy) => {
+    const dx = empty(x.shape, 'float32', dy.device);
     backend.adaptiveAvgPool2dBackward(dx.handle(op), dy.handle(op), g);
     return [dx];
   });

@@ -1,5 +1,6 @@
 import { fmt } from '../shape.js';
-import { empty, recordOp, type Tensor } from '../tensor.js';
+import { recordOp } from '../autograd.js';
+import { empty, type Tensor } from '../tensor.js';
 import { add } from './elementwise.js';
 import { reshape } from './shape.js';
 import { floatInputs } from './util.js';
@@ -22,9 +23,9 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     const [k2, n] = b.shape;
     if (k !== k2) throw new Error(`matmul: shapes ${fmt(a.shape)} and ${fmt(b.shape)} do not match (${k} != ${k2})`);
     const out = gemm(a, b, false, false, 1, m, n, k);
-    return recordOp(out, 'matmul', [a, b], (g) => [
-      a.requiresGrad ? gemm(g, b, false, true, 1, m, k, n) : null,
-      b.requiresGrad ? gemm(a, g, true, false, 1, k, n, m) : null,
+    return recordOp(out, 'matmul', [a, b], [a, b], (g, [sa, sb], needs) => [
+      needs[0] ? gemm(g, sb, false, true, 1, m, k, n) : null,
+      needs[1] ? gemm(sa, g, true, false, 1, k, n, m) : null,
     ]);
   }
   if (a.ndim === 3 && b.ndim === 3) {
@@ -32,9 +33,9 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     const [batch2, k2, n] = b.shape;
     if (batch !== batch2 || k !== k2) throw bad();
     const out = gemm(a, b, false, false, batch, m, n, k);
-    return recordOp(out, 'matmul', [a, b], (g) => [
-      a.requiresGrad ? reshape(gemm(g, b, false, true, batch, m, k, n), a.shape) : null,
-      b.requiresGrad ? reshape(gemm(a, g, true, false, batch, k, n, m), b.shape) : null,
+    return recordOp(out, 'matmul', [a, b], [a, b], (g, [sa, sb], needs) => [
+      needs[0] ? reshape(gemm(g, sb, false, true, batch, m, k, n), a.shape) : null,
+      needs[1] ? reshape(gemm(sa, g, true, false, batch, k, n, m), b.shape) : null,
     ]);
   }
   throw new Error(`matmul: expected 2D @ 2D or 3D @ 3D, got shapes ${fmt(a.shape)} and ${fmt(b.shape)}`);
@@ -52,10 +53,12 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   const rows = x.numel / inF;
   const x2 = reshape(x, [rows, inF]);
   const y = gemm(x2, w, false, true, 1, rows, outF, inF);
-  const yr = recordOp(y, 'linear', [x2, w], (g) => [
-    x2.requiresGrad ? gemm(g, w, false, false, 1, rows, inF, outF) : null,
-    w.requiresGrad ? gemm(g, x2, true, false, 1, outF, inF, rows) : null,
-  ]);
+  // Only what a needed gradient reads is saved: no weight without an input gradient, no input without a weight one.
+  const yr = recordOp(y, 'linear', [x2, w], [x.requiresGrad ? w : null, w.requiresGrad ? x2 : null],
+    (g, [sw, sx], needs) => [
+      needs[0] ? gemm(g, sw!, false, false, 1, rows, inF, outF) : null,
+      needs[1] ? gemm(g, sx!, true, false, 1, outF, inF, rows) : null,
+    ]);
   const withBias = b ? add(yr, b) : yr;
   return reshape(withBias, [...x.shape.slice(0, -1), outF]);
 }

@@ -1,5 +1,6 @@
 import { fmt } from '../shape.js';
-import { empty, recordOp, type Tensor } from '../tensor.js';
+import { recordOp } from '../autograd.js';
+import { empty, type Tensor } from '../tensor.js';
 import { mul, sub } from './elementwise.js';
 import { mean, sum } from './reduce.js';
 import { logSoftmax } from './softmax.js';
@@ -37,9 +38,9 @@ export function nllLoss(logp: Tensor, target: Tensor, opts: { reduction?: Reduct
   if (!target.device.equals(logp.device)) throw new Error(`${op}: target is on ${target.device}, input on ${logp.device}`);
   const out = empty([rows], 'float32', logp.device);
   backend.nllLoss(out.handle(op), logp.handle(op), target.handle(op), rows, cols);
-  const perRow = recordOp(out, op, [logp], (g) => {
-    const d = empty(logp.shape, 'float32', logp.device);
-    backend.nllLossBackward(d.handle(op), g.handle(op), target.handle(op), rows, cols);
+  const perRow = recordOp(out, op, [logp], [target], (g, [t]) => {
+    const d = empty(logp.shape, 'float32', g.device);
+    backend.nllLossBackward(d.handle(op), g.handle(op), t!.handle(op), rows, cols);
     return [d];
   });
   return reduce(op, perRow, opts.reduction ?? 'mean');

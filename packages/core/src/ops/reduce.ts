@@ -1,5 +1,6 @@
 import { fmt, normAxis, numelOf, type Shape } from '../shape.js';
-import { empty, recordOp, type Tensor } from '../tensor.js';
+import { recordOp } from '../autograd.js';
+import { empty, type Tensor } from '../tensor.js';
 import { affine, expand } from './elementwise.js';
 import { reshape } from './shape.js';
 import { floatInputs } from './util.js';
@@ -42,7 +43,8 @@ export function sum(x: Tensor, dims?: number | readonly number[], keepDim = fals
   const kept = sumKeep(x, axes);
   const shape = keepDim ? kept.shape : x.shape.filter((_, i) => !axes.includes(i));
   const out = keepDim ? kept : reshape(kept, shape);
-  return recordOp(out, 'sum', [x], (g) => [expand(reshape(g, kept.shape), x.shape)]);
+  const keptShape = kept.shape;
+  return recordOp(out, 'sum', [x], [], (g) => [expand(reshape(g, keptShape), x.shape)]);
 }
 
 export function mean(x: Tensor, dims?: number | readonly number[], keepDim = false): Tensor {

@@ -1,13 +1,14 @@
 import { Device } from '../device.js';
 import { contiguousStrides, inferShape, normAxis, type Shape } from '../shape.js';
-import { empty, recordOp, Tensor } from '../tensor.js';
+import { recordOp } from '../autograd.js';
+import { empty, Tensor } from '../tensor.js';
 import { floatInputs } from './util.js';
 
 /** Same storage, new shape (every tensor here is contiguous, so view and reshape agree). */
 export function reshape(x: Tensor, shape: Shape, op = 'reshape'): Tensor {
   const target = inferShape(op, x.shape, shape);
   const out = new Tensor(x.storage(op).retain(), target);
-  return recordOp(out, op, [x], (g) => [reshape(g, x.shape)]);
+  return recordOp(out, op, [x], [], (g) => [reshape(g, x.shape)]);
 }
 
 export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
@@ -31,7 +32,7 @@ export function transpose(x: Tensor, d0: number, d1: number): Tensor {
   [strides[a], strides[b]] = [strides[b], strides[a]];
   const out = empty(shape, 'float32', x.device);
   if (out.numel > 0) backend.stridedCopy(out.handle('transpose'), x.handle('transpose'), shape, strides);
-  return recordOp(out, 'transpose', [x], (g) => [transpose(g, a, b)]);
+  return recordOp(out, 'transpose', [x], [], (g) => [transpose(g, a, b)]);
 }
 
 export function clone(x: Tensor): Tensor {
@@ -39,7 +40,7 @@ export function clone(x: Tensor): Tensor {
   const out = empty(x.shape, s.dtype, s.device);
   if (s.dtype === 'float32') s.backend.copy(out.handle('clone'), s.handle, x.numel);
   else out.storage('clone').backend.upload(out.handle('clone'), s.backend.download(s.handle, s.dtype, s.numel));
-  return recordOp(out, 'clone', [x], (g) => [g]);
+  return recordOp(out, 'clone', [x], [], (g) => [g]);
 }
 
 /** A copy on another device (differentiable: the gradient moves back). */
@@ -49,5 +50,6 @@ export function to(x: Tensor, device: string | Device): Tensor {
   if (s.device.equals(target)) return x;
   const out = empty(x.shape, s.dtype, target);
   out.storage('to').backend.upload(out.handle('to'), s.backend.download(s.handle, s.dtype, s.numel));
-  return recordOp(out, 'to', [x], (g) => [to(g, s.device)]);
+  const from = s.device;
+  return recordOp(out, 'to', [x], [], (g) => [to(g, from)]);
 }

@@ -1,5 +1,6 @@
 import { normAxis } from '../shape.js';
-import { empty, recordOp, type Tensor } from '../tensor.js';
+import { recordOp } from '../autograd.js';
+import { empty, type Tensor } from '../tensor.js';
 import { transpose } from './shape.js';
 import { floatInputs } from './util.js';
 
@@ -11,9 +12,9 @@ function lastAxis(x: Tensor, log: boolean): Tensor {
   const rows = cols === 0 ? 0 : x.numel / cols;
   const y = empty(x.shape, 'float32', x.device);
   if (y.numel) backend.softmax(y.handle(op), x.handle(op), rows, cols, log);
-  return recordOp(y, op, [x], (g) => {
-    const dx = empty(x.shape, 'float32', x.device);
-    if (dx.numel) backend.softmaxBackward(dx.handle(op), g.handle(op), y.handle(op), rows, cols, log);
+  return recordOp(y, op, [x], [y], (g, [sy]) => {
+    const dx = empty(sy.shape, 'float32', sy.device);
+    if (dx.numel) backend.softmaxBackward(dx.handle(op), g.handle(op), sy.handle(op), rows, cols, log);
     return [dx];
   });
 }

@@ -1,4 +1,5 @@
 import { fmt } from '../shape.js';
+import { endStep } from '../lifetime.js';
 import { zeros, type Tensor } from '../tensor.js';
 
 export interface SGDOptions {
@@ -9,7 +10,7 @@ export interface SGDOptions {
   nesterov?: boolean;
 }
 
-/** PyTorch's SGD, one fused kernel call per parameter. */
+/** PyTorch's SGD, one fused kernel call per parameter; each step() also ends a step of tensor lifetimes (endStep). */
 export class SGD {
   readonly params: Tensor[];
   readonly options: Required<SGDOptions>;
@@ -48,13 +49,14 @@ export class SGD {
       let buf = this.momentumBuffers.get(p) ?? null;
       const first = momentum !== 0 && buf === null;
       if (first) {
-        buf = zeros(p.shape, { device: p.device });
+        buf = zeros(p.shape, { device: p.device }).keep();
         this.momentumBuffers.set(p, buf);
       }
       const storage = p.storage('SGD.step');
       storage.backend.sgd(storage.handle, buf ? buf.handle('SGD.step') : null, g.handle('SGD.step'), p.numel, lr,
         momentum, dampening, weightDecay, nesterov, first);
     }
+    endStep();
   }
 
   zeroGrad(): void {

@@ -43,7 +43,7 @@ BK_API int bk_cuda_free(void *ptr);
 /* Returns the cached (unused) blocks of `device` (-1: all devices) to the driver. */
 BK_API int bk_cuda_empty_cache(int32_t device);
 /* Bytes handed out, and bytes held from the driver (in use + cached). */
-BK_API int bk_cuda_memory_stats(int32_t device, int64_t *allocated, int64_t *reserved);
+BK_API int bk_cuda_memory_stats(int32_t device, int64_t *allocated, int64_t *reserved, int64_t *system_allocs);
 
 /* The library's stream for `device` (created on first use, non-blocking). */
 BK_API int bk_cuda_stream(int32_t device, void **stream);

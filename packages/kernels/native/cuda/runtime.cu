@@ -92,6 +92,7 @@ struct Allocator {
   std::map<int64_t, std::vector<void *>> free_lists[kMaxDevices];
   int64_t allocated[kMaxDevices] = {0};
   int64_t reserved[kMaxDevices] = {0};
+  int64_t system_allocs[kMaxDevices] = {0};  // cudaMalloc calls: none in a steady state
 };
 
 Allocator &allocator() {
@@ -193,6 +194,7 @@ static int alloc_block(void **out, int64_t nbytes, int dev) {
   a.live[p] = Live{size, dev};
   a.allocated[dev] += size;
   a.reserved[dev] += size;
+  a.system_allocs[dev]++;
   *out = p;
   return 0;
 }
@@ -483,12 +485,13 @@ BK_API int bk_cuda_empty_cache(int32_t device) {
   return free_retired(device);
 }
 
-BK_API int bk_cuda_memory_stats(int32_t device, int64_t *allocated, int64_t *reserved) {
+BK_API int bk_cuda_memory_stats(int32_t device, int64_t *allocated, int64_t *reserved, int64_t *system_allocs) {
   if (device < 0 || device >= kMaxDevices) return fail("bk_cuda_memory_stats: bad device %d", device);
   Allocator &a = allocator();
   std::lock_guard<std::mutex> g(a.mu);
   *allocated = a.allocated[device];
   *reserved = a.reserved[device];
+  *system_allocs = a.system_allocs[device];
   return 0;
 }
 

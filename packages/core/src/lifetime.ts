@@ -1,0 +1,105 @@
+/**
+ * Who holds the user's reference to a tensor, so that its storage goes back
+ * without the garbage collector (README, "Memory"). Every tensor an op or a
+ * factory makes joins the innermost open scope, or else the current step:
+ * - a scope (`scope(fn)`, and every Module.forward) releases, when it ends,
+ *   what it made and does not return; what it returns joins the enclosing one;
+ * - a step ends at each optimizer.step() or endStep(), and releases what the
+ *   step before it made: a step's values stay readable through the next one.
+ *   What was made before the first step ended (the set-up) is kept.
+ * `keep()` takes a tensor out of its scope or step for good. The autograd graph
+ * and views hold storages by their own references, so releasing the user's
+ * reference never frees memory that backward still needs.
+ */
+import type { Tensor } from './tensor.js';
+
+export class Scope {
+  readonly tensors: Tensor[] = [];
+  /** Completes "released ..." in the error a later use of one of these tensors gets. */
+  constructor(readonly why: string) {}
+
+  /** Releases every tensor this scope still owns, except those in `escaping`, which move to `parent`. */
+  close(parent: Scope | null, escaping?: ReadonlySet<Tensor>): void {
+    for (const t of this.tensors) {
+      if (t._owner !== this) continue;
+      if (parent && escaping?.has(t)) parent.adopt(t);
+      else t._release(this.why);
+    }
+    this.tensors.length = 0;
+  }
+
+  adopt(t: Tensor): void {
+    t._owner = this;
+    this.tensors.push(t);
+  }
+}
+
+const STEP_RELEASE = 'at the end of the step after the one that made it (optimizer.step() and endStep() end a step)';
+
+const open: Scope[] = [];
+let current = new Scope(STEP_RELEASE);
+let previous: Scope | null = null;
+let stepsEnded = 0;
+
+/** The scope a new tensor joins. */
+export function currentScope(): Scope {
+  return open.length ? open[open.length - 1] : current;
+}
+
+/**
+ * Ends the current step: what the previous step made is released. Optimizers
+ * call it at the end of step(); call it yourself in loops without an optimizer
+ * (evaluation), once per iteration.
+ */
+export function endStep(): void {
+  if (stepsEnded++ === 0) {
+    // The set-up (datasets, constants) and the first step: kept, never released by steps.
+    for (const t of current.tensors) if (t._owner === current) t._owner = null;
+    current.tensors.length = 0;
+  } else {
+    previous?.close(null);
+    previous = current;
+    current = new Scope(STEP_RELEASE);
+  }
+}
+
+/** The tensors reachable from a returned value: a tensor, or arrays and plain objects of them. */
+function collect(value: unknown, into: Set<Tensor>, isTensor: (v: unknown) => v is Tensor, depth = 0): void {
+  if (isTensor(value)) into.add(value);
+  else if (depth < 4 && Array.isArray(value)) for (const v of value) collect(v, into, isTensor, depth + 1);
+  else if (depth < 4 && value !== null && typeof value === 'object') {
+    const proto = Object.getPrototypeOf(value);
+    if (proto === Object.prototype || proto === null) {
+      for (const v of Object.values(value)) collect(v, into, isTensor, depth + 1);
+    }
+  }
+}
+
+let tensorCheck: ((v: unknown) => v is Tensor) | null = null;
+
+/** tensor.ts registers its class test here (this module cannot import it: the import would be circular). */
+export function setTensorCheck(check: (v: unknown) => v is Tensor): void {
+  tensorCheck = check;
+}
+
+/**
+ * Runs fn in a scope: the tensors it makes and does not return (as a tensor, or
+ * inside arrays and plain objects) are released when it returns or throws.
+ */
+export function scope<T>(fn: () => T, why = 'when its scope() ended (it was not returned)'): T {
+  const s = new Scope(why);
+  open.push(s);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    open.pop();
+    s.close(null);
+    throw e;
+  }
+  open.pop();
+  const escaping = new Set<Tensor>();
+  collect(result, escaping, tensorCheck!);
+  s.close(currentScope(), escaping);
+  return result;
+}
