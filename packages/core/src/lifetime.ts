@@ -4,9 +4,10 @@
  * factory makes joins the innermost open scope, or else the current step:
  * - a scope (`scope(fn)`, and every Module.forward) releases, when it ends,
  *   what it made and does not return; what it returns joins the enclosing one;
- * - a step ends at each optimizer.step() or endStep(), and releases what the
- *   step before it made: a step's values stay readable through the next one.
- *   What was made before the first step ended (the set-up) is kept.
+ * - a step ends at each optimizer.step() or endStep(); a tensor is released at
+ *   the end of the step after the last one in which it was used (passed to an
+ *   op, read): values stay readable through the next step, and data used every
+ *   step lives on. What was made before the first step ended (the set-up) is kept.
  * `keep()` takes a tensor out of its scope or step for good. The autograd graph
  * and views hold storages by their own references, so releasing the user's
  * reference never frees memory that backward still needs.
@@ -34,33 +35,51 @@ export class Scope {
   }
 }
 
-const STEP_RELEASE = 'at the end of the step after the one that made it (optimizer.step() and endStep() end a step)';
+const STEP_RELEASE = 'at the end of the step after the last one that used it (optimizer.step() and endStep() end a step)';
 
 const open: Scope[] = [];
 let current = new Scope(STEP_RELEASE);
 let previous: Scope | null = null;
-let stepsEnded = 0;
+
+/** The number of the running step (steps ended so far): tensors note the step of their last use. */
+export const clock = { step: 0 };
 
 /** The scope a new tensor joins. */
 export function currentScope(): Scope {
   return open.length ? open[open.length - 1] : current;
 }
 
+/** The optimizers that stepped in the running step: a second step of one of them starts the next step. */
+const steppedBy = new Set<object>();
+
 /**
- * Ends the current step: what the previous step made is released. Optimizers
- * call it at the end of step(); call it yourself in loops without an optimizer
- * (evaluation), once per iteration.
+ * Ends the current step. Optimizers call it from step(), naming themselves:
+ * with several optimizers (a GAN, two models) a step lasts until one of them
+ * steps again, so a step is one iteration of the training loop. Called with no
+ * argument it always ends the step: do so once per iteration in loops without
+ * an optimizer (evaluation).
  */
-export function endStep(): void {
-  if (stepsEnded++ === 0) {
+export function endStep(by?: object): void {
+  if (by !== undefined && !steppedBy.has(by)) {
+    steppedBy.add(by);
+    return;
+  }
+  steppedBy.clear();
+  if (by !== undefined) steppedBy.add(by);
+  const ending = clock.step++;
+  if (ending === 0) {
     // The set-up (datasets, constants) and the first step: kept, never released by steps.
     for (const t of current.tensors) if (t._owner === current) t._owner = null;
     current.tensors.length = 0;
-  } else {
-    previous?.close(null);
-    previous = current;
-    current = new Scope(STEP_RELEASE);
+    return;
   }
+  if (previous) {
+    // What the step before made: used in the step now ending, it is looked at again a step later.
+    for (const t of previous.tensors) if (t._owner === previous && t._usedIn === ending) current.adopt(t);
+    previous.close(null);
+  }
+  previous = current;
+  current = new Scope(STEP_RELEASE);
 }
 
 /** The tensors reachable from a returned value: a tensor, or arrays and plain objects of them. */

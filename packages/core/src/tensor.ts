@@ -2,7 +2,7 @@ import type { Handle } from './backend.js';
 import { runBackward, type BackwardOptions, type GradNode } from './autograd.js';
 import { Device, type DeviceName } from './device.js';
 import { type DType, type HostArray, hostArray } from './dtype.js';
-import { currentScope, setTensorCheck, type Scope } from './lifetime.js';
+import { clock, currentScope, setTensorCheck, type Scope } from './lifetime.js';
 import { Storage } from './memory.js';
 import { defaultGenerator } from './random.js';
 import { checkShape, fmt, numelOf, type Shape } from './shape.js';
@@ -27,6 +27,8 @@ export class Tensor {
   private _releasedWhy = '';
   /** The scope or step holding the user's reference (null: kept, or owned by a node or leaf). @internal */
   _owner: Scope | null = null;
+  /** The step of the last use (steps release what they did not use). @internal */
+  _usedIn = clock.step;
 
   /** Takes over one reference to `storage`. */
   constructor(storage: Storage, shape: Shape, owner?: typeof OWNED) {
@@ -93,6 +95,7 @@ export class Tensor {
       throw new Error(`${op}: tensor of shape ${fmt(this.shape)} was released ${this._releasedWhy}; ` +
         'keep() a tensor to use it longer');
     }
+    this._usedIn = clock.step;
     return this._storage;
   }
 

@@ -56,7 +56,7 @@ export class SGD {
       storage.backend.sgd(storage.handle, buf ? buf.handle('SGD.step') : null, g.handle('SGD.step'), p.numel, lr,
         momentum, dampening, weightDecay, nesterov, first);
     }
-    endStep();
+    endStep(this);
   }
 
   zeroGrad(): void {
