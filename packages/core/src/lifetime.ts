@@ -69,7 +69,7 @@ export function endStep(by?: object): void {
   const ending = clock.step++;
   if (ending === 0) {
     // The set-up (datasets, constants) and the first step: kept, never released by steps.
-    for (const t of current.tensors) if (t._owner === current) t._owner = null;
+    for (const t of current.tensors) if (t._owner === current) t.keep();
     current.tensors.length = 0;
     return;
   }

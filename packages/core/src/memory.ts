@@ -42,9 +42,11 @@ interface Lost {
 }
 
 /**
- * Only a net: a storage whose tensors were dropped without release (which the
- * lifetime rules make rare) goes back when the collector finds it. The held
- * value is a token, not the buffer, so it never keeps the memory alive.
+ * Only a net, under the storages of kept tensors (the only ones without a
+ * deterministic owner): one dropped without dispose() goes back when the
+ * collector finds it. The held value is a token, not the buffer, so it never
+ * keeps the memory alive. (Registering every storage would cost a steady loop
+ * old-generation garbage: the registry's cells.)
  */
 const net = new FinalizationRegistry<Lost>((lost) => {
   lost.backend.reclaim(lost.token);
@@ -55,6 +57,7 @@ const net = new FinalizationRegistry<Lost>((lost) => {
 /** One backend allocation, shared by a tensor and its views; freed when the last one lets go. */
 export class Storage {
   private refs = 1;
+  private guarded = false;
   readonly nbytes: number;
   private readonly counters: Counters;
 
@@ -70,7 +73,14 @@ export class Storage {
     c.allocated += this.nbytes;
     c.numAllocs++;
     if (c.allocated > c.peakAllocated) c.peakAllocated = c.allocated;
-    net.register(this, { backend, token: backend.reclaimToken(handle), counters: c, nbytes: this.nbytes }, this);
+  }
+
+  /** Puts the storage under the collector's safety net (kept tensors; idempotent). */
+  guard(): void {
+    if (this.guarded || this.refs === 0) return;
+    this.guarded = true;
+    net.register(this, { backend: this.backend, token: this.backend.reclaimToken(this.handle), counters: this.counters,
+      nbytes: this.nbytes }, this);
   }
 
   static alloc(dtype: DType, numel: number, device: Device): Storage {
@@ -91,7 +101,7 @@ export class Storage {
   /** The last release gives the block back to the device's caching allocator at once. */
   release(): void {
     if (--this.refs !== 0) return;
-    net.unregister(this);
+    if (this.guarded) net.unregister(this);
     this.counters.allocated -= this.nbytes;
     this.counters.numFrees++;
     this.backend.free(this.handle);

@@ -86,6 +86,7 @@ export class Tensor {
     if (value === this._grad) return;
     const old = this._grad;
     this._grad = value === null ? null : value._alias('grad');
+    if (this._owner === null) this._grad?._storage!.guard(); // a kept leaf's gradient has no other net
     old?._release('when its leaf got another gradient (zeroGrad() or an assignment to .grad)');
   }
 
@@ -106,7 +107,7 @@ export class Tensor {
 
   /** Takes this tensor out of its scope or step: it lives until dispose() (or the collector). */
   keep(): this {
-    this.storage('keep');
+    this.storage('keep').guard();
     this._owner = null;
     return this;
   }
@@ -181,6 +182,7 @@ export class Tensor {
     const s = source.storage('assign').retain();
     this.storage('assign').release();
     this._storage = s;
+    if (this._owner === null) s.guard();
   }
 
   toArray(): HostArray {
