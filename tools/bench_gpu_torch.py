@@ -9,7 +9,9 @@ alone; and a device-to-device copy. Times: CUDA events around a loop of
 back-to-back calls, median of 5 loops, in milliseconds per call. Prints one JSON
 line last (read by bench-gpu.ts).
 
-  python3 tools/bench_gpu_torch.py [--shapes '[[32,64,112,112],...]'] [--seconds 0.2]
+  python3 tools/bench_gpu_torch.py [--shapes '[[64,256,56,56],...]'] [--seconds 0.2]
+
+Default shapes: several times the L2 cache (50-60 MB on H100/H200), the same as bench-gpu.ts.
 """
 import argparse
 import json
@@ -101,7 +103,8 @@ def bench_shape(shape, seconds, dev):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shapes", default="[[32,64,112,112],[64,256,28,28],[256,2048]]")
+    # several times the L2 cache (50-60 MB on H100/H200): HBM bandwidth, as in bench-gpu.ts
+    ap.add_argument("--shapes", default="[[64,256,56,56],[128,64,112,112],[16384,4096]]")
     ap.add_argument("--seconds", type=float, default=0.2)
     args = ap.parse_args()
     if not torch.cuda.is_available():

@@ -7,7 +7,10 @@
 #                            without the dev-only tools (turbo, typescript: nothing runs
 #                            them there), the per-package node_modules links, and every
 #                            package's compiled dist/ (tests and benchmarks included)
-#   .device/manifest.txt     node version, git commit, sizes
+#   .device/manifest.txt     node version, the glibc it needs, git commit, sizes
+#
+# tools/gpu-check unpacks them with xz where the machine has it, else with Python's
+# lzma/tarfile (the formats stay .xz: both read them).
 #
 # Native libraries are not packed: gpu-check builds them on the machine (its glibc
 # may be older than this one's, and the CUDA library is built for its card).
@@ -62,12 +65,16 @@ tar --create --file - \
   "${paths[@]}" | xz -6 -T2 > "$out/runtime.tar.xz.part"
 mv "$out/runtime.tar.xz.part" "$out/runtime.tar.xz"
 
+# the newest glibc symbol version the carried node refers to (the machine's glibc must be >= it)
+node_glibc=$(grep -ao 'GLIBC_2\.[0-9]*' "$node_bin" | sort -uV | tail -1)
+
 tree_bytes=$(git ls-files -co --exclude-standard -z | xargs -0 stat -c %s 2>/dev/null | awk '{s+=$1} END {print s+0}')
 node_bytes=$(stat -c %s "$out/node.xz")
 rt_bytes=$(stat -c %s "$out/runtime.tar.xz")
 total=$((tree_bytes + node_bytes + rt_bytes))
 {
   echo "node $node_version"
+  echo "node needs ${node_glibc:-an unknown glibc} (or newer)"
   echo "commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
   echo "node.xz $node_bytes"
   echo "runtime.tar.xz $rt_bytes"

@@ -15,9 +15,21 @@
  * write for elemt), forward + backward 8 (+ read dy, x; read dy, x, write dx).
  * GB/s = those bytes / time; "of copy" = that over the copy's GB/s (read + write).
  *
+ * Shapes: every default shape is several times the L2 cache (H200/H100: 50-60 MB), so the
+ * GB/s figures are HBM bandwidth, not cache bandwidth: [64,256,56,56] 205 MB,
+ * [128,64,112,112] 411 MB, [16384,4096] 268 MB (BatchNorm1d's rows layout). A shape counts
+ * for the copy-bound goal only when its tensor is at least 2x BENCH_L2_MB.
+ *
+ * Goals (printed at the end, and in BENCH_JSON's `goals`): forward and forward+backward
+ * each >= 1.0x the faster PyTorch path on every shape, and >= 80% of the copy's bandwidth
+ * on every shape above the cache; each is met, NOT met, or n/a (PyTorch not measured,
+ * no shape above the cache), never met by default.
+ *
  *   node dist/bench/bench-gpu.js          env: BENCH_SECONDS (per loop, default 0.2),
- *                                         BENCH_JSON=<file> (results as JSON), BENCH_SHAPES,
- *                                         BAGUA_PYTHON (default python3), BENCH_NO_TORCH=1
+ *                                         BENCH_JSON=<file> (results as JSON), BENCH_SHAPES
+ *                                         (e.g. tiny ones to rehearse on the CUDA emulator),
+ *                                         BENCH_L2_MB (default 60), BAGUA_PYTHON (default
+ *                                         python3), BENCH_NO_TORCH=1
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -29,8 +41,13 @@ import { bnDims, randomArray, tableHeader, tableRow } from './common.js';
 // BENCH_SHAPES='[[4,8,8,8]]': other shapes (tiny ones rehearse the script on the CUDA emulator)
 const SHAPES: number[][] = process.env.BENCH_SHAPES
   ? JSON.parse(process.env.BENCH_SHAPES) as number[][]
-  : [[32, 64, 112, 112], [64, 256, 28, 28], [256, 2048]];
+  : [[64, 256, 56, 56], [128, 64, 112, 112], [16384, 4096]];
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 0.2);
+const L2_BYTES = Number(process.env.BENCH_L2_MB ?? 60) * 1e6;
+/** A tensor at least this large streams from HBM: the copy-bound goal applies. */
+const ABOVE_L2_BYTES = 2 * L2_BYTES;
+const TORCH_GOAL = 1.0;
+const COPY_GOAL = 0.8;
 const DEV = 0;
 
 interface Timing { ms: number; gbs: number }
@@ -134,6 +151,52 @@ function benchTorch(): TorchOut | string {
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as TorchOut;
 }
 
+interface Goal {
+  goal: string;
+  /** 'met' | 'NOT met' | 'n/a': never 'met' without a measurement behind it. */
+  status: 'met' | 'NOT met' | 'n/a';
+  /** The worst value over the shapes it applies to (ratio, or fraction of the copy), or null. */
+  worst: number | null;
+  detail: string;
+}
+
+/**
+ * Forward and forward+backward against the two goals. A goal with nothing to judge it
+ * by (PyTorch not measured, no shape above the cache) is n/a, with the reason.
+ */
+function evaluateGoals(
+  summary: readonly { shape: number[]; pass: string; ratioVsTorch: number | null; ofCopy: number; aboveL2: boolean }[],
+  torchError: string | null,
+): Goal[] {
+  const goals: Goal[] = [];
+  for (const pass of ['fwd', 'fwd+bwd']) {
+    const rows = summary.filter((s) => s.pass === pass);
+    const fmtShape = (s: { shape: number[] }) => `[${s.shape.join(',')}]`;
+    // vs PyTorch: every shape must have been measured
+    const measured = rows.filter((s) => s.ratioVsTorch !== null);
+    if (rows.length === 0 || measured.length < rows.length) {
+      goals.push({ goal: `${pass} >= ${TORCH_GOAL.toFixed(1)}x PyTorch`, status: 'n/a', worst: null,
+        detail: `PyTorch not measured${torchError ? ` (${torchError})` : ''}` });
+    } else {
+      const w = measured.reduce((a, b) => (b.ratioVsTorch! < a.ratioVsTorch! ? b : a));
+      goals.push({ goal: `${pass} >= ${TORCH_GOAL.toFixed(1)}x PyTorch`, status: w.ratioVsTorch! >= TORCH_GOAL ? 'met' : 'NOT met',
+        worst: w.ratioVsTorch, detail: `worst ${w.ratioVsTorch!.toFixed(2)}x on ${fmtShape(w)}; ` +
+          measured.map((s) => `${fmtShape(s)} ${s.ratioVsTorch!.toFixed(2)}x`).join(', ') });
+    }
+    const big = rows.filter((s) => s.aboveL2);
+    if (big.length === 0) {
+      goals.push({ goal: `${pass} >= ${(COPY_GOAL * 100).toFixed(0)}% of copy bound`, status: 'n/a', worst: null,
+        detail: `no shape of >= ${(ABOVE_L2_BYTES / 1e6).toFixed(0)} MB (above the L2 cache) was measured` });
+    } else {
+      const w = big.reduce((a, b) => (b.ofCopy < a.ofCopy ? b : a));
+      goals.push({ goal: `${pass} >= ${(COPY_GOAL * 100).toFixed(0)}% of copy bound`, status: w.ofCopy >= COPY_GOAL ? 'met' : 'NOT met',
+        worst: w.ofCopy, detail: `worst ${(w.ofCopy * 100).toFixed(0)}% on ${fmtShape(w)}; ` +
+          big.map((s) => `${fmtShape(s)} ${(s.ofCopy * 100).toFixed(0)}%`).join(', ') });
+    }
+  }
+  return goals;
+}
+
 function main(): void {
   const info = be.deviceInfo(DEV);
   const v = be.versions();
@@ -159,7 +222,7 @@ function main(): void {
   const widths = [18, 12, 9, 8, 8, 11, 10, 13];
   console.log('');
   console.log(tableHeader(header, widths));
-  const summary: { shape: number[]; pass: string; ratioVsTorch: number | null; ofCopy: number }[] = [];
+  const summary: { shape: number[]; pass: string; ratioVsTorch: number | null; ofCopy: number; aboveL2: boolean }[] = [];
   for (const r of results) {
     const rows: [string, string, string | null, string | null][] = [
       ['fwd', 'fwd', 'F.batch_norm fwd', 'syncbn fwd'],
@@ -175,7 +238,8 @@ function main(): void {
       const s = ts && r.torch ? r.torch[ts] ?? null : null;
       const best = [f, s].filter((z): z is Timing => z !== null).reduce<number | null>((m, z) => (m === null ? z.ms : Math.min(m, z.ms)), null);
       const ofCopy = o.gbs / r.copy.gbs;
-      summary.push({ shape: r.shape, pass: label, ratioVsTorch: best === null ? null : best / o.ms, ofCopy });
+      summary.push({ shape: r.shape, pass: label, ratioVsTorch: best === null ? null : best / o.ms, ofCopy,
+        aboveL2: r.bytes >= ABOVE_L2_BYTES });
       console.log(tableRow([
         `[${r.shape.join(',')}]`, label, o.ms.toFixed(4), o.gbs.toFixed(0), `${(ofCopy * 100).toFixed(0)}%`,
         f ? f.ms.toFixed(4) : '-', s ? s.ms.toFixed(4) : '-', best === null ? 'n/a' : `${(best / o.ms).toFixed(2)}x`,
@@ -186,8 +250,13 @@ function main(): void {
   console.log('copy (device to device, read + write): ' + results.map((r) =>
     `[${r.shape.join(',')}] ours ${r.copy.gbs.toFixed(0)} GB/s${r.torch?.copy ? `, torch ${r.torch.copy.gbs.toFixed(0)} GB/s` : ''}`).join('; '));
   console.log('vs best torch: the faster of F.batch_norm and the SyncBN primitives, over ours (> 1: ours is faster)');
+  const goals = evaluateGoals(summary, typeof torch === 'string' ? torch : null);
+  console.log('');
+  console.log(`goals (copy bound on shapes >= ${(ABOVE_L2_BYTES / 1e6).toFixed(0)} MB, 2x an L2 of ${(L2_BYTES / 1e6).toFixed(0)} MB):`);
+  for (const g of goals) console.log(`  ${g.goal.padEnd(32)} ${g.status.padEnd(8)} ${g.detail}`);
   if (process.env.BENCH_JSON) {
-    writeFileSync(process.env.BENCH_JSON, JSON.stringify({ device: info, versions: v, results, summary,
+    writeFileSync(process.env.BENCH_JSON, JSON.stringify({ device: info, versions: v, results, summary, goals,
+      l2Bytes: L2_BYTES, aboveL2Bytes: ABOVE_L2_BYTES,
       torch: typeof torch === 'string' ? { error: torch } : { version: torch.version, cuda: torch.cuda } }, null, 1));
   }
 }

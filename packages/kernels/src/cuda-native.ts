@@ -90,14 +90,6 @@ export interface PythonSitePackages {
   sources: string[];
 }
 
-function isDirectory(p: string): boolean {
-  try {
-    return statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
 function sortedChildren(parent: string, pattern: RegExp): string[] {
   try {
     return readdirSync(parent).filter((n) => pattern.test(n)).sort().reverse().map((n) => join(parent, n));
