@@ -1,9 +1,8 @@
 import { fmt } from '../shape.js';
-import { recordOp } from '../autograd.js';
+import { noGrad, recordOp } from '../autograd.js';
 import { empty, type Tensor } from '../tensor.js';
-import { mul, sub } from './elementwise.js';
+import { affine, expand, mul, sub } from './elementwise.js';
 import { mean, sum } from './reduce.js';
-import { logSoftmax } from './softmax.js';
 import { expectRank, floatInputs } from './util.js';
 
 export type Reduction = 'mean' | 'sum' | 'none';
@@ -25,17 +24,23 @@ export function mseLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduc
   return reduce('mseLoss', mul(d, d), opts.reduction ?? 'mean');
 }
 
+/** Checks [N, C] scores against int32 class targets [N]; returns the backend, rows and columns. */
+function classTargets(op: string, scores: Tensor, target: Tensor) {
+  const backend = floatInputs(op, scores);
+  expectRank(op, scores, [2]);
+  const [rows, cols] = scores.shape;
+  if (target.dtype !== 'int32') throw new Error(`${op}: expected int32 class targets, got ${target.dtype}`);
+  if (target.ndim !== 1 || target.shape[0] !== rows) {
+    throw new Error(`${op}: target ${fmt(target.shape)} does not match input ${fmt(scores.shape)} (expected [${rows}])`);
+  }
+  if (!target.device.equals(scores.device)) throw new Error(`${op}: target is on ${target.device}, input on ${scores.device}`);
+  return { backend, rows, cols };
+}
+
 /** Negative log-likelihood per row of [N, C] log-probabilities, for int32 class targets. */
 export function nllLoss(logp: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
   const op = 'nllLoss';
-  const backend = floatInputs(op, logp);
-  expectRank(op, logp, [2]);
-  const [rows, cols] = logp.shape;
-  if (target.dtype !== 'int32') throw new Error(`${op}: expected int32 class targets, got ${target.dtype}`);
-  if (target.ndim !== 1 || target.shape[0] !== rows) {
-    throw new Error(`${op}: target ${fmt(target.shape)} does not match input ${fmt(logp.shape)} (expected [${rows}])`);
-  }
-  if (!target.device.equals(logp.device)) throw new Error(`${op}: target is on ${target.device}, input on ${logp.device}`);
+  const { backend, rows, cols } = classTargets(op, logp, target);
   const out = empty([rows], 'float32', logp.device);
   backend.nllLoss(out.handle(op), logp.handle(op), target.handle(op), rows, cols);
   const perRow = recordOp(out, op, [logp], [target], (g, [t]) => {
@@ -46,7 +51,26 @@ export function nllLoss(logp: Tensor, target: Tensor, opts: { reduction?: Reduct
   return reduce(op, perRow, opts.reduction ?? 'mean');
 }
 
+/**
+ * log-softmax and NLL as one autograd node: backward is one NLL scatter and
+ * one softmax backward, with no intermediate gradient between them.
+ */
 export function crossEntropy(logits: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
-  expectRank('crossEntropy', logits, [2]);
-  return nllLoss(logSoftmax(logits, 1), target, opts);
+  const op = 'crossEntropy';
+  const reduction = opts.reduction ?? 'mean';
+  const { backend, rows, cols } = classTargets(op, logits, target);
+  const logp = empty(logits.shape, 'float32', logits.device);
+  if (logp.numel) backend.softmax(logp.handle(op), logits.handle(op), rows, cols, true);
+  const perRow = empty([rows], 'float32', logits.device);
+  backend.nllLoss(perRow.handle(op), logp.handle(op), target.handle(op), rows, cols);
+  const out = noGrad(() => reduce(op, perRow, reduction));
+  return recordOp(out, op, [logits], [logp, target], (g, [lp, t]) => {
+    // The gradient of each row's loss: g itself, or g spread over the rows (sum), scaled by 1/N (mean).
+    const perRowGrad = reduction === 'none' ? g : expand(affine(g.reshape([1]), reduction === 'mean' ? 1 / rows : 1, 0), [rows]);
+    const dlogp = empty(logits.shape, 'float32', g.device);
+    backend.nllLossBackward(dlogp.handle(op), perRowGrad.handle(op), t!.handle(op), rows, cols);
+    const dx = empty(logits.shape, 'float32', g.device);
+    if (dx.numel) backend.softmaxBackward(dx.handle(op), dlogp.handle(op), lp!.handle(op), rows, cols, true);
+    return [dx];
+  });
 }
