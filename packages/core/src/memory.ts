@@ -48,11 +48,30 @@ interface Lost {
  * keeps the memory alive. (Registering every storage would cost a steady loop
  * old-generation garbage: the registry's cells.)
  */
-const net = new FinalizationRegistry<Lost>((lost) => {
-  lost.backend.reclaim(lost.token);
-  lost.counters.allocated -= lost.nbytes;
-  lost.counters.numFrees++;
+const net = new FinalizationRegistry<Lost | GradSlot>((held) => {
+  if (held instanceof GradSlot) {
+    held.storage?.release();
+    return;
+  }
+  held.backend.reclaim(held.token);
+  held.counters.allocated -= held.nbytes;
+  held.counters.numFrees++;
 });
+
+/**
+ * The net under a kept leaf's gradient, which changes every step: registered
+ * once per leaf, it follows the current gradient's storage instead of
+ * registering each new one.
+ */
+export class GradSlot {
+  storage: Storage | null = null;
+
+  static for(leaf: object): GradSlot {
+    const slot = new GradSlot();
+    net.register(leaf, slot);
+    return slot;
+  }
+}
 
 /** One backend allocation, shared by a tensor and its views; freed when the last one lets go. */
 export class Storage {

@@ -5,7 +5,10 @@
  */
 export class Generator {
   private s = new Uint32Array(4);
-  private spare: number | null = null;
+  // The second value of a Box-Muller pair, kept unboxed (a `number | null` field would
+  // allocate a heap number per draw: a randn of a batch made megabytes of garbage).
+  private readonly spare = new Float64Array(1);
+  private hasSpare = false;
 
   constructor(seed = 0x9e3779b9) {
     this.seed(seed);
@@ -20,7 +23,7 @@ export class Generator {
       z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
       this.s[i] = (z ^ (z >>> 16)) >>> 0;
     }
-    this.spare = null;
+    this.hasSpare = false;
   }
 
   private nextU32(): number {
@@ -43,18 +46,30 @@ export class Generator {
 
   /** Standard normal, Box-Muller (pairs). */
   normal(): number {
-    if (this.spare !== null) {
-      const v = this.spare;
-      this.spare = null;
-      return v;
+    if (this.hasSpare) {
+      this.hasSpare = false;
+      return this.spare[0];
     }
     let u = 0;
     while (u === 0) u = this.uniform();
     const v = this.uniform();
     const r = Math.sqrt(-2 * Math.log(u));
-    this.spare = r * Math.sin(2 * Math.PI * v);
+    this.spare[0] = r * Math.sin(2 * Math.PI * v);
+    this.hasSpare = true;
     return r * Math.cos(2 * Math.PI * v);
   }
+}
+
+/**
+ * Fills `out` with draws of `gen`: the loop lives here, next to the generator,
+ * so that no draw crosses a call boundary as a boxed number.
+ */
+export function fillNormal(gen: Generator, out: Float32Array): void {
+  for (let i = 0; i < out.length; i++) out[i] = gen.normal();
+}
+
+export function fillUniform(gen: Generator, out: Float32Array, low: number, high: number): void {
+  for (let i = 0; i < out.length; i++) out[i] = low + (high - low) * gen.uniform();
 }
 
 function rotl(x: number, k: number): number {

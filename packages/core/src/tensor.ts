@@ -3,8 +3,8 @@ import { runBackward, type BackwardOptions, type GradNode } from './autograd.js'
 import { Device, type DeviceName } from './device.js';
 import { type DType, type HostArray, hostArray } from './dtype.js';
 import { clock, currentScope, setTensorCheck, type Scope } from './lifetime.js';
-import { Storage } from './memory.js';
-import { defaultGenerator } from './random.js';
+import { GradSlot, Storage } from './memory.js';
+import { defaultGenerator, fillNormal, fillUniform } from './random.js';
 import { checkShape, fmt, numelOf, type Shape } from './shape.js';
 import * as ops from './ops/index.js';
 
@@ -21,6 +21,7 @@ export class Tensor {
   readonly shape: readonly number[];
   private _gradFn: GradNode | null = null;
   private _grad: Tensor | null = null;
+  private _gradSlot: GradSlot | null = null;
   private _storage: Storage | null;
   private _requiresGrad = false;
   /** Why the storage was released: the error a later use gets. */
@@ -86,7 +87,9 @@ export class Tensor {
     if (value === this._grad) return;
     const old = this._grad;
     this._grad = value === null ? null : value._alias('grad');
-    if (this._owner === null) this._grad?._storage!.guard(); // a kept leaf's gradient has no other net
+    // A kept leaf's gradient has no other net than the leaf's own slot.
+    if (this._owner === null) (this._gradSlot ??= GradSlot.for(this)).storage = this._grad?._storage ?? null;
+    else if (this._gradSlot) this._gradSlot.storage = null;
     old?._release('when its leaf got another gradient (zeroGrad() or an assignment to .grad)');
   }
 
@@ -129,6 +132,7 @@ export class Tensor {
     fn?.unref();
     this._grad?._release('with its leaf');
     this._grad = null;
+    if (this._gradSlot) this._gradSlot.storage = null;
   }
 
   /** Another tensor object over the same storage, owned by the caller (a node, a leaf). @internal */
@@ -319,7 +323,7 @@ export function full(shape: Shape, value: number, opts: TensorOptions = {}): Ten
 export const zeros = (shape: Shape, opts: TensorOptions = {}): Tensor => full(shape, 0, opts);
 export const ones = (shape: Shape, opts: TensorOptions = {}): Tensor => full(shape, 1, opts);
 
-function sample(shape: Shape, opts: TensorOptions, draw: () => number): Tensor {
+function sample(shape: Shape, opts: TensorOptions, fill: (out: Float32Array) => void): Tensor {
   checkShape('random', shape);
   const dtype = opts.dtype ?? 'float32';
   const t = empty(shape, dtype, Device.parse(opts.device ?? 'cpu'));
@@ -327,7 +331,7 @@ function sample(shape: Shape, opts: TensorOptions, draw: () => number): Tensor {
   // Host storages are filled where they are; device ones through one upload.
   const host = dtype === 'float32' ? s.backend.hostView?.(s.handle) as Float32Array | undefined : undefined;
   const values = host ?? new Float32Array(t.numel);
-  for (let i = 0; i < t.numel; i++) values[i] = draw();
+  fill(values);
   if (!host) s.backend.upload(s.handle, fromHostValues(values, dtype));
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
@@ -335,10 +339,10 @@ function sample(shape: Shape, opts: TensorOptions, draw: () => number): Tensor {
 
 /** Standard normal samples from the seedable default generator. */
 export const randn = (shape: Shape, opts: TensorOptions = {}): Tensor =>
-  sample(shape, opts, () => defaultGenerator.normal());
+  sample(shape, opts, (out) => fillNormal(defaultGenerator, out));
 /** Uniform samples in [low, high) (default [0, 1)). */
 export const rand = (shape: Shape, opts: TensorOptions & { low?: number; high?: number } = {}): Tensor => {
   const low = opts.low ?? 0;
   const high = opts.high ?? 1;
-  return sample(shape, opts, () => low + (high - low) * defaultGenerator.uniform());
+  return sample(shape, opts, (out) => fillUniform(defaultGenerator, out, low, high));
 };
