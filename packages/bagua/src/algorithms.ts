@@ -57,9 +57,17 @@ export class GradientAllReduce implements Algorithm {
     return out;
   }
 
+  /** One host buffer per bucket, kept from step to step (a fresh one per step is garbage and fresh pages). */
+  private readonly stagingBuffers: Float32Array[] = [];
+  private staging(bucket: number, length: number): Float32Array {
+    let b = this.stagingBuffers[bucket];
+    if (b?.length !== length) this.stagingBuffers[bucket] = b = new Float32Array(length);
+    return b;
+  }
+
   beforeStep(module: nn.Module, group: ProcessGroup): void {
     noGrad(() => {
-      for (const bucket of this.buckets(module)) {
+      for (const [bucketIndex, bucket] of this.buckets(module).entries()) {
         // NCCL reduces device memory in place, tensor by tensor; CPU groups get one host buffer per bucket.
         if (movesDeviceMemory(group, bucket[0])) {
           for (const p of bucket) {
@@ -68,11 +76,12 @@ export class GradientAllReduce implements Algorithm {
           }
           continue;
         }
-        const flat = new Float32Array(bucket.reduce((n, p) => n + p.numel, 0));
+        const flat = this.staging(bucketIndex, bucket.reduce((n, p) => n + p.numel, 0));
         let offset = 0;
         // A parameter without a gradient contributes zeros, so every rank sends the same layout.
         for (const p of bucket) {
-          if (p.grad) flat.set(p.grad.toArray() as Float32Array, offset);
+          if (p.grad) flat.set(hostData(p.grad), offset);
+          else flat.fill(0, offset, offset + p.numel);
           offset += p.numel;
         }
         group.allReduce(flat, 'avg');
@@ -88,6 +97,14 @@ export class GradientAllReduce implements Algorithm {
       }
     });
   }
+}
+
+/** A gradient's values on the host: its own storage on the CPU, a copy from a device. */
+function hostData(t: Tensor): Float32Array {
+  const b = commBuffer(t);
+  if (b instanceof Float32Array) return b;
+  if (ArrayBuffer.isView(b)) throw new Error(`GradientAllReduce: expected a float32 gradient, got ${b.constructor.name}`);
+  return b.toHost() as Float32Array;
 }
 
 export interface BaguaState {
