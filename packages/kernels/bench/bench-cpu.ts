@@ -1,35 +1,61 @@
 /**
- * CPU batch-norm benchmark (single thread): training forward (stats + merge of one
- * rank + elemt) and forward + backward (+ backward reduce + backward elemt), against
- * a memory copy measured in the same run and against PyTorch's
- * torch.nn.functional.batch_norm (torch.set_num_threads(1)) when /usr/bin/python3
- * can import torch.
+ * CPU batch-norm benchmark (single thread), two paths on the same shapes:
  *
- * Bytes that must move: forward = 3 passes over the input (read for stats, read +
- * write for elemt); forward + backward adds 5 (read dy and x for the reduce, read dy
- * and x and write dx for elemt). The bandwidth bound is those bytes at copy speed,
- * copy GB/s counting its read and its write (the faster of bk_copy_f32 and
- * TypedArray.set).
+ *   kernel  the C ABI called directly on preallocated buffers: training forward (stats +
+ *           merge of one rank + elemt) and forward + backward (+ backward reduce +
+ *           backward elemt), against a memory copy measured in the same run and against
+ *           PyTorch's torch.nn.functional.batch_norm (and its autograd backward);
+ *   module  what a user runs: nn.BatchNorm2d (nn.BatchNorm1d for the 2D shape) in training,
+ *           `y = bn.forward(x)` and `y = bn.forward(x); y.backward(dy)` through autograd with
+ *           a fixed dy (x requires grad, as inside a network), gradients zeroed before every
+ *           repetition as a user would (bn.zeroGrad(), x.grad = null, and endStep() where
+ *           @bagua/core has it, as in a loop without an optimizer), against PyTorch's
+ *           nn.BatchNorm2d / nn.BatchNorm1d module doing the same (zero_grad(set_to_none=True)).
  *
- * The machine may be shared, so measurements are interleaved: each round measures,
- * shape by shape and back to back, the copy, ours and PyTorch (kept running in one
- * child process), each for about BENCH_SECONDS as the median of its repetitions.
- * Times reported are medians over rounds; ratios are medians of the per-round
- * ratios, so a burst of load elsewhere does not land on one side of a ratio only.
+ * Both sides on 1 thread: setNumThreads(1) when @bagua/core has it, torch.set_num_threads(1).
+ * Goals (issue 9): module forward >= 2x PyTorch, module forward + backward >= 1.5x PyTorch,
+ * on every shape; the end of the output says met / NOT met per shape.
+ *
+ * Bytes that must move (kernel path): forward = 3 passes over the input (read for stats,
+ * read + write for elemt); forward + backward adds 5 (read dy and x for the reduce, read dy
+ * and x and write dx for elemt). The bandwidth bound is those bytes at copy speed, copy GB/s
+ * counting its read and its write (the faster of bk_copy_f32 and TypedArray.set).
+ *
+ * The machine may be shared, so measurements are interleaved: each round measures, shape by
+ * shape and back to back, the copy, our four passes and PyTorch's four (kept running in one
+ * child process), each for about BENCH_SECONDS as the median of its repetitions. Times
+ * reported are medians over rounds; ratios are medians of the per-round ratios (PyTorch time
+ * over ours: above 1 means ours is faster), so a burst of load elsewhere does not land on one
+ * side of a ratio only. Module repetitions are timed one by one, with the gradient zeroing
+ * (and endStep) and one turn of the event loop between them, outside the timed region.
  *
  *   pnpm bench:cpu    (env BENCH_SECONDS: time per measurement, default 0.3;
- *                      BENCH_ROUNDS: rounds, default 5)
+ *                      BENCH_ROUNDS: rounds, default 5;
+ *                      BENCH_SHAPES: e.g. "8x64x28x28,64x256" (default the three below);
+ *                      BENCH_PATHS: "kernel,module" (default both))
  */
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import * as core from '@bagua/core';
+import { nn, tensor, type Tensor } from '@bagua/core';
 import { cpuBackend as be } from '../src/index.js';
-import { bnDims, randomArray, tableHeader, tableRow } from './common.js';
+import {
+  bnDims, busyWarning, type CoreExtras, JsonLineChild, loud, median, randomArray, tableHeader, tableRow, turnEventLoop,
+  useKernelThreads,
+} from './common.js';
 
-const SHAPES: number[][] = [[32, 64, 56, 56], [64, 256, 14, 14], [256, 1024]];
+const DEFAULT_SHAPES = '32x64x56x56,64x256x14x14,256x1024';
+const SHAPES: number[][] = (process.env.BENCH_SHAPES || DEFAULT_SHAPES).split(',').map((s) => s.trim().split('x').map(Number));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 0.3);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 5));
-const PYTHON = '/usr/bin/python3';
+const PATHS = new Set((process.env.BENCH_PATHS ?? 'kernel,module').split(',').map((s) => s.trim()));
+const GOAL_FWD = 2;
+const GOAL_FWD_BWD = 1.5;
+
+for (const s of SHAPES) {
+  if (s.length < 2 || s.length > 5 || s.some((d) => !Number.isInteger(d) || d < 1)) {
+    throw new Error(`BENCH_SHAPES: shapes are NxC[xHxW...] (2D to 5D), got '${s.join('x')}'`);
+  }
+}
+for (const p of PATHS) if (p !== 'kernel' && p !== 'module') throw new Error(`BENCH_PATHS: unknown path '${p}' (kernel, module)`);
 
 /** Median seconds of fn over repetitions filling about SECONDS (at least 5, after 2 warm-ups). */
 function timeIt(fn: () => void): number {
@@ -45,13 +71,25 @@ function timeIt(fn: () => void): number {
   return median(times);
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+/**
+ * timeIt for the module path: `between` (the gradient zeroing) and one turn of the event loop
+ * run before every repetition, untimed; each repetition is timed alone.
+ */
+async function timeModule(fn: () => void, between: () => void): Promise<number> {
+  const times: number[] = [];
+  const start = performance.now();
+  for (let i = 0; i < 2 || times.length < 5 || (performance.now() - start < SECONDS * 1000 && times.length < 1000); i++) {
+    between();
+    await turnEventLoop();
+    const t0 = performance.now();
+    fn();
+    const t = (performance.now() - t0) / 1000;
+    if (i >= 2) times.push(t);
+  }
+  return median(times);
 }
 
-/** The buffers of one shape, allocated once, and its three measurements. */
+/** The buffers of one shape, allocated once, and its measurements. */
 function makeCase(shape: number[]) {
   const { n, c, hw, total } = bnDims(shape);
   const x = randomArray(total, 1), dy = randomArray(total, 2);
@@ -65,8 +103,24 @@ function makeCase(shape: number[]) {
     be.bnMergeStats(mean, invstd, count, stats, 1, c, 1e-5, rm, rv, 0.1);
     be.bnElemt(y, x, mean, invstd, w, b, n, c, hw);
   };
+  // The module path: a fresh layer (weight 1, bias 0, as PyTorch's), x requiring grad, a fixed dy.
+  const bn = shape.length === 2 || shape.length === 3 ? new nn.BatchNorm1d(c)
+    : shape.length === 4 ? new nn.BatchNorm2d(c) : new nn.BatchNorm3d(c);
+  bn.train();
+  const xt: Tensor = tensor(x, { shape });
+  xt.requiresGrad = true;
+  const dyt: Tensor = tensor(dy, { shape });
+  // Between repetitions, as a user's loop without an optimizer: gradients zeroed, and the step
+  // ended where core has endStep() (issue 9: what the step before made is then released).
+  const endStep = (core as CoreExtras).endStep;
+  const zeroGrads = () => {
+    bn.zeroGrad();
+    xt.grad = null;
+    if (typeof endStep === 'function') endStep();
+  };
   return {
     total,
+    layer: bn.constructor.name,
     /** copy GB/s (read + write): the faster of bk_copy_f32 and TypedArray.set */
     copyGBs: () => (2 * total * 4) / Math.min(timeIt(() => be.copy(tmp, x, total)), timeIt(() => tmp.set(x))) / 1e9,
     fwd: () => timeIt(forward),
@@ -75,133 +129,177 @@ function makeCase(shape: number[]) {
       be.bnBackwardReduce(sums, gw, gb, dy, x, mean, invstd, n, c, hw);
       be.bnBackwardElemt(dx, dy, x, mean, invstd, w, sums, count, n, c, hw);
     }),
+    modFwd: () => timeModule(() => { bn.forward(xt); }, zeroGrads),
+    modFwdBwd: () => timeModule(() => { bn.forward(xt).backward(dyt); }, zeroGrads),
   };
 }
 
-// One request per line on stdin ({"shape": [...]}), one JSON result per line on stdout.
+// One request per line on stdin ({"shape": [...], "paths": [...]}), one JSON result per line on stdout.
 const TORCH_SCRIPT = `
 import json, sys, time, statistics
 import torch
 import torch.nn.functional as F
 torch.set_num_threads(1)
 seconds = float(sys.argv[1])
-def time_it(fn):
-    fn(); fn()
-    times = []; start = time.perf_counter()
-    while len(times) < 5 or (time.perf_counter() - start < seconds and len(times) < 1000):
-        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+def time_it(fn, between=None):
+    times = []; start = time.perf_counter(); i = 0
+    while i < 2 or len(times) < 5 or (time.perf_counter() - start < seconds and len(times) < 1000):
+        if between is not None: between()
+        t0 = time.perf_counter(); fn(); t = time.perf_counter() - t0
+        if i >= 2: times.append(t)
+        i += 1
     return statistics.median(times)
 cases = {}
 print(json.dumps({"version": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
 for line in sys.stdin:
-    shape = json.loads(line)["shape"]
+    req = json.loads(line)
+    shape = req["shape"]; paths = req["paths"]
     key = tuple(shape)
     if key not in cases:
         c = shape[1]
         x = torch.rand(shape) - 0.5; dy = torch.rand(shape) - 0.5
         w = torch.rand(c); b = torch.rand(c); rm = torch.zeros(c); rv = torch.ones(c)
         xg = x.clone().requires_grad_(); wg = w.clone().requires_grad_(); bg = b.clone().requires_grad_()
-        cases[key] = (x, dy, w, b, rm, rv, xg, wg, bg)
-    x, dy, w, b, rm, rv, xg, wg, bg = cases[key]
-    with torch.no_grad():
-        fwd = time_it(lambda: F.batch_norm(x, rm, rv, w, b, training=True, momentum=0.1, eps=1e-5))
-    def fb():
-        xg.grad = None; wg.grad = None; bg.grad = None
-        F.batch_norm(xg, rm, rv, wg, bg, training=True, momentum=0.1, eps=1e-5).backward(dy)
-    print(json.dumps({"fwd": fwd, "fwdBwd": time_it(fb)}), flush=True)
+        layer = {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d, 5: torch.nn.BatchNorm3d}[len(shape)]
+        bn = layer(c); bn.train()
+        xm = x.clone().requires_grad_()
+        cases[key] = (x, dy, w, b, rm, rv, xg, wg, bg, bn, xm)
+    x, dy, w, b, rm, rv, xg, wg, bg, bn, xm = cases[key]
+    out = {}
+    c0 = time.process_time(); w0 = time.perf_counter()
+    if "kernel" in paths:
+        with torch.no_grad():
+            out["fwd"] = time_it(lambda: F.batch_norm(x, rm, rv, w, b, training=True, momentum=0.1, eps=1e-5))
+        def fb():
+            xg.grad = None; wg.grad = None; bg.grad = None
+            F.batch_norm(xg, rm, rv, wg, bg, training=True, momentum=0.1, eps=1e-5).backward(dy)
+        out["fwdBwd"] = time_it(fb)
+    if "module" in paths:
+        def zero_grads():
+            bn.zero_grad(set_to_none=True); xm.grad = None
+        out["modFwd"] = time_it(lambda: bn(xm), zero_grads)
+        out["modFwdBwd"] = time_it(lambda: bn(xm).backward(dy), zero_grads)
+    out["cpu"] = time.process_time() - c0; out["wall"] = time.perf_counter() - w0
+    print(json.dumps(out), flush=True)
 `;
 
-/** PyTorch in a child process that stays up for the whole run. */
-class TorchBench {
-  private readonly lines: AsyncIterator<string>;
-  private constructor(private readonly child: ChildProcessWithoutNullStreams) {
-    this.lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-  }
+type Pass = 'fwd' | 'fwdBwd' | 'modFwd' | 'modFwdBwd';
+type TorchAnswer = Partial<Record<Pass, number>> & { cpu: number; wall: number };
 
-  /** Why PyTorch cannot be measured here, or a running bench and its description. */
-  static async start(): Promise<{ bench: TorchBench; info: string } | string> {
-    if (!existsSync(PYTHON)) return `${PYTHON} not found`;
-    const probe = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
-    if (probe.status !== 0) return `${PYTHON} cannot import torch (${(probe.stderr || '').trim().split('\n').pop()})`;
-    const child = spawn(PYTHON, ['-c', TORCH_SCRIPT, String(SECONDS)], {
-      env: { ...process.env, OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1' },
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const bench = new TorchBench(child);
-    const first = await bench.lines.next();
-    if (first.done) return `the PyTorch benchmark did not start: ${stderr.trim()}`;
-    const v = JSON.parse(first.value) as { version: string; threads: number };
-    return { bench, info: `PyTorch ${v.version}, ${v.threads} thread(s)` };
-  }
-
-  async measure(shape: number[]): Promise<{ fwd: number; fwdBwd: number }> {
-    this.child.stdin.write(`${JSON.stringify({ shape })}\n`);
-    const r = await this.lines.next();
-    if (r.done) throw new Error('the PyTorch benchmark process exited');
-    return JSON.parse(r.value) as { fwd: number; fwdBwd: number };
-  }
-
-  stop(): void {
-    this.child.stdin.end();
-  }
+interface Sample {
+  copy: number;
+  ours: Partial<Record<Pass, number>>;
+  torch: Partial<Record<Pass, number>> | null;
 }
 
-interface Sample { copy: number; fwd: number; fwdBwd: number; tFwd: number | null; tFwdBwd: number | null }
+const ROWS: { path: 'kernel' | 'module'; pass: string; key: Pass; passes: number }[] = [
+  { path: 'kernel', pass: 'fwd', key: 'fwd', passes: 3 },
+  { path: 'kernel', pass: 'fwd+bwd', key: 'fwdBwd', passes: 8 },
+  { path: 'module', pass: 'fwd', key: 'modFwd', passes: 3 },
+  { path: 'module', pass: 'fwd+bwd', key: 'modFwdBwd', passes: 8 },
+];
 
 async function main(): Promise<void> {
-  console.log(`bagua-ts CPU batch-norm benchmark: single thread, ${ROUNDS} interleaved rounds of ~${SECONDS}s per ` +
-    `measurement; library ${be.native.library.path}`);
-  const torch = await TorchBench.start();
-  if (typeof torch === 'string') {
-    console.log('');
-    console.log('!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!');
-    console.log(`!!! PyTorch NOT measured: ${torch}`);
-    console.log('!!! (install Debian\'s python3-torch to compare against torch.nn.functional.batch_norm)');
-    console.log('!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!');
+  const threads = useKernelThreads(core, 1);
+  console.log(`bagua-ts CPU batch-norm benchmark: ${[...PATHS].join(' and ')} path(s), ${ROUNDS} interleaved rounds of ` +
+    `~${SECONDS}s per measurement; ${threads.note}; library ${be.native.library.path}`);
+  const busyStart = busyWarning('at start');
+  if (busyStart) console.log(busyStart);
+  const started = await JsonLineChild.start(['-c', TORCH_SCRIPT, String(SECONDS)], {
+    OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1',
+  });
+  const torch = typeof started === 'string' ? null : started.child;
+  if (typeof started === 'string') {
+    console.log(loud([`PyTorch NOT measured: ${started}`,
+      'install Debian\'s python3-torch (/usr/bin/python3) to compare; every ratio and goal below reads n/a']));
   } else {
-    console.log(`${torch.info}: F.batch_norm(training=True), and its autograd backward`);
+    console.log(`PyTorch ${started.hello.version}, ${started.hello.threads} thread(s): kernel path F.batch_norm(training=True) ` +
+      'and its autograd backward; module path nn.BatchNorm{1,2,3}d(c).train() forward, forward + autograd backward');
   }
   const cases = SHAPES.map(makeCase);
+  const rows = ROWS.filter((r) => PATHS.has(r.path));
   const samples: Sample[][] = SHAPES.map(() => []);
+  // Cores each side used while measuring (process CPU time / wall time): 1 when single-threaded.
+  const cores = { oursCpu: 0, oursWall: 0, torchCpu: 0, torchWall: 0 };
   for (let round = 0; round < ROUNDS; round++) {
     for (let i = 0; i < SHAPES.length; i++) {
       const k = cases[i]!;
-      const copy = k.copyGBs(), fwd = k.fwd(), fwdBwd = k.fwdBwd();
-      const t = typeof torch === 'string' ? null : await torch.bench.measure(SHAPES[i]!);
-      samples[i]!.push({ copy, fwd, fwdBwd, tFwd: t?.fwd ?? null, tFwdBwd: t?.fwdBwd ?? null });
+      const sample: Sample = { copy: k.copyGBs(), ours: {}, torch: null };
+      const c0 = process.cpuUsage(), w0 = performance.now();
+      if (PATHS.has('kernel')) {
+        sample.ours.fwd = k.fwd();
+        sample.ours.fwdBwd = k.fwdBwd();
+      }
+      if (PATHS.has('module')) {
+        sample.ours.modFwd = await k.modFwd();
+        sample.ours.modFwdBwd = await k.modFwdBwd();
+      }
+      const c = process.cpuUsage(c0);
+      cores.oursCpu += (c.user + c.system) / 1000;
+      cores.oursWall += performance.now() - w0;
+      if (torch) {
+        const answer = await torch.request<TorchAnswer>({ shape: SHAPES[i], paths: [...PATHS] });
+        cores.torchCpu += answer.cpu;
+        cores.torchWall += answer.wall;
+        sample.torch = answer;
+      }
+      samples[i]!.push(sample);
     }
   }
-  if (typeof torch !== 'string') torch.bench.stop();
+  torch?.stop();
 
-  const header = ['shape', 'pass', 'ms', 'GB/s', 'copy GB/s', 'of bound', 'torch ms', 'vs torch'];
-  const widths = [18, 9, 9, 8, 10, 9, 9, 9];
+  const header = ['shape', 'path', 'pass', 'ms ours', 'ms torch', 'ratio', 'GB/s', 'copy GB/s', 'of bound'];
+  const widths = [18, 6, 8, 9, 9, 7, 7, 9, 8];
   console.log('');
   console.log(tableHeader(header, widths));
+  const ratios: Map<string, number | null>[] = SHAPES.map(() => new Map());
   SHAPES.forEach((shape, i) => {
     const ss = samples[i]!, total = cases[i]!.total;
     const copy = median(ss.map((s) => s.copy));
-    for (const [pass, passes, ours, theirs] of [
-      ['fwd', 3, (s: Sample) => s.fwd, (s: Sample) => s.tFwd],
-      ['fwd+bwd', 8, (s: Sample) => s.fwdBwd, (s: Sample) => s.tFwdBwd],
-    ] as const) {
+    for (const row of rows) {
+      const ours = (s: Sample) => s.ours[row.key]!;
       const t = median(ss.map(ours));
-      const gbs = (passes * total * 4) / t / 1e9;
+      const gbs = (row.passes * total * 4) / t / 1e9;
       // per-round ratios: achieved bandwidth over that round's copy, PyTorch time over ours
-      const ofBound = median(ss.map((s) => (passes * total * 4) / ours(s) / 1e9 / s.copy));
-      const tt = ss[0]!.tFwd === null ? null : median(ss.map((s) => theirs(s)!));
-      const vs = tt === null ? null : median(ss.map((s) => theirs(s)! / ours(s)));
-      const cells = [
-        `[${shape.join(',')}]`, pass, (t * 1e3).toFixed(3), gbs.toFixed(2), copy.toFixed(2),
-        `${(ofBound * 100).toFixed(0)}%`, tt === null ? 'n/a' : (tt * 1e3).toFixed(3),
-        vs === null ? 'n/a' : `${vs.toFixed(2)}x`,
-      ];
-      console.log(tableRow(cells, widths));
+      const ofBound = median(ss.map((s) => (row.passes * total * 4) / ours(s) / 1e9 / s.copy));
+      const measured = ss.every((s) => s.torch?.[row.key] !== undefined);
+      const tt = measured ? median(ss.map((s) => s.torch![row.key]!)) : null;
+      const ratio = measured ? median(ss.map((s) => s.torch![row.key]! / ours(s))) : null;
+      ratios[i]!.set(row.key, ratio);
+      console.log(tableRow([
+        `[${shape.join(',')}]`, row.path, row.pass, (t * 1e3).toFixed(3), tt === null ? 'n/a' : (tt * 1e3).toFixed(3),
+        ratio === null ? 'n/a' : `${ratio.toFixed(2)}x`, gbs.toFixed(2), copy.toFixed(2), `${(ofBound * 100).toFixed(0)}%`,
+      ], widths));
     }
   });
   console.log('');
-  console.log('ms, GB/s, copy GB/s, torch ms: medians over rounds; of bound (achieved GB/s over copy GB/s, forward ' +
-    'moving 3x the input and forward+backward 8x) and vs torch (PyTorch time / ours): medians of per-round ratios');
+  console.log('ms ours, ms torch, copy GB/s: medians over rounds; ratio (PyTorch time / ours, above 1x: ours faster) and ' +
+    'of bound (achieved GB/s over copy GB/s, forward moving 3x the input and forward+backward 8x): medians of ' +
+    'per-round ratios. Module rows: layers ' + [...new Set(cases.map((k) => k.layer))].join(', ') + '.');
+  const oursCores = cores.oursCpu / cores.oursWall;
+  const torchCores = cores.torchWall > 0 ? cores.torchCpu / cores.torchWall : null;
+  console.log(`cores used while measuring (process CPU time / wall time): ours ${oursCores.toFixed(2)}, PyTorch ` +
+    `${torchCores === null ? 'n/a' : torchCores.toFixed(2)} (1 thread asked of both)`);
+  // Node's own helper threads (garbage collection, compilation) add a little; half a core more is kernels threading.
+  const overused = oursCores > 1.5;
+  if (overused) {
+    console.log(loud([`ours used ${oursCores.toFixed(2)} cores on average, not 1: kernels threading on their own ` +
+      '(setNumThreads missing or refused?); the ratios below are NOT like for like']));
+  }
+  const busyEnd = busyWarning('at end');
+  if (busyEnd) console.log(busyEnd);
+  if (PATHS.has('module')) {
+    console.log('');
+    console.log(`goals (issue 9, 1 thread, same run): module forward >= ${GOAL_FWD}x PyTorch, module forward+backward ` +
+      `>= ${GOAL_FWD_BWD}x PyTorch`);
+    const verdict = (r: number | null | undefined, goal: number) =>
+      r === null || r === undefined ? 'n/a (PyTorch not measured)'
+        : `${r >= goal ? 'met' : 'NOT met'} (${r.toFixed(2)}x${overused ? ', ours on more than 1 core: not like for like' : ''})`;
+    SHAPES.forEach((shape, i) => {
+      console.log(`  [${shape.join(',')}]: module fwd ${verdict(ratios[i]!.get('modFwd'), GOAL_FWD)}; ` +
+        `module fwd+bwd ${verdict(ratios[i]!.get('modFwdBwd'), GOAL_FWD_BWD)}`);
+    });
+  }
 }
 
 await main();

@@ -1,4 +1,8 @@
-/** Helpers shared by the CPU and GPU batch-norm benchmarks. */
+/** Helpers shared by the kernel benchmarks (bench-cpu, bench-gpu, bench-step). */
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
+import { createInterface } from 'node:readline';
 
 /** [n, c, ...spatial] as batch norm sees it: n, c, hw (the spatial product) and the element count. */
 export function bnDims(shape: readonly number[]): { n: number; c: number; hw: number; total: number } {
@@ -26,4 +30,97 @@ export function tableRow(cells: readonly string[], widths: readonly number[]): s
 /** A table's header line and the rule under it. */
 export function tableHeader(titles: readonly string[], widths: readonly number[]): string {
   return `${tableRow(titles, widths)}\n${widths.map((w) => '-'.repeat(w)).join(' ')}`;
+}
+
+/** The median of a non-empty list. */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Lets the event loop turn once (finalizers and other queued work run there, outside a timed region). */
+export const turnEventLoop = (): Promise<void> => new Promise((done) => setImmediate(done));
+
+/** Parts of @bagua/core that issue 9 adds; each may be absent in an older build, so they are looked up by name. */
+export interface CoreExtras {
+  setNumThreads?: (n: number) => void;
+  getNumThreads?: () => number;
+  /** Ends a step of a loop without an optimizer: what the step before made is released. */
+  endStep?: () => void;
+}
+
+/**
+ * Kernel threads of the calling thread: setNumThreads(n) when core has it. Returns whether
+ * the kernels will use `n` (set and read back) and a description; never throws (a core whose
+ * backend has no threads refuses setNumThreads: then the kernels run single-threaded).
+ */
+export function useKernelThreads(core: object, n: number): { applied: boolean; note: string } {
+  const c = core as CoreExtras;
+  if (typeof c.setNumThreads !== 'function') {
+    return { applied: false, note: 'setNumThreads n/a in this @bagua/core (kernels single-threaded)' };
+  }
+  try {
+    c.setNumThreads(n);
+  } catch (e) {
+    return { applied: false, note: `setNumThreads(${n}) failed: ${(e as Error)?.message ?? e}` };
+  }
+  const got = typeof c.getNumThreads === 'function' ? c.getNumThreads() : n;
+  return { applied: got === n, note: got === n ? `${n} kernel thread(s)` : `asked ${n} kernel threads, getNumThreads() = ${got}` };
+}
+
+/** A warning when the machine is busier than its cores (other work makes every ratio noisy), else ''. */
+export function busyWarning(when: string): string {
+  const cores = availableParallelism();
+  const load = loadavg()[0]!;
+  return load > cores * 0.75
+    ? `  WARNING (${when}): load average ${load.toFixed(1)} on ${cores} core(s): other work shares the CPU, so ` +
+      'times are noisy and ratios unreliable (multi-threaded PyTorch suffers most from shared cores)'
+    : '';
+}
+
+/** A banner that cannot be missed, for anything the reader must not overlook (a reference not measured). */
+export function loud(lines: readonly string[]): string {
+  const bar = '!'.repeat(90);
+  return ['', bar, ...lines.map((l) => `!!! ${l}`), bar].join('\n');
+}
+
+export const TORCH_PYTHON = '/usr/bin/python3';
+
+/**
+ * A PyTorch reference kept running in one child process: one JSON request per line
+ * on its stdin, one JSON answer per line on its stdout; its first line describes it
+ * ({"version", "threads"}).
+ */
+export class JsonLineChild {
+  private readonly lines: AsyncIterator<string>;
+  private stderr = '';
+  private constructor(private readonly child: ChildProcessWithoutNullStreams) {
+    this.lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    child.stderr.on('data', (d: Buffer) => { this.stderr += d.toString(); });
+  }
+
+  /** Why PyTorch cannot be measured here (a string), or the running child and its first line. */
+  static async start(args: readonly string[], env: Record<string, string> = {}):
+    Promise<{ child: JsonLineChild; hello: Record<string, unknown> } | string> {
+    if (!existsSync(TORCH_PYTHON)) return `${TORCH_PYTHON} not found`;
+    const probe = spawnSync(TORCH_PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
+    if (probe.status !== 0) return `${TORCH_PYTHON} cannot import torch (${(probe.stderr || '').trim().split('\n').pop()})`;
+    const proc = spawn(TORCH_PYTHON, [...args], { env: { ...process.env, ...env } });
+    const child = new JsonLineChild(proc);
+    const first = await child.lines.next();
+    if (first.done) return `the PyTorch reference did not start: ${child.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+    return { child, hello: JSON.parse(first.value) as Record<string, unknown> };
+  }
+
+  async request<T>(message: unknown): Promise<T> {
+    this.child.stdin.write(`${JSON.stringify(message)}\n`);
+    const r = await this.lines.next();
+    if (r.done) throw new Error(`the PyTorch reference exited: ${this.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    return JSON.parse(r.value) as T;
+  }
+
+  stop(): void {
+    this.child.stdin.end();
+  }
 }
