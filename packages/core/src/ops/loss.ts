@@ -1,7 +1,7 @@
 import { fmt } from '../shape.js';
 import { noGrad, recordOp } from '../autograd.js';
 import { empty, type Tensor } from '../tensor.js';
-import { affine, expand, mul, sub } from './elementwise.js';
+import { affine, expand, mul, neg, sub } from './elementwise.js';
 import { mean, sum } from './reduce.js';
 import { expectRank, floatInputs } from './util.js';
 
@@ -16,12 +16,23 @@ function reduce(op: string, t: Tensor, reduction: Reduction): Tensor {
   }
 }
 
+/** Mean squared error as one autograd node, which keeps only the difference. */
 export function mseLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
+  const op = 'mseLoss';
   if (input.ndim !== target.ndim || input.shape.some((d, i) => d !== target.shape[i])) {
-    throw new Error(`mseLoss: input ${fmt(input.shape)} and target ${fmt(target.shape)} differ in shape`);
+    throw new Error(`${op}: input ${fmt(input.shape)} and target ${fmt(target.shape)} differ in shape`);
   }
-  const d = sub(input, target);
-  return reduce('mseLoss', mul(d, d), opts.reduction ?? 'mean');
+  const reduction = opts.reduction ?? 'mean';
+  const { diff, out } = noGrad(() => {
+    const diff = sub(input, target);
+    return { diff, out: reduce(op, mul(diff, diff), reduction) };
+  });
+  return recordOp(out, op, [input, target], [diff], (g, [d], needs) => {
+    // d(loss)/d(input) = 2 (input - target) g, over N elements for the mean.
+    const scale = reduction === 'mean' ? 2 / d.numel : 2;
+    const dInput = mul(d, affine(g, scale, 0));
+    return [needs[0] ? dInput : null, needs[1] ? neg(dInput) : null];
+  });
 }
 
 /** Checks [N, C] scores against int32 class targets [N]; returns the backend, rows and columns. */
