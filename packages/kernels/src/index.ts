@@ -10,6 +10,7 @@ export {
   CpuBackend, cpuBackend, loadCpuKernels, KERNEL_NAMES, KERNEL_PARAMS,
   type CpuKernels, type KernelFn, type KernelName,
 } from './cpu-backend.js';
+export { MAX_NUM_THREADS, cpuInfo, getNumThreads, setNumThreads, useOneDnn } from './cpu-threads.js';
 export {
   BK_ABI_VERSION, CPU_LIBRARY, libraryCandidates, loadKernelLibrary, locateLibrary,
   type LoadedLibrary, type NativeLibrarySpec,

@@ -8,6 +8,10 @@
 //    are folded into channels at the end.
 // Statistics use the corrected two-pass algorithm on L1-resident chunks (the
 // second pass reads the cache, not memory), merged in double by Chan's formula.
+//
+// Threads: reductions split over channels (planes) or over 16-column strips (rows),
+// so every channel is reduced exactly as on one thread, whatever the thread count;
+// the elementwise passes split the elements anywhere.
 #include <math.h>
 
 #include <algorithm>
@@ -25,6 +29,35 @@ constexpr int64_t kRowBlock = 64;  // rows per block in the row layout (a 64-col
 void spread_channels(float *cols, const float *per_channel, int64_t c, int64_t hw) {
   for (int64_t ch = 0; ch < c; ++ch)
     std::fill(cols + ch * hw, cols + (ch + 1) * hw, per_channel[ch]);
+}
+
+int threads_for(int64_t total) { return bk::threads_for(total, bk::kParallelMin); }
+
+// Runs f(lo, hi) over ranges of [0, n) on nt threads, cut at multiples of `align`.
+template <class F>
+void split(int nt, int64_t n, int64_t align, const F &f) {
+  bk::parallel_ranges(nt, n, align, [&](int64_t lo, int64_t hi) {
+    f(lo, hi);
+    return 0;
+  });
+}
+
+// An elementwise pass over the flat elements [0, n * c * hw) on nt threads: calls
+// f(offset, len, ch, pos) for each run of one plane (planes) or one row (rows, where
+// per-column constants start at pos).
+template <class F>
+void elementwise(int nt, int64_t n, int64_t c, int64_t hw, bool rows, const F &f) {
+  const int64_t run = rows ? c * hw : hw;
+  split(nt, n * c * hw, 16, [&](int64_t e0, int64_t e1) {
+    // divisions once per range, not per run: planes can be short and many
+    int64_t pos = e0 % run, ch = rows ? 0 : e0 / run % c;
+    for (int64_t e = e0; e < e1; pos = 0) {
+      const int64_t len = std::min(run - pos, e1 - e);
+      f(e, len, ch, pos);
+      e += len;
+      if (!rows && ++ch == c) ch = 0;
+    }
+  });
 }
 
 // ---- statistics -------------------------------------------------------------
@@ -167,19 +200,21 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
     // a chunk is `group` planes of one channel in consecutive images (short planes),
     // or a kChunk piece of one plane (long planes)
     const int64_t group = hw >= kChunk ? 1 : kChunk / hw;
-    for (int64_t i0 = 0; i0 < n; i0 += group) {
-      const int64_t planes = std::min(group, n - i0);
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const float *base = x + (i0 * c + ch) * hw;
-        double *s = st + 3 * ch;
-        for (int64_t off = 0; off < hw; off += kChunk) {
-          const int64_t len = std::min(kChunk, hw - off);
-          double cm, cm2;
-          chunk_stats(base + off, c * hw, planes, len, &cm, &cm2);
-          bk_bn::chan_merge(s[0], s[1], s[2], (double)(planes * len), cm, cm2);
+    split(threads_for(total), c, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t i0 = 0; i0 < n; i0 += group) {
+        const int64_t planes = std::min(group, n - i0);
+        for (int64_t ch = c0; ch < c1; ++ch) {
+          const float *base = x + (i0 * c + ch) * hw;
+          double *s = st + 3 * ch;
+          for (int64_t off = 0; off < hw; off += kChunk) {
+            const int64_t len = std::min(kChunk, hw - off);
+            double cm, cm2;
+            chunk_stats(base + off, c * hw, planes, len, &cm, &cm2);
+            bk_bn::chan_merge(s[0], s[1], s[2], (double)(planes * len), cm, cm2);
+          }
         }
       }
-    }
+    });
     for (int64_t ch = 0; ch < c; ++ch) {
       smean[ch] = (float)st[3 * ch + 1];
       svar[ch] = (float)bk_bn::biased_var(st[3 * ch], st[3 * ch + 2]);
@@ -193,8 +228,11 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
   BK_SCRATCH(cm2, bk::scratch_d(1, (size_t)L));
   std::fill(cmean, cmean + L, 0.0);
   std::fill(cm2, cm2 + L, 0.0);
-  for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
-    block_stats(x + r0 * L, L, std::min(kRowBlock, n - r0), L, (double)r0, cmean, cm2);
+  split(threads_for(total), L, 16, [&](int64_t j0, int64_t j1) {
+    for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
+      block_stats(x + r0 * L + j0, L, std::min(kRowBlock, n - r0), j1 - j0, (double)r0, cmean + j0,
+                  cm2 + j0);
+  });
   for (int64_t ch = 0; ch < c; ++ch) {
     double cnt = 0, mean = 0, m2 = 0;
     for (int64_t s = 0; s < hw; ++s)
@@ -337,12 +375,11 @@ extern "C" int bk_bn_elemt_f32(float *y, const float *x, const float *mean, cons
     scale[ch] = bk_bn::elemt_scale(invstd[ch], weight, ch);
     shift[ch] = bias ? bias[ch] : 0.0f;
   }
+  const int nt = threads_for(total);
   if (hw >= kSmallHw) {
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const int64_t off = (i * c + ch) * hw;
-        elemt_plane(y + off, x + off, hw, mean[ch], scale[ch], shift[ch]);
-      }
+    elementwise(nt, n, c, hw, false, [&](int64_t off, int64_t len, int64_t ch, int64_t) {
+      elemt_plane(y + off, x + off, len, mean[ch], scale[ch], shift[ch]);
+    });
     return 0;
   }
   const int64_t L = c * hw;
@@ -352,7 +389,9 @@ extern "C" int bk_bn_elemt_f32(float *y, const float *x, const float *mean, cons
   spread_channels(cm, mean, c, hw);
   spread_channels(cs, scale, c, hw);
   spread_channels(cb, shift, c, hw);
-  for (int64_t i = 0; i < n; ++i) elemt_row(y + i * L, x + i * L, L, cm, cs, cb);
+  elementwise(nt, n, c, hw, true, [&](int64_t off, int64_t len, int64_t, int64_t pos) {
+    elemt_row(y + off, x + off, len, cm + pos, cs + pos, cb + pos);
+  });
   return 0;
 }
 
@@ -443,11 +482,13 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
   BK_SCRATCH(acc, bk::scratch_d(0, (size_t)(2 * c)));
   std::fill(acc, acc + 2 * c, 0.0);
   if (total > 0 && hw >= kSmallHw) {
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const int64_t off = (i * c + ch) * hw;
-        reduce_plane(dy + off, x + off, hw, mean[ch], acc + ch, acc + c + ch);
-      }
+    split(threads_for(total), c, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t ch = c0; ch < c1; ++ch) {
+          const int64_t off = (i * c + ch) * hw;
+          reduce_plane(dy + off, x + off, hw, mean[ch], acc + ch, acc + c + ch);
+        }
+    });
   } else if (total > 0) {
     const int64_t L = c * hw;
     float *cmean;
@@ -456,9 +497,11 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
     BK_SCRATCH(col, bk::scratch_d(1, (size_t)(2 * L)));
     std::fill(col, col + 2 * L, 0.0);
     spread_channels(cmean, mean, c, hw);
-    for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
-      reduce_block(dy + r0 * L, x + r0 * L, L, std::min(kRowBlock, n - r0), L, cmean, col,
-                   col + L);
+    split(threads_for(total), L, 16, [&](int64_t j0, int64_t j1) {
+      for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
+        reduce_block(dy + r0 * L + j0, x + r0 * L + j0, L, std::min(kRowBlock, n - r0), j1 - j0,
+                     cmean + j0, col + j0, col + L + j0);
+    });
     for (int64_t ch = 0; ch < c; ++ch)
       for (int64_t s = 0; s < hw; ++s) {
         acc[ch] += col[ch * hw + s];
@@ -529,20 +572,20 @@ extern "C" int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float 
     kk[ch] = co.k;
     ka[ch] = co.a;
   }
+  const int nt = threads_for(total);
   if (hw >= kSmallHw) {
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const int64_t off = (i * c + ch) * hw;
-        bwd_elemt_plane(dx + off, dy + off, x + off, hw, km[ch], kd[ch], kk[ch], ka[ch]);
-      }
+    elementwise(nt, n, c, hw, false, [&](int64_t off, int64_t len, int64_t ch, int64_t) {
+      bwd_elemt_plane(dx + off, dy + off, x + off, len, km[ch], kd[ch], kk[ch], ka[ch]);
+    });
     return 0;
   }
   const int64_t L = c * hw;
   float *cols;
   BK_SCRATCH(cols, bk::scratch(1, (size_t)(4 * L)));
   for (int64_t q = 0; q < 4; ++q) spread_channels(cols + q * L, k + q * c, c, hw);
-  for (int64_t i = 0; i < n; ++i)
-    bwd_elemt_row(dx + i * L, dy + i * L, x + i * L, L, cols, cols + L, cols + 2 * L,
-                  cols + 3 * L);
+  elementwise(nt, n, c, hw, true, [&](int64_t off, int64_t len, int64_t, int64_t pos) {
+    bwd_elemt_row(dx + off, dy + off, x + off, len, cols + pos, cols + L + pos,
+                  cols + 2 * L + pos, cols + 3 * L + pos);
+  });
   return 0;
 }

@@ -23,11 +23,61 @@ inline bool mul_ok(int64_t a, int64_t b, int64_t *out) {
 float *scratch(int slot, size_t n);
 double *scratch_d(int slot, size_t n);
 
-// Internal GEMM (no validation): row-major, C = alpha * op(A) op(B) + beta * C.
-// Non-zero when its packing buffers cannot be allocated.
+// Internal GEMM (no validation): row-major, C = alpha * op(A) op(B) + beta * C, on the
+// calling thread's threads when large enough (each element computed the same whatever
+// their number). Non-zero when its packing buffers cannot be allocated.
 int sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
           int64_t ldc);
+
+// ---- threads (threads.cc) ----
+// OpenMP's runtime (libgomp) is loaded at run time, as oneDNN is, so the library links
+// nothing beyond libc, libm and libdl; without it every kernel runs on one thread.
+
+// The calling thread's kernel thread count: bk_set_num_threads, else the default
+// (BAGUA_NUM_THREADS, else cores / LOCAL_WORLD_SIZE). Also given to OpenMP for this
+// thread, so oneDNN, which runs on the same OpenMP, follows it.
+int num_threads();
+
+// Below this many elements a kernel stays on the calling thread: waking the pool
+// costs more than it saves.
+constexpr int64_t kParallelMin = 32768;
+
+// Threads to use for `work` units when each thread should get at least `grain` of
+// them; 1 inside a parallel region (no nesting), for small work, or without OpenMP.
+int threads_for(int64_t work, int64_t grain);
+
+// NULL when OpenMP runs the kernel threads, else why it does not.
+const char *openmp_missing();
+
+// Runs body(ctx, t, T) on T <= nt threads (t = 0 on the calling thread), T = 1 without
+// OpenMP; returns T.
+int run_parallel(void (*body)(void *ctx, int t, int nthreads), void *ctx, int nt);
+
+// Runs f(lo, hi) on `nt` threads over [0, n) cut into contiguous ranges whose
+// boundaries are multiples of `align` (so vector bodies and tails fall the same way
+// whatever the thread count). f returns 0 or an error code; the codes are OR-ed.
+// f must not call fail(): the message would land in a pool thread's buffer.
+template <class F>
+int parallel_ranges(int nt, int64_t n, int64_t align, const F &f) {
+  const int64_t blocks = (n + align - 1) / align;
+  if (nt > blocks) nt = (int)blocks;
+  if (nt <= 1) return n > 0 ? f(int64_t(0), n) : 0;
+  struct Ctx {
+    const F *f;
+    int64_t n, align, blocks;
+    int rc;
+  } ctx = {&f, n, align, blocks, 0};
+  run_parallel(
+      [](void *p, int t, int T) {
+        Ctx &c = *(Ctx *)p;
+        const int64_t lo = c.blocks * t / T * c.align, hi = c.blocks * (t + 1) / T * c.align;
+        const int rc = lo < c.n ? (*c.f)(lo, hi < c.n ? hi : c.n) : 0;
+        if (rc) __atomic_fetch_or(&c.rc, rc, __ATOMIC_RELAXED);
+      },
+      &ctx, nt);
+  return ctx.rc;
+}
 
 }  // namespace bk
 
@@ -99,4 +149,3 @@ BK_INLINE double v16_hsum(bk_v16 v) {
 // Scratch allocation inside an entry point: out of memory is an error, not a crash.
 #define BK_SCRATCH(var, expr) \
   BK_REQUIRE(((var) = (expr)) != nullptr, "%s: out of memory", __func__)
-#define BK_GEMM(...) BK_REQUIRE(::bk::sgemm(__VA_ARGS__) == 0, "%s: out of memory", __func__)

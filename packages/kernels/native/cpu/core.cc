@@ -79,6 +79,22 @@ int32_t bk_abi_version(void) { return 1; }
 
 }  // extern "C"
 
+// ---- threads over elements ----------------------------------------------------
+
+namespace {
+
+// Runs f(lo, hi) over [0, n) on the calling thread's threads when n is large enough,
+// in ranges of whole 64-byte lines.
+template <class F>
+void elementwise(int64_t n, const F &f) {
+  bk::parallel_ranges(bk::threads_for(n, bk::kParallelMin), n, 16, [&](int64_t lo, int64_t hi) {
+    f(lo, hi);
+    return 0;
+  });
+}
+
+}  // namespace
+
 // ---- memory movement ------------------------------------------------------
 
 BK_CLONES static void fill_loop(float *out, int64_t n, float v) {
@@ -88,7 +104,7 @@ BK_CLONES static void fill_loop(float *out, int64_t n, float v) {
 extern "C" int bk_fill_f32(float *out, int64_t n, float value, void *) {
   BK_NONNEG(n);
   BK_NOTNULL_IF(n > 0, out);
-  fill_loop(out, n, value);
+  elementwise(n, [&](int64_t lo, int64_t hi) { fill_loop(out + lo, hi - lo, value); });
   return 0;
 }
 
@@ -96,7 +112,15 @@ extern "C" int bk_copy_f32(float *out, const float *x, int64_t n, void *) {
   BK_NONNEG(n);
   BK_NOTNULL_IF(n > 0, out);
   BK_NOTNULL_IF(n > 0, x);
-  if (n > 0 && out != x) memmove(out, x, (size_t)n * sizeof(float));
+  if (n == 0 || out == x) return 0;
+  // overlapping ranges need memmove's one pass in the right direction
+  if (out < x + n && x < out + n) {
+    memmove(out, x, (size_t)n * sizeof(float));
+    return 0;
+  }
+  elementwise(n, [&](int64_t lo, int64_t hi) {
+    memcpy(out + lo, x + lo, (size_t)(hi - lo) * sizeof(float));
+  });
   return 0;
 }
 
@@ -142,22 +166,30 @@ int make_walk(Walk &w, const int64_t *shape, const int64_t *sa, const int64_t *s
   return 0;
 }
 
-// Calls f(out_offset, a_offset, b_offset, len, a_stride, b_stride) per innermost run.
+// Calls f(out_offset, a_offset, b_offset, len, a_stride, b_stride) per innermost run
+// of the output elements [e0, e1) (runs at either end cut to fit).
 template <class F>
-void walk(const Walk &w, F &&f) {
-  if (w.numel == 0) return;
+void walk_span(const Walk &w, int64_t e0, int64_t e1, const F &f) {
+  if (e0 >= e1) return;
   if (w.nd == 0) {
     f(0, 0, 0, 1, 0, 0);
     return;
   }
   const int last = w.nd - 1;
   const int64_t inner = w.shape[last];
-  const int64_t outer = w.numel / inner;
+  // the multi-index of element e0
   int64_t idx[kMaxDims] = {0};
-  int64_t oa = 0, ob = 0, oo = 0;
-  for (int64_t t = 0; t < outer; ++t) {
-    f(oo, oa, ob, inner, w.sa[last], w.sb[last]);
-    oo += inner;
+  int64_t oa = 0, ob = 0, rest = e0 / inner, pos = e0 % inner;
+  for (int d = last - 1; d >= 0; --d) {
+    idx[d] = rest % w.shape[d];
+    rest /= w.shape[d];
+    oa += idx[d] * w.sa[d];
+    ob += idx[d] * w.sb[d];
+  }
+  for (int64_t oo = e0; oo < e1; pos = 0) {
+    const int64_t len = std::min(inner - pos, e1 - oo);
+    f(oo, oa + pos * w.sa[last], ob + pos * w.sb[last], len, w.sa[last], w.sb[last]);
+    oo += len;
     for (int d = last - 1; d >= 0; --d) {
       oa += w.sa[d];
       ob += w.sb[d];
@@ -167,6 +199,12 @@ void walk(const Walk &w, F &&f) {
       idx[d] = 0;
     }
   }
+}
+
+// walk_span over all elements, split over threads when there are enough of them.
+template <class F>
+void walk(const Walk &w, const F &f) {
+  elementwise(w.numel, [&](int64_t lo, int64_t hi) { walk_span(w, lo, hi, f); });
 }
 
 }  // namespace
@@ -307,7 +345,7 @@ extern "C" int bk_unary_f32(int32_t op, float *out, const float *x, int64_t n, v
   BK_NONNEG(n);
   BK_NOTNULL_IF(n > 0, out);
   BK_NOTNULL_IF(n > 0, x);
-  loop(out, x, n);
+  elementwise(n, [&](int64_t lo, int64_t hi) { loop(out + lo, x + lo, hi - lo); });
   return 0;
 }
 
@@ -325,7 +363,9 @@ extern "C" int bk_affine_f32(float *out, const float *x, int64_t n, float alpha,
   BK_NONNEG(n);
   BK_NOTNULL_IF(n > 0, out);
   BK_NOTNULL_IF(n > 0, x);
-  affine_loop(out, x, n, alpha, beta);
+  elementwise(n, [&](int64_t lo, int64_t hi) {
+    affine_loop(out + lo, x + lo, hi - lo, alpha, beta);
+  });
   return 0;
 }
 
@@ -335,7 +375,9 @@ extern "C" int bk_relu_backward_f32(float *dx, const float *dy, const float *x, 
   BK_NOTNULL_IF(n > 0, dx);
   BK_NOTNULL_IF(n > 0, dy);
   BK_NOTNULL_IF(n > 0, x);
-  relu_bwd_loop(dx, dy, x, n);
+  elementwise(n, [&](int64_t lo, int64_t hi) {
+    relu_bwd_loop(dx + lo, dy + lo, x + lo, hi - lo);
+  });
   return 0;
 }
 
@@ -365,6 +407,17 @@ BK_CLONES double sum_contig(const float *x, int64_t n) {
   return total;
 }
 
+// Long rows are summed in blocks of this many elements (see bk_sum_f32).
+constexpr int64_t kSumBlock = 1 << 16;
+
+// A row of any length as blocks of kSumBlock added in order: the blocks of a long
+// row can then be summed on several threads with the same result.
+double sum_blocks(const float *x, int64_t n) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; i += kSumBlock) sum += sum_contig(x + i, std::min(kSumBlock, n - i));
+  return sum;
+}
+
 BK_CLONES void add_row_d(double *acc, const float *x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) acc[i] += x[i];
 }
@@ -376,18 +429,59 @@ extern "C" int bk_sum_f32(float *out, const float *x, int64_t outer, int64_t red
   BK_SIZES3(outer, reduce, inner, on, total);
   BK_NOTNULL_IF(on > 0, out);
   BK_NOTNULL_IF(total > 0, x);
+  // Every split below computes each output exactly as one thread would.
+  const int nt = bk::threads_for(total, bk::kParallelMin);
   if (inner == 1) {
-    for (int64_t o = 0; o < outer; ++o) out[o] = (float)sum_contig(x + o * reduce, reduce);
+    if (outer >= nt) {
+      bk::parallel_ranges(nt, outer, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t o = lo; o < hi; ++o) out[o] = (float)sum_blocks(x + o * reduce, reduce);
+        return 0;
+      });
+      return 0;
+    }
+    // few long rows: the blocks of each over the threads, then added in order
+    const int64_t nb = (reduce + kSumBlock - 1) / kSumBlock;
+    double *part;
+    BK_SCRATCH(part, bk::scratch_d(0, (size_t)nb));
+    for (int64_t o = 0; o < outer; ++o) {
+      const float *xo = x + o * reduce;
+      bk::parallel_ranges(nt, nb, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t b = lo; b < hi; ++b)
+          part[b] = sum_contig(xo + b * kSumBlock, std::min(kSumBlock, reduce - b * kSumBlock));
+        return 0;
+      });
+      double sum = 0;
+      for (int64_t b = 0; b < nb; ++b) sum += part[b];
+      out[o] = (float)sum;
+    }
     return 0;
   }
+  if (inner < 64 && outer >= nt) {
+    // short rows, many slices: whole slices per thread, accumulators on its stack
+    bk::parallel_ranges(nt, outer, 1, [&](int64_t lo, int64_t hi) {
+      double acc[64];
+      for (int64_t o = lo; o < hi; ++o) {
+        std::fill(acc, acc + inner, 0.0);
+        const float *xo = x + o * reduce * inner;
+        for (int64_t r = 0; r < reduce; ++r) add_row_d(acc, xo + r * inner, inner);
+        for (int64_t i = 0; i < inner; ++i) out[o * inner + i] = (float)acc[i];
+      }
+      return 0;
+    });
+    return 0;
+  }
+  // each thread owns a range of columns through every slice
   double *acc;
   BK_SCRATCH(acc, bk::scratch_d(0, (size_t)inner));
-  for (int64_t o = 0; o < outer; ++o) {
-    std::fill(acc, acc + inner, 0.0);
-    const float *xo = x + o * reduce * inner;
-    for (int64_t r = 0; r < reduce; ++r) add_row_d(acc, xo + r * inner, inner);
-    float *oo = out + o * inner;
-    for (int64_t i = 0; i < inner; ++i) oo[i] = (float)acc[i];
-  }
+  bk::parallel_ranges(nt, inner, 16, [&](int64_t lo, int64_t hi) {
+    for (int64_t o = 0; o < outer; ++o) {
+      std::fill(acc + lo, acc + hi, 0.0);
+      const float *xo = x + o * reduce * inner;
+      for (int64_t r = 0; r < reduce; ++r) add_row_d(acc + lo, xo + r * inner + lo, hi - lo);
+      float *oo = out + o * inner;
+      for (int64_t i = lo; i < hi; ++i) oo[i] = (float)acc[i];
+    }
+    return 0;
+  });
   return 0;
 }

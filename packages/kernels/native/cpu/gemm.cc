@@ -3,9 +3,12 @@
 // register-blocked micro-kernel runs over them. Packing makes every transpose
 // combination and leading dimension look the same to the micro-kernel.
 // The micro-kernel is picked at run time: AVX-512, AVX2+FMA, or portable C++.
+// bk_gemm_f32 runs on oneDNN's sgemm where oneDNN loads (onednn.cc); this GEMM is
+// the fallback, and the one the fallback conv2d uses.
 #include <algorithm>
 
 #include "common.h"
+#include "onednn.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -221,13 +224,10 @@ void scale_c(float *c, int64_t ldc, int64_t m, int64_t n, float beta) {
   }
 }
 
-}  // namespace
-
-namespace bk {
-
-int sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-          int64_t ldc) {
+// One thread's GEMM.
+int sgemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                 int64_t ldc) {
   if (m <= 0 || n <= 0) return 0;
   scale_c(c, ldc, m, n, beta);
   if (k <= 0 || alpha == 0.0f) return 0;
@@ -236,8 +236,8 @@ int sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   const int64_t ncb = std::min(K.nc, (n + K.nr - 1) / K.nr * K.nr);
   const int64_t mcb = std::min(K.mc, (m + K.mr - 1) / K.mr * K.mr);
   // slots 2 and 3: conv2d holds slots 0 and 1 for its column buffers
-  float *bpack = scratch(2, (size_t)(kcb * ncb));
-  float *apack = scratch(3, (size_t)(mcb * kcb));
+  float *bpack = bk::scratch(2, (size_t)(kcb * ncb));
+  float *apack = bk::scratch(3, (size_t)(mcb * kcb));
   if (!bpack || !apack) return 1;
   for (int64_t jc = 0; jc < n; jc += K.nc) {
     const int64_t nc = std::min(K.nc, n - jc);
@@ -259,6 +259,40 @@ int sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     }
   }
   return 0;
+}
+
+// Multiply-adds per thread below which another thread does not pay for waking it.
+constexpr int64_t kGemmGrain = 1 << 17;
+
+// m * n * k, saturated (sizes come from JS).
+int64_t gemm_work(int64_t m, int64_t n, int64_t k) {
+  int64_t mn, mnk;
+  if (__builtin_mul_overflow(m, n, &mn) || __builtin_mul_overflow(mn, k, &mnk)) return INT64_MAX;
+  return mnk;
+}
+
+}  // namespace
+
+namespace bk {
+
+int sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+          const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+          int64_t ldc) {
+  if (m <= 0 || n <= 0) return 0;
+  const int nt = threads_for(gemm_work(m, n, k), kGemmGrain);
+  if (nt <= 1) return sgemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  // Threads take slices of the longer side of C, each packing its own panels: every
+  // element is computed exactly as on one thread, whatever the thread count.
+  const Kernel &K = kernel();
+  if (n >= m)
+    return parallel_ranges(nt, n, K.nr, [&](int64_t lo, int64_t hi) {
+      return sgemm_serial(trans_a, trans_b, m, hi - lo, k, alpha, a, lda,
+                          b + (trans_b ? lo * ldb : lo), ldb, beta, c + lo, ldc);
+    });
+  return parallel_ranges(nt, m, K.mr, [&](int64_t lo, int64_t hi) {
+    return sgemm_serial(trans_a, trans_b, hi - lo, n, k, alpha, a + (trans_a ? lo : lo * lda),
+                        lda, b, ldb, beta, c + lo * ldc, ldc);
+  });
 }
 
 }  // namespace bk
@@ -283,8 +317,29 @@ extern "C" int bk_gemm_f32(float *c, const float *a, const float *b, int32_t tra
   BK_NOTNULL_IF(any, c);
   BK_NOTNULL_IF(any && k > 0 && alpha != 0.0f, a);
   BK_NOTNULL_IF(any && k > 0 && alpha != 0.0f, b);
-  for (int64_t i = 0; i < batch; ++i)
-    BK_GEMM(trans_a != 0, trans_b != 0, m, n, k, alpha, a + i * stride_a, lda,
-            b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+  if (!any) return 0;
+  // oneDNN where it loaded; the built-in GEMM also when there is no product to form
+  const bool dnnl = k > 0 && alpha != 0.0f && bk::dnnl_on();
+  // items [lo, hi): 0, a dnnl_status_t, or -1 when the built-in GEMM runs out of memory
+  auto items = [&](int64_t lo, int64_t hi) -> int {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float *ai = a + i * stride_a, *bi = b + i * stride_b;
+      float *ci = c + i * stride_c;
+      const int rc =
+          dnnl ? bk::dnnl_gemm(trans_a, trans_b, m, n, k, alpha, ai, lda, bi, ldb, beta, ci, ldc)
+               : -bk::sgemm(trans_a, trans_b, m, n, k, alpha, ai, lda, bi, ldb, beta, ci, ldc);
+      if (rc) return rc;
+    }
+    return 0;
+  };
+  // Many products, or products too small to split: whole items per thread (each on
+  // one thread, as a GEMM inside a parallel region runs). Otherwise one at a time,
+  // each split over the threads.
+  const int64_t work = gemm_work(m, n, k);
+  const int nt = bk::threads_for(batch > 1 ? gemm_work(batch, work, 1) : 0, kGemmGrain);
+  const bool by_item = nt > 1 && (batch >= 2 * nt || (batch >= nt && work < nt * kGemmGrain));
+  const int rc = by_item ? bk::parallel_ranges(nt, batch, 1, items) : items(0, batch);
+  if (rc == -1) return bk::fail("%s: out of memory", __func__);
+  if (rc) return bk::fail("%s: dnnl_sgemm failed: %s", __func__, bk::dnnl_status_name(rc));
   return 0;
 }

@@ -32,6 +32,16 @@ void softmax_row(float *o, const float *x, int64_t n, bool log) {
   }
 }
 
+// Runs f(r) for every row, rows split over the threads when there are enough elements.
+template <class F>
+void by_rows(int64_t rows, int64_t cols, const F &f) {
+  bk::parallel_ranges(bk::threads_for(rows * cols, bk::kParallelMin), rows, 1,
+                      [&](int64_t lo, int64_t hi) {
+                        for (int64_t r = lo; r < hi; ++r) f(r);
+                        return 0;
+                      });
+}
+
 }  // namespace
 
 extern "C" int bk_softmax_f32(float *out, const float *x, int64_t rows, int64_t cols, int32_t log,
@@ -39,8 +49,8 @@ extern "C" int bk_softmax_f32(float *out, const float *x, int64_t rows, int64_t 
   BK_SIZES2(rows, cols, total);
   BK_NOTNULL_IF(total > 0, out);
   BK_NOTNULL_IF(total > 0, x);
-  for (int64_t r = 0; r < rows && cols > 0; ++r)
-    softmax_row(out + r * cols, x + r * cols, cols, log != 0);
+  if (cols == 0) return 0;
+  by_rows(rows, cols, [&](int64_t r) { softmax_row(out + r * cols, x + r * cols, cols, log != 0); });
   return 0;
 }
 
@@ -50,7 +60,7 @@ extern "C" int bk_softmax_backward_f32(float *dx, const float *dy, const float *
   BK_NOTNULL_IF(total > 0, dx);
   BK_NOTNULL_IF(total > 0, dy);
   BK_NOTNULL_IF(total > 0, y);
-  for (int64_t r = 0; r < rows; ++r) {
+  by_rows(rows, cols, [&](int64_t r) {
     float *d = dx + r * cols;
     const float *g = dy + r * cols, *o = y + r * cols;
     double s = 0;
@@ -65,7 +75,7 @@ extern "C" int bk_softmax_backward_f32(float *dx, const float *dy, const float *
       const float fs = (float)s;
       for (int64_t i = 0; i < cols; ++i) d[i] = o[i] * (g[i] - fs);
     }
-  }
+  });
   return 0;
 }
 

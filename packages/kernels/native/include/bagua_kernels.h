@@ -141,6 +141,24 @@ BK_API int bk_sgd_f32(float *param, float *momentum_buf, const float *grad, int6
                       float momentum, float dampening, float weight_decay, int32_t nesterov,
                       int32_t first_step, void *stream);
 
+/* ---- CPU library only ------------------------------------------------------ */
+/* Kernel threads of the calling thread (each thread has its own count, e.g. one rank
+ * per Node worker thread). Default: BAGUA_NUM_THREADS, else max(1, cores / LOCAL_WORLD_SIZE).
+ * Also OpenMP's count for this thread, which oneDNN follows. n must be in [1, 1024].
+ * The threads are OpenMP's (libgomp.so.1, loaded on first use; without it, one thread).
+ * Unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, libgomp is loaded with
+ * GOMP_SPINCOUNT=10000: its default spin burns whole time slices on shared cores. */
+BK_API int bk_set_num_threads(int32_t n);
+BK_API int32_t bk_get_num_threads(void);
+/* What runs the kernels, NUL-terminated into buf (truncated to len), e.g.
+ * "cpu (avx512, 2 threads, oneDNN 2.6.3)" or
+ * "cpu (avx2, 1 thread, built-in GEMM: oneDNN not found: tried libdnnl.so.2 (...))".
+ * oneDNN (libdnnl.so.2, or the path in BAGUA_DNNL_LIB) is loaded on first use. */
+BK_API int bk_cpu_info(char *buf, int64_t len);
+/* enable > 0: conv2d and GEMM on oneDNN where it loads (the default); 0: the built-in
+ * GEMM path; < 0: no change. For the calling thread. Returns 1 when it now uses oneDNN. */
+BK_API int32_t bk_cpu_use_dnnl(int32_t enable);
+
 #ifdef __cplusplus
 }
 #endif
