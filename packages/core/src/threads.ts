@@ -2,10 +2,9 @@ import { getBackend, hasBackend } from './backend.js';
 
 /**
  * Kernel threads of the calling thread (each rank of the in-process `threads`
- * backend sets its own). Default: cores / LOCAL_WORLD_SIZE, or BAGUA_NUM_THREADS.
+ * backend sets its own). Default: BAGUA_NUM_THREADS, else cores / LOCAL_WORLD_SIZE.
  */
 export function setNumThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1) throw new Error(`setNumThreads: expected a positive integer, got ${n}`);
   if (!hasBackend('cpu')) throw new Error("setNumThreads: no CPU backend registered: import '@bagua/kernels' first");
   const b = getBackend('cpu');
   if (!b.setNumThreads) throw new Error('setNumThreads: the CPU backend has no kernel threads to set');

@@ -24,8 +24,8 @@
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { Conv2dGeometry } from '@bagua/core';
-import { cpuBackend as be, cpuInfo, getNumThreads, setNumThreads, useOneDnn } from '../src/index.js';
+import { getNumThreads, setNumThreads, type Conv2dGeometry } from '@bagua/core';
+import { cpuBackend as be, cpuInfo, useOneDnn } from '../src/index.js';
 import { JsonLineChild, loud, median, randomArray, tableHeader, tableRow } from './common.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 0.3);

@@ -14,6 +14,7 @@ import {
 import { CPU_LIBRARY, loadKernelLibrary, type LoadedLibrary } from './load-library.js';
 import { conv2dSizes, packConv2d, packPool2d } from './geometry.js';
 import { HostAllocator } from './host-allocator.js';
+import os from 'node:os';
 
 /** Every kernel of bagua_kernels.h: its parameters before the trailing `void *stream`. */
 export const KERNEL_PARAMS = {
@@ -62,10 +63,34 @@ export const KERNEL_NAMES = Object.keys(KERNEL_PARAMS) as KernelName[];
 /** A declared C kernel: returns 0 or an error code (see bk_last_error). */
 export type KernelFn = (...args: unknown[]) => number;
 
+/** The library's own settings: kernel threads and the convolution engine, per calling thread. */
+export interface CpuControl {
+  readonly setNumThreads: (n: number) => number;
+  readonly getNumThreads: () => number;
+  readonly info: (buf: Uint8Array, len: number) => number;
+  readonly useDnnl: (enable: number) => number;
+}
+
 export interface CpuKernels {
   readonly library: LoadedLibrary;
   readonly fn: Readonly<Record<KernelName, KernelFn>>;
   readonly backendName: string;
+  readonly control: CpuControl;
+}
+
+/** The most threads bk_set_num_threads accepts. */
+export const MAX_NUM_THREADS = 1024;
+
+/**
+ * Kernel threads when nothing was set: BAGUA_NUM_THREADS, else the cores shared by the
+ * launcher's local ranks. Read from this thread's process.env: a thread rank's
+ * LOCAL_WORLD_SIZE is in its worker's env, which the C library's getenv cannot see.
+ */
+function defaultNumThreads(): number {
+  const given = Number(process.env.BAGUA_NUM_THREADS);
+  if (Number.isInteger(given) && given >= 1) return Math.min(given, MAX_NUM_THREADS);
+  const local = Number(process.env.LOCAL_WORLD_SIZE);
+  return Math.max(1, Math.floor(os.availableParallelism() / (Number.isInteger(local) && local >= 1 ? local : 1)));
 }
 
 /** Loads the CPU library and declares every kernel once. */
@@ -76,7 +101,14 @@ export function loadCpuKernels(candidates?: readonly string[]): CpuKernels {
     fn[name] = library.lib.func(`int ${name}(${KERNEL_PARAMS[name]}, void *stream)`) as KernelFn;
   }
   const backendName = library.lib.func('const char *bk_backend_name(void)')() as string;
-  return { library, fn, backendName };
+  const lib = library.lib;
+  const control: CpuControl = {
+    setNumThreads: lib.func('int bk_set_num_threads(int32_t n)') as CpuControl['setNumThreads'],
+    getNumThreads: lib.func('int32_t bk_get_num_threads(void)') as CpuControl['getNumThreads'],
+    info: lib.func('int bk_cpu_info(_Out_ uint8_t *buf, int64_t len)') as CpuControl['info'],
+    useDnnl: lib.func('int32_t bk_cpu_use_dnnl(int32_t enable)') as CpuControl['useDnnl'],
+  };
+  return { library, fn, backendName, control };
 }
 
 const BINARY_CODES: Readonly<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
@@ -181,7 +213,23 @@ export class CpuBackend implements Backend {
 
   /** The loaded library (loaded on first use, so importing the package never fails). */
   get native(): CpuKernels {
-    return this.kernels ?? (this.kernels = loadCpuKernels(this.candidates));
+    if (!this.kernels) {
+      this.kernels = loadCpuKernels(this.candidates);
+      this.setNumThreads(defaultNumThreads());
+    }
+    return this.kernels;
+  }
+
+  /** Kernel threads of the calling thread (each rank of the `threads` backend sets its own); also oneDNN's. */
+  setNumThreads(n: number): void {
+    if (!Number.isInteger(n) || n < 1 || n > MAX_NUM_THREADS) {
+      throw new Error(`setNumThreads: n must be an integer from 1 to ${MAX_NUM_THREADS}, got ${n}`);
+    }
+    this.check('setNumThreads', this.native.control.setNumThreads(n));
+  }
+
+  getNumThreads(): number {
+    return this.native.control.getNumThreads();
   }
 
   private get fn(): Readonly<Record<KernelName, KernelFn>> {

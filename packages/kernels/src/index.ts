@@ -7,10 +7,10 @@ import { registerBackend } from '@bagua/core';
 import { cpuBackend } from './cpu-backend.js';
 
 export {
-  CpuBackend, cpuBackend, loadCpuKernels, KERNEL_NAMES, KERNEL_PARAMS,
-  type CpuKernels, type KernelFn, type KernelName,
+  CpuBackend, cpuBackend, loadCpuKernels, KERNEL_NAMES, KERNEL_PARAMS, MAX_NUM_THREADS,
+  type CpuControl, type CpuKernels, type KernelFn, type KernelName,
 } from './cpu-backend.js';
-export { MAX_NUM_THREADS, cpuInfo, getNumThreads, setNumThreads, useOneDnn } from './cpu-threads.js';
+export { cpuInfo, useOneDnn } from './cpu-threads.js';
 export {
   BK_ABI_VERSION, CPU_LIBRARY, libraryCandidates, loadKernelLibrary, locateLibrary,
   type LoadedLibrary, type NativeLibrarySpec,

@@ -14,8 +14,11 @@ import test, { type ExecutionContext } from 'ava';
 import type { Conv2dGeometry } from '@bagua/core';
 import { randn, skipOrFail } from '@bagua/testing';
 import {
-  MAX_NUM_THREADS, cpuBackend as be, cpuInfo, getNumThreads, setNumThreads, useOneDnn,
+  MAX_NUM_THREADS, cpuBackend as be, cpuInfo, useOneDnn,
 } from '../src/index.js';
+
+const getNumThreads = () => be.getNumThreads();
+const setNumThreads = (n: number) => be.setNumThreads(n);
 
 const INDEX_URL = new URL('../src/index.js', import.meta.url).href;
 
@@ -293,7 +296,7 @@ test('cpu: setNumThreads validates its argument with a clear message', (t) => {
 
 test('cpu: the default thread count is cores / LOCAL_WORLD_SIZE, or BAGUA_NUM_THREADS', (t) => {
   const cores = availableParallelism();
-  const script = `import { getNumThreads } from ${JSON.stringify(INDEX_URL)}; console.log(getNumThreads());`;
+  const script = `import { cpuBackend } from ${JSON.stringify(INDEX_URL)}; console.log(cpuBackend.getNumThreads());`;
   const run = (env: Record<string, string>) => {
     const base = { ...process.env };
     delete base['BAGUA_NUM_THREADS'];
@@ -313,14 +316,14 @@ test('cpu: the thread count belongs to the calling thread (a worker starts from 
   const code = `
     import { parentPort } from 'node:worker_threads';
     const k = await import(${JSON.stringify(INDEX_URL)});
-    const before = k.getNumThreads();
-    k.setNumThreads(5);
+    const before = k.cpuBackend.getNumThreads();
+    k.cpuBackend.setNumThreads(5);
     // make (and at exit release) this thread's oneDNN primitives
     const y = new Float32Array(2 * 4 * 6 * 6);
     k.cpuBackend.conv2d(y, new Float32Array(2 * 3 * 6 * 6).fill(1), new Float32Array(4 * 3 * 9).fill(1), null,
       { n: 2, c: 3, h: 6, w: 6, k: 4, r: 3, s: 3, oh: 6, ow: 6, strideH: 1, strideW: 1, padH: 1, padW: 1,
         dilH: 1, dilW: 1, groups: 1 });
-    parentPort.postMessage({ before, after: k.getNumThreads(), centre: y[2 * 6 + 2] });
+    parentPort.postMessage({ before, after: k.cpuBackend.getNumThreads(), centre: y[2 * 6 + 2] });
   `;
   const mine = getNumThreads();
   const w = new Worker(new URL(`data:text/javascript,${encodeURIComponent(code)}`));
@@ -426,4 +429,18 @@ test('cpu: elementwise, sum, softmax, pooling and the built-in conv2d / gemm giv
     const more = withThreads(nt, run);
     for (const key of Object.keys(one)) t.deepEqual(more[key], one[key], `${key}, ${nt} threads`);
   }
+});
+
+test('cpu: a thread rank takes its default from its worker\'s env (LOCAL_WORLD_SIZE of the threads launcher)', async (t) => {
+  const code = `
+    import { parentPort } from 'node:worker_threads';
+    const k = await import(${JSON.stringify(INDEX_URL)});
+    parentPort.postMessage(k.cpuBackend.getNumThreads());
+  `;
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== 'BAGUA_NUM_THREADS') env[k] = v;
+  env['LOCAL_WORLD_SIZE'] = String(availableParallelism() * 2);
+  const w = new Worker(new URL(`data:text/javascript,${encodeURIComponent(code)}`), { env });
+  const n = await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+  t.is(n, 1, 'twice as many local ranks as cores: one thread each');
 });
