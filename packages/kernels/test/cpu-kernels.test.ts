@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import type { Conv2dGeometry, Pool2dGeometry } from '@bagua/core';
-import { randn } from '@bagua/testing';
+import { convGeom, randn } from '@bagua/testing';
 import {
   CPU_LIBRARY, CpuBackend, KERNEL_NAMES, cpuBackend as be, libraryCandidates, loadCpuKernels, locateLibrary,
 } from '../src/index.js';
@@ -326,15 +326,6 @@ test('cpu: gemm beta = 0 ignores NaN in C; k = 0 only scales C', (t) => {
 
 // ------------------------------------------------------------------ conv2d
 
-function convGeom(n: number, c: number, h: number, w: number, k: number, r: number, s: number,
-  o: { stride?: [number, number]; pad?: [number, number]; dil?: [number, number]; groups?: number } = {}): Conv2dGeometry {
-  const [strideH, strideW] = o.stride ?? [1, 1];
-  const [padH, padW] = o.pad ?? [0, 0];
-  const [dilH, dilW] = o.dil ?? [1, 1];
-  const oh = Math.floor((h + 2 * padH - dilH * (r - 1) - 1) / strideH) + 1;
-  const ow = Math.floor((w + 2 * padW - dilW * (s - 1) - 1) / strideW) + 1;
-  return { n, c, h, w, k, r, s, oh, ow, strideH, strideW, padH, padW, dilH, dilW, groups: o.groups ?? 1 };
-}
 
 /** Visits every (n, k, oy, ox, ci, ky, kx) with an in-bounds input position. */
 function convVisit(g: Conv2dGeometry, f: (yi: number, xi: number, wi: number) => void): void {

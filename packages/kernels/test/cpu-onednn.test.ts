@@ -12,7 +12,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import test, { type ExecutionContext } from 'ava';
 import type { Conv2dGeometry } from '@bagua/core';
-import { randn, skipOrFail } from '@bagua/testing';
+import { convGeom, randn, skipOrFail } from '@bagua/testing';
 import {
   MAX_NUM_THREADS, cpuBackend as be, cpuInfo, useOneDnn,
 } from '../src/index.js';
@@ -86,15 +86,6 @@ function needDnnl(t: ExecutionContext): boolean {
   return false;
 }
 
-function convGeom(n: number, c: number, h: number, w: number, k: number, r: number, s: number,
-  o: { stride?: [number, number]; pad?: [number, number]; dil?: [number, number]; groups?: number } = {}): Conv2dGeometry {
-  const [strideH, strideW] = o.stride ?? [1, 1];
-  const [padH, padW] = o.pad ?? [0, 0];
-  const [dilH, dilW] = o.dil ?? [1, 1];
-  const oh = Math.floor((h + 2 * padH - dilH * (r - 1) - 1) / strideH) + 1;
-  const ow = Math.floor((w + 2 * padW - dilW * (s - 1) - 1) / strideW) + 1;
-  return { n, c, h, w, k, r, s, oh, ow, strideH, strideW, padH, padW, dilH, dilW, groups: o.groups ?? 1 };
-}
 
 const convSizes = (g: Conv2dGeometry) => ({
   x: g.n * g.c * g.h * g.w, w: g.k * (g.c / g.groups) * g.r * g.s, y: g.n * g.k * g.oh * g.ow,

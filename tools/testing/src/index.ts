@@ -1,3 +1,4 @@
 export * from './fixtures.js';
 export * from './require.js';
 export * from './random.js';
+export * from './geometry.js';
