@@ -7,8 +7,12 @@
 export {
   CollectiveError,
   DEFAULT_TIMEOUT_MS,
+  groupSupports,
+  parseCommDevice,
   type BackendName,
   type CommBuffer,
+  type CommDevice,
+  type CommDeviceLike,
   type DeviceBuffer,
   type HostBuffer,
   type ProcessGroup,
@@ -20,6 +24,9 @@ export { allocHost, bytesPerElement, dtypeOf, hostDType, isDeviceBuffer, DTYPE_C
 export { StoreServer, type StoreServerOptions } from './store/server.js';
 export { startStore, type StartStoreOptions, type StoreHandle } from './store/host.js';
 export { StoreClient, StoreError, StoreTimeoutError, type StoreConnectOptions } from './store/client.js';
+
+export { ProcessGroupBase, type GroupFields, type SubgroupSpec } from './group/base.js';
+export { HostStagedGroup } from './group/host-staging.js';
 
 export { ThreadsProcessGroup, type ThreadsGroupOptions } from './threads/group.js';
 export { ThreadsCoordinator } from './threads/coordinator.js';

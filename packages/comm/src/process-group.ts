@@ -22,6 +22,30 @@ export interface DeviceBuffer {
 export type CommBuffer = HostBuffer | DeviceBuffer;
 
 /**
+ * A device a group may be asked about: { type, index } (the shape of core's
+ * Device) or its name, 'cpu', 'cuda' (= cuda:0) or 'cuda:N'. A missing index
+ * is 0, as in core's Device.parse.
+ */
+export interface CommDevice {
+  readonly type: 'cpu' | 'cuda';
+  readonly index?: number;
+}
+export type CommDeviceLike = CommDevice | string;
+
+/** { type, index } of a device or device name; a TypeError for anything else. */
+export function parseCommDevice(device: CommDeviceLike): Required<CommDevice> {
+  if (typeof device === 'string') {
+    if (device === 'cpu') return { type: 'cpu', index: 0 };
+    const m = /^cuda(?::(\d+))?$/.exec(device);
+    if (m) return { type: 'cuda', index: m[1] === undefined ? 0 : Number(m[1]) };
+  } else if (device && (device.type === 'cpu' || device.type === 'cuda')) {
+    const index = device.index ?? 0;
+    if (Number.isInteger(index) && index >= 0) return { type: device.type, index };
+  }
+  throw new TypeError(`unknown device ${JSON.stringify(device)}: expected 'cpu', 'cuda', 'cuda:N' or { type, index }`);
+}
+
+/**
  * Collectives are synchronous: they return when the result is in the buffer
  * (or, for device buffers on NCCL, when it is queued on the buffer's stream),
  * so that a module's forward can call them. Every collective is bounded by
@@ -50,6 +74,23 @@ export interface ProcessGroup {
    */
   newGroup(ranks: readonly number[]): Promise<ProcessGroup | null>;
   destroy(): void;
+  /**
+   * Whether the group moves that device's memory itself (nccl: its own cuda
+   * device; threads, gloo: cpu only). Buffers on a device it does not
+   * support are staged through the host (toHost/fromHost) where the backend
+   * can (threads, gloo) and rejected where it cannot (nccl and host memory).
+   *
+   * Optional in this interface only so that wrappers written before it
+   * (e.g. a delegating group) still compile; every group of this package
+   * implements it. Ask through `groupSupports(group, device)`, which treats
+   * a group without it as host-only.
+   */
+  supports?(device: CommDeviceLike): boolean;
+}
+
+/** group.supports(device), or, for a group that does not say, whether device is the cpu. */
+export function groupSupports(group: ProcessGroup, device: CommDeviceLike): boolean {
+  return group.supports ? group.supports(device) : parseCommDevice(device).type === 'cpu';
 }
 
 export class CollectiveError extends Error {

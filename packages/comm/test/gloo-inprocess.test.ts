@@ -7,7 +7,7 @@
 import test from 'ava';
 import { startStore } from '../src/store/host.js';
 import { CollectiveError } from '../src/process-group.js';
-import { createGlooProcessGroup, parseGlooError } from '../src/gloo/process-group.js';
+import { createGlooProcessGroup } from '../src/gloo/process-group.js';
 import { GlooUnavailableError, glooLibraryCandidates } from '../src/gloo/library.js';
 import { needGloo } from './helpers/gloo.js';
 
@@ -20,12 +20,28 @@ test('gloo: the library is looked for in BAGUA_GLOO_LIB, then native/build; the 
   t.regex(e.message, /apt-get install libgloo-dev && pnpm --filter @bagua\/comm native/);
 });
 
-test('gloo: native error messages carry the peer ranks in a marker', (t) => {
-  t.deepEqual(parseGlooError('allreduce: Connection closed by peer [127.0.0.1]:123 {ranks:2,3}'), {
-    detail: 'allreduce: Connection closed by peer [127.0.0.1]:123',
-    ranks: [2, 3],
-  });
-  t.deepEqual(parseGlooError('plain'), { detail: 'plain', ranks: [] });
+test('gloo: the shim reports the peers at fault through a call, as global ranks, not in its message', async (t) => {
+  if (!needGloo(t)) return;
+  const store = await startStore({ host: '127.0.0.1', port: 0, log: () => {} });
+  try {
+    const e = await t.throwsAsync(
+      createGlooProcessGroup({
+        rank: 0,
+        size: 3,
+        ranks: [5, 7, 9],
+        store: { host: '127.0.0.1', port: store.port },
+        prefix: 'absent',
+        timeoutMs: 600,
+      }),
+      { instanceOf: CollectiveError },
+    );
+    t.is(e!.rank, 5);
+    t.deepEqual(e!.missingRanks, [7, 9]);
+    t.regex(e!.message, /rendezvous timed out/);
+    t.notRegex(e!.message, /\{ranks:/);
+  } finally {
+    await store.close();
+  }
 });
 
 test('gloo: two ranks rendezvous from one process, with a store token', async (t) => {

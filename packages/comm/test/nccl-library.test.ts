@@ -245,6 +245,9 @@ test.serial('nccl (stand-in): unique id travels as 128 raw bytes; collectives on
   t.true(inits >= 2);
   t.deepEqual([...id], [...published], 'ncclCommInitRank received the id byte for byte');
   t.is(pg0.ncclVersion, '2.21.5');
+  t.true(pg0.supports('cuda:0'), 'nccl moves its own device\'s memory');
+  t.false(pg0.supports({ type: 'cuda', index: 1 }));
+  t.false(pg0.supports('cpu'));
 
   const b = new FakeDeviceBuffer(f, 'float32', 5);
   b.fromHost(new Float32Array([1, 2, 3, 4, 5]));

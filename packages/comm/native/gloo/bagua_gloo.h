@@ -7,9 +7,15 @@
  * Context creation, which callers run on a worker thread (koffi .async),
  * writes its message into a caller-supplied buffer instead.
  *
- * Error messages that can name the peer ranks at fault end with the marker
- * "{ranks:R1,R2,...}" (global ranks of the group as given at creation, i.e.
- * group ranks); callers strip and parse it.
+ * A failure may also name the peer ranks at fault (group ranks: peers that
+ * never came to the rendezvous, or whose connection broke):
+ * bagua_gloo_last_error_ranks() returns them for the thread's last failed
+ * call, context creation fills the caller's err_ranks.
+ *
+ * Sources (native/gloo/): c_api.cc (this ABI), rendezvous.cc (joining a
+ * group), store_adapter.cc (gloo's Store over store_client.cc), small_path.cc
+ * (the synchronous mesh), large_path.cc (gloo's algorithms), reduce.h,
+ * attribution.cc (which peers an error is about), errors.cc (last error).
  */
 #ifndef BAGUA_GLOO_H_
 #define BAGUA_GLOO_H_
@@ -21,7 +27,7 @@
 extern "C" {
 #endif
 
-#define BAGUA_GLOO_ABI_VERSION 2
+#define BAGUA_GLOO_ABI_VERSION 3
 
 enum bagua_gloo_status {
   BAGUA_GLOO_OK = 0,
@@ -57,6 +63,14 @@ BAGUA_GLOO_API int bagua_gloo_abi_version(void);
 BAGUA_GLOO_API const char* bagua_gloo_last_error(void);
 
 /*
+ * The group ranks at fault in the last failed call on this thread (none when
+ * the failure names no peer): writes up to `cap` of them to `ranks` and
+ * returns how many there are (call again with a larger array if that is
+ * more than cap).
+ */
+BAGUA_GLOO_API int bagua_gloo_last_error_ranks(int32_t* ranks, int cap);
+
+/*
  * Joins a group of `size` ranks: connects to the rendezvous store at
  * store_host:store_port (AUTH with `token` first when it is non-empty), and
  * builds full meshes of TCP pairs whose addresses are exchanged under
@@ -74,12 +88,16 @@ BAGUA_GLOO_API const char* bagua_gloo_last_error(void);
  * Every rank must pass the same small_bytes.
  *
  * Returns NULL on failure, with the message in err (NUL-terminated,
- * truncated to err_cap).
+ * truncated to err_cap) and the group ranks that never came in err_ranks (up
+ * to err_ranks_cap of them; *err_nranks says how many there are, 0 when the
+ * failure names none). Creation runs on a worker thread, so these are the
+ * caller's buffers rather than the thread's last error.
  */
 BAGUA_GLOO_API bagua_gloo_context* bagua_gloo_context_create(
     int rank, int size, const char* store_host, int store_port,
     const char* token, const char* prefix, int timeout_ms, const char* iface,
-    const char* hostname, int64_t small_bytes, char* err, int err_cap);
+    const char* hostname, int64_t small_bytes, char* err, int err_cap,
+    int32_t* err_ranks, int err_ranks_cap, int32_t* err_nranks);
 
 BAGUA_GLOO_API void bagua_gloo_context_destroy(bagua_gloo_context* ctx);
 

@@ -7,7 +7,6 @@ import { createGlooProcessGroup, type GlooProcessGroup } from './process-group.j
 
 export {
   createGlooProcessGroup,
-  parseGlooError,
   GlooProcessGroup,
   DEFAULT_GLOO_SMALL_BYTES,
   type GlooGroupOptions,

@@ -18,7 +18,7 @@ export const enum GlooStatus {
 
 export const GLOO_DTYPE = { float32: 0, float64: 1, int32: 2, int64: 3, uint8: 4 } as const;
 export const GLOO_OP = { sum: 0, avg: 1, max: 2, min: 3, product: 4 } as const;
-export const GLOO_ABI_VERSION = 2;
+export const GLOO_ABI_VERSION = 3;
 
 type Fn = ReturnType<LibraryHandle['func']>;
 
@@ -31,6 +31,8 @@ export interface GlooLibrary {
   readonly broadcast: Fn;
   readonly barrier: Fn;
   lastError(): string;
+  /** The group ranks at fault in the last failed call on this thread (peers that did not answer, or broke the connection). */
+  lastErrorRanks(): number[];
 }
 
 /** Thrown when the shim cannot be found or loaded; says where it looked and how to build it. */
@@ -83,12 +85,15 @@ export function loadGlooLibrary(): GlooLibrary {
         continue;
       }
       const lastError = lib.func('const char *bagua_gloo_last_error(void)');
+      const lastErrorRanks = lib.func('int bagua_gloo_last_error_ranks(int32_t *ranks, int cap)');
+      const rankBuf = new Int32Array(64);
       cached = {
         path,
         create: lib.func(
           'void *bagua_gloo_context_create(int rank, int size, const char *store_host, int store_port, ' +
             'const char *token, const char *prefix, int timeout_ms, const char *iface, const char *hostname, ' +
-            'int64_t small_bytes, uint8_t *err, int err_cap)',
+            'int64_t small_bytes, uint8_t *err, int err_cap, int32_t *err_ranks, int err_ranks_cap, ' +
+            'int32_t *err_nranks)',
         ),
         destroy: lib.func('void bagua_gloo_context_destroy(void *ctx)'),
         allreduce: lib.func(
@@ -102,6 +107,13 @@ export function loadGlooLibrary(): GlooLibrary {
         ),
         barrier: lib.func('int bagua_gloo_barrier(void *ctx, int timeout_ms)'),
         lastError: () => (lastError() as string | null) ?? '',
+        lastErrorRanks: () => {
+          let n = lastErrorRanks(rankBuf, rankBuf.length) as number;
+          if (n <= rankBuf.length) return [...rankBuf.subarray(0, n)];
+          const all = new Int32Array(n);
+          n = lastErrorRanks(all, n) as number;
+          return [...all.subarray(0, n)];
+        },
       };
       return cached;
     } catch (e) {

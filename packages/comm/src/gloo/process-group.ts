@@ -1,18 +1,13 @@
 /**
  * The 'gloo' backend: a ProcessGroup over libbagua_gloo.so (Gloo's TCP
  * transport, rendezvous through the job's store). Collectives are
- * synchronous native calls; device buffers are staged through the host.
+ * synchronous native calls over host memory; HostStagedGroup stages device
+ * buffers through the host.
  */
-import {
-  CollectiveError,
-  DEFAULT_TIMEOUT_MS,
-  type CommBuffer,
-  type DeviceBuffer,
-  type HostBuffer,
-  type ProcessGroup,
-  type ReduceOp,
-} from '../process-group.js';
-import { checkGatherLength, checkRoot, reduceOpCode, subgroupName, subgroupRanks } from '../checks.js';
+import { CollectiveError, DEFAULT_TIMEOUT_MS, type HostBuffer, type ProcessGroup, type ReduceOp } from '../process-group.js';
+import { hostDType } from '../buffers.js';
+import { HostStagedGroup } from '../group/host-staging.js';
+import type { SubgroupSpec } from '../group/base.js';
 import { GLOO_DTYPE, GLOO_OP, GlooStatus, loadGlooLibrary, type GlooLibrary } from './library.js';
 
 /** Where the C++ client finds the rendezvous store. */
@@ -54,49 +49,13 @@ export interface GlooGroupOptions {
 export const DEFAULT_GLOO_SMALL_BYTES = 1 << 20;
 
 const ERR_CAP = 4096;
-
-// Groups still alive when this thread exits are destroyed then, so that
-// Gloo's event-loop threads stop before the process (or worker) tears down.
-const live = new Set<GlooProcessGroup>();
-let exitHookInstalled = false;
-function track(g: GlooProcessGroup): void {
-  live.add(g);
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.on('exit', () => {
-      for (const x of [...live]) x.destroy();
-    });
-  }
-}
+/** Most peers at fault a failed rendezvous reports (group ranks, filled by the shim). */
+const FAULT_CAP = 1024;
 const MAX_TIMEOUT_MS = 0x7fffffff;
-
-function dtypeOf(buf: HostBuffer): number {
-  if (buf instanceof Float32Array) return GLOO_DTYPE.float32;
-  if (buf instanceof Float64Array) return GLOO_DTYPE.float64;
-  if (buf instanceof Int32Array) return GLOO_DTYPE.int32;
-  if (buf instanceof BigInt64Array) return GLOO_DTYPE.int64;
-  if (buf instanceof Uint8Array) return GLOO_DTYPE.uint8;
-  throw new TypeError(`unsupported buffer type ${(buf as object)?.constructor?.name ?? typeof buf}`);
-}
-
-function isDevice(buf: CommBuffer): buf is DeviceBuffer {
-  return !ArrayBuffer.isView(buf);
-}
 
 function clampTimeout(ms: number): number {
   if (!Number.isFinite(ms) || ms <= 0) return MAX_TIMEOUT_MS;
   return Math.min(MAX_TIMEOUT_MS, Math.ceil(ms));
-}
-
-/** Splits a native message into its text and the group ranks of its "{ranks:...}" marker. */
-export function parseGlooError(message: string): { detail: string; ranks: number[] } {
-  const m = /\s*\{ranks:([0-9,]*)\}\s*$/.exec(message);
-  if (!m) return { detail: message, ranks: [] };
-  const ranks = m[1]!
-    .split(',')
-    .filter((s) => s.length > 0)
-    .map(Number);
-  return { detail: message.slice(0, m.index), ranks };
 }
 
 function decodeError(buf: Uint8Array): string {
@@ -131,6 +90,8 @@ export async function createGlooProcessGroup(opts: GlooGroupOptions): Promise<Gl
     throw new RangeError(`gloo: bad small-payload threshold ${smallBytes} (BAGUA_GLOO_SMALL_BYTES)`);
   }
   const err = new Uint8Array(ERR_CAP);
+  const faults = new Int32Array(FAULT_CAP);
+  const nfaults = new Int32Array(1);
   const handle = await new Promise<unknown>((resolveP, rejectP) => {
     lib.create.async(
       rank,
@@ -145,20 +106,17 @@ export async function createGlooProcessGroup(opts: GlooGroupOptions): Promise<Gl
       smallBytes,
       err,
       ERR_CAP,
+      faults,
+      FAULT_CAP,
+      nfaults,
       (e: unknown, res: unknown) => (e ? rejectP(e) : resolveP(res)),
     );
   });
   if (handle === null || handle === undefined || handle === 0n || handle === 0) {
-    const { detail, ranks: missing } = parseGlooError(decodeError(err));
-    throw new CollectiveError(
-      'init',
-      name,
-      ranks[rank]!,
-      detail,
-      missing.map((r) => ranks[r] ?? r),
-    );
+    const missing = [...faults.subarray(0, Math.min(nfaults[0]!, FAULT_CAP))].map((r) => ranks[r] ?? r);
+    throw new CollectiveError('init', name, ranks[rank]!, decodeError(err), missing);
   }
-  const group = new GlooProcessGroup(lib, handle, {
+  return new GlooProcessGroup(lib, handle, {
     name,
     rank,
     ranks,
@@ -169,8 +127,6 @@ export async function createGlooProcessGroup(opts: GlooGroupOptions): Promise<Gl
     hostname: opts.hostname,
     smallBytes,
   });
-  track(group);
-  return group;
 }
 
 interface GroupState {
@@ -185,101 +141,52 @@ interface GroupState {
   smallBytes: number;
 }
 
-export class GlooProcessGroup implements ProcessGroup {
+export class GlooProcessGroup extends HostStagedGroup {
   readonly backend = 'gloo' as const;
-  readonly name: string;
-  readonly rank: number;
-  readonly size: number;
-  readonly ranks: readonly number[];
-  timeoutMs: number;
   private handle: unknown;
-  private subgroups = 0;
-  private readonly state: GroupState;
 
   /** @internal use createGlooProcessGroup */
   constructor(
     private readonly lib: GlooLibrary,
     handle: unknown,
-    state: GroupState,
+    private readonly state: GroupState,
   ) {
+    super(state);
     this.handle = handle;
-    this.state = state;
-    this.name = state.name;
-    this.rank = state.rank;
-    this.size = state.ranks.length;
-    this.ranks = Object.freeze([...state.ranks]);
-    this.timeoutMs = state.timeoutMs;
+    this.closeAtThreadExit();
   }
 
-  /** The global rank of this process. */
-  get globalRank(): number {
-    return this.ranks[this.rank]!;
-  }
-
+  /** Throws the last native failure on this thread as a CollectiveError naming the peers at fault. */
   private check(op: string, status: number): void {
     if (status === GlooStatus.OK) return;
-    const { detail, ranks } = parseGlooError(this.lib.lastError());
-    throw new CollectiveError(
-      op,
-      this.name,
-      this.globalRank,
-      detail,
-      ranks.map((r) => this.ranks[r] ?? r),
-    );
+    const detail = this.lib.lastError();
+    throw this.error(op, detail, this.lib.lastErrorRanks().map((r) => this.ranks[r] ?? r));
   }
 
   private live(op: string): unknown {
-    if (this.handle === null) {
-      throw new CollectiveError(op, this.name, this.globalRank, 'the process group is destroyed');
-    }
+    this.ensureOpen(op);
     return this.handle;
   }
 
-  allReduce(buf: CommBuffer, op: ReduceOp = 'sum'): void {
+  protected allReduceHost(buf: HostBuffer, op: ReduceOp): void {
     const h = this.live('allReduce');
-    const code = reduceOpCode(GLOO_OP, op);
-    if (isDevice(buf)) {
-      const host = buf.toHost();
-      this.allReduce(host, op);
-      buf.fromHost(host);
-      return;
-    }
-    const t = dtypeOf(buf);
+    const code = this.reduceOpCode(GLOO_OP, op);
+    const t = GLOO_DTYPE[hostDType(buf)];
     this.check('allReduce', this.lib.allreduce(h, buf, buf.length, t, code, clampTimeout(this.timeoutMs)) as number);
   }
 
-  allGather(output: CommBuffer, input: CommBuffer): void {
+  protected allGatherHost(output: HostBuffer, input: HostBuffer): void {
     const h = this.live('allGather');
-    if (isDevice(output) || isDevice(input)) {
-      const hostIn = isDevice(input) ? input.toHost() : input;
-      const hostOut = isDevice(output) ? output.toHost() : output;
-      this.allGather(hostOut, hostIn);
-      if (isDevice(output)) output.fromHost(hostOut);
-      return;
-    }
-    const t = dtypeOf(input);
-    if (dtypeOf(output) !== t) {
-      throw new TypeError(
-        `allGather: output is ${output.constructor.name} but input is ${input.constructor.name}`,
-      );
-    }
-    checkGatherLength(this, output.length, input.length);
-    this.check(
-      'allGather',
-      this.lib.allgather(h, output, input, input.length, t, clampTimeout(this.timeoutMs)) as number,
-    );
+    const dtype = hostDType(input);
+    this.checkGather({ dtype: hostDType(output), length: output.length }, { dtype, length: input.length });
+    const t = GLOO_DTYPE[dtype];
+    this.check('allGather', this.lib.allgather(h, output, input, input.length, t, clampTimeout(this.timeoutMs)) as number);
   }
 
-  broadcast(buf: CommBuffer, root: number): void {
+  protected broadcastHost(buf: HostBuffer, root: number): void {
     const h = this.live('broadcast');
-    checkRoot(this, root);
-    if (isDevice(buf)) {
-      const host = buf.toHost();
-      this.broadcast(host, root);
-      buf.fromHost(host);
-      return;
-    }
-    const t = dtypeOf(buf);
+    this.checkRoot(root);
+    const t = GLOO_DTYPE[hostDType(buf)];
     this.check('broadcast', this.lib.broadcast(h, buf, buf.length, t, root, clampTimeout(this.timeoutMs)) as number);
   }
 
@@ -288,31 +195,20 @@ export class GlooProcessGroup implements ProcessGroup {
     this.check('barrier', this.lib.barrier(h, clampTimeout(this.timeoutMs)) as number);
   }
 
-  async newGroup(ranks: readonly number[]): Promise<ProcessGroup | null> {
-    this.live('newGroup');
-    const list = subgroupRanks(this, ranks);
-    const { base, name } = subgroupName(this, list, ++this.subgroups);
-    const me = list.indexOf(this.globalRank);
-    if (me < 0) return null;
+  protected createSubgroup(spec: SubgroupSpec): Promise<ProcessGroup> {
     return createGlooProcessGroup({
-      rank: me,
-      size: list.length,
-      ranks: list,
+      ...this.subgroupFields(spec),
       store: this.state.store,
-      prefix: `${this.state.prefix}/${base}`,
-      timeoutMs: this.timeoutMs,
-      name,
+      prefix: `${this.state.prefix}/${spec.base}`,
       iface: this.state.iface,
       hostname: this.state.hostname,
       smallBytes: this.state.smallBytes,
     });
   }
 
-  destroy(): void {
-    if (this.handle === null) return;
+  protected release(): void {
     const h = this.handle;
     this.handle = null;
-    live.delete(this);
     this.lib.destroy(h);
   }
 }

@@ -9,11 +9,13 @@ import {
   CollectiveError,
   DEFAULT_TIMEOUT_MS,
   type CommBuffer,
+  type CommDevice,
   type DeviceBuffer,
   type ProcessGroup,
   type ReduceOp,
 } from '../process-group.js';
-import { checkGatherLength, checkRoot, reduceOpCode, subgroupName, subgroupRanks } from '../checks.js';
+import { isDeviceBuffer } from '../buffers.js';
+import { ProcessGroupBase, type SubgroupSpec } from '../group/base.js';
 import {
   NCCL_DTYPE,
   NCCL_IN_PROGRESS,
@@ -53,26 +55,8 @@ export interface NcclGroupOptions {
 const CUDA_ERROR_NOT_READY = 600;
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
-// Communicators still alive when this thread exits are aborted then (no
-// waiting on peers), so that NCCL's threads stop before the library unloads.
-const live = new Set<NcclProcessGroup>();
-let exitHookInstalled = false;
-function track(g: NcclProcessGroup): void {
-  live.add(g);
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.on('exit', () => {
-      for (const x of [...live]) x.abortAndDestroy('process exit');
-    });
-  }
-}
-
 function sleepMs(ms: number): void {
   Atomics.wait(sleepCell, 0, 0, ms);
-}
-
-function isDevice(buf: CommBuffer): buf is DeviceBuffer {
-  return !ArrayBuffer.isView(buf) && typeof (buf as DeviceBuffer).ptr === 'bigint';
 }
 
 function envInt(name: string): number | undefined {
@@ -177,7 +161,7 @@ export async function createNcclProcessGroup(opts: NcclGroupOptions): Promise<Nc
   const comm = out[0];
   if (comm === null || comm === undefined || comm === 0n) throw fail('ncclCommInitRank returned no communicator');
   const blocking = opts.blocking ?? process.env.BAGUA_NCCL_BLOCKING === '1';
-  const group = new NcclProcessGroup(lib, rt, comm, {
+  return new NcclProcessGroup(lib, rt, comm, {
     name,
     rank,
     ranks,
@@ -187,8 +171,6 @@ export async function createNcclProcessGroup(opts: NcclGroupOptions): Promise<Nc
     store,
     prefix: opts.prefix,
   });
-  track(group);
-  return group;
 }
 
 interface NcclState {
@@ -202,21 +184,15 @@ interface NcclState {
   prefix: string;
 }
 
-export class NcclProcessGroup implements ProcessGroup {
+export class NcclProcessGroup extends ProcessGroupBase {
   readonly backend = 'nccl' as const;
-  readonly name: string;
-  readonly rank: number;
-  readonly size: number;
-  readonly ranks: readonly number[];
   /** The CUDA device ordinal of the communicator. */
   readonly device: number;
-  timeoutMs: number;
   /** Wait for each collective to finish (bounded by timeoutMs) instead of returning once queued. */
   blocking: boolean;
   private comm: unknown;
   private aborted = '';
   private scratch: bigint | null = null;
-  private subgroups = 0;
 
   /** @internal use createNcclProcessGroup */
   constructor(
@@ -225,18 +201,21 @@ export class NcclProcessGroup implements ProcessGroup {
     comm: unknown,
     private readonly state: NcclState,
   ) {
+    super(state);
     this.comm = comm;
-    this.name = state.name;
-    this.rank = state.rank;
-    this.ranks = Object.freeze([...state.ranks]);
-    this.size = state.ranks.length;
     this.device = state.device;
-    this.timeoutMs = state.timeoutMs;
     this.blocking = state.blocking;
+    this.closeAtThreadExit();
   }
 
-  get globalRank(): number {
-    return this.ranks[this.rank]!;
+  /** NCCL moves the memory of its communicator's device only. */
+  protected movesMemoryOf(device: Required<CommDevice>): boolean {
+    return device.type === 'cuda' && device.index === this.device;
+  }
+
+  /** Communicators still alive when this thread exits are aborted (no waiting on peers), so that NCCL's threads stop before the library unloads. */
+  protected override onThreadExit(): void {
+    this.abortAndDestroy('process exit');
   }
 
   /** NCCL's version as text, e.g. '2.21.5'. */
@@ -244,12 +223,8 @@ export class NcclProcessGroup implements ProcessGroup {
     return versionText(this.lib.version);
   }
 
-  private error(op: string, detail: string, missing: number[] = []): CollectiveError {
-    return new CollectiveError(op, this.name, this.globalRank, detail, missing);
-  }
-
   private live(op: string): unknown {
-    if (this.comm === null) throw this.error(op, 'the process group is destroyed');
+    this.ensureOpen(op);
     if (this.aborted) throw this.error(op, `the communicator was aborted after an earlier failure (${this.aborted})`);
     const e = [0];
     const rc = this.lib.commGetAsyncError(this.comm, e) as number;
@@ -272,14 +247,19 @@ export class NcclProcessGroup implements ProcessGroup {
   }
 
   private device_(op: string, buf: CommBuffer, what = 'buffer'): DeviceBuffer {
-    if (!isDevice(buf)) {
+    if (!isDeviceBuffer(buf)) {
       throw new TypeError(
         `${op} on nccl group '${this.name}': the ${what} is host memory (${buf.constructor.name}); ` +
           'NCCL needs device memory (a cuda tensor\'s DeviceBuffer). Use the gloo or threads backend for CPU tensors.',
       );
     }
-    const m = /^cuda:(\d+)$/.exec(buf.device);
-    if (!m || Number(m[1]) !== this.device) {
+    let ours = false;
+    try {
+      ours = this.supports(buf.device);
+    } catch {
+      /* not a device name: not ours */
+    }
+    if (!ours) {
       throw new TypeError(
         `${op} on nccl group '${this.name}': the ${what} is on ${buf.device}, the communicator on cuda:${this.device}`,
       );
@@ -343,7 +323,7 @@ export class NcclProcessGroup implements ProcessGroup {
   allReduce(buf: CommBuffer, op: ReduceOp = 'sum'): void {
     const comm = this.live('allReduce');
     const b = this.device_('allReduce', buf);
-    const code = reduceOpCode(NCCL_OP, op);
+    const code = this.reduceOpCode(NCCL_OP, op);
     if (op === 'avg' && this.lib.version < 21000) {
       throw this.error('allReduce', `op 'avg' needs NCCL >= 2.10 (this is ${this.ncclVersion})`);
     }
@@ -355,8 +335,7 @@ export class NcclProcessGroup implements ProcessGroup {
     const comm = this.live('allGather');
     const o = this.device_('allGather', output, 'output');
     const i = this.device_('allGather', input, 'input');
-    if (o.dtype !== i.dtype) throw new TypeError(`allGather: output is ${o.dtype} but input is ${i.dtype}`);
-    checkGatherLength(this, o.length, i.length);
+    this.checkGather(o, i);
     this.check('allGather', this.lib.allGather(i.ptr, o.ptr, i.length, this.dtype('allGather', i), comm, o.stream) as number);
     if (this.blocking) this.synchronize(o.stream, 'allGather');
   }
@@ -364,7 +343,7 @@ export class NcclProcessGroup implements ProcessGroup {
   broadcast(buf: CommBuffer, root: number): void {
     const comm = this.live('broadcast');
     const b = this.device_('broadcast', buf);
-    checkRoot(this, root);
+    this.checkRoot(root);
     this.check('broadcast', this.lib.broadcast(b.ptr, b.ptr, b.length, this.dtype('broadcast', b), root, comm, b.stream) as number);
     if (this.blocking) this.synchronize(b.stream, 'broadcast');
   }
@@ -384,20 +363,11 @@ export class NcclProcessGroup implements ProcessGroup {
     this.synchronize(0n, 'barrier');
   }
 
-  async newGroup(ranks: readonly number[]): Promise<ProcessGroup | null> {
-    this.live('newGroup');
-    const list = subgroupRanks(this, ranks);
-    const { base, name } = subgroupName(this, list, ++this.subgroups);
-    const me = list.indexOf(this.globalRank);
-    if (me < 0) return null;
+  protected createSubgroup(spec: SubgroupSpec): Promise<ProcessGroup> {
     return createNcclProcessGroup({
-      rank: me,
-      size: list.length,
-      ranks: list,
+      ...this.subgroupFields(spec),
       store: this.state.store,
-      prefix: `${this.state.prefix}${base}/`,
-      timeoutMs: this.timeoutMs,
-      name,
+      prefix: `${this.state.prefix}${spec.base}/`,
       device: this.device,
       blocking: this.blocking,
     });
@@ -410,11 +380,9 @@ export class NcclProcessGroup implements ProcessGroup {
     this.destroy();
   }
 
-  destroy(): void {
-    if (this.comm === null) return;
+  protected release(): void {
     const comm = this.comm;
     this.comm = null;
-    live.delete(this);
     if (this.scratch !== null && this.rt) {
       this.rt.free(this.scratch);
       this.scratch = null;

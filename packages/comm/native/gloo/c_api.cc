@@ -1,0 +1,163 @@
+// The C ABI of libbagua_gloo.so (see bagua_gloo.h): argument checks, the
+// choice between the small and the large path, and the translation of every
+// exception into a status code, a message and the peer ranks at fault. No
+// exception crosses the extern "C" boundary.
+#include <gloo/common/error.h>
+#include <string.h>
+
+#include <algorithm>
+#include <string>
+
+#include "bagua_gloo.h"
+#include "context.h"
+#include "errors.h"
+#include "large_path.h"
+#include "reduce.h"
+#include "rendezvous.h"
+#include "small_path.h"
+#include "store_client.h"
+
+using namespace bgloo;
+
+namespace {
+
+// Fills a caller's rank array (up to cap) and count.
+void copyRanks(const std::vector<int>& ranks, int32_t* out, int cap, int32_t* count) {
+  if (count != nullptr) *count = static_cast<int32_t>(ranks.size());
+  for (size_t i = 0; out != nullptr && i < ranks.size() && i < static_cast<size_t>(std::max(cap, 0)); i++) {
+    out[i] = ranks[i];
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+int bagua_gloo_abi_version(void) { return BAGUA_GLOO_ABI_VERSION; }
+
+const char* bagua_gloo_last_error(void) { return lastError().c_str(); }
+
+int bagua_gloo_last_error_ranks(int32_t* ranks, int cap) {
+  int32_t n = 0;
+  copyRanks(lastErrorRanks(), ranks, cap, &n);
+  return n;
+}
+
+bagua_gloo_context* bagua_gloo_context_create(int rank, int size, const char* store_host, int store_port,
+                                              const char* token, const char* prefix, int timeout_ms,
+                                              const char* iface, const char* hostname, int64_t small_bytes,
+                                              char* err, int err_cap, int32_t* err_ranks, int err_ranks_cap,
+                                              int32_t* err_nranks) {
+  std::string where = std::string("gloo rendezvous (rank ") + std::to_string(rank) + " of " +
+                      std::to_string(size) + ", prefix '" + (prefix ? prefix : "") + "')";
+  copyRanks({}, err_ranks, err_ranks_cap, err_nranks);
+  if (size < 1 || rank < 0 || rank >= size || store_host == nullptr || store_port <= 0 ||
+      store_port > 65535 || prefix == nullptr || timeout_ms <= 0 || small_bytes < 0 ||
+      small_bytes > (1 << 30)) {
+    copyError(err, err_cap, where + ": invalid arguments");
+    return nullptr;
+  }
+  try {
+    return createContext(rank, size, store_host, store_port, token, prefix, milliseconds(timeout_ms), iface,
+                         hostname, static_cast<size_t>(small_bytes))
+        .release();
+  } catch (const RendezvousTimeout& e) {
+    copyError(err, err_cap, where + ": " + e.what());
+    copyRanks(e.missing, err_ranks, err_ranks_cap, err_nranks);
+  } catch (const bagua::StoreError& e) {
+    copyError(err, err_cap, where + ": " + e.what());
+  } catch (const gloo::EnforceNotMet& e) {
+    copyError(err, err_cap, where + ": gloo assertion: " + e.what());
+  } catch (const std::exception& e) {
+    copyError(err, err_cap, where + ": " + e.what());
+  } catch (...) {
+    copyError(err, err_cap, where + ": unknown exception");
+  }
+  return nullptr;
+}
+
+void bagua_gloo_context_destroy(bagua_gloo_context* ctx) {
+  if (ctx == nullptr) return;
+  try {
+    ctx->small.clear();
+    ctx->syncCtx.reset();
+    ctx->ctx.reset();
+    ctx->device.reset();
+  } catch (...) {
+  }
+  delete ctx;
+}
+
+int bagua_gloo_rank(const bagua_gloo_context* ctx) { return ctx ? ctx->rank : -1; }
+int bagua_gloo_size(const bagua_gloo_context* ctx) { return ctx ? ctx->size : -1; }
+
+int bagua_gloo_allreduce(bagua_gloo_context* ctx, void* buf, int64_t count, int dtype, int op, int timeout_ms) {
+  const size_t es = dtypeSize(dtype);
+  if (es == 0) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: unknown dtype");
+  if (op < BAGUA_GLOO_SUM || op > BAGUA_GLOO_PRODUCT) {
+    return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: unknown reduce op");
+  }
+  if (count < 0 || (count > 0 && buf == nullptr)) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: bad buffer");
+  return guarded(ctx, "allreduce", [&] {
+    if (ctx->size == 1) return;  // nothing to exchange; avg over 1 rank is identity
+    const size_t n = static_cast<size_t>(count);
+    // The small path all-gathers whole buffers (size x the ring's traffic):
+    // worth it while latency dominates.
+    if (useSmall(ctx, n * es, timeout_ms) && n * es * static_cast<size_t>(ctx->size) <= 4 * ctx->smallBytes) {
+      smallAllreduce(ctx, buf, n, dtype, op);
+    } else if (n > 0) {
+      largeAllreduce(ctx, buf, n, dtype, op, opTimeout(ctx, timeout_ms));
+    }
+  });
+}
+
+int bagua_gloo_allgather(bagua_gloo_context* ctx, void* out, const void* in, int64_t count, int dtype,
+                         int timeout_ms) {
+  const size_t es = dtypeSize(dtype);
+  if (es == 0) return fail(BAGUA_GLOO_ERR_INVALID, "allgather: unknown dtype");
+  if (count < 0 || (count > 0 && (out == nullptr || in == nullptr))) {
+    return fail(BAGUA_GLOO_ERR_INVALID, "allgather: bad buffer");
+  }
+  return guarded(ctx, "allgather", [&] {
+    const size_t bytes = static_cast<size_t>(count) * es;
+    if (ctx->size == 1) {
+      if (bytes && out != in) memmove(out, in, bytes);
+    } else if (useSmall(ctx, bytes, timeout_ms)) {
+      smallAllgatherInto(ctx, out, in, bytes, dtype);
+    } else if (bytes > 0) {
+      largeAllgather(ctx, out, in, static_cast<size_t>(count), dtype, opTimeout(ctx, timeout_ms));
+    }
+  });
+}
+
+int bagua_gloo_broadcast(bagua_gloo_context* ctx, void* buf, int64_t count, int dtype, int root, int timeout_ms) {
+  const size_t es = dtypeSize(dtype);
+  if (es == 0) return fail(BAGUA_GLOO_ERR_INVALID, "broadcast: unknown dtype");
+  if (count < 0 || (count > 0 && buf == nullptr)) return fail(BAGUA_GLOO_ERR_INVALID, "broadcast: bad buffer");
+  if (ctx != nullptr && (root < 0 || root >= ctx->size)) {
+    return fail(BAGUA_GLOO_ERR_INVALID, "broadcast: root " + std::to_string(root) +
+                                            " is not a rank of a group of size " + std::to_string(ctx->size));
+  }
+  return guarded(ctx, "broadcast", [&] {
+    if (ctx->size == 1) return;
+    const size_t bytes = static_cast<size_t>(count) * es;
+    if (useSmall(ctx, bytes, timeout_ms)) {
+      smallBroadcast(ctx, buf, bytes, dtype, root);
+    } else if (bytes > 0) {
+      largeBroadcast(ctx, buf, static_cast<size_t>(count), dtype, root, opTimeout(ctx, timeout_ms));
+    }
+  });
+}
+
+int bagua_gloo_barrier(bagua_gloo_context* ctx, int timeout_ms) {
+  return guarded(ctx, "barrier", [&] {
+    if (ctx->size == 1) return;
+    if (useSmall(ctx, 0, timeout_ms)) {
+      smallBarrier(ctx);
+    } else {
+      largeBarrier(ctx, opTimeout(ctx, timeout_ms));
+    }
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,88 @@
+/**
+ * The reduction loops of the threads backend, over the group's shared
+ * memory. Ranks are folded in order 0..n-1 so that every rank computes
+ * bit-identical results.
+ */
+import { REDOP_CODES } from './layout.js';
+
+export type NumArray = Float32Array | Float64Array | Int32Array | Uint8Array;
+
+/**
+ * dst[dstOff + i] = op over ranks r of v[base + r*stride + i], for i < count.
+ * With `scatter` = 1, `dstOff` is an element index into `dst` (the shared
+ * result slot) and the reduced slice starts at `lo`; otherwise `dst` is the
+ * caller's buffer at 0.
+ */
+export function reduceNum(
+  v: NumArray,
+  dst: NumArray,
+  dstOff: number,
+  count: number,
+  base: number,
+  stride: number,
+  n: number,
+  redop: number,
+  lo: number,
+  scatter: number,
+): void {
+  const out = scatter ? dstOff + lo : dstOff;
+  if (redop === REDOP_CODES.sum) {
+    if (n === 2) {
+      const b = base + stride;
+      for (let i = 0; i < count; i++) dst[out + i] = v[base + i]! + v[b + i]!;
+    } else {
+      for (let i = 0; i < count; i++) {
+        let s = v[base + i]!;
+        for (let r = 1; r < n; r++) s += v[base + r * stride + i]!;
+        dst[out + i] = s;
+      }
+    }
+  } else if (redop === REDOP_CODES.avg) {
+    // Averages the exact (double) sum, so integer sums cannot wrap before the division.
+    const isInt = !(v instanceof Float32Array || v instanceof Float64Array);
+    for (let i = 0; i < count; i++) {
+      let s = v[base + i]!;
+      for (let r = 1; r < n; r++) s += v[base + r * stride + i]!;
+      dst[out + i] = isInt ? Math.trunc(s / n) : s / n;
+    }
+  } else if (redop === REDOP_CODES.max) {
+    for (let i = 0; i < count; i++) {
+      let s = v[base + i]!;
+      for (let r = 1; r < n; r++) s = Math.max(s, v[base + r * stride + i]!);
+      dst[out + i] = s;
+    }
+  } else {
+    for (let i = 0; i < count; i++) {
+      let s = v[base + i]!;
+      for (let r = 1; r < n; r++) s = Math.min(s, v[base + r * stride + i]!);
+      dst[out + i] = s;
+    }
+  }
+}
+
+/** reduceNum for int64 (BigInt arithmetic; avg truncates). */
+export function reduceBig(
+  v: BigInt64Array,
+  dst: BigInt64Array,
+  dstOff: number,
+  count: number,
+  base: number,
+  stride: number,
+  n: number,
+  redop: number,
+  lo: number,
+  scatter: number,
+): void {
+  const out = scatter ? dstOff + lo : dstOff;
+  const bn = BigInt(n);
+  for (let i = 0; i < count; i++) {
+    let s = v[base + i]!;
+    for (let r = 1; r < n; r++) {
+      const x = v[base + r * stride + i]!;
+      if (redop === REDOP_CODES.max) s = x > s ? x : s;
+      else if (redop === REDOP_CODES.min) s = x < s ? x : s;
+      else s += x;
+    }
+    dst[out + i] = redop === REDOP_CODES.avg ? s / bn : s;
+  }
+}
