@@ -1,5 +1,5 @@
 /** A ProcessGroup that delegates to another and counts the collectives issued through it. */
-import type { BackendName, CommBuffer, ProcessGroup, ReduceOp } from '@bagua/comm';
+import type { BackendName, CommBuffer, CommDeviceLike, ProcessGroup, ReduceOp } from '@bagua/comm';
 
 export interface CollectiveCounts {
   allReduce: number;
@@ -37,6 +37,10 @@ export class CountingGroup implements ProcessGroup {
   }
   set timeoutMs(ms: number) {
     this.inner.timeoutMs = ms;
+  }
+
+  supports(device: CommDeviceLike): boolean {
+    return this.inner.supports(device);
   }
 
   /** A copy of the counts so far. */

@@ -7,7 +7,6 @@
 export {
   CollectiveError,
   DEFAULT_TIMEOUT_MS,
-  groupSupports,
   parseCommDevice,
   type BackendName,
   type CommBuffer,

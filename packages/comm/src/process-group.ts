@@ -79,18 +79,8 @@ export interface ProcessGroup {
    * device; threads, gloo: cpu only). Buffers on a device it does not
    * support are staged through the host (toHost/fromHost) where the backend
    * can (threads, gloo) and rejected where it cannot (nccl and host memory).
-   *
-   * Optional in this interface only so that wrappers written before it
-   * (e.g. a delegating group) still compile; every group of this package
-   * implements it. Ask through `groupSupports(group, device)`, which treats
-   * a group without it as host-only.
    */
-  supports?(device: CommDeviceLike): boolean;
-}
-
-/** group.supports(device), or, for a group that does not say, whether device is the cpu. */
-export function groupSupports(group: ProcessGroup, device: CommDeviceLike): boolean {
-  return group.supports ? group.supports(device) : parseCommDevice(device).type === 'cpu';
+  supports(device: CommDeviceLike): boolean;
 }
 
 export class CollectiveError extends Error {

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { createSingleRankWorld } from '../src/threads/bootstrap.js';
-import { CollectiveError, groupSupports, parseCommDevice, type ProcessGroup } from '../src/process-group.js';
+import { CollectiveError, parseCommDevice } from '../src/process-group.js';
 
 test('supports(device): host-only groups move cpu memory only; devices by name or { type, index }', (t) => {
   const g = createSingleRankWorld(1000);
@@ -16,10 +16,6 @@ test('supports(device): host-only groups move cpu memory only; devices by name o
   t.throws(() => g.supports('tpu:0'), { instanceOf: TypeError, message: /unknown device/ });
   t.deepEqual(parseCommDevice('cuda'), { type: 'cuda', index: 0 });
   t.deepEqual(parseCommDevice('cuda:3'), { type: 'cuda', index: 3 });
-  // A group written before supports() existed counts as host-only.
-  const old = { backend: 'gloo' } as unknown as ProcessGroup;
-  t.true(groupSupports(old, 'cpu'));
-  t.false(groupSupports(old, 'cuda:0'));
   g.destroy();
 });
 

@@ -6,7 +6,7 @@ export {
 } from './backend.js';
 export { Generator, manualSeed, defaultGenerator } from './random.js';
 export { fmt as formatShape, numelOf, type Shape } from './shape.js';
-export { Tensor, empty, tensor, zeros, ones, full, randn, rand, type TensorOptions } from './tensor.js';
+export { Tensor, empty, tensor, zeros, ones, full, randn, rand, type ExportedTensor, type TensorOptions } from './tensor.js';
 export { noGrad, isGradEnabled, recordOp, backwardCount, GradNode, type BackwardFn, type BackwardOptions } from './autograd.js';
 export { scope, endStep } from './lifetime.js';
 export { Storage, memoryStats, emptyCache, resetPeakMemoryStats, type MemoryStats } from './memory.js';

@@ -17,6 +17,25 @@ export interface TensorOptions {
 /** Marks a tensor owned by whoever made it (a node, a leaf), never by a scope or step. */
 const OWNED = Symbol('owned');
 
+/**
+ * A tensor's memory described DLPack-style, without copying: for libraries that
+ * move it themselves (collectives). Host memory is the storage itself; device
+ * memory is its address and the stream that orders work on it.
+ */
+export interface ExportedTensor {
+  readonly device: Device;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  /** The storage itself, on host-memory devices; null on a device. */
+  readonly host: HostArray | null;
+  /** The device address (0n on the host, or for an empty storage) and its stream. */
+  readonly ptr: bigint;
+  readonly stream: bigint;
+  /** Copies through the host, for consumers that stage device memory. */
+  toHost(): HostArray;
+  fromHost(src: HostArray): void;
+}
+
 export class Tensor {
   readonly shape: readonly number[];
   private _gradFn: GradNode | null = null;
@@ -187,6 +206,22 @@ export class Tensor {
     this.storage('assign').release();
     this._storage = s;
     if (this._owner === null) s.guard();
+  }
+
+  /** This tensor's memory for a library that moves it (see ExportedTensor). */
+  dlpack(): ExportedTensor {
+    const s = this.storage('dlpack');
+    const host = s.backend.hostView?.(s.handle) ?? null;
+    const info = host ? null : s.backend.bufferInfo?.(s.handle);
+    if (!host && !info) throw new Error(`dlpack: the ${s.device.type} backend exposes neither host nor device memory`);
+    return {
+      device: s.device, dtype: s.dtype, shape: this.shape, host, ptr: info?.ptr ?? 0n, stream: info?.stream ?? 0n,
+      toHost: () => this.toArray(),
+      fromHost: (src) => {
+        if (src.length !== this.numel) throw new Error(`dlpack: ${src.length} elements for a tensor of ${this.numel}`);
+        s.backend.upload(s.handle, src);
+      },
+    };
   }
 
   toArray(): HostArray {
