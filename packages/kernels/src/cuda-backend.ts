@@ -4,29 +4,23 @@
  * library's stream of the storage's device.
  *
  * Handles are CudaStorage objects: a device pointer (BigInt), its byte size,
- * dtype, element count and device index. As on the CPU, the C library cannot
- * see sizes, so every call checks here that each storage has the right dtype,
- * is large enough for the sizes given, lives on the same device as the other
- * operands, and was not freed.
+ * dtype, element count and device index. The kernel methods are NativeBackend's;
+ * the CUDA operand policy here checks that each storage has the right dtype, is
+ * large enough for the sizes given, lives on the same device as the other
+ * operands and was not freed, then passes its pointer, makes that device current
+ * and passes its stream.
  *
  * Nothing is loaded until the first allocation: importing @bagua/kernels on a
  * machine without a GPU never fails; using a cuda device there throws an
  * Error that says what is missing (library, driver, device) and where it looked.
  */
-import {
-  bytesPerElement, hostArray,
-  type Backend, type BinaryOp, type Conv2dGeometry, type DType, type Handle, type HostArray,
-  type Pool2dGeometry, type UnaryOp,
-} from '@bagua/core';
-import type { KernelFn, KernelName } from './cpu-backend.js';
+import { bytesPerElement, hostArray, type Backend, type DType, type Handle, type HostArray } from '@bagua/core';
 import {
   cString, loadCudaKernels, type CudaDeviceInfo, type CudaKernels, type RuntimeName,
 } from './cuda-native.js';
-import { conv2dSizes, packConv2d, packPool2d } from './geometry.js';
-
-const BINARY_CODES: Readonly<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
-const UNARY_CODES: Readonly<Record<UnaryOp, number>> = { neg: 0, relu: 1, exp: 2, log: 3, sqrt: 4 };
-const MAX_DIMS = 8;
+import type { KernelFn, KernelName, OperandDType } from './kernel-table.js';
+import { NativeBackend } from './native-backend.js';
+import { KernelError } from './status.js';
 
 /**
  * The device current on this thread, shared by every CudaBackend of it (CUDA's current
@@ -53,48 +47,20 @@ function describe(h: unknown): string {
   return typeof h === 'object' ? (h.constructor?.name ?? 'object') : typeof h;
 }
 
-function stridedExtent(op: string, name: string, shape: readonly number[], strides: readonly number[]): number {
-  if (strides.length !== shape.length) {
-    throw new Error(`${op}: ${name} has ${strides.length} strides for ${shape.length} dimensions`);
-  }
-  let last = 0;
-  for (let d = 0; d < shape.length; d++) {
-    if (shape[d] === 0) return 0;
-    if (strides[d]! < 0) throw new Error(`${op}: negative stride ${strides[d]} in ${name}`);
-    last += (shape[d]! - 1) * strides[d]!;
-  }
-  return last + 1;
-}
-
-function numelOfShape(op: string, shape: readonly number[]): number {
-  if (shape.length > MAX_DIMS) throw new Error(`${op}: at most ${MAX_DIMS} dimensions are supported (got ${shape.length})`);
-  let n = 1;
-  for (const s of shape) n *= s;
-  return n;
-}
-
-function matrixExtent(rows: number, cols: number, ld: number, batch: number, stride: number): number {
-  if (rows <= 0 || cols <= 0 || batch <= 0) return 0;
-  return (batch - 1) * stride + (rows - 1) * ld + cols;
-}
-
-export class CudaBackend implements Backend {
+export class CudaBackend extends NativeBackend implements Backend {
   readonly deviceType = 'cuda' as const;
 
   private kernels: CudaKernels | null = null;
   private loadError: Error | null = null;
   private readonly streams: bigint[] = [];
   private callDevice = -1; // device of the operands of the call being prepared
-  private readonly shape64 = new BigInt64Array(MAX_DIMS);
-  private readonly strideA64 = new BigInt64Array(MAX_DIMS);
-  private readonly strideB64 = new BigInt64Array(MAX_DIMS);
-  private readonly convGeom = new Int32Array(16);
-  private readonly poolGeom = new Int32Array(14);
   private readonly out1: unknown[] = [null];
   private readonly totalBytes: number[] = [];
 
   /** `candidates` overrides where the library is looked for (see libraryCandidates). */
-  constructor(private readonly candidates?: readonly string[]) {}
+  constructor(private readonly candidates?: readonly string[]) {
+    super();
+  }
 
   /** The loaded library; loading (and its failure) happens once. */
   get native(): CudaKernels {
@@ -109,16 +75,12 @@ export class CudaBackend implements Backend {
     return this.kernels;
   }
 
-  private get fn(): Readonly<Record<KernelName, KernelFn>> {
-    return this.native.fn;
-  }
-
   private get rt(): Readonly<Record<RuntimeName, KernelFn>> {
     return this.native.rt;
   }
 
-  private check(op: string, rc: number): void {
-    if (rc !== 0) throw new Error(`${op} (cuda): ${this.native.library.lastError()}`);
+  protected check(op: string, rc: number): void {
+    if (rc !== 0) throw new KernelError(`${op} (cuda): ${this.native.library.lastError()}`, rc);
   }
 
   // ---- devices and streams -----------------------------------------------------
@@ -243,7 +205,7 @@ export class CudaBackend implements Backend {
     this.check('eventDestroy', this.rt.bk_cuda_event_destroy(event));
   }
 
-  // ---- operand checks ----------------------------------------------------------------
+  // ---- operand policy (see NativeBackend) --------------------------------------------
 
   private storage(op: string, name: string, h: Handle | null): CudaStorage {
     if (!(h instanceof CudaStorage)) throw new Error(`${op}: ${name} must be a CUDA storage, got ${describe(h)}`);
@@ -251,13 +213,16 @@ export class CudaBackend implements Backend {
     return h;
   }
 
-  /** Starts checking the operands of one call. */
-  private begin(): void {
+  protected kernelFn(name: KernelName): KernelFn {
+    return this.native.fn[name];
+  }
+
+  protected beginCall(): void {
     this.callDevice = -1;
   }
 
-  /** The device pointer of an operand of `dtype` with at least `need` elements. */
-  private p(op: string, name: string, h: Handle | null, need: number, dtype: DType = 'float32'): bigint {
+  /** The device pointer of an operand of `dtype` with at least `need` elements, on the call's device. */
+  protected operand(op: string, name: string, h: Handle | null, need: number, dtype: OperandDType): bigint {
     const s = this.storage(op, name, h);
     if (s.dtype !== dtype) throw new Error(`${op}: ${name} must be ${dtype}, got ${describe(s)}`);
     if (!(s.numel >= need)) throw new Error(`${op}: ${name} has ${s.numel} elements, the sizes given need ${need}`);
@@ -268,12 +233,8 @@ export class CudaBackend implements Backend {
     return s.ptr;
   }
 
-  private pOrNull(op: string, name: string, h: Handle | null, need: number): bigint | null {
-    return h === null ? null : this.p(op, name, h, need);
-  }
-
   /** Makes the operands' device current and returns its stream: the last argument of every kernel. */
-  private s(): bigint {
+  protected streamArg(): bigint {
     const d = this.callDevice < 0 ? 0 : this.callDevice;
     this.use(d);
     return this.streamOf(d);
@@ -330,266 +291,6 @@ export class CudaBackend implements Backend {
       this.use(d);
       this.check('synchronize', this.rt.bk_cuda_synchronize(st));
     }
-  }
-
-  // ---- memory movement -------------------------------------------------------------------
-
-  fill(out: Handle, n: number, value: number): void {
-    this.begin();
-    this.check('fill', this.fn.bk_fill_f32(this.p('fill', 'out', out, n), n, value, this.s()));
-  }
-
-  copy(out: Handle, x: Handle, n: number): void {
-    this.begin();
-    this.check('copy', this.fn.bk_copy_f32(this.p('copy', 'out', out, n), this.p('copy', 'x', x, n), n, this.s()));
-  }
-
-  stridedCopy(out: Handle, x: Handle, shape: readonly number[], xStrides: readonly number[]): void {
-    const op = 'stridedCopy';
-    const numel = numelOfShape(op, shape);
-    this.begin();
-    const o = this.p(op, 'out', out, numel);
-    const xs = this.p(op, 'x', x, stridedExtent(op, 'xStrides', shape, xStrides));
-    for (let d = 0; d < shape.length; d++) {
-      this.shape64[d] = BigInt(shape[d]!);
-      this.strideA64[d] = BigInt(xStrides[d]!);
-    }
-    this.check(op, this.fn.bk_strided_copy_f32(o, xs, this.shape64, this.strideA64, shape.length, this.s()));
-  }
-
-  // ---- elementwise ------------------------------------------------------------------------
-
-  binary(op: BinaryOp, out: Handle, a: Handle, aStrides: readonly number[], b: Handle,
-    bStrides: readonly number[], shape: readonly number[]): void {
-    const code = BINARY_CODES[op];
-    if (code === undefined) throw new Error(`binary: unknown op '${String(op)}' (expected add, sub, mul, div)`);
-    const numel = numelOfShape('binary', shape);
-    this.begin();
-    const o = this.p('binary', 'out', out, numel);
-    const av = this.p('binary', 'a', a, stridedExtent('binary', 'aStrides', shape, aStrides));
-    const bv = this.p('binary', 'b', b, stridedExtent('binary', 'bStrides', shape, bStrides));
-    for (let d = 0; d < shape.length; d++) {
-      this.shape64[d] = BigInt(shape[d]!);
-      this.strideA64[d] = BigInt(aStrides[d]!);
-      this.strideB64[d] = BigInt(bStrides[d]!);
-    }
-    this.check('binary', this.fn.bk_binary_f32(code, o, av, this.strideA64, bv, this.strideB64, this.shape64,
-      shape.length, this.s()));
-  }
-
-  unary(op: UnaryOp, out: Handle, x: Handle, n: number): void {
-    const code = UNARY_CODES[op];
-    if (code === undefined) throw new Error(`unary: unknown op '${String(op)}' (expected neg, relu, exp, log, sqrt)`);
-    this.begin();
-    this.check('unary', this.fn.bk_unary_f32(code, this.p('unary', 'out', out, n), this.p('unary', 'x', x, n), n,
-      this.s()));
-  }
-
-  affine(out: Handle, x: Handle, n: number, alpha: number, beta: number): void {
-    this.begin();
-    this.check('affine', this.fn.bk_affine_f32(this.p('affine', 'out', out, n), this.p('affine', 'x', x, n), n, alpha,
-      beta, this.s()));
-  }
-
-  reluBackward(dx: Handle, dy: Handle, x: Handle, n: number): void {
-    const op = 'reluBackward';
-    this.begin();
-    this.check(op, this.fn.bk_relu_backward_f32(this.p(op, 'dx', dx, n), this.p(op, 'dy', dy, n), this.p(op, 'x', x, n),
-      n, this.s()));
-  }
-
-  // ---- reductions and products ------------------------------------------------------------
-
-  sum(out: Handle, x: Handle, outer: number, reduce: number, inner: number): void {
-    this.begin();
-    this.check('sum', this.fn.bk_sum_f32(this.p('sum', 'out', out, outer * inner),
-      this.p('sum', 'x', x, outer * reduce * inner), outer, reduce, inner, this.s()));
-  }
-
-  gemm(c: Handle, a: Handle, b: Handle, transA: boolean, transB: boolean,
-    m: number, n: number, k: number, alpha: number, beta: number,
-    lda: number, ldb: number, ldc: number,
-    batch: number, strideA: number, strideB: number, strideC: number): void {
-    const op = 'gemm';
-    this.begin();
-    const cv = this.p(op, 'c', c, matrixExtent(m, n, ldc, batch, strideC));
-    const av = this.p(op, 'a', a, transA ? matrixExtent(k, m, lda, batch, strideA) : matrixExtent(m, k, lda, batch, strideA));
-    const bv = this.p(op, 'b', b, transB ? matrixExtent(n, k, ldb, batch, strideB) : matrixExtent(k, n, ldb, batch, strideB));
-    this.check(op, this.fn.bk_gemm_f32(cv, av, bv, transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, beta, lda, ldb, ldc,
-      batch, strideA, strideB, strideC, this.s()));
-  }
-
-  // ---- softmax and losses -------------------------------------------------------------------
-
-  softmax(out: Handle, x: Handle, rows: number, cols: number, log: boolean): void {
-    const n = rows * cols;
-    this.begin();
-    this.check('softmax', this.fn.bk_softmax_f32(this.p('softmax', 'out', out, n), this.p('softmax', 'x', x, n), rows,
-      cols, log ? 1 : 0, this.s()));
-  }
-
-  softmaxBackward(dx: Handle, dy: Handle, y: Handle, rows: number, cols: number, log: boolean): void {
-    const op = 'softmaxBackward';
-    const n = rows * cols;
-    this.begin();
-    this.check(op, this.fn.bk_softmax_backward_f32(this.p(op, 'dx', dx, n), this.p(op, 'dy', dy, n),
-      this.p(op, 'y', y, n), rows, cols, log ? 1 : 0, this.s()));
-  }
-
-  /** A target out of range is reported when the result is next read (download / synchronize). */
-  nllLoss(out: Handle, logp: Handle, target: Handle, rows: number, cols: number): void {
-    const op = 'nllLoss';
-    this.begin();
-    this.check(op, this.fn.bk_nll_loss_f32(this.p(op, 'out', out, rows), this.p(op, 'logp', logp, rows * cols),
-      this.p(op, 'target', target, rows, 'int32'), rows, cols, this.s()));
-  }
-
-  nllLossBackward(dlogp: Handle, dout: Handle, target: Handle, rows: number, cols: number): void {
-    const op = 'nllLossBackward';
-    this.begin();
-    this.check(op, this.fn.bk_nll_loss_backward_f32(this.p(op, 'dlogp', dlogp, rows * cols),
-      this.p(op, 'dout', dout, rows), this.p(op, 'target', target, rows, 'int32'), rows, cols, this.s()));
-  }
-
-  // ---- convolution and pooling ---------------------------------------------------------------
-
-  conv2d(y: Handle, x: Handle, w: Handle, bias: Handle | null, g: Conv2dGeometry): void {
-    const op = 'conv2d';
-    const z = conv2dSizes(g);
-    this.begin();
-    this.check(op, this.fn.bk_conv2d_f32(this.p(op, 'y', y, z.y), this.p(op, 'x', x, z.x), this.p(op, 'w', w, z.w),
-      this.pOrNull(op, 'bias', bias, g.k), packConv2d(g, this.convGeom), this.s()));
-  }
-
-  conv2dBackwardInput(dx: Handle, dy: Handle, w: Handle, g: Conv2dGeometry): void {
-    const op = 'conv2dBackwardInput';
-    const z = conv2dSizes(g);
-    this.begin();
-    this.check(op, this.fn.bk_conv2d_backward_input_f32(this.p(op, 'dx', dx, z.x), this.p(op, 'dy', dy, z.y),
-      this.p(op, 'w', w, z.w), packConv2d(g, this.convGeom), this.s()));
-  }
-
-  conv2dBackwardWeight(dw: Handle, dy: Handle, x: Handle, g: Conv2dGeometry): void {
-    const op = 'conv2dBackwardWeight';
-    const z = conv2dSizes(g);
-    this.begin();
-    this.check(op, this.fn.bk_conv2d_backward_weight_f32(this.p(op, 'dw', dw, z.w), this.p(op, 'dy', dy, z.y),
-      this.p(op, 'x', x, z.x), packConv2d(g, this.convGeom), this.s()));
-  }
-
-  maxPool2d(y: Handle, indices: Handle, x: Handle, g: Pool2dGeometry): void {
-    const op = 'maxPool2d';
-    const no = g.planes * g.oh * g.ow;
-    this.begin();
-    this.check(op, this.fn.bk_max_pool2d_f32(this.p(op, 'y', y, no), this.p(op, 'indices', indices, no, 'int32'),
-      this.p(op, 'x', x, g.planes * g.h * g.w), packPool2d(g, this.poolGeom), this.s()));
-  }
-
-  maxPool2dBackward(dx: Handle, dy: Handle, indices: Handle, g: Pool2dGeometry): void {
-    const op = 'maxPool2dBackward';
-    const no = g.planes * g.oh * g.ow;
-    this.begin();
-    this.check(op, this.fn.bk_max_pool2d_backward_f32(this.p(op, 'dx', dx, g.planes * g.h * g.w),
-      this.p(op, 'dy', dy, no), this.p(op, 'indices', indices, no, 'int32'), packPool2d(g, this.poolGeom), this.s()));
-  }
-
-  avgPool2d(y: Handle, x: Handle, g: Pool2dGeometry): void {
-    const op = 'avgPool2d';
-    this.begin();
-    this.check(op, this.fn.bk_avg_pool2d_f32(this.p(op, 'y', y, g.planes * g.oh * g.ow),
-      this.p(op, 'x', x, g.planes * g.h * g.w), packPool2d(g, this.poolGeom), this.s()));
-  }
-
-  avgPool2dBackward(dx: Handle, dy: Handle, g: Pool2dGeometry): void {
-    const op = 'avgPool2dBackward';
-    this.begin();
-    this.check(op, this.fn.bk_avg_pool2d_backward_f32(this.p(op, 'dx', dx, g.planes * g.h * g.w),
-      this.p(op, 'dy', dy, g.planes * g.oh * g.ow), packPool2d(g, this.poolGeom), this.s()));
-  }
-
-  adaptiveAvgPool2d(y: Handle, x: Handle, g: Pool2dGeometry): void {
-    const op = 'adaptiveAvgPool2d';
-    this.begin();
-    this.check(op, this.fn.bk_adaptive_avg_pool2d_f32(this.p(op, 'y', y, g.planes * g.oh * g.ow),
-      this.p(op, 'x', x, g.planes * g.h * g.w), packPool2d(g, this.poolGeom), this.s()));
-  }
-
-  adaptiveAvgPool2dBackward(dx: Handle, dy: Handle, g: Pool2dGeometry): void {
-    const op = 'adaptiveAvgPool2dBackward';
-    this.begin();
-    this.check(op, this.fn.bk_adaptive_avg_pool2d_backward_f32(this.p(op, 'dx', dx, g.planes * g.h * g.w),
-      this.p(op, 'dy', dy, g.planes * g.oh * g.ow), packPool2d(g, this.poolGeom), this.s()));
-  }
-
-  // ---- batch normalisation -------------------------------------------------------------------
-
-  bnStats(stats: Handle, x: Handle, n: number, c: number, hw: number): void {
-    const op = 'bnStats';
-    this.begin();
-    this.check(op, this.fn.bk_bn_stats_f32(this.p(op, 'stats', stats, 2 * c + 1), this.p(op, 'x', x, n * c * hw), n, c,
-      hw, this.s()));
-  }
-
-  /** A negative or NaN rank count is reported when a result is next read. */
-  bnMergeStats(mean: Handle, invstd: Handle, count: Handle, stats: Handle, ranks: number, c: number,
-    eps: number, runningMean: Handle | null, runningVar: Handle | null, factor: number): void {
-    const op = 'bnMergeStats';
-    this.begin();
-    this.check(op, this.fn.bk_bn_merge_stats_f32(this.p(op, 'mean', mean, c), this.p(op, 'invstd', invstd, c),
-      this.p(op, 'count', count, 1), this.p(op, 'stats', stats, ranks * (2 * c + 1)), ranks, c, eps,
-      this.pOrNull(op, 'runningMean', runningMean, c), this.pOrNull(op, 'runningVar', runningVar, c), factor,
-      this.s()));
-  }
-
-  bnInvstd(invstd: Handle, variance: Handle, c: number, eps: number): void {
-    const op = 'bnInvstd';
-    this.begin();
-    this.check(op, this.fn.bk_bn_invstd_f32(this.p(op, 'invstd', invstd, c), this.p(op, 'variance', variance, c), c,
-      eps, this.s()));
-  }
-
-  bnElemt(y: Handle, x: Handle, mean: Handle, invstd: Handle, weight: Handle | null,
-    bias: Handle | null, n: number, c: number, hw: number): void {
-    const op = 'bnElemt';
-    const total = n * c * hw;
-    this.begin();
-    this.check(op, this.fn.bk_bn_elemt_f32(this.p(op, 'y', y, total), this.p(op, 'x', x, total),
-      this.p(op, 'mean', mean, c), this.p(op, 'invstd', invstd, c), this.pOrNull(op, 'weight', weight, c),
-      this.pOrNull(op, 'bias', bias, c), n, c, hw, this.s()));
-  }
-
-  bnBackwardReduce(sums: Handle, gradWeight: Handle | null, gradBias: Handle | null, dy: Handle,
-    x: Handle, mean: Handle, invstd: Handle, n: number, c: number, hw: number): void {
-    const op = 'bnBackwardReduce';
-    const total = n * c * hw;
-    this.begin();
-    this.check(op, this.fn.bk_bn_backward_reduce_f32(this.p(op, 'sums', sums, 2 * c),
-      this.pOrNull(op, 'gradWeight', gradWeight, c), this.pOrNull(op, 'gradBias', gradBias, c),
-      this.p(op, 'dy', dy, total), this.p(op, 'x', x, total), this.p(op, 'mean', mean, c),
-      this.p(op, 'invstd', invstd, c), n, c, hw, this.s()));
-  }
-
-  bnBackwardElemt(dx: Handle, dy: Handle, x: Handle, mean: Handle, invstd: Handle,
-    weight: Handle | null, sums: Handle, count: Handle, n: number, c: number, hw: number): void {
-    const op = 'bnBackwardElemt';
-    const total = n * c * hw;
-    this.begin();
-    this.check(op, this.fn.bk_bn_backward_elemt_f32(this.p(op, 'dx', dx, total), this.p(op, 'dy', dy, total),
-      this.p(op, 'x', x, total), this.p(op, 'mean', mean, c), this.p(op, 'invstd', invstd, c),
-      this.pOrNull(op, 'weight', weight, c), this.p(op, 'sums', sums, 2 * c), this.p(op, 'count', count, 1), n, c, hw,
-      this.s()));
-  }
-
-  // ---- optimiser -------------------------------------------------------------------------------
-
-  sgd(param: Handle, momentumBuf: Handle | null, grad: Handle, n: number, lr: number,
-    momentum: number, dampening: number, weightDecay: number, nesterov: boolean,
-    firstStep: boolean): void {
-    const op = 'sgd';
-    this.begin();
-    this.check(op, this.fn.bk_sgd_f32(this.p(op, 'param', param, n), this.pOrNull(op, 'momentumBuf', momentumBuf, n),
-      this.p(op, 'grad', grad, n), n, lr, momentum, dampening, weightDecay, nesterov ? 1 : 0, firstStep ? 1 : 0,
-      this.s()));
   }
 }
 

@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants as fsConstants, existsSync, readdirSync, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import koffi from 'koffi';
-import { KERNEL_NAMES, KERNEL_PARAMS, type KernelFn, type KernelName } from './cpu-backend.js';
+import { declareKernels, type KernelFn, type KernelName } from './kernel-table.js';
 import { libraryCandidates, loadKernelLibrary, type LoadedLibrary, type NativeLibrarySpec } from './load-library.js';
 
 export const CUDA_LIBRARY: NativeLibrarySpec = {
@@ -328,8 +328,7 @@ export function loadCudaLibrary(candidates?: readonly string[]): Omit<CudaKernel
   if (name !== 'cuda') {
     throw new Error(`@bagua/kernels: ${library.path} is the '${name}' kernel library, not the CUDA one`);
   }
-  const fn = {} as Record<KernelName, KernelFn>;
-  for (const k of KERNEL_NAMES) fn[k] = library.lib.func(`int ${k}(${KERNEL_PARAMS[k]}, void *stream)`) as KernelFn;
+  const fn = declareKernels(library.lib);
   const rt = {} as Record<RuntimeName, KernelFn>;
   for (const k of Object.keys(RUNTIME_SIGNATURES) as RuntimeName[]) {
     rt[k] = library.lib.func(RUNTIME_SIGNATURES[k]) as KernelFn;

@@ -7,9 +7,14 @@ import { registerBackend } from '@bagua/core';
 import { cpuBackend } from './cpu-backend.js';
 
 export {
-  CpuBackend, cpuBackend, loadCpuKernels, KERNEL_NAMES, KERNEL_PARAMS, MAX_NUM_THREADS,
-  type CpuControl, type CpuKernels, type KernelFn, type KernelName,
+  CpuBackend, cpuBackend, loadCpuKernels, MAX_NUM_THREADS, type CpuControl, type CpuKernels,
 } from './cpu-backend.js';
+export {
+  KERNELS, KERNEL_METHODS, KERNEL_NAMES, KERNEL_PARAMS, kernelSignature,
+  type KernelFn, type KernelMethod, type KernelName, type KernelParam, type KernelSpec,
+} from './kernel-table.js';
+export { NativeBackend } from './native-backend.js';
+export { BK_STATUS, KernelError, statusName, type BkStatusName } from './status.js';
 export { cpuInfo, useOneDnn } from './cpu-threads.js';
 export {
   BK_ABI_VERSION, CPU_LIBRARY, libraryCandidates, loadKernelLibrary, locateLibrary,

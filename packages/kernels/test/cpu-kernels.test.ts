@@ -11,7 +11,8 @@ import test, { type ExecutionContext } from 'ava';
 import type { Conv2dGeometry, Pool2dGeometry } from '@bagua/core';
 import { convGeom, randn } from '@bagua/testing';
 import {
-  CPU_LIBRARY, CpuBackend, KERNEL_NAMES, cpuBackend as be, libraryCandidates, loadCpuKernels, locateLibrary,
+  BK_ABI_VERSION, BK_STATUS, CPU_LIBRARY, CpuBackend, KERNEL_NAMES, KernelError, cpuBackend as be, libraryCandidates,
+  loadCpuKernels, locateLibrary,
 } from '../src/index.js';
 
 // ------------------------------------------------------------------ helpers
@@ -59,7 +60,7 @@ const F = (xs: ArrayLike<number>) => Float32Array.from(xs);
 test('cpu: library loads, reports its name and ABI, declares every kernel', (t) => {
   const k = loadCpuKernels();
   t.is(k.backendName, 'cpu');
-  t.is(k.library.lib.func('int32_t bk_abi_version(void)')(), 1);
+  t.is(k.library.lib.func('int32_t bk_abi_version(void)')(), BK_ABI_VERSION);
   t.is(KERNEL_NAMES.length, 29);
   for (const name of KERNEL_NAMES) t.is(typeof k.fn[name], 'function', name);
   t.regex(k.library.path, /libbagua_kernels_cpu\.so$/);
@@ -198,7 +199,7 @@ test('cpu: binary rejects an unknown op (TS and C) and short storages', (t) => {
   t.throws(() => be.binary('pow' as 'add', o, o, [1], o, [1], [2]), { message: /binary: unknown op 'pow'/ });
   const k = loadCpuKernels();
   const s = BigInt64Array.of(1n);
-  t.is(k.fn.bk_binary_f32(7, o, o, s, o, s, BigInt64Array.of(2n), 1, null), 1);
+  t.is(k.fn.bk_binary_f32(7, o, o, s, o, s, BigInt64Array.of(2n), 1, null), BK_STATUS.BK_ERR_INVALID_ARGUMENT);
   t.regex(k.library.lastError(), /bk_binary_f32: unknown binary op 7/);
   t.throws(() => be.binary('add', o, F([1]), [1], o, [1], [2]), { message: /binary: a has 1 elements, the sizes given need 2/ });
   t.throws(() => be.binary('add', o, new Int32Array(2), [1], o, [1], [2]), { message: /binary: a must be a float32 CPU storage/ });
@@ -921,9 +922,10 @@ test('cpu: sgd rejects nesterov with dampening, and a missing momentum buffer', 
 
 test('cpu: negative sizes, NULL pointers and wrong storages are errors, not crashes', (t) => {
   const k = loadCpuKernels();
-  t.not(k.fn.bk_fill_f32(new Float32Array(1), -1, 0, null), 0);
+  t.is(k.fn.bk_fill_f32(new Float32Array(1), -1, 0, null), BK_STATUS.BK_ERR_INVALID_ARGUMENT);
   t.regex(k.library.lastError(), /bk_fill_f32: n must be >= 0 \(got -1\)/);
-  t.not(k.fn.bk_copy_f32(null, new Float32Array(2), 2, null), 0);
+  t.is(k.fn.bk_fill_f32(new Float32Array(1), 1, 0, null), BK_STATUS.BK_OK);
+  t.is(k.fn.bk_copy_f32(null, new Float32Array(2), 2, null), BK_STATUS.BK_ERR_INVALID_ARGUMENT);
   t.regex(k.library.lastError(), /bk_copy_f32: out is NULL/);
   t.not(k.fn.bk_gemm_f32(new Float32Array(4), null, new Float32Array(4), 0, 0, 2, 2, 2, 1, 0, 2, 2, 2, 1, 0, 0, 0, null), 0);
   t.regex(k.library.lastError(), /bk_gemm_f32: a is NULL/);
@@ -934,6 +936,11 @@ test('cpu: negative sizes, NULL pointers and wrong storages are errors, not cras
   t.throws(() => be.fill(new Float32Array(2), 3, 0), { message: /fill: out has 2 elements, the sizes given need 3/ });
   t.throws(() => be.copy(new Int32Array(2), new Float32Array(2), 2), { message: /copy: out must be a float32 CPU storage \(Float32Array\), got Int32Array\(2\)/ });
   t.throws(() => be.sum(new Float32Array(1), new Float32Array(5), 1, 6, 1), { message: /sum: x has 5 elements/ });
+  // what the library rejects comes back as a KernelError carrying the bk_status
+  const err = t.throws(() => be.fill(new Float32Array(1), -1, 0), { instanceOf: KernelError });
+  t.is(err!.status, BK_STATUS.BK_ERR_INVALID_ARGUMENT);
+  t.is(err!.code, 'BK_ERR_INVALID_ARGUMENT');
+  t.regex(err!.message, /^fill: bk_fill_f32: n must be >= 0/);
 });
 
 test('cpu: storage: alloc, upload, download, free', (t) => {

@@ -18,6 +18,7 @@ import type { Backend, Conv2dGeometry, Handle, Pool2dGeometry } from '@bagua/cor
 import {
   abs, both, close, cpu, cudaOrSkip, exact, gpu, randint, randn, runOn, STAND_IN, uniform, type Operand,
 } from './cuda-helpers.js';
+import { BK_STATUS, KernelError, cudaBackend } from '../src/index.js';
 
 type H = Record<string, Handle | null>;
 
@@ -499,4 +500,21 @@ gpuTest('storage: upload/download round trip, int32, empty, freed-handle and wro
     t.throws(() => b.download(hx, 'float32', 1), { message: /already freed/ });
     t.throws(() => b.alloc('float32', 4, 99), { message: /cuda:99 does not exist/ });
   }
+});
+
+gpuTest('errors: a failed library call throws a KernelError carrying its bk_status', (t) => {
+  if (STAND_IN) return t.pass();
+  const b = gpu();
+  const hx = b.alloc('float32', 4, 0);
+  const err = t.throws(() => b.fill(hx, -1, 0), { instanceOf: KernelError });
+  t.is(err!.status, BK_STATUS.BK_ERR_INVALID_ARGUMENT);
+  t.regex(err!.message, /^fill \(cuda\): fill: negative size -1/);
+  b.free(hx);
+  // a CUDA runtime failure: selecting a device that does not exist
+  const rt = cudaBackend.native.rt;
+  const current = [0];
+  t.is(rt.bk_cuda_get_device(current), BK_STATUS.BK_OK);
+  t.is(rt.bk_cuda_set_device(cudaBackend.deviceCount() + 7), BK_STATUS.BK_ERR_DEVICE);
+  t.regex(cudaBackend.native.library.lastError(), /cudaSetDevice/);
+  t.is(rt.bk_cuda_set_device(current[0]!), BK_STATUS.BK_OK); // as the backend believes it is
 });

@@ -9,8 +9,10 @@
 
 namespace bk {
 
-// Records a printf-style message for bk_last_error() and returns non-zero.
+// Records a printf-style message for bk_last_error() and returns BK_ERR_INVALID_ARGUMENT;
+// fail_status returns the bk_status given (out of memory, a library that failed, ...).
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int fail_status(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // a * b without overflow (sizes come from JS and may be garbage).
 inline bool mul_ok(int64_t a, int64_t b, int64_t *out) {
@@ -147,5 +149,8 @@ BK_INLINE double v16_hsum(bk_v16 v) {
   BK_MUL(total, ac, b)
 
 // Scratch allocation inside an entry point: out of memory is an error, not a crash.
-#define BK_SCRATCH(var, expr) \
-  BK_REQUIRE(((var) = (expr)) != nullptr, "%s: out of memory", __func__)
+#define BK_SCRATCH(var, expr)                                                     \
+  do {                                                                            \
+    if (((var) = (expr)) == nullptr)                                              \
+      return ::bk::fail_status(BK_ERR_OUT_OF_MEMORY, "%s: out of memory", __func__); \
+  } while (0)

@@ -208,7 +208,7 @@ extern "C" int bk_conv2d_f32(float *y, const float *x, const float *w, const flo
   const int rc = conv_split(conv_threads(g), g.n, [&](int64_t lo, int64_t hi) {
     return forward_images(y, x, w, bias, g, lo, hi);
   });
-  BK_REQUIRE(rc == 0, "%s: out of memory", __func__);
+  if (rc != 0) return bk::fail_status(BK_ERR_OUT_OF_MEMORY, "%s: out of memory", __func__);
   return 0;
 }
 
@@ -225,7 +225,7 @@ extern "C" int bk_conv2d_backward_input_f32(float *dx, const float *dy, const fl
   const int rc = conv_split(conv_threads(g), g.n, [&](int64_t lo, int64_t hi) {
     return input_images(dx, dy, w, g, lo, hi);
   });
-  BK_REQUIRE(rc == 0, "%s: out of memory", __func__);
+  if (rc != 0) return bk::fail_status(BK_ERR_OUT_OF_MEMORY, "%s: out of memory", __func__);
   return 0;
 }
 
@@ -245,7 +245,7 @@ extern "C" int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const f
   const int rc = conv_split(conv_threads(g), g.groups * g.crs, [&](int64_t lo, int64_t hi) {
     return weight_rows(dw, dy, x, g, lo, hi);
   });
-  BK_REQUIRE(rc == 0, "%s: out of memory", __func__);
+  if (rc != 0) return bk::fail_status(BK_ERR_OUT_OF_MEMORY, "%s: out of memory", __func__);
   return 0;
 }
 

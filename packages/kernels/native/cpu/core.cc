@@ -17,7 +17,15 @@ int fail(const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(g_error, sizeof g_error, fmt, ap);
   va_end(ap);
-  return 1;
+  return BK_ERR_INVALID_ARGUMENT;
+}
+
+int fail_status(int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_error, sizeof g_error, fmt, ap);
+  va_end(ap);
+  return status;
 }
 
 // Scratch buffers live per thread and only grow, so steady-state calls allocate
@@ -75,7 +83,7 @@ extern "C" {
 
 const char *bk_last_error(void) { return bk::g_error; }
 const char *bk_backend_name(void) { return "cpu"; }
-int32_t bk_abi_version(void) { return 1; }
+int32_t bk_abi_version(void) { return BK_ABI_VERSION; }
 
 }  // extern "C"
 

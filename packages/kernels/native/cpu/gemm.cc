@@ -339,7 +339,7 @@ extern "C" int bk_gemm_f32(float *c, const float *a, const float *b, int32_t tra
   const int nt = bk::threads_for(batch > 1 ? gemm_work(batch, work, 1) : 0, kGemmGrain);
   const bool by_item = nt > 1 && (batch >= 2 * nt || (batch >= nt && work < nt * kGemmGrain));
   const int rc = by_item ? bk::parallel_ranges(nt, batch, 1, items) : items(0, batch);
-  if (rc == -1) return bk::fail("%s: out of memory", __func__);
-  if (rc) return bk::fail("%s: dnnl_sgemm failed: %s", __func__, bk::dnnl_status_name(rc));
+  if (rc == -1) return bk::fail_status(BK_ERR_OUT_OF_MEMORY, "%s: out of memory", __func__);
+  if (rc) return bk::fail_status(BK_ERR_LIBRARY, "%s: dnnl_sgemm failed: %s", __func__, bk::dnnl_status_name(rc));
   return 0;
 }

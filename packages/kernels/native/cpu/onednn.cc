@@ -192,13 +192,14 @@ int thread_state(ThreadState **out, const char *fn) {
   }
   if (!s.cache) {
     s.cache = (Prim *)calloc(kCacheSize, sizeof(Prim));
-    if (!s.cache) return fail("%s: out of memory", fn);
+    if (!s.cache) return fail_status(BK_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   }
   if (!s.stream) {
     const dnnl_status_t st =
         g_api.dnnl_stream_create(&s.stream, g_engine, dnnl_stream_default_flags);
     if (st != dnnl_success)
-      return fail("%s: dnnl_stream_create failed: %s", fn, dnnl_status_name(st));
+      return fail_status(BK_ERR_LIBRARY, "%s: dnnl_stream_create failed: %s", fn,
+                         dnnl_status_name(st));
   }
   *out = &s;
   return 0;
@@ -310,7 +311,7 @@ error:
   if (fwd_pd) A.dnnl_primitive_desc_destroy(fwd_pd);
   if (pd) A.dnnl_primitive_desc_destroy(pd);
   destroy_prim(p);
-  return fail("%s: %s failed: %s", fn, call, dnnl_status_name(st));
+  return fail_status(BK_ERR_LIBRARY, "%s: %s failed: %s", fn, call, dnnl_status_name(st));
 }
 
 // Whether oneDNN picks its own layouts for this convolution (channels in blocks of 16
@@ -353,14 +354,14 @@ int find_conv(Prim **out, ThreadState &s, ConvKind kind, const ConvGeom &g, bool
     ++s.count;
   }
   Prim &p = s.cache[slot];
-  if (create_conv(p, kind, g, bias, any, fn)) {
+  if (const int rc = create_conv(p, kind, g, bias, any, fn)) {
     // keep the array dense: move the last entry into the hole
     --s.count;
     if (slot != s.count) {
       p = s.cache[s.count];
       memset(&s.cache[s.count], 0, sizeof(Prim));
     }
-    return 1;
+    return rc;
   }
   memcpy(p.key, key, sizeof key);
   p.used = s.tick;
@@ -389,8 +390,8 @@ int dnnl_conv(ConvKind kind, const ConvGeom &g, const float *src, const float *w
               const float *dst, const float *bias, const char *fn) {
   ThreadState *s;
   Prim *p;
-  if (thread_state(&s, fn)) return 1;
-  if (find_conv(&p, *s, kind, g, bias != nullptr, fn)) return 1;
+  if (const int rc = thread_state(&s, fn)) return rc;
+  if (const int rc = find_conv(&p, *s, kind, g, bias != nullptr, fn)) return rc;
   const Api &A = g_api;
   const float *data[kMaxArgs] = {src, weights, dst, bias};
   dnnl_exec_arg_t args[kMaxArgs];
@@ -402,7 +403,8 @@ int dnnl_conv(ConvKind kind, const ConvGeom &g, const float *src, const float *w
     if (p->args[i].reorder) copies += (p->args[i].bytes + 63) / 64 * 64;
   char *buf = nullptr;
   if (copies)
-    BK_REQUIRE((buf = (char *)scratch(1, copies / sizeof(float))), "%s: out of memory", fn);
+    if (!(buf = (char *)scratch(1, copies / sizeof(float))))
+      return fail_status(BK_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
   for (int i = 0; i < p->nargs; ++i) {
     Arg &a = p->args[i];
     if ((st = A.dnnl_memory_set_data_handle(a.user, (void *)data[i]))) goto error;
@@ -423,7 +425,7 @@ int dnnl_conv(ConvKind kind, const ConvGeom &g, const float *src, const float *w
   if ((st = A.dnnl_stream_wait(s->stream))) goto error;
   return 0;
 error:
-  return fail("%s: %s failed: %s", fn, call, dnnl_status_name(st));
+  return fail_status(BK_ERR_LIBRARY, "%s: %s failed: %s", fn, call, dnnl_status_name(st));
 }
 
 int dnnl_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -459,7 +461,7 @@ bool loaded() { return false; }
 bool dnnl_on() { return false; }
 int dnnl_conv(ConvKind, const ConvGeom &, const float *, const float *, const float *,
               const float *, const char *fn) {
-  return fail("%s: built without oneDNN", fn);
+  return fail_status(BK_ERR_UNSUPPORTED, "%s: built without oneDNN", fn);
 }
 int dnnl_gemm(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
               const float *, int64_t, float, float *, int64_t) {

@@ -1,7 +1,7 @@
 /* bagua_cuda_runtime.h: CUDA-only functions of libbagua_kernels_cuda.so.
  *
- * Same conventions as bagua_kernels.h: int return (0 = success), the message
- * of a failure in bk_last_error() (thread-local). In the CUDA library every
+ * Same conventions as bagua_kernels.h: the int returned is a bk_status (BK_OK = 0),
+ * the message of a failure in bk_last_error() (thread-local). In the CUDA library every
  * float / int32 data pointer of bagua_kernels.h is a device pointer, while
  * shape, stride and geometry arrays (int64_t *shape, int32_t *geom, ...) are
  * host pointers, read before the call returns. `stream` is a cudaStream_t;

@@ -14,9 +14,12 @@
 namespace bk {
 
 // ---- errors -----------------------------------------------------------------
-// Every exported function returns 0 or the result of fail(); the message is
-// thread-local so concurrent callers (worker threads) do not clobber each other.
+// Every exported function returns BK_OK or the result of fail() (BK_ERR_INVALID_ARGUMENT),
+// fail_status() (the bk_status given) or fail_cuda() (BK_ERR_DEVICE, or
+// BK_ERR_OUT_OF_MEMORY for cudaErrorMemoryAllocation); the message is thread-local so
+// concurrent callers (worker threads) do not clobber each other.
 BK_HIDDEN int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+BK_HIDDEN int fail_status(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 BK_HIDDEN int fail_cuda(const char *what, cudaError_t e);
 
 // Checks the launch that just happened; asynchronous faults surface at the next

@@ -100,7 +100,7 @@ bool exists(const std::string &p) { return access(p.c_str(), R_OK) == 0; }
 
 int load_locked() {
   Cublas &c = g_cublas;
-  if (c.tried) return c.create ? 0 : fail("%s", c.error.c_str());
+  if (c.tried) return c.create ? 0 : fail_status(BK_ERR_LIBRARY, "%s", c.error.c_str());
   c.tried = true;
   std::string tried;
   for (const std::string &path : candidates()) {
@@ -144,7 +144,7 @@ int load_locked() {
             "convolutions on CUDA. Set BAGUA_CUBLAS_LIB to the library or its directory, or add "
             "its directory to LD_LIBRARY_PATH (pip install nvidia-cublas-cu12 provides one). "
             "Tried:" + tried;
-  return fail("%s", c.error.c_str());
+  return fail_status(BK_ERR_LIBRARY, "%s", c.error.c_str());
 }
 
 int load() {
@@ -163,7 +163,7 @@ int handle_for(int dev, void **out) {
   }
   void *h = nullptr;
   int st = g_cublas.create(&h);
-  if (st != 0) return fail("cublasCreate failed on cuda:%d (cublasStatus %d)", dev, st);
+  if (st != 0) return fail_status(BK_ERR_LIBRARY, "cublasCreate failed on cuda:%d (cublasStatus %d)", dev, st);
   handles[dev] = h;
   *out = h;
   return 0;
@@ -192,7 +192,7 @@ int sgemm_strided_batched(cudaStream_t s, bool trans_a, bool trans_b, int64_t m,
   void *h = nullptr;
   BK_TRY(handle_for(dev, &h));
   int st = g_cublas.set_stream(h, s);
-  if (st != 0) return fail("cublasSetStream failed (cublasStatus %d)", st);
+  if (st != 0) return fail_status(BK_ERR_LIBRARY, "cublasSetStream failed (cublasStatus %d)", st);
   auto colmajor = [h](int ta, int tb, int mm, int nn, int kk, const float *al, const float *aa, int la,
                       long long sa, const float *bb, int lb, long long sb, const float *be, float *cc, int lc,
                       long long sc, int bt) {
@@ -201,7 +201,7 @@ int sgemm_strided_batched(cudaStream_t s, bool trans_a, bool trans_b, int64_t m,
   st = gemm_rowmajor(colmajor, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
                      stride_c, batch);
   if (st != 0)
-    return fail("cublasSgemmStridedBatched failed (cublasStatus %d; m %lld n %lld k %lld lda %lld "
+    return fail_status(BK_ERR_LIBRARY, "cublasSgemmStridedBatched failed (cublasStatus %d; m %lld n %lld k %lld lda %lld "
                 "ldb %lld ldc %lld batch %lld trans %d%d)",
                 st, (long long)m, (long long)n, (long long)k, (long long)lda, (long long)ldb,
                 (long long)ldc, (long long)batch, (int)trans_a, (int)trans_b);

@@ -9,10 +9,6 @@
 
 #include "common.cuh"
 
-#ifndef BK_ABI_VERSION
-#define BK_ABI_VERSION 1
-#endif
-
 namespace bk {
 
 namespace {
@@ -25,11 +21,20 @@ int fail(const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(g_error, sizeof g_error, fmt, ap);
   va_end(ap);
-  return 1;
+  return BK_ERR_INVALID_ARGUMENT;
+}
+
+int fail_status(int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_error, sizeof g_error, fmt, ap);
+  va_end(ap);
+  return status;
 }
 
 int fail_cuda(const char *what, cudaError_t e) {
-  return fail("%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+  return fail_status(e == cudaErrorMemoryAllocation ? BK_ERR_OUT_OF_MEMORY : BK_ERR_DEVICE, "%s: %s (%s)",
+                     what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
 int current_device(int *dev) {
@@ -186,7 +191,7 @@ static int alloc_block(void **out, int64_t nbytes, int dev) {
       used = a.allocated[dev];
       held = a.reserved[dev];
     }
-    return fail("cuda:%d out of memory allocating %lld bytes (%lld in use, %lld held): %s", dev,
+    return fail_status(BK_ERR_OUT_OF_MEMORY, "cuda:%d out of memory allocating %lld bytes (%lld in use, %lld held): %s", dev,
                 (long long)nbytes, (long long)used, (long long)held, cudaGetErrorString(e));
   }
   mark_live(p, nbytes, size);
@@ -420,16 +425,16 @@ BK_API int bk_cuda_device_count(int32_t *count) {
     int driver = 0;
     cudaDriverGetVersion(&driver);
     if (driver == 0)
-      return fail("CUDA is unavailable: no NVIDIA driver was found (libcuda.so.1 could not be "
+      return fail_status(BK_ERR_DEVICE, "CUDA is unavailable: no NVIDIA driver was found (libcuda.so.1 could not be "
                   "loaded); cudaGetDeviceCount: %s (%s)",
                   cudaGetErrorString(e), cudaGetErrorName(e));
-    return fail("CUDA is unavailable: cudaGetDeviceCount failed: %s (%s); the driver supports CUDA "
+    return fail_status(BK_ERR_DEVICE, "CUDA is unavailable: cudaGetDeviceCount failed: %s (%s); the driver supports CUDA "
                 "%d.%d, this library was built with CUDA runtime %d.%d and needs a driver for that "
                 "version or newer",
                 cudaGetErrorString(e), cudaGetErrorName(e), driver / 1000, (driver % 1000) / 10,
                 CUDART_VERSION / 1000, (CUDART_VERSION % 1000) / 10);
   }
-  if (n == 0) return fail("CUDA is unavailable: the driver reports no CUDA device");
+  if (n == 0) return fail_status(BK_ERR_DEVICE, "CUDA is unavailable: the driver reports no CUDA device");
   *count = n;
   return 0;
 }

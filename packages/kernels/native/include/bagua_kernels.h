@@ -7,8 +7,8 @@
  *  - outputs come first, then inputs, then sizes, then `stream`
  *    (a cudaStream_t in the CUDA library, ignored by the CPU library);
  *  - pointers marked "nullable" may be NULL;
- *  - the return value is 0 on success, otherwise non-zero and
- *    bk_last_error() describes the failure (thread-local).
+ *  - the return value is a bk_status: BK_OK (0) on success, otherwise the kind
+ *    of failure, and bk_last_error() describes it (thread-local).
  * Elementwise kernels allow `out` to alias an input of the same layout.
  */
 #ifndef BAGUA_KERNELS_H
@@ -22,8 +22,24 @@ extern "C" {
 
 #define BK_API __attribute__((visibility("default")))
 
+/* The ABI version, bumped on every change of a signature or of what a return value
+ * means. Both libraries' bk_abi_version() return it; @bagua/kernels refuses a library
+ * whose version differs from the one it was written against (load-library.ts). */
+#define BK_ABI_VERSION 2
+
+/* What every `int` returned by a kernel or runtime function means
+ * (bk_set_num_threads and bk_cpu_info too). */
+typedef enum bk_status {
+  BK_OK = 0,
+  BK_ERR_INVALID_ARGUMENT = 1, /* a size, pointer, geometry or input value the call cannot take */
+  BK_ERR_OUT_OF_MEMORY = 2,    /* host scratch or device memory could not be allocated */
+  BK_ERR_UNSUPPORTED = 3,      /* not available in this build or on this device */
+  BK_ERR_DEVICE = 4,           /* the CUDA runtime or driver failed (no driver, no device, a fault) */
+  BK_ERR_LIBRARY = 5           /* a library loaded at run time (cuBLAS, oneDNN) is missing or failed */
+} bk_status;
+
 BK_API const char *bk_last_error(void);
-/* "cpu" or "cuda", and the ABI version (bumped on every signature change). */
+/* "cpu" or "cuda", and BK_ABI_VERSION. */
 BK_API const char *bk_backend_name(void);
 BK_API int32_t bk_abi_version(void);
 
@@ -137,7 +153,7 @@ BK_API int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float *x, 
 /* ---- optimiser ----------------------------------------------------------- */
 /* PyTorch's SGD step on one parameter, in place. momentum_buf nullable when momentum == 0;
  * first_step != 0 initialises the buffer with the gradient (no dampening), as PyTorch does. */
-BK_API int bk_sgd_f32(float *param, float *momentum_buf, const float *grad, int64_t n, float lr,
+BK_API int bk_sgd_f32(float *param, float *momentum_buf /* nullable */, const float *grad, int64_t n, float lr,
                       float momentum, float dampening, float weight_decay, int32_t nesterov,
                       int32_t first_step, void *stream);
 
