@@ -21,7 +21,7 @@ export const CUDA_LIBRARY: NativeLibrarySpec = {
   name: 'CUDA kernels',
   fileName: 'libbagua_kernels_cuda.so',
   envVar: 'BAGUA_KERNELS_CUDA_LIB',
-  buildHint: 'pnpm --filter @bagua/kernels native (needs nvcc on PATH)',
+  buildHint: 'pnpm build:cuda (needs nvcc on PATH)',
 };
 
 /** The CUDA-only functions (bagua_cuda_runtime.h). */
