@@ -29,7 +29,7 @@ export class BaguaWaySyncBatchNorm extends SyncBatchNorm {
     const ranks = group.size;
     const width = 2 * c + 1;
 
-    const local = F.batchNormStats(x); // [mean(C), var(C), count] on the device
+    const local = F.batchNormStats(x); // [mean(C), var(C), count, tag] on the device (the tag unused here)
     // Three collectives, each with its own host round trip, as Bagua does.
     const meanAll = new Float32Array(ranks * c);
     group.allGather(meanAll, (local.toArray() as Float32Array).slice(0, c));
@@ -49,6 +49,7 @@ export class BaguaWaySyncBatchNorm extends SyncBatchNorm {
     if (globalCount === 1) {
       throw new Error(`BaguaWaySyncBatchNorm: expected more than 1 value per channel when training, got ${globalCount}`);
     }
+    // Untagged rows of 2C+1 (odd width): the merge reads them with stride 2C+1.
     const { mean, invstd, count } = F.batchNormMergeStats(
       tensor(records, { shape: [ranks, width], device: x.device }), this.eps,
       this.trackRunningStats ? this.runningMean : null, this.trackRunningStats ? this.runningVar : null, factor);

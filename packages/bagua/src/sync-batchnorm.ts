@@ -1,7 +1,7 @@
-import { empty, F, formatShape, nn, recordOp, tensor, type Tensor } from '@bagua/core';
+import { empty, F, formatShape, nn, recordOp, type Tensor } from '@bagua/core';
 import { defaultGroup, isInitialized, type ProcessGroup } from '@bagua/comm';
 import { convertBatchNorms, revertBatchNorms, type RankAware } from '@bagua/convert';
-import { commBuffer, movesDeviceMemory } from './comm-buffer.js';
+import { commBuffer } from './comm-buffer.js';
 
 export interface SyncBatchNormOptions extends nn.BatchNormOptions {
   /**
@@ -18,13 +18,17 @@ export interface SyncBatchNormOptions extends nn.BatchNormOptions {
 }
 
 /**
- * NCCL moves the records device to device with no host round trip, so the
- * checks that need their values on the host are skipped there.
+ * The all-gather of the ranks' records into [R, 2C+2] on the records' device, with
+ * the gathered values on the host where that costs nothing more: the tensor's own
+ * storage on the CPU, or the array a host-only group staged a device tensor
+ * through. A group that moves device memory itself (NCCL) leaves them on the
+ * device: host is null, and the checks that need the values are skipped there.
  */
-function gatherOnDevice(stats: Tensor, group: ProcessGroup): Tensor {
+function gatherRecords(stats: Tensor, group: ProcessGroup): { gathered: Tensor; host: Float32Array | null } {
   const gathered = empty([group.size, stats.numel], 'float32', stats.device);
-  group.allGather(commBuffer(gathered), commBuffer(stats));
-  return gathered;
+  const seen: { staged: Float32Array | null } = { staged: null };
+  group.allGather(commBuffer(gathered, (src) => { seen.staged = src; }), commBuffer(stats));
+  return { gathered, host: (gathered.dlpack().host as Float32Array | null) ?? seen.staged };
 }
 
 /** Layers made directly, in the same order on every rank, get the same default name. */
@@ -40,8 +44,11 @@ function tagOf(name: string): number {
 /**
  * Batch normalisation over the global batch of a process group: one
  * all-gather of [mean, var, count, tag] records forward, one all-reduce of
- * [sum_dy, sum_dy_xmu] backward (design §5). With CPU groups the records
- * travel through the host, which lets every rank check that they agree.
+ * [sum_dy, sum_dy_xmu] backward (design §5). One record format on every
+ * group: the stats kernel writes the layer's tag into it, and the merge reads
+ * the gathered rows in place. Where the records reach the host anyway (CPU
+ * tensors, or a host-only group staging device ones) every rank checks that
+ * they agree.
  */
 export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
   processGroup: ProcessGroup | null | undefined;
@@ -79,8 +86,8 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
 
   /** The training step over a group of several ranks (the benchmark's Bagua-way layer overrides it). */
   protected syncForward(x: Tensor, group: ProcessGroup, factor: number): Tensor {
-    const stats = F.batchNormStats(x);
-    const gathered = movesDeviceMemory(group, x) ? gatherOnDevice(stats, group) : this.gatherChecked(stats, x, group);
+    const { gathered, host } = gatherRecords(F.batchNormStats(x, this.layerTag), group);
+    if (host) this.checkRecords(host, x, group);
     const { mean, invstd, count } = F.batchNormMergeStats(gathered, this.eps,
       this.trackRunningStats ? this.runningMean : null, this.trackRunningStats ? this.runningVar : null, factor);
     const { weight, bias } = this;
@@ -95,35 +102,25 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
   }
 
   /**
-   * The all-gather through the host, with each record tagged by its layer, so
-   * that every rank can check that all are in the same layer and that the
-   * global count allows training, before using the records.
+   * Every rank's record must be of this layer (its tag) and the global count
+   * must allow training, before the records are used.
    */
-  private gatherChecked(stats: Tensor, x: Tensor, group: ProcessGroup): Tensor {
+  private checkRecords(gathered: Float32Array, x: Tensor, group: ProcessGroup): void {
     const c = this.numFeatures;
     const width = 2 * c + 2;
-    const record = new Float32Array(width);
-    record.set(stats.toArray() as Float32Array);
-    record[width - 1] = this.layerTag;
-    const gathered = new Float32Array(width * group.size);
-    group.allGather(gathered, record);
-
-    const rows = new Float32Array((width - 1) * group.size);
     let globalCount = 0;
     for (let r = 0; r < group.size; r++) {
-      const row = gathered.subarray(r * width, (r + 1) * width);
-      if (row[width - 1] !== this.layerTag) {
+      const tag = gathered[r * width + width - 1];
+      if (tag !== this.layerTag) {
         throw new Error(`SyncBatchNorm: ranks disagree on the layer sequence: group rank ${group.rank} is in ` +
-          `layer '${this.name}' (${c} channels, tag ${this.layerTag}), group rank ${r} in a layer tagged ${row[width - 1]}`);
+          `layer '${this.name}' (${c} channels, tag ${this.layerTag}), group rank ${r} in a layer tagged ${tag}`);
       }
-      globalCount += row[width - 2];
-      rows.set(row.subarray(0, width - 1), r * (width - 1));
+      globalCount += gathered[r * width + width - 2];
     }
     if (globalCount === 1) {
       throw new Error(`SyncBatchNorm: expected more than 1 value per channel when training, got ${globalCount} ` +
         `over the group (local input ${formatShape(x.shape)})`);
     }
-    return tensor(rows, { shape: [group.size, width - 1], device: x.device });
   }
 
   /**

@@ -95,9 +95,10 @@ export interface Backend {
   adaptiveAvgPool2d(y: Handle, x: Handle, g: Pool2dGeometry): void;
   adaptiveAvgPool2dBackward(dx: Handle, dy: Handle, g: Pool2dGeometry): void;
 
-  /** stats: float[2c + 1] = mean, biased var, count */
-  bnStats(stats: Handle, x: Handle, n: number, c: number, hw: number): void;
-  bnMergeStats(mean: Handle, invstd: Handle, count: Handle, stats: Handle, ranks: number, c: number,
+  /** stats: float[2c + 2] = mean, biased var, count, tag (written as given) */
+  bnStats(stats: Handle, x: Handle, n: number, c: number, hw: number, tag: number): void;
+  /** stats: `ranks` records `stride` (>= 2c + 1) floats apart, each mean, var, count (the rest unread) */
+  bnMergeStats(mean: Handle, invstd: Handle, count: Handle, stats: Handle, ranks: number, c: number, stride: number,
     eps: number, runningMean: Handle | null, runningVar: Handle | null, factor: number): void;
   bnInvstd(invstd: Handle, variance: Handle, c: number, eps: number): void;
   bnElemt(y: Handle, x: Handle, mean: Handle, invstd: Handle, weight: Handle | null,

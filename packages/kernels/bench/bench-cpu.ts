@@ -96,11 +96,11 @@ function makeCase(shape: number[]) {
   const y = new Float32Array(total), dx = new Float32Array(total), tmp = new Float32Array(total);
   const w = randomArray(c, 3), b = randomArray(c, 4);
   const rm = new Float32Array(c), rv = new Float32Array(c).fill(1);
-  const stats = new Float32Array(2 * c + 1), mean = new Float32Array(c), invstd = new Float32Array(c);
+  const stats = new Float32Array(2 * c + 2), mean = new Float32Array(c), invstd = new Float32Array(c);
   const count = new Float32Array(1), sums = new Float32Array(2 * c), gw = new Float32Array(c), gb = new Float32Array(c);
   const forward = () => {
-    be.bnStats(stats, x, n, c, hw);
-    be.bnMergeStats(mean, invstd, count, stats, 1, c, 1e-5, rm, rv, 0.1);
+    be.bnStats(stats, x, n, c, hw, 0);
+    be.bnMergeStats(mean, invstd, count, stats, 1, c, 2 * c + 2, 1e-5, rm, rv, 0.1);
     be.bnElemt(y, x, mean, invstd, w, b, n, c, hw);
   };
   // The module path: a fresh layer (weight 1, bias 0, as PyTorch's), x requiring grad, a fixed dy.

@@ -98,12 +98,12 @@ function benchShape(shape: number[]): ShapeResult {
   const y = buf(total), dx = buf(total), tmp = buf(total);
   const w = up(randomArray(c, 3)), b = up(randomArray(c, 4));
   const rm = up(new Float32Array(c)), rv = up(new Float32Array(c).fill(1));
-  const stats = buf(2 * c + 1), mean = buf(c), invstd = buf(c), count = buf(1);
+  const stats = buf(2 * c + 2), mean = buf(c), invstd = buf(c), count = buf(1);
   const sums = buf(2 * c), gw = buf(c), gb = buf(c);
   const all = [x, dy, y, dx, tmp, w, b, rm, rv, stats, mean, invstd, count, sums, gw, gb];
   try {
-    const stat = () => be.bnStats(stats, x, n, c, hw);
-    const merge = () => be.bnMergeStats(mean, invstd, count, stats, 1, c, 1e-5, rm, rv, 0.1);
+    const stat = () => be.bnStats(stats, x, n, c, hw, 0);
+    const merge = () => be.bnMergeStats(mean, invstd, count, stats, 1, c, 2 * c + 2, 1e-5, rm, rv, 0.1);
     const elemt = () => be.bnElemt(y, x, mean, invstd, w, b, n, c, hw);
     const bred = () => be.bnBackwardReduce(sums, gw, gb, dy, x, mean, invstd, n, c, hw);
     const belemt = () => be.bnBackwardElemt(dx, dy, x, mean, invstd, w, sums, count, n, c, hw);

@@ -176,11 +176,13 @@ export const KERNELS = {
   adaptiveAvgPool2dBackward: kernel('bk_adaptive_avg_pool2d_backward_f32', [
     out('dx', POOL_IN), inp('dy', POOL_OUT), geom('pool')]),
 
-  bnStats: kernel('bk_bn_stats_f32', [out('stats', (a) => 2 * a.c + 1), inp('x', NCHW), i64('n'), i64('c'), i64('hw')]),
+  bnStats: kernel('bk_bn_stats_f32', [
+    out('stats', (a) => 2 * a.c + 2), inp('x', NCHW), i64('n'), i64('c'), i64('hw'), f32('tag')]),
   // a negative or NaN count in stats: on CUDA reported when a result is next read
   bnMergeStats: kernel('bk_bn_merge_stats_f32', [
-    out('mean', C), out('invstd', C), out('count', ONE), inp('stats', (a) => a.ranks * (2 * a.c + 1)), i64('ranks'),
-    i64('c'), f32('eps'), inout('runningMean', C, { ...opt, cname: 'running_mean' }),
+    out('mean', C), out('invstd', C), out('count', ONE), 
+    inp('stats', (a) => (a.ranks > 0 ? (a.ranks - 1) * a.stride + 2 * a.c + 1 : 0)), i64('ranks'), i64('c'),
+    i64('stride'), f32('eps'), inout('runningMean', C, { ...opt, cname: 'running_mean' }),
     inout('runningVar', C, { ...opt, cname: 'running_var' }), f32('factor')]),
   bnInvstd: kernel('bk_bn_invstd_f32', [out('invstd', C), inp('variance', C, { cname: 'var' }), i64('c'), f32('eps')]),
   bnElemt: kernel('bk_bn_elemt_f32', [

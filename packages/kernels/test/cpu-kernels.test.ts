@@ -675,21 +675,22 @@ const bnShapes: [number, number, number][] = [[4, 3, 70], [2, 5, 3000], [3, 2, 4
 for (const [n, c, hw] of bnShapes) {
   test(`cpu: bnStats [${n},${c},${hw}] matches the two-pass double reference (incl. a 1e4 + noise channel)`, (t) => {
     const x = bnInput(n, c, hw, n * 1000 + c * 10 + hw);
-    const stats = new Float32Array(2 * c + 1).fill(NaN);
-    be.bnStats(stats, x, n, c, hw);
+    const stats = new Float32Array(2 * c + 2).fill(NaN);
+    be.bnStats(stats, x, n, c, hw, 0xabcdef);
     const ref = bnRef(x, n, c, hw);
     close(t, stats.subarray(0, c), ref.mean, 'mean', 1e-6, 1e-6);
     close(t, stats.subarray(c, 2 * c), ref.var, 'var', 1e-5, 0);
     t.is(stats[2 * c], n * hw);
+    t.is(stats[2 * c + 1], 0xabcdef, 'the tag column');
   });
 }
 
 test('cpu: bnStats of an empty batch is mean 0, var 0, count 0', (t) => {
-  const stats = new Float32Array(7).fill(NaN);
-  be.bnStats(stats, new Float32Array(0), 0, 3, 16);
-  t.deepEqual([...stats], [0, 0, 0, 0, 0, 0, 0]);
-  be.bnStats(stats, new Float32Array(0), 5, 3, 0);
-  t.deepEqual([...stats], [0, 0, 0, 0, 0, 0, 0]);
+  const stats = new Float32Array(8).fill(NaN);
+  be.bnStats(stats, new Float32Array(0), 0, 3, 16, 9);
+  t.deepEqual([...stats], [0, 0, 0, 0, 0, 0, 0, 9]);
+  be.bnStats(stats, new Float32Array(0), 5, 3, 0, 0);
+  t.deepEqual([...stats], [0, 0, 0, 0, 0, 0, 0, 0]);
 });
 
 test('cpu: bnMergeStats of 3 ranks (one empty) equals the stats of the concatenated batch; running stats', (t) => {
@@ -700,17 +701,20 @@ test('cpu: bnMergeStats of 3 ranks (one empty) equals the stats of the concatena
   let off = 0;
   for (const p of parts) { all.set(p, off); off += p.length; }
   const N = 8;
-  const records = new Float32Array(3 * (2 * c + 1));
+  // tagged records [mean, var, count, tag], read by the merge with stride 2C+2
+  const W = 2 * c + 2;
+  const records = new Float32Array(3 * W);
   parts.forEach((p, r) => {
-    const rec = new Float32Array(2 * c + 1);
-    be.bnStats(rec, p, sizes[r]!, c, hw);
-    records.set(rec, r * (2 * c + 1));
+    const rec = new Float32Array(W);
+    be.bnStats(rec, p, sizes[r]!, c, hw, 77);
+    records.set(rec, r * W);
   });
-  t.is(records[(2 * c + 1) + 2 * c], 0, 'the empty rank has count 0');
+  t.is(records[W + 2 * c], 0, 'the empty rank has count 0');
+  t.is(records[W + 2 * c + 1], 77, 'the empty rank has its tag');
   const mean = new Float32Array(c), invstd = new Float32Array(c), count = new Float32Array(1);
   const rm0 = randn(c, 7), rv0 = F(Array.from(randn(c, 8), (v) => Math.abs(v) + 0.5));
   const rm = rm0.slice(), rv = rv0.slice();
-  be.bnMergeStats(mean, invstd, count, records, 3, c, eps, rm, rv, factor);
+  be.bnMergeStats(mean, invstd, count, records, 3, c, W, eps, rm, rv, factor);
   const ref = bnRef(all, N, c, hw);
   t.is(count[0], N * hw);
   // 1. the merge itself, against Chan's formula in double over the same float32 records
@@ -718,7 +722,7 @@ test('cpu: bnMergeStats of 3 ranks (one empty) equals the stats of the concatena
   for (let ch = 0; ch < c; ch++) {
     let cnt = 0, m = 0, m2 = 0;
     for (let r = 0; r < 3; r++) {
-      const rec = records.subarray(r * (2 * c + 1), (r + 1) * (2 * c + 1));
+      const rec = records.subarray(r * W, (r + 1) * W);
       const nb = rec[2 * c]!;
       if (nb === 0) continue;
       const d = rec[ch]! - m, tot = cnt + nb;
@@ -751,10 +755,10 @@ test('cpu: bnMergeStats of 3 ranks (one empty) equals the stats of the concatena
   const G = N * hw;
   close(t, rv, ref.var.map((v, i) => (1 - factor) * rv0[i]! + factor * v * G / (G - 1)), 'running var (unbiased by the global count)');
   // the same, single rank over the concatenation
-  const one = new Float32Array(2 * c + 1);
-  be.bnStats(one, all, N, c, hw);
+  const one = new Float32Array(W);
+  be.bnStats(one, all, N, c, hw, 0);
   const mean1 = new Float32Array(c), invstd1 = new Float32Array(c), count1 = new Float32Array(1);
-  be.bnMergeStats(mean1, invstd1, count1, one, 1, c, eps, null, null, factor);
+  be.bnMergeStats(mean1, invstd1, count1, one, 1, c, W, eps, null, null, factor);
   close(t, mean, mean1, 'merge == concatenation (mean)', 1e-6, 1e-6);
   for (let ch = 0; ch < c; ch++) {
     // the float32-record bound above
@@ -768,12 +772,12 @@ test('cpu: bnMergeStats with a global count of 0 gives mean 0, invstd 1/sqrt(eps
   const records = new Float32Array(2 * (2 * c + 1)); // two empty ranks
   const mean = F([9, 9]), invstd = new Float32Array(c), count = F([9]);
   const rm = F([1, 2]), rv = F([3, 4]);
-  be.bnMergeStats(mean, invstd, count, records, 2, c, 1e-3, rm, rv, 0.5);
+  be.bnMergeStats(mean, invstd, count, records, 2, c, 2 * c + 1, 1e-3, rm, rv, 0.5);
   t.deepEqual([...mean], [0, 0]);
   close(t, invstd, [1 / Math.sqrt(1e-3), 1 / Math.sqrt(1e-3)], 'invstd');
   t.is(count[0], 0);
   t.deepEqual([...rm, ...rv], [1, 2, 3, 4]);
-  const err = t.throws(() => be.bnMergeStats(mean, invstd, count, F([0, 0, 0, 0, -1]), 1, c, 1e-3, null, null, 0));
+  const err = t.throws(() => be.bnMergeStats(mean, invstd, count, F([0, 0, 0, 0, -1]), 1, c, 2 * c + 1, 1e-3, null, null, 0));
   t.regex(err!.message, /bnMergeStats: .*rank 0 has a negative or NaN count/);
 });
 
@@ -813,8 +817,8 @@ function bnBackwardRef(dy: Float32Array, x: Float32Array, mean: Float32Array, in
 for (const [n, c, hw] of bnShapes) {
   test(`cpu: bnElemt, bnBackwardReduce, bnBackwardElemt [${n},${c},${hw}] vs reference`, (t) => {
     const x = bnInput(n, c, hw, 7 + n + c + hw);
-    const stats = new Float32Array(2 * c + 1);
-    be.bnStats(stats, x, n, c, hw);
+    const stats = new Float32Array(2 * c + 2);
+    be.bnStats(stats, x, n, c, hw, 0);
     const mean = stats.slice(0, c), invstd = new Float32Array(c);
     be.bnInvstd(invstd, stats.subarray(c, 2 * c), c, 1e-5);
     const w = randn(c, 1, 1, 0.5), b = randn(c, 2);
@@ -864,8 +868,16 @@ test('cpu: bn kernels accept an empty batch and reject short storages', (t) => {
   t.deepEqual([...sums], [0, 0, 0, 0, 0, 0]);
   be.bnElemt(e, e, new Float32Array(c), new Float32Array(c), null, null, 0, c, 4);
   be.bnBackwardElemt(e, e, e, new Float32Array(c), new Float32Array(c), null, sums, F([0]), 0, c, 4);
-  t.throws(() => be.bnStats(new Float32Array(2 * c), new Float32Array(24), 2, c, 4), {
-    message: /bnStats: stats has 6 elements, the sizes given need 7/,
+  t.throws(() => be.bnStats(new Float32Array(2 * c + 1), new Float32Array(24), 2, c, 4, 0), {
+    message: /bnStats: stats has 7 elements, the sizes given need 8/,
+  });
+  // the merge reads (ranks - 1) * stride + 2c + 1 elements, and no stride below a record
+  const mean = new Float32Array(c), invstd = new Float32Array(c), count = new Float32Array(1);
+  t.throws(() => be.bnMergeStats(mean, invstd, count, new Float32Array(2 * 8 + 6), 3, c, 8, 1e-5, null, null, 0), {
+    message: /bnMergeStats: stats has 22 elements, the sizes given need 23/,
+  });
+  t.throws(() => be.bnMergeStats(mean, invstd, count, new Float32Array(16), 2, c, 6, 1e-5, null, null, 0), {
+    message: /bnMergeStats: .*stride 6 is below a record's 2c \+ 1 = 7/,
   });
   t.throws(() => be.bnElemt(new Float32Array(24), new Float32Array(23), F([0, 0, 0]), F([1, 1, 1]), null, null, 2, c, 4), {
     message: /bnElemt: x has 23 elements, the sizes given need 24/,
@@ -929,7 +941,7 @@ test('cpu: negative sizes, NULL pointers and wrong storages are errors, not cras
   t.regex(k.library.lastError(), /bk_copy_f32: out is NULL/);
   t.not(k.fn.bk_gemm_f32(new Float32Array(4), null, new Float32Array(4), 0, 0, 2, 2, 2, 1, 0, 2, 2, 2, 1, 0, 0, 0, null), 0);
   t.regex(k.library.lastError(), /bk_gemm_f32: a is NULL/);
-  t.not(k.fn.bk_bn_stats_f32(new Float32Array(3), new Float32Array(4), 2, 1, -2, null), 0);
+  t.not(k.fn.bk_bn_stats_f32(new Float32Array(4), new Float32Array(4), 2, 1, -2, 0, null), 0);
   t.regex(k.library.lastError(), /bk_bn_stats_f32: hw must be >= 0/);
   t.not(k.fn.bk_conv2d_f32(null, null, null, null, null, null), 0);
   t.regex(k.library.lastError(), /bk_conv2d_f32: geom is NULL/);

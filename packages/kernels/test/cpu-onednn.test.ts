@@ -343,8 +343,8 @@ function bnAll(n: number, c: number, hw: number, seed: number): Record<string, F
   const total = n * c * hw;
   const x = randn(total, seed, 0.5, 2), dy = randn(total, seed + 1);
   const weight = randn(c, seed + 2), bias = randn(c, seed + 3);
-  const stats = new Float32Array(2 * c + 1);
-  be.bnStats(stats, x, n, c, hw);
+  const stats = new Float32Array(2 * c + 2);
+  be.bnStats(stats, x, n, c, hw, 0);
   const mean = stats.slice(0, c), invstd = new Float32Array(c);
   be.bnInvstd(invstd, stats.slice(c, 2 * c), c, 1e-5);
   const y = new Float32Array(total);

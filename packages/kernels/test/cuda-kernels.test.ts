@@ -345,16 +345,17 @@ const BN_SHAPES: [string, number, number, number][] = [
 gpuTest('bnStats: mean and biased variance per channel, count', (t) => {
   for (const [label, n, c, hw] of BN_SHAPES) {
     const x = randn(n * c * hw, n + c + hw, 3, 2);
-    const r = both({ stats: { n: 2 * c + 1 }, x }, (b, hh) => b.bnStats(h(hh, 'stats'), h(hh, 'x'), n, c, hw));
+    const r = both({ stats: { n: 2 * c + 2 }, x }, (b, hh) => b.bnStats(h(hh, 'stats'), h(hh, 'x'), n, c, hw, 0x123456));
     // float accumulation (shifted by a sample, merged in double) against the CPU's double
     close(t, r.gpu.stats, r.cpu.stats, `bnStats ${label} [${n}, ${c}, ${hw}]`, { rtol: 1e-5, atol: 1e-6 });
   }
   // |mean| >> std: the shift keeps the variance accurate (E[x^2] - E[x]^2 would lose everything)
   const x = randn(8 * 4 * 1024, 99, 1000, 1);
-  const r = both({ stats: { n: 9 }, x }, (b, hh) => b.bnStats(h(hh, 'stats'), h(hh, 'x'), 8, 4, 1024));
+  const r = both({ stats: { n: 10 }, x }, (b, hh) => b.bnStats(h(hh, 'stats'), h(hh, 'x'), 8, 4, 1024, 3));
   close(t, r.gpu.stats, r.cpu.stats, 'bnStats mean 1000, std 1', { rtol: 1e-5, atol: 1e-6 });
-  const e = both({ stats: { n: 9 }, x: new Float32Array(0) }, (b, hh) => b.bnStats(h(hh, 'stats'), h(hh, 'x'), 0, 4, 10));
+  const e = both({ stats: { n: 10 }, x: new Float32Array(0) }, (b, hh) => b.bnStats(h(hh, 'stats'), h(hh, 'x'), 0, 4, 10, 5));
   exact(t, e.gpu.stats, e.cpu.stats, 'bnStats of an empty batch: zeros, count 0');
+  t.is(e.gpu.stats?.[9], 5, 'the tag column');
 });
 
 gpuTest('bnMergeStats (uneven and empty ranks, running statistics) and bnInvstd', (t) => {
@@ -374,7 +375,7 @@ gpuTest('bnMergeStats (uneven and empty ranks, running statistics) and bnInvstd'
   for (const running of [false, true]) {
     const rm = randn(c, 5), rv = uniform(c, 6, 0.5, 2);
     const r = both({ mean: { n: c }, invstd: { n: c }, count: { n: 1 }, stats, rm: running ? rm : null, rv: running ? rv : null },
-      (b, hh) => b.bnMergeStats(h(hh, 'mean'), h(hh, 'invstd'), h(hh, 'count'), h(hh, 'stats'), 4, c, 1e-5,
+      (b, hh) => b.bnMergeStats(h(hh, 'mean'), h(hh, 'invstd'), h(hh, 'count'), h(hh, 'stats'), 4, c, 2 * c + 1, 1e-5,
         hh.rm ?? null, hh.rv ?? null, 0.1));
     // both merge in double and round once
     close(t, r.gpu.mean, r.cpu.mean, 'merged mean', { rtol: 1e-7, atol: 1e-7 });

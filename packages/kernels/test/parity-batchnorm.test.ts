@@ -79,7 +79,7 @@ function hostSum(ts: Tensor[]): Float32Array {
   return out;
 }
 
-/** Host-side stacking of [2C+1] records into [R, 2C+1]: stands in for the all-gather. */
+/** Host-side stacking of [2C+2] records into [R, 2C+2]: stands in for the all-gather. */
 function hostStack(rows: Tensor[]): Tensor {
   const w = rows[0].numel;
   const data = new Float32Array(rows.length * w);
@@ -204,7 +204,11 @@ const P = fx.primitives;
 
 for (const c of P.stats) {
   test(`parity batchnorm primitive: ${c.name}`, (t) => {
-    assertClose(t, F.batchNormStats(toTensor(c.x)), c.stats, `${c.name} stats`);
+    // the record is [mean, var, count, tag]: the fixture's [2C+1], then the tag given
+    const stats = F.batchNormStats(toTensor(c.x), 4242).toArray() as Float32Array;
+    t.is(stats.length, c.stats.data.length + 1, `${c.name} record of 2C+2`);
+    assertClose(t, stats.subarray(0, c.stats.data.length), c.stats, `${c.name} stats`);
+    t.is(stats[c.stats.data.length], 4242, `${c.name} tag column`);
   });
 }
 
@@ -222,12 +226,14 @@ for (const c of P.merge) {
 
   // The same merge fed by batchNormStats of each rank's batch, an empty one included.
   test(`parity batchnorm primitive: ${c.name} from batchNormStats of each rank`, (t) => {
-    const rows = c.rankInputs.map((x) => F.batchNormStats(toTensor(x)));
+    const rows = c.rankInputs.map((x) => F.batchNormStats(toTensor(x), 7));
     const cc = (c.stats.shape[1] - 1) / 2;
     rows.forEach((r, i) => {
       const want = c.stats.data[i * c.stats.shape[1] + 2 * cc];
       t.is((r.toArray() as Float32Array)[2 * cc], want, `rank ${i} count`);
+      t.is((r.toArray() as Float32Array)[2 * cc + 1], 7, `rank ${i} tag`);
     });
+    // tagged rows [R, 2C+2]: the merge reads them with stride 2C+2
     const r = F.batchNormMergeStats(hostStack(rows), c.eps, null, null, c.factor);
     assertClose(t, r.mean, c.mean, `${c.name} mean`);
     assertClose(t, r.invstd, c.invstd, `${c.name} invstd`);

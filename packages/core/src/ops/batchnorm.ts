@@ -22,14 +22,35 @@ function channelVector(op: string, name: string, t: Tensor | null, c: number): v
   }
 }
 
-/** Per-channel [mean(C), biased var(C), count] of x, by Welford: the record ranks exchange. */
-export function batchNormStats(x: Tensor): Tensor {
+/**
+ * Per-channel [mean(C), biased var(C), count, tag] of x, by Welford: the record ranks
+ * exchange (2C+2). `tag` names the layer (a float32-exact number, written as given),
+ * so that ranks can check they gathered records of the same one.
+ */
+export function batchNormStats(x: Tensor, tag = 0): Tensor {
   const op = 'batchNormStats';
   const backend = floatInputs(op, x);
+  finite(op, 'tag', tag);
   const { n, c, hw } = bnLayout(op, x);
-  const stats = empty([2 * c + 1], 'float32', x.device);
-  backend.bnStats(stats.handle(op), x.handle(op), n, c, hw);
+  const stats = empty([2 * c + 2], 'float32', x.device);
+  backend.bnStats(stats.handle(op), x.handle(op), n, c, hw, tag);
   return stats;
+}
+
+/**
+ * The channels and row stride of stats records [R, W] (or one record [W]) by their
+ * width W: even W is tagged records [mean(C), var(C), count, tag] (C = (W-2)/2), as
+ * batchNormStats makes them; odd W is untagged [mean(C), var(C), count] (C = (W-1)/2).
+ * Either way the stride is W: the merge reads the rows where they lie.
+ */
+export function bnRecordLayout(op: string, stats: Tensor): { ranks: number; c: number; stride: number } {
+  const width = stats.ndim === 0 ? 0 : stats.shape[stats.ndim - 1];
+  if (stats.ndim < 1 || stats.ndim > 2 || width < 1) {
+    throw new Error(`${op}: expected stats of shape [R, 2C+2] (tagged) or [R, 2C+1], got ${fmt(stats.shape)}`);
+  }
+  const ranks = stats.ndim === 1 ? 1 : stats.shape[0];
+  const c = width % 2 === 0 ? (width - 2) / 2 : (width - 1) / 2;
+  return { ranks, c, stride: width };
 }
 
 export interface MergedStats {
@@ -40,7 +61,9 @@ export interface MergedStats {
 }
 
 /**
- * Merges [R, 2C+1] stats records (ranks with count 0 are skipped) and, when
+ * Merges stats records [R, 2C+2] (tagged, as batchNormStats makes them: the tag
+ * column is not read) or [R, 2C+1] (see bnRecordLayout; ranks with count 0 are
+ * skipped) and, when
  * running buffers are given, updates them in place with `factor`, the
  * variance unbiased by the global count.
  */
@@ -50,19 +73,14 @@ export function batchNormMergeStats(stats: Tensor, eps: number, runningMean: Ten
   const backend = floatInputs(op, stats, runningMean, runningVar);
   finite(op, 'eps', eps, { positive: true });
   finite(op, 'momentum factor', factor);
-  const ranks = stats.ndim === 1 ? 1 : stats.shape[0];
-  const width = stats.shape[stats.ndim - 1];
-  if (stats.ndim > 2 || width % 2 !== 1) {
-    throw new Error(`${op}: expected stats of shape [R, 2C+1], got ${fmt(stats.shape)}`);
-  }
-  const c = (width - 1) / 2;
+  const { ranks, c, stride } = bnRecordLayout(op, stats);
   channelVector(op, 'runningMean', runningMean, c);
   channelVector(op, 'runningVar', runningVar, c);
   const mean = empty([c], 'float32', stats.device);
   const invstd = empty([c], 'float32', stats.device);
   const count = empty([1], 'float32', stats.device);
-  backend.bnMergeStats(mean.handle(op), invstd.handle(op), count.handle(op), stats.handle(op), ranks, c, eps,
-    runningMean?.handle(op) ?? null, runningVar?.handle(op) ?? null, factor);
+  backend.bnMergeStats(mean.handle(op), invstd.handle(op), count.handle(op), stats.handle(op), ranks, c, stride,
+    eps, runningMean?.handle(op) ?? null, runningVar?.handle(op) ?? null, factor);
   return { mean, invstd, count };
 }
 

@@ -182,12 +182,13 @@ BK_CLONES void block_stats(const float *x, int64_t ld, int64_t rows, int64_t L, 
 }  // namespace
 
 extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, int64_t hw,
-                               void *) {
+                               float tag, void *) {
   BK_SIZES3(n, c, hw, per, total);
   BK_NOTNULL(stats);
   BK_NOTNULL_IF(total > 0, x);
   float *smean = stats, *svar = stats + c;
   stats[2 * c] = (float)per;
+  stats[2 * c + 1] = tag;
   if (per == 0) {
     // empty local batch: an all-zero record, skipped by the merge
     std::fill(stats, stats + 2 * c, 0.0f);
@@ -248,8 +249,8 @@ namespace {
 // Chan merge of all ranks' records, rank by rank: a rank's count is shared by all its
 // channels, so the inner loop runs over channels and vectorises. Same arithmetic as
 // bk_bn::chan_merge; ranks with count 0 are skipped.
-BK_CLONES void merge_records(double *m, double *m2, const float *stats, int64_t ranks, int64_t c) {
-  const int64_t rec = 2 * c + 1;
+BK_CLONES void merge_records(double *m, double *m2, const float *stats, int64_t ranks, int64_t c,
+                             int64_t rec) {
   for (int64_t ch = 0; ch < c; ++ch) m[ch] = m2[ch] = 0.0;
   double cnt = 0;
   for (int64_t r = 0; r < ranks; ++r) {
@@ -289,10 +290,12 @@ BK_CLONES void finish_merge(float *mean, float *invstd, float *running_mean, flo
 // global count of 1, whose unbiased variance is undefined (the TS layer rejects
 // training with count <= 1 before it gets here, as PyTorch does).
 extern "C" int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, const float *stats,
-                                     int64_t ranks, int64_t c, float eps, float *running_mean,
-                                     float *running_var, float factor, void *) {
+                                     int64_t ranks, int64_t c, int64_t stride, float eps,
+                                     float *running_mean, float *running_var, float factor, void *) {
   BK_NONNEG(ranks);
   BK_NONNEG(c);
+  BK_REQUIRE(stride >= 2 * c + 1, "%s: stride %lld is below a record's 2c + 1 = %lld", __func__,
+             (long long)stride, (long long)(2 * c + 1));
   BK_NOTNULL(count);
   BK_NOTNULL_IF(c > 0, mean);
   BK_NOTNULL_IF(c > 0, invstd);
@@ -300,7 +303,7 @@ extern "C" int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, c
   BK_REQUIRE(eps >= 0.0f, "%s: eps must be >= 0 (got %g)", __func__, (double)eps);
   BK_REQUIRE((running_mean == nullptr) == (running_var == nullptr),
              "%s: running_mean and running_var must both be given or both be NULL", __func__);
-  const int64_t rec = 2 * c + 1;
+  const int64_t rec = stride;
   double total = 0;
   for (int64_t r = 0; r < ranks; ++r) {
     const float cnt = stats[r * rec + 2 * c];
@@ -311,7 +314,7 @@ extern "C" int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, c
   *count = (float)total;
   double *acc;
   BK_SCRATCH(acc, bk::scratch_d(0, (size_t)(2 * c)));
-  merge_records(acc, acc + c, stats, ranks, c);
+  merge_records(acc, acc + c, stats, ranks, c, rec);
   finish_merge(mean, invstd, running_mean, running_var, acc, acc + c, total, (double)eps,
                (double)factor, c);
   return 0;

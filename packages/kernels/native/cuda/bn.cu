@@ -167,7 +167,7 @@ template <> struct Vec<1> {
 template <int VEC>
 __global__ void __launch_bounds__(kThreads)
 stats_planes_kernel(float *stats, const float *x, int64_t c, int64_t hwv, int64_t per_v, int bpc,
-                    float *partials, unsigned *counters, float count_total) {
+                    float *partials, unsigned *counters, float count_total, float tag) {
   using V = Vec<VEC>;
   using T = typename V::T;
   constexpr int U = VEC == 4 ? 4 : 8;  // vectors per batch: 16 or 8 values
@@ -200,7 +200,10 @@ stats_planes_kernel(float *stats, const float *x, int64_t c, int64_t hwv, int64_
     if (threadIdx.x == 0) {
       stats[ch] = (float)((double)pivot + (double)acc.mean);
       stats[c + ch] = bk_bn::biased_var(acc.n, acc.m2);
-      if (ch == 0) stats[2 * c] = count_total;
+      if (ch == 0) {
+        stats[2 * c] = count_total;
+        stats[2 * c + 1] = tag;
+      }
     }
     return;
   }
@@ -216,7 +219,10 @@ stats_planes_kernel(float *stats, const float *x, int64_t c, int64_t hwv, int64_
     if (threadIdx.x == 0) {
       stats[ch] = (float)((double)pivot + t.mean);
       stats[c + ch] = (float)bk_bn::biased_var(t.n, t.m2);
-      if (ch == 0) stats[2 * c] = count_total;
+      if (ch == 0) {
+        stats[2 * c] = count_total;
+        stats[2 * c + 1] = tag;
+      }
     }
   }
 }
@@ -226,7 +232,7 @@ stats_planes_kernel(float *stats, const float *x, int64_t c, int64_t hwv, int64_
 template <int VEC>
 __global__ void __launch_bounds__(kThreads)
 stats_rows_kernel(float *stats, const float *x, int64_t n, int64_t c, int splits, float *partials,
-                  unsigned *counters, float count_total) {
+                  unsigned *counters, float count_total, float tag) {
   using V = Vec<VEC>;
   using T = typename V::T;
   constexpr int U = 4;  // rows per batch
@@ -288,7 +294,10 @@ stats_rows_kernel(float *stats, const float *x, int64_t n, int64_t c, int splits
       stats[gcol] = (float)((double)__ldg(x + gcol) + (double)w.mean);
       stats[c + gcol] = bk_bn::biased_var(w.n, w.m2);
     }
-    if (blockIdx.x == 0 && threadIdx.x == 0) stats[2 * c] = count_total;
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+    stats[2 * c] = count_total;
+    stats[2 * c + 1] = tag;
+  }
     return;
   }
   // partials: [tile][split][TILE] x 3
@@ -311,7 +320,10 @@ stats_rows_kernel(float *stats, const float *x, int64_t n, int64_t c, int splits
     stats[gcol] = (float)((double)__ldg(x + gcol) + t.mean);
     stats[c + gcol] = (float)bk_bn::biased_var(t.n, t.m2);
   }
-  if (blockIdx.x == 0 && threadIdx.x == 0) stats[2 * c] = count_total;
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    stats[2 * c] = count_total;
+    stats[2 * c + 1] = tag;
+  }
 }
 
 // ---- backward reduce: planes / rows -------------------------------------------------------
@@ -567,9 +579,8 @@ backward_elemt_kernel(float *dx, const float *dy, const float *x, const float *m
 
 // ---- small per-channel kernels ------------------------------------------------------------
 __global__ void merge_stats_kernel(float *mean, float *invstd, float *count, const float *stats,
-                                   int64_t ranks, int64_t c, float eps, float *running_mean,
+                                   int64_t ranks, int64_t c, int64_t rec, float eps, float *running_mean,
                                    float *running_var, float factor, DeviceError *err) {
-  const int64_t rec = 2 * c + 1;
   // every thread sums the counts (ranks is small) so no second launch is needed
   double total = 0;
   bool bad = false;
@@ -613,10 +624,10 @@ __global__ void invstd_kernel(float *invstd, const float *var, int64_t c, float 
     invstd[ch] = (float)bk_bn::invstd((double)var[ch], (double)eps);
 }
 
-__global__ void empty_stats_kernel(float *stats, int64_t c, float count) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i <= 2 * c;
+__global__ void empty_stats_kernel(float *stats, int64_t c, float count, float tag) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i <= 2 * c + 1;
        i += (int64_t)gridDim.x * blockDim.x)
-    stats[i] = i == 2 * c ? count : 0.f;
+    stats[i] = i == 2 * c + 1 ? tag : i == 2 * c ? count : 0.f;
 }
 
 // ---- launch planning -------------------------------------------------------------------
@@ -669,7 +680,7 @@ using namespace bk;
 extern "C" {
 
 BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, int64_t hw,
-                           void *stream) {
+                           float tag, void *stream) {
   int64_t per = 0, total = 0;
   BK_TRY(check_sizes("bk_bn_stats_f32", n, c, hw, &per, &total));
   BK_REQUIRE(stats, "bk_bn_stats_f32: stats is NULL");
@@ -679,7 +690,7 @@ BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, i
   BK_TRY(current_device(&dev));
   const float count = (float)per;
   if (total == 0) {
-    empty_stats_kernel<<<grid_for(2 * c + 1, kThreads, dev), kThreads, 0, s>>>(stats, c, count);
+    empty_stats_kernel<<<grid_for(2 * c + 2, kThreads, dev), kThreads, 0, s>>>(stats, c, count, tag);
     return check_launch("bn_stats");
   }
   if (hw == 1 && c > 1) {
@@ -692,9 +703,9 @@ BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, i
     if (splits > 1) BK_TRY(workspace(s, tiles, tiles * splits * 32 * vec * 3, &ws));
     dim3 grid((unsigned)tiles, (unsigned)splits);
     if (vec == 4)
-      stats_rows_kernel<4><<<grid, kThreads, 0, s>>>(stats, x, n, c, splits, ws.partials, ws.counters, count);
+      stats_rows_kernel<4><<<grid, kThreads, 0, s>>>(stats, x, n, c, splits, ws.partials, ws.counters, count, tag);
     else
-      stats_rows_kernel<1><<<grid, kThreads, 0, s>>>(stats, x, n, c, splits, ws.partials, ws.counters, count);
+      stats_rows_kernel<1><<<grid, kThreads, 0, s>>>(stats, x, n, c, splits, ws.partials, ws.counters, count, tag);
     return check_launch("bn_stats");
   }
   const int vec = (hw % 4 == 0 && aligned16(x)) ? 4 : 1;
@@ -707,17 +718,19 @@ BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, i
   if (bpc > 1) BK_TRY(workspace(s, c, c * bpc * 3, &ws));
   const unsigned grid = (unsigned)(c * bpc);
   if (vec == 4)
-    stats_planes_kernel<4><<<grid, kThreads, 0, s>>>(stats, x, c, hwv, per_v, bpc, ws.partials, ws.counters, count);
+    stats_planes_kernel<4><<<grid, kThreads, 0, s>>>(stats, x, c, hwv, per_v, bpc, ws.partials, ws.counters, count, tag);
   else
-    stats_planes_kernel<1><<<grid, kThreads, 0, s>>>(stats, x, c, hwv, per_v, bpc, ws.partials, ws.counters, count);
+    stats_planes_kernel<1><<<grid, kThreads, 0, s>>>(stats, x, c, hwv, per_v, bpc, ws.partials, ws.counters, count, tag);
   return check_launch("bn_stats");
 }
 
 BK_API int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, const float *stats,
-                                 int64_t ranks, int64_t c, float eps, float *running_mean,
+                                 int64_t ranks, int64_t c, int64_t stride, float eps, float *running_mean,
                                  float *running_var, float factor, void *stream) {
   BK_REQUIRE(ranks >= 0 && c >= 0, "bk_bn_merge_stats_f32: sizes must be >= 0 (ranks %lld, c %lld)",
              (long long)ranks, (long long)c);
+  BK_REQUIRE(stride >= 2 * c + 1, "bk_bn_merge_stats_f32: stride %lld is below a record's 2c + 1 = %lld",
+             (long long)stride, (long long)(2 * c + 1));
   BK_REQUIRE(count, "bk_bn_merge_stats_f32: count is NULL");
   BK_REQUIRE(c == 0 || (mean && invstd), "bk_bn_merge_stats_f32: mean or invstd is NULL");
   BK_REQUIRE(ranks == 0 || stats, "bk_bn_merge_stats_f32: stats is NULL");
@@ -729,7 +742,7 @@ BK_API int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, const
   int dev;
   BK_TRY(current_device(&dev));
   merge_stats_kernel<<<grid_for(c > 0 ? c : 1, kThreads, dev), kThreads, 0, as_stream(stream)>>>(
-      mean, invstd, count, stats, ranks, c, eps, running_mean, running_var, factor, err);
+      mean, invstd, count, stats, ranks, c, stride, eps, running_mean, running_var, factor, err);
   return check_launch("bn_merge_stats");
 }
 

@@ -25,7 +25,7 @@ extern "C" {
 /* The ABI version, bumped on every change of a signature or of what a return value
  * means. Both libraries' bk_abi_version() return it; @bagua/kernels refuses a library
  * whose version differs from the one it was written against (load-library.ts). */
-#define BK_ABI_VERSION 2
+#define BK_ABI_VERSION 3
 
 /* What every `int` returned by a kernel or runtime function means
  * (bk_set_num_threads and bk_cpu_info too). */
@@ -117,18 +117,22 @@ BK_API int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy, const
 
 /* ---- batch normalisation, as primitives SyncBatchNorm composes ---------
  * x is viewed as [n, c, hw]. "stats" is the packed per-rank record that
- * SyncBatchNorm all-gathers: float[2c + 1] = mean[c], biased var[c], count. */
-/* Welford per channel (never E[x^2] - E[x]^2). n * hw == 0 gives mean 0, var 0, count 0. */
+ * SyncBatchNorm all-gathers: float[2c + 2] = mean[c], biased var[c], count, tag
+ * (the tag names the layer, so ranks can check they gathered the same one). */
+/* Welford per channel (never E[x^2] - E[x]^2). n * hw == 0 gives mean 0, var 0, count 0.
+ * `tag` is written as is at index 2c + 1. */
 BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, int64_t hw,
-                           void *stream);
-/* Chan merge of `ranks` stats records (rows of [ranks, 2c + 1]; count-0 rows are skipped)
+                           float tag, void *stream);
+/* Chan merge of `ranks` stats records, rows `stride` (>= 2c + 1) floats apart, each starting
+ * mean[c], var[c], count (the tag, and anything else after 2c + 1, is not read;
+ * count-0 rows are skipped)
  * into mean[c], invstd[c] = 1 / sqrt(var + eps) and count[1] (the global count).
  * When running_mean / running_var are not NULL: running = (1 - factor) * running + factor * stat,
  * the variance unbiased by the global count (count / (count - 1)).
  * A global count of 0 gives mean 0 and invstd 1 / sqrt(eps); running statistics are updated
  * only when the global count is > 1 (callers reject training with count <= 1, as PyTorch does). */
 BK_API int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, const float *stats,
-                                 int64_t ranks, int64_t c, float eps,
+                                 int64_t ranks, int64_t c, int64_t stride, float eps,
                                  float *running_mean /* nullable */, float *running_var /* nullable */,
                                  float factor, void *stream);
 /* invstd = 1 / sqrt(var + eps), for evaluation with running statistics. */

@@ -1,7 +1,9 @@
-/** Core's autograd and tensor mechanics, on the CPU backend (core itself has no kernels). */
+/** Core's autograd and tensor mechanics, on the reference backend stand-in (core itself has no kernels). */
 import test from 'ava';
-import '../src/index.js';
-import { F, full, noGrad, ones, randn, tensor, zeros, type Tensor } from '@bagua/core';
+import { useReferenceBackend } from './helpers/reference-backend.js';
+import { F, full, noGrad, ones, randn, tensor, zeros, type Tensor } from '../src/index.js';
+
+useReferenceBackend();
 
 const values = (t: Tensor) => Array.from(t.toArray() as Float32Array);
 

@@ -1,7 +1,9 @@
-/** Core's nn.Module tree and optimizer mechanics, on the CPU backend. */
+/** Core's nn.Module tree and optimizer mechanics, on the reference backend stand-in. */
 import test from 'ava';
-import '../src/index.js';
-import { nn, optim, randn, tensor, zeros, type Tensor } from '@bagua/core';
+import { useReferenceBackend } from './helpers/reference-backend.js';
+import { nn, optim, randn, tensor, zeros, type Tensor } from '../src/index.js';
+
+useReferenceBackend();
 
 class Block extends nn.Module {
   declare conv: nn.Conv2d;
