@@ -7,26 +7,13 @@
 #include <algorithm>
 
 #include "common.h"
+#include "bagua_errors.h"
 
 namespace bk {
 
 static thread_local char g_error[1024] = "";
 
-int fail(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(g_error, sizeof g_error, fmt, ap);
-  va_end(ap);
-  return BK_ERR_INVALID_ARGUMENT;
-}
-
-int fail_status(int status, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(g_error, sizeof g_error, fmt, ap);
-  va_end(ap);
-  return status;
-}
+BK_DEFINE_FAIL(g_error)
 
 // Scratch buffers live per thread and only grow, so steady-state calls allocate
 // nothing. They are returned when the thread (e.g. a worker) exits, through glibc's

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common.cuh"
+#include "bagua_errors.h"
 
 namespace bk {
 
@@ -16,21 +17,7 @@ thread_local char g_error[2048] = "";
 constexpr int kMaxDevices = 64;
 }  // namespace
 
-int fail(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(g_error, sizeof g_error, fmt, ap);
-  va_end(ap);
-  return BK_ERR_INVALID_ARGUMENT;
-}
-
-int fail_status(int status, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(g_error, sizeof g_error, fmt, ap);
-  va_end(ap);
-  return status;
-}
+BK_DEFINE_FAIL(g_error)
 
 int fail_cuda(const char *what, cudaError_t e) {
   return fail_status(e == cudaErrorMemoryAllocation ? BK_ERR_OUT_OF_MEMORY : BK_ERR_DEVICE, "%s: %s (%s)",
