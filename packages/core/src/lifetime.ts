@@ -82,6 +82,16 @@ export function endStep(by?: object): void {
   current = new Scope(STEP_RELEASE);
 }
 
+/**
+ * A tensor whose owner let go of it while the user may still hold it (a
+ * replaced gradient): released at the end of the running step unless used
+ * before then, as any tensor of the step before.
+ */
+export function handOverToStep(t: Tensor): void {
+  t._usedIn = clock.step - 1;
+  (previous ?? current).adopt(t);
+}
+
 /** The tensors reachable from a returned value: a tensor, or arrays and plain objects of them. */
 function collect(value: unknown, into: Set<Tensor>, isTensor: (v: unknown) => v is Tensor, depth = 0): void {
   if (isTensor(value)) into.add(value);

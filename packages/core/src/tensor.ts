@@ -2,7 +2,7 @@ import type { Handle } from './backend.js';
 import { runBackward, type BackwardOptions, type GradNode } from './autograd.js';
 import { Device, type DeviceName } from './device.js';
 import { type DType, type HostArray, hostArray } from './dtype.js';
-import { clock, currentScope, setTensorCheck, type Scope } from './lifetime.js';
+import { clock, currentScope, handOverToStep, setTensorCheck, type Scope } from './lifetime.js';
 import { GradSlot, Storage } from './memory.js';
 import { defaultGenerator, fillNormal, fillUniform } from './random.js';
 import { checkShape, fmt, numelOf, type Shape } from './shape.js';
@@ -98,18 +98,34 @@ export class Tensor {
     this._requiresGrad = value;
   }
 
-  /** The gradient accumulated by backward. The leaf owns it: assigning replaces (and releases) the old one. */
+  /**
+   * The gradient accumulated by backward, owned by the leaf. Assigning another
+   * (or null) hands the old one to the step rules, since you may still hold it;
+   * zeroGrad() releases it at once.
+   */
   get grad(): Tensor | null {
     return this._grad;
   }
   set grad(value: Tensor | null) {
     if (value === this._grad) return;
+    const old = this._setGrad(value);
+    if (old) handOverToStep(old);
+  }
+
+  /** @internal zeroGrad's: the gradient is released now. */
+  _clearGrad(): void {
+    this._setGrad(null)?._release('by zeroGrad()');
+  }
+
+  /** Installs the leaf's own reference to `value`; returns the old gradient. */
+  private _setGrad(value: Tensor | null): Tensor | null {
     const old = this._grad;
+    if (value === old) return null;
     this._grad = value === null ? null : value._alias('grad');
     // A kept leaf's gradient has no other net than the leaf's own slot.
     if (this._owner === null) (this._gradSlot ??= GradSlot.for(this)).storage = this._grad?._storage ?? null;
     else if (this._gradSlot) this._gradSlot.storage = null;
-    old?._release('when its leaf got another gradient (zeroGrad() or an assignment to .grad)');
+    return old;
   }
 
   /** The storage, or an error naming the op and why, when the tensor was released. */

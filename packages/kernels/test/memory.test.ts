@@ -174,3 +174,21 @@ serial('released storages are reused: the same block serves the next request of 
   t.is(memoryStats('cpu').numSystemAllocs, sys, 'no fresh block for a request of the same class');
   b.dispose();
 });
+
+serial('a gradient replaced by assignment stays readable through the step; zeroGrad() releases at once', (t) => {
+  const lin = new nn.Linear(3, 2);
+  const opt = new optim.SGD(lin.parameters(), { lr: 0.1 });
+  endStep();
+  const x = randn([4, 3], { requiresGrad: true });
+  lin.forward(x).sum().backward();
+  const g = x.grad!;
+  x.grad = null; // you may still hold it, as in PyTorch
+  t.notThrows(() => g.toArray());
+  endStep();
+  t.notThrows(() => g.toArray(), 'used in the step that ended: it lives one more step');
+  endStep();
+  t.true(g.isReleased);
+  const w = lin.weight.grad!;
+  opt.zeroGrad();
+  t.throws(() => w.toArray(), { message: /was released by zeroGrad\(\)/ });
+});

@@ -167,7 +167,7 @@ export abstract class Module {
   }
 
   zeroGrad(): void {
-    for (const p of this.parameters()) p.grad = null;
+    for (const p of this.parameters()) p._clearGrad();
   }
 
   /** Extra entries of this module alone (e.g. numBatchesTracked), overridden by subclasses. */

@@ -60,6 +60,6 @@ export class SGD {
   }
 
   zeroGrad(): void {
-    for (const p of this.params) p.grad = null;
+    for (const p of this.params) p._clearGrad();
   }
 }
