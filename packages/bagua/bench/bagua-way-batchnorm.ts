@@ -14,7 +14,7 @@
  * are the same, and the outputs match ours exactly, so the timing comparison
  * is fair. Not part of the library: benchmark use only.
  */
-import { F, nn, recordOp, tensor, type Tensor } from '@bagua/core';
+import { F, nn, tensor, type Tensor } from '@bagua/core';
 import type { ProcessGroup } from '@bagua/comm';
 import { SyncBatchNorm } from '../src/index.js';
 
@@ -50,24 +50,17 @@ export class BaguaWaySyncBatchNorm extends SyncBatchNorm {
       throw new Error(`BaguaWaySyncBatchNorm: expected more than 1 value per channel when training, got ${globalCount}`);
     }
     // Untagged rows of 2C+1 (odd width): the merge reads them with stride 2C+1.
-    const { mean, invstd, count } = F.batchNormMergeStats(
-      tensor(records, { shape: [ranks, width], device: x.device }), this.eps,
-      this.trackRunningStats ? this.runningMean : null, this.trackRunningStats ? this.runningVar : null, factor);
-    const { weight, bias } = this;
-    const y = F.batchNormElemt(x, mean, invstd, weight, bias);
-    return recordOp(y, 'BaguaWaySyncBatchNorm', [x, weight, bias], [x, weight, mean, invstd, count],
-      (dy, [sx, sw, smean, sinvstd, scount], needs) => {
-        const red = F.batchNormBackwardReduce(dy, sx!, smean!, sinvstd!, needs[1] || needs[2]);
-        // Two all-reduces, each with its own host round trip.
-        const sumDy = (red.sums.toArray() as Float32Array).slice(0, c);
-        group.allReduce(sumDy, 'sum');
-        const sumDyXmu = (red.sums.toArray() as Float32Array).slice(c, 2 * c);
-        group.allReduce(sumDyXmu, 'sum');
-        const sums = new Float32Array(2 * c);
-        sums.set(sumDy);
-        sums.set(sumDyXmu, c);
-        const dx = F.batchNormBackwardElemt(dy, sx!, smean!, sinvstd!, sw, tensor(sums, { device: dy.device }), scount!);
-        return [dx, needs[1] ? red.gradWeight : null, needs[2] ? red.gradBias : null];
-      });
+    const gathered = tensor(records, { shape: [ranks, width], device: x.device });
+    return this.normalizeSynced(x, gathered, factor, 'BaguaWaySyncBatchNorm', (local) => {
+      // Two all-reduces, each with its own host round trip.
+      const sumDy = (local.toArray() as Float32Array).slice(0, c);
+      group.allReduce(sumDy, 'sum');
+      const sumDyXmu = (local.toArray() as Float32Array).slice(c, 2 * c);
+      group.allReduce(sumDyXmu, 'sum');
+      const sums = new Float32Array(2 * c);
+      sums.set(sumDy);
+      sums.set(sumDyXmu, c);
+      return tensor(sums, { device: local.device });
+    });
   }
 }

@@ -88,15 +88,35 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
   protected syncForward(x: Tensor, group: ProcessGroup, factor: number): Tensor {
     const { gathered, host } = gatherRecords(F.batchNormStats(x, this.layerTag), group);
     if (host) this.checkRecords(host, x, group);
-    const { mean, invstd, count } = F.batchNormMergeStats(gathered, this.eps,
+    return this.normalizeSynced(x, gathered, factor, 'SyncBatchNorm', (sums) => {
+      group.allReduce(commBuffer(sums), 'sum'); // in place: [sum_dy, sum_dy_xmu] of the whole group
+      return sums;
+    });
+  }
+
+  /**
+   * The rest of a training step once every rank's statistics are gathered:
+   * merges `records` (one row per rank; the merge reads the row stride from
+   * its width), normalises x and records the autograd node. Its backward
+   * reduces [sum_dy, sum_dy_xmu] through `allReduceSums`, the one step there
+   * that talks to the group; it returns the group's sums.
+   */
+  protected normalizeSynced(
+    x: Tensor,
+    records: Tensor,
+    factor: number,
+    opName: string,
+    allReduceSums: (sums: Tensor) => Tensor,
+  ): Tensor {
+    const { mean, invstd, count } = F.batchNormMergeStats(records, this.eps,
       this.trackRunningStats ? this.runningMean : null, this.trackRunningStats ? this.runningVar : null, factor);
     const { weight, bias } = this;
     const y = F.batchNormElemt(x, mean, invstd, weight, bias);
-    return recordOp(y, 'SyncBatchNorm', [x, weight, bias], [x, weight, mean, invstd, count],
+    return recordOp(y, opName, [x, weight, bias], [x, weight, mean, invstd, count],
       (dy, [sx, sw, smean, sinvstd, scount], needs) => {
         const red = F.batchNormBackwardReduce(dy, sx!, smean!, sinvstd!, needs[1] || needs[2]);
-        group.allReduce(commBuffer(red.sums), 'sum'); // in place: [sum_dy, sum_dy_xmu] of the whole group
-        const dx = needs[0] ? F.batchNormBackwardElemt(dy, sx!, smean!, sinvstd!, sw, red.sums, scount!) : null;
+        const sums = allReduceSums(red.sums);
+        const dx = needs[0] ? F.batchNormBackwardElemt(dy, sx!, smean!, sinvstd!, sw, sums, scount!) : null;
         return [dx, needs[1] ? red.gradWeight : null, needs[2] ? red.gradBias : null];
       });
   }

@@ -5,21 +5,28 @@
  * must fail with a CollectiveError within the timeout, naming the op, the
  * group and (where known) the missing ranks; the launcher exits non-zero.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { needGloo, runGlooJob, type JobResult } from './helpers/gloo.js';
 
 const TIMEOUT = 1500;
 
-function errors(job: JobResult) {
-  return job.results.filter((r) => r.error === 'CollectiveError');
+/**
+ * Runs a scenario on 3 ranks (null when gloo is absent: the test is skipped); the job
+ * must fail. Returns it with the CollectiveErrors the ranks reported (and logs them).
+ */
+async function runFault(t: ExecutionContext, args: string[], timeoutMs: number): Promise<{ job: JobResult; errs: JobResult['results'] } | null> {
+  if (!needGloo(t)) return null;
+  const job = await runGlooJob(3, args, { timeoutMs });
+  const errs = job.results.filter((r) => r.error === 'CollectiveError');
+  t.log(errs.map((e) => `${e.ms} ms: ${e.message}`).join('\n'));
+  t.not(job.code, 0);
+  return { job, errs };
 }
 
 test('gloo fault: a rank that never joins the rendezvous', async (t) => {
-  if (!needGloo(t)) return;
-  const job = await runGlooJob(3, ['never-join'], { timeoutMs: TIMEOUT });
-  const errs = errors(job);
-  t.log(errs.map((e) => `${e.ms} ms: ${e.message}`).join('\n'));
-  t.not(job.code, 0);
+  const run = await runFault(t, ['never-join'], TIMEOUT);
+  if (!run) return;
+  const { job, errs } = run;
   t.deepEqual(errs.map((e) => e.rank), [0, 1]);
   for (const e of errs) {
     t.is(e.op, 'init');
@@ -30,11 +37,9 @@ test('gloo fault: a rank that never joins the rendezvous', async (t) => {
 });
 
 test('gloo fault: a member that never joins a sub-group', async (t) => {
-  if (!needGloo(t)) return;
-  const job = await runGlooJob(3, ['subgroup-absent'], { timeoutMs: TIMEOUT });
-  const errs = errors(job);
-  t.log(errs.map((e) => `${e.ms} ms: ${e.message}`).join('\n'));
-  t.not(job.code, 0);
+  const run = await runFault(t, ['subgroup-absent'], TIMEOUT);
+  if (!run) return;
+  const { errs } = run;
   t.is(errs.length, 1);
   t.is(errs[0]!.rank, 0);
   t.is(errs[0]!.group, 'group(0,1)#1');
@@ -43,11 +48,9 @@ test('gloo fault: a member that never joins a sub-group', async (t) => {
 
 for (const size of ['small', 'large'] as const) {
   test(`gloo fault: a rank killed during an all-reduce (${size} payload)`, async (t) => {
-    if (!needGloo(t)) return;
-    const job = await runGlooJob(3, ['killed', size], { timeoutMs: 10_000 });
-    const errs = errors(job);
-    t.log(errs.map((e) => `${e.ms} ms: ${e.message}`).join('\n'));
-    t.not(job.code, 0);
+    const run = await runFault(t, ['killed', size], 10_000);
+    if (!run) return;
+    const { job, errs } = run;
     t.true(errs.length >= 1, 'a surviving rank reports the failure');
     for (const e of errs) {
       t.is(e.op, 'allReduce');
@@ -61,22 +64,18 @@ for (const size of ['small', 'large'] as const) {
 }
 
 test('gloo fault: ranks calling different collectives of the same size', async (t) => {
-  if (!needGloo(t)) return;
-  const job = await runGlooJob(3, ['mismatch', 'same'], { timeoutMs: 10_000 });
-  const errs = errors(job);
-  t.log(errs.map((e) => `${e.ms} ms: ${e.message}`).join('\n'));
-  t.not(job.code, 0);
+  const run = await runFault(t, ['mismatch', 'same'], 10_000);
+  if (!run) return;
+  const { job, errs } = run;
   t.true(errs.length >= 1);
   for (const e of errs) t.regex(e.message!, /ranks called different collectives: .*allReduce\(float32 x 64, sum\).*allGather\(float32 x 64\)|allGather\(float32 x 64\).*allReduce\(float32 x 64, sum\)/);
   t.true(job.ms < 9_000, 'detected without waiting for the timeout');
 });
 
 test('gloo fault: ranks calling different collectives of different sizes fail', async (t) => {
-  if (!needGloo(t)) return;
-  const job = await runGlooJob(3, ['mismatch', 'diff'], { timeoutMs: TIMEOUT });
-  const errs = errors(job);
-  t.log(errs.map((e) => `${e.ms} ms: ${e.message}`).join('\n'));
-  t.not(job.code, 0);
+  const run = await runFault(t, ['mismatch', 'diff'], TIMEOUT);
+  if (!run) return;
+  const { job, errs } = run;
   t.true(errs.length >= 1);
   for (const e of errs) t.true(e.op === 'allReduce' || e.op === 'allGather');
   // Ranks either find the sizes disagree (gloo's buffer-size assertion) or wait for data that never

@@ -5,11 +5,21 @@
  * errors, and the library lookup's error text.
  */
 import test from 'ava';
-import { startStore } from '../src/store/host.js';
+import { startStore, type StartStoreOptions, type StoreHandle } from '../src/store/host.js';
 import { CollectiveError } from '../src/process-group.js';
 import { createGlooProcessGroup } from '../src/gloo/process-group.js';
 import { GlooUnavailableError, glooLibraryCandidates } from '../src/gloo/library.js';
 import { needGloo } from './helpers/gloo.js';
+
+/** Runs `body` with a store on a free port of 127.0.0.1 (quiet), closing it afterwards. */
+async function withStore(options: StartStoreOptions, body: (store: StoreHandle) => Promise<void>): Promise<void> {
+  const store = await startStore({ host: '127.0.0.1', port: 0, ...options, log: () => {} });
+  try {
+    await body(store);
+  } finally {
+    await store.close();
+  }
+}
 
 test('gloo: the library is looked for in BAGUA_GLOO_LIB, then native/build; the error says how to build it', (t) => {
   const c = glooLibraryCandidates({ BAGUA_GLOO_LIB: '/opt/x/libbagua_gloo.so' });
@@ -22,8 +32,7 @@ test('gloo: the library is looked for in BAGUA_GLOO_LIB, then native/build; the 
 
 test('gloo: the shim reports the peers at fault through a call, as global ranks, not in its message', async (t) => {
   if (!needGloo(t)) return;
-  const store = await startStore({ host: '127.0.0.1', port: 0, log: () => {} });
-  try {
+  await withStore({}, async (store) => {
     const e = await t.throwsAsync(
       createGlooProcessGroup({
         rank: 0,
@@ -39,15 +48,12 @@ test('gloo: the shim reports the peers at fault through a call, as global ranks,
     t.deepEqual(e!.missingRanks, [7, 9]);
     t.regex(e!.message, /rendezvous timed out/);
     t.notRegex(e!.message, /\{ranks:/);
-  } finally {
-    await store.close();
-  }
+  });
 });
 
 test('gloo: two ranks rendezvous from one process, with a store token', async (t) => {
   if (!needGloo(t)) return;
-  const store = await startStore({ host: '127.0.0.1', port: 0, token: 's3cret', log: () => {} });
-  try {
+  await withStore({ token: 's3cret' }, async (store) => {
     const ep = { host: '127.0.0.1', port: store.port, token: 's3cret' };
     const [a, b] = await Promise.all(
       [0, 1].map((rank) => createGlooProcessGroup({ rank, size: 2, store: ep, prefix: 'tok', timeoutMs: 5000 })),
@@ -64,15 +70,12 @@ test('gloo: two ranks rendezvous from one process, with a store token', async (t
       { instanceOf: CollectiveError },
     );
     t.regex(bad!.message, /wrong token|refused the token/);
-  } finally {
-    await store.close();
-  }
+  });
 });
 
 test('gloo: ranks must agree on BAGUA_GLOO_SMALL_BYTES', async (t) => {
   if (!needGloo(t)) return;
-  const store = await startStore({ host: '127.0.0.1', port: 0, log: () => {} });
-  try {
+  await withStore({}, async (store) => {
     const ep = { host: '127.0.0.1', port: store.port };
     const results = await Promise.allSettled(
       [0, 1].map((rank) =>
@@ -83,15 +86,12 @@ test('gloo: ranks must agree on BAGUA_GLOO_SMALL_BYTES', async (t) => {
       t.is(r.status, 'rejected');
       t.regex((r as PromiseRejectedResult).reason.message, /ranks disagree on the small-payload threshold \(BAGUA_GLOO_SMALL_BYTES\)/);
     }
-  } finally {
-    await store.close();
-  }
+  });
 });
 
 test('gloo: a single-rank group, and argument errors that leave it usable', async (t) => {
   if (!needGloo(t)) return;
-  const store = await startStore({ host: '127.0.0.1', port: 0, log: () => {} });
-  try {
+  await withStore({}, async (store) => {
     const g = await createGlooProcessGroup({ rank: 0, size: 1, store: { host: '127.0.0.1', port: store.port }, prefix: 'one', timeoutMs: 5000 });
     const x = new Float64Array([1.5, -2]);
     g.allReduce(x, 'avg');
@@ -116,7 +116,5 @@ test('gloo: a single-rank group, and argument errors that leave it usable', asyn
       createGlooProcessGroup({ rank: 1, size: 1, store: { host: '127.0.0.1', port: store.port }, prefix: 'x' }),
       { instanceOf: RangeError },
     );
-  } finally {
-    await store.close();
-  }
+  });
 });

@@ -13,6 +13,16 @@ and BAGUA_BACKEND; node 0 serves the rendezvous store at MASTER_ADDR:MASTER_PORT
 (port 0: a free one). BAGUA_STORE_TOKEN, when set, is required from store clients.
 When a rank fails the others are stopped and the launcher exits with its code.`;
 
+/** The options that take an integer, and the field each sets. */
+const INT_OPTIONS = new Map<string, 'nprocPerNode' | 'nnodes' | 'nodeRank' | 'masterPort' | 'timeoutMs' | 'graceMs'>([
+  ['--nproc-per-node', 'nprocPerNode'],
+  ['--nnodes', 'nnodes'],
+  ['--node-rank', 'nodeRank'],
+  ['--master-port', 'masterPort'],
+  ['--timeout-ms', 'timeoutMs'],
+  ['--grace-ms', 'graceMs'],
+]);
+
 /** Parses the launcher's arguments; everything from the script on belongs to the script. */
 export function parseLaunchArgs(argv: readonly string[]): LaunchOptions | 'help' {
   const o: Partial<LaunchOptions> & { args?: string[] } = {};
@@ -33,30 +43,17 @@ export function parseLaunchArgs(argv: readonly string[]): LaunchOptions | 'help'
     // torchrun spells options with underscores; accept both.
     const name = (eq >= 0 ? a.slice(0, eq) : a).replace(/_/g, '-');
     const value = (): string | undefined => (eq >= 0 ? a.slice(eq + 1) : argv[++i]);
+    const intOption = INT_OPTIONS.get(name);
+    if (intOption) {
+      o[intOption] = int(name, value());
+      continue;
+    }
     switch (name) {
-      case '--nproc-per-node':
-        o.nprocPerNode = int(name, value());
-        break;
       case '--backend':
         o.backend = value() as BackendName;
         break;
-      case '--nnodes':
-        o.nnodes = int(name, value());
-        break;
-      case '--node-rank':
-        o.nodeRank = int(name, value());
-        break;
       case '--master-addr':
         o.masterAddr = value() ?? '';
-        break;
-      case '--master-port':
-        o.masterPort = int(name, value());
-        break;
-      case '--timeout-ms':
-        o.timeoutMs = int(name, value());
-        break;
-      case '--grace-ms':
-        o.graceMs = int(name, value());
         break;
       case '--no-prefix':
         o.output = 'inherit';

@@ -7,7 +7,7 @@ import { constants as osConstants } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RankOutput, type OutputMode } from './output.js';
-import { runResult, stopExitCode, type RunResult } from './threads.js';
+import { checkRankCount, rankEnv, runResult, stopExitCode, type RunResult } from './threads.js';
 
 export interface RunProcessesOptions {
   /** Extra environment (on top of process.env and the rank variables). */
@@ -38,7 +38,7 @@ export function runProcesses(
   args: readonly string[] = [],
   options: RunProcessesOptions = {},
 ): Promise<RunResult> {
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`runProcesses: need a positive number of ranks, got ${n}`);
+  checkRankCount('runProcesses', n);
   const path = typeof script === 'string' ? (script.startsWith('file:') ? fileURLToPath(script) : resolve(script)) : fileURLToPath(script);
   const offset = options.rankOffset ?? 0;
   const world = options.worldSize ?? n;
@@ -71,14 +71,12 @@ export function runProcesses(
       stopAll(sig, 0);
     };
     for (let i = 0; i < n; i++) {
-      const env: Record<string, string> = {};
-      for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
-      Object.assign(env, {
-        RANK: String(offset + i),
-        LOCAL_RANK: String(i),
-        WORLD_SIZE: String(world),
-        LOCAL_WORLD_SIZE: String(n),
-        BAGUA_BACKEND: options.backend ?? 'gloo',
+      const env = rankEnv(options.env, {
+        rank: offset + i,
+        localRank: i,
+        worldSize: world,
+        localWorldSize: n,
+        backend: options.backend ?? 'gloo',
       });
       const child = spawn(process.execPath, [...(options.execArgv ?? process.execArgv), path, ...args], {
         env,

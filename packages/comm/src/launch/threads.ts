@@ -69,6 +69,27 @@ export function stopExitCode(reason: unknown): number {
   return 130;
 }
 
+/** Throws a RangeError unless `n` is a positive whole number of ranks (`fn` names the caller). */
+export function checkRankCount(fn: string, n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`${fn}: need a positive number of ranks, got ${n}`);
+}
+
+/** A rank's environment: process.env, then `extra` (unset values dropped), then the rank variables. */
+export function rankEnv(
+  extra: Record<string, string | undefined> | undefined,
+  rank: { rank: number; localRank: number; worldSize: number; localWorldSize: number; backend: string },
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries({ ...process.env, ...extra })) if (v !== undefined) env[k] = v;
+  return Object.assign(env, {
+    RANK: String(rank.rank),
+    LOCAL_RANK: String(rank.localRank),
+    WORLD_SIZE: String(rank.worldSize),
+    LOCAL_WORLD_SIZE: String(rank.localWorldSize),
+    BAGUA_BACKEND: rank.backend,
+  });
+}
+
 function scriptUrl(script: string | URL): URL {
   return typeof script === 'string' ? (script.startsWith('file:') ? new URL(script) : pathToFileURL(resolve(script))) : script;
 }
@@ -79,7 +100,7 @@ export function runThreads(
   args: readonly string[] = [],
   options: RunThreadsOptions = {},
 ): Promise<RunResult> {
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`runThreads: need a positive number of ranks, got ${n}`);
+  checkRankCount('runThreads', n);
   const url = scriptUrl(script);
   const envChunk = Number(process.env['BAGUA_THREADS_CHUNK_BYTES'] || NaN);
   const coord = new ThreadsCoordinator(n, options.chunkBytes ?? (envChunk > 0 ? envChunk : undefined));
@@ -120,15 +141,7 @@ export function runThreads(
         port: port2,
         ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
       };
-      const env: Record<string, string> = {};
-      for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
-      Object.assign(env, {
-        RANK: String(r),
-        LOCAL_RANK: String(r),
-        WORLD_SIZE: String(n),
-        LOCAL_WORLD_SIZE: String(n),
-        BAGUA_BACKEND: 'threads',
-      });
+      const env = rankEnv(options.env, { rank: r, localRank: r, worldSize: n, localWorldSize: n, backend: 'threads' });
       const w = new Worker(url, {
         argv: [...args],
         env,

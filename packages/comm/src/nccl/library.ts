@@ -116,100 +116,110 @@ function loadFirst(
   throw new NcclUnavailableError(what, search.tried, failures, hint);
 }
 
-let nccl: NcclLibrary | undefined;
-let ncclError: Error | undefined;
-
-export function loadNccl(): NcclLibrary {
-  if (nccl) return nccl;
-  if (ncclError) throw ncclError;
-  try {
-    const { lib, path } = loadFirst(
-      'NCCL (libnccl.so.2)',
-      NCCL_NAMES,
-      'BAGUA_NCCL_LIB',
-      'nccl',
-      'libnccl.so.',
-      'install NCCL (e.g. `pip install nvidia-nccl-cu12`, or the libnccl2 package), ' +
-        'or set BAGUA_NCCL_LIB to the library file or its directory',
-    );
-    const id = ncclUniqueIdType();
-    const getVersion = lib.func('int ncclGetVersion(_Out_ int *version)');
-    const v = [0];
-    const rc = getVersion(v) as number;
-    const version = rc === NCCL_SUCCESS ? (v[0] as number) : 0;
-    const errStr = lib.func('const char *ncclGetErrorString(int result)');
-    let lastErr: Fn | undefined;
-    try {
-      lastErr = lib.func('const char *ncclGetLastError(void *comm)');
-    } catch {
-      lastErr = undefined;
-    }
-    nccl = {
-      path,
-      version,
-      getUniqueId: lib.func('ncclGetUniqueId', 'int', [koffi.out(koffi.pointer(id))]),
-      commInitRank: lib.func('ncclCommInitRank', 'int', [koffi.out(koffi.pointer('void *')), 'int', id, 'int']),
-      commDestroy: lib.func('int ncclCommDestroy(void *comm)'),
-      commAbort: lib.func('int ncclCommAbort(void *comm)'),
-      commGetAsyncError: lib.func('int ncclCommGetAsyncError(void *comm, _Out_ int *asyncError)'),
-      allReduce: lib.func(
-        'int ncclAllReduce(void *sendbuff, void *recvbuff, size_t count, int datatype, int op, void *comm, void *stream)',
-      ),
-      allGather: lib.func(
-        'int ncclAllGather(void *sendbuff, void *recvbuff, size_t sendcount, int datatype, void *comm, void *stream)',
-      ),
-      broadcast: lib.func(
-        'int ncclBroadcast(void *sendbuff, void *recvbuff, size_t count, int datatype, int root, void *comm, void *stream)',
-      ),
-      errorString: (code) => `${NCCL_RESULT[code] ?? `ncclResult ${code}`}: ${(errStr(code) as string | null) ?? ''}`,
-      lastError: (comm) => {
-        if (!lastErr) return '';
+/**
+ * Loads once: later calls return the first call's result or throw its error,
+ * until reset() (the test hook below).
+ */
+function cachedLoader<T>(load: () => T): { get(): T; reset(): void } {
+  let value: { ok: true; v: T } | { ok: false; e: unknown } | undefined;
+  return {
+    get(): T {
+      if (!value) {
         try {
-          return (lastErr(comm) as string | null) ?? '';
-        } catch {
-          return '';
+          value = { ok: true, v: load() };
+        } catch (e) {
+          value = { ok: false, e };
         }
-      },
-    };
-    return nccl;
-  } catch (e) {
-    ncclError = e as Error;
-    throw e;
-  }
+      }
+      if (!value.ok) throw value.e;
+      return value.v;
+    },
+    reset(): void {
+      value = undefined;
+    },
+  };
 }
 
-let cudart: CudaRuntime | null | undefined;
-let cudartError: Error | undefined;
+const nccl = cachedLoader((): NcclLibrary => {
+  const { lib, path } = loadFirst(
+    'NCCL (libnccl.so.2)',
+    NCCL_NAMES,
+    'BAGUA_NCCL_LIB',
+    'nccl',
+    'libnccl.so.',
+    'install NCCL (e.g. `pip install nvidia-nccl-cu12`, or the libnccl2 package), ' +
+      'or set BAGUA_NCCL_LIB to the library file or its directory',
+  );
+  const id = ncclUniqueIdType();
+  const getVersion = lib.func('int ncclGetVersion(_Out_ int *version)');
+  const v = [0];
+  const rc = getVersion(v) as number;
+  const version = rc === NCCL_SUCCESS ? (v[0] as number) : 0;
+  const errStr = lib.func('const char *ncclGetErrorString(int result)');
+  let lastErr: Fn | undefined;
+  try {
+    lastErr = lib.func('const char *ncclGetLastError(void *comm)');
+  } catch {
+    lastErr = undefined;
+  }
+  return {
+    path,
+    version,
+    getUniqueId: lib.func('ncclGetUniqueId', 'int', [koffi.out(koffi.pointer(id))]),
+    commInitRank: lib.func('ncclCommInitRank', 'int', [koffi.out(koffi.pointer('void *')), 'int', id, 'int']),
+    commDestroy: lib.func('int ncclCommDestroy(void *comm)'),
+    commAbort: lib.func('int ncclCommAbort(void *comm)'),
+    commGetAsyncError: lib.func('int ncclCommGetAsyncError(void *comm, _Out_ int *asyncError)'),
+    allReduce: lib.func(
+      'int ncclAllReduce(void *sendbuff, void *recvbuff, size_t count, int datatype, int op, void *comm, void *stream)',
+    ),
+    allGather: lib.func(
+      'int ncclAllGather(void *sendbuff, void *recvbuff, size_t sendcount, int datatype, void *comm, void *stream)',
+    ),
+    broadcast: lib.func(
+      'int ncclBroadcast(void *sendbuff, void *recvbuff, size_t count, int datatype, int root, void *comm, void *stream)',
+    ),
+    errorString: (code) => `${NCCL_RESULT[code] ?? `ncclResult ${code}`}: ${(errStr(code) as string | null) ?? ''}`,
+    lastError: (comm) => {
+      if (!lastErr) return '';
+      try {
+        return (lastErr(comm) as string | null) ?? '';
+      } catch {
+        return '';
+      }
+    },
+  };
+});
+
+export function loadNccl(): NcclLibrary {
+  return nccl.get();
+}
+
+const cudart = cachedLoader((): CudaRuntime => {
+  const { lib, path } = loadFirst(
+    'the CUDA runtime (libcudart.so)',
+    CUDART_NAMES,
+    'BAGUA_CUDART_LIB',
+    'cuda_runtime',
+    'libcudart.so.',
+    'install the CUDA runtime (e.g. `pip install nvidia-cuda-runtime-cu12`), or set BAGUA_CUDART_LIB',
+  );
+  const errStr = lib.func('const char *cudaGetErrorString(int error)');
+  return {
+    path,
+    streamQuery: lib.func('int cudaStreamQuery(void *stream)'),
+    getDevice: lib.func('int cudaGetDevice(_Out_ int *device)'),
+    setDevice: lib.func('int cudaSetDevice(int device)'),
+    malloc: lib.func('int cudaMalloc(_Out_ void **devPtr, size_t size)'),
+    free: lib.func('int cudaFree(void *devPtr)'),
+    memset: lib.func('int cudaMemset(void *devPtr, int value, size_t count)'),
+    errorString: (code) => `cudaError ${code}: ${(errStr(code) as string | null) ?? ''}`,
+  };
+});
 
 /** The CUDA runtime, or throws NcclUnavailableError listing where it looked. */
 export function loadCudaRuntime(): CudaRuntime {
-  if (cudart) return cudart;
-  if (cudartError) throw cudartError;
-  try {
-    const { lib, path } = loadFirst(
-      'the CUDA runtime (libcudart.so)',
-      CUDART_NAMES,
-      'BAGUA_CUDART_LIB',
-      'cuda_runtime',
-      'libcudart.so.',
-      'install the CUDA runtime (e.g. `pip install nvidia-cuda-runtime-cu12`), or set BAGUA_CUDART_LIB',
-    );
-    const errStr = lib.func('const char *cudaGetErrorString(int error)');
-    cudart = {
-      path,
-      streamQuery: lib.func('int cudaStreamQuery(void *stream)'),
-      getDevice: lib.func('int cudaGetDevice(_Out_ int *device)'),
-      setDevice: lib.func('int cudaSetDevice(int device)'),
-      malloc: lib.func('int cudaMalloc(_Out_ void **devPtr, size_t size)'),
-      free: lib.func('int cudaFree(void *devPtr)'),
-      memset: lib.func('int cudaMemset(void *devPtr, int value, size_t count)'),
-      errorString: (code) => `cudaError ${code}: ${(errStr(code) as string | null) ?? ''}`,
-    };
-    return cudart;
-  } catch (e) {
-    cudartError = e as Error;
-    throw e;
-  }
+  return cudart.get();
 }
 
 /** The CUDA runtime when it can be loaded, else null (never throws). */
@@ -233,8 +243,6 @@ export function ncclAvailability(): { available: true; path: string; version: nu
 
 /** Test hook: forget cached load results (e.g. after changing BAGUA_NCCL_LIB). */
 export function resetNcclLoaderForTests(): void {
-  nccl = undefined;
-  ncclError = undefined;
-  cudart = undefined;
-  cudartError = undefined;
+  nccl.reset();
+  cudart.reset();
 }

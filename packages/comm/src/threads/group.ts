@@ -130,8 +130,9 @@ export class ThreadsProcessGroup extends HostStagedGroup {
       this.sync.writeDesc(OpCode.ALL_REDUCE, dcode, count, 0, redop);
       this.sync.sync('allReduce');
       this.sync.checkDesc('allReduce');
-      if (dt === 'int64') reduceBig(s.i64, h as BigInt64Array, 0, count, base, stride, n, redop, 0, 0);
-      else reduceNum(s.numView(dt), h as NumArray, 0, count, base, stride, n, redop, 0, 0);
+      const span = { dstOff: 0, count, base, stride, n, redop, lo: 0, scatter: 0 };
+      if (dt === 'int64') reduceBig(s.i64, h as BigInt64Array, span);
+      else reduceNum(s.numView(dt), h as NumArray, span);
       return;
     }
     // Reduce-scatter then gather, one slot-sized chunk at a time: two phases per chunk.
@@ -147,10 +148,11 @@ export class ThreadsProcessGroup extends HostStagedGroup {
       first = false;
       const lo = Math.floor((c * this.rank) / n);
       const hi = Math.floor((c * (this.rank + 1)) / n);
-      if (dt === 'int64') reduceBig(s.i64, s.i64, result, hi - lo, base + lo, stride, n, redop, lo, 1);
+      const span = { dstOff: result, count: hi - lo, base: base + lo, stride, n, redop, lo, scatter: 1 };
+      if (dt === 'int64') reduceBig(s.i64, s.i64, span);
       else {
         const v = s.numView(dt);
-        reduceNum(v, v, result, hi - lo, base + lo, stride, n, redop, lo, 1);
+        reduceNum(v, v, span);
       }
       this.sync.sync('allReduce');
       s.take(h, off, result, c);

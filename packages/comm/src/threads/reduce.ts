@@ -7,24 +7,35 @@ import { REDOP_CODES } from './layout.js';
 
 export type NumArray = Float32Array | Float64Array | Int32Array | Uint8Array;
 
+/** What one reduction reads and where it writes (shared by reduceNum and reduceBig). */
+export interface ReduceSpan {
+  /** Where the result starts in `dst` (see `scatter`). */
+  dstOff: number;
+  /** Elements to reduce. */
+  count: number;
+  /** Rank 0's first element in the source. */
+  base: number;
+  /** Elements between one rank's slot and the next. */
+  stride: number;
+  /** Ranks to fold. */
+  n: number;
+  /** A REDOP_CODES value. */
+  redop: number;
+  /** Start of the reduced slice (used with `scatter`). */
+  lo: number;
+  /** 1: `dst` is the shared result slot, written from dstOff + lo; 0: the caller's buffer. */
+  scatter: number;
+}
+
 /**
- * dst[dstOff + i] = op over ranks r of v[base + r*stride + i], for i < count.
+ * dst[dstOff + i] = op over ranks r of v[base + r*stride + i], for i < count
+ * (the fields of `span`).
  * With `scatter` = 1, `dstOff` is an element index into `dst` (the shared
  * result slot) and the reduced slice starts at `lo`; otherwise `dst` is the
  * caller's buffer at 0.
  */
-export function reduceNum(
-  v: NumArray,
-  dst: NumArray,
-  dstOff: number,
-  count: number,
-  base: number,
-  stride: number,
-  n: number,
-  redop: number,
-  lo: number,
-  scatter: number,
-): void {
+export function reduceNum(v: NumArray, dst: NumArray, span: ReduceSpan): void {
+  const { dstOff, count, base, stride, n, redop, lo, scatter } = span;
   const out = scatter ? dstOff + lo : dstOff;
   if (redop === REDOP_CODES.sum) {
     if (n === 2) {
@@ -61,18 +72,8 @@ export function reduceNum(
 }
 
 /** reduceNum for int64 (BigInt arithmetic; avg truncates). */
-export function reduceBig(
-  v: BigInt64Array,
-  dst: BigInt64Array,
-  dstOff: number,
-  count: number,
-  base: number,
-  stride: number,
-  n: number,
-  redop: number,
-  lo: number,
-  scatter: number,
-): void {
+export function reduceBig(v: BigInt64Array, dst: BigInt64Array, span: ReduceSpan): void {
+  const { dstOff, count, base, stride, n, redop, lo, scatter } = span;
   const out = scatter ? dstOff + lo : dstOff;
   const bn = BigInt(n);
   for (let i = 0; i < count; i++) {
