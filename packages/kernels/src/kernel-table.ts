@@ -13,7 +13,7 @@
  * Adding a kernel: the header, its implementations, and one entry here.
  */
 import type { BinaryOp, UnaryOp } from '@bagua/core';
-import { conv2dSizes } from './geometry.js';
+import { conv2dSizes, declareGeometryTypes, GEOM_CTYPES } from './geometry.js';
 
 /** The dtypes a kernel operand can have, with the C type of its elements. */
 export const OPERAND_CTYPES = { float32: 'float', int32: 'int32_t' } as const;
@@ -40,7 +40,8 @@ export interface OperandParam {
  * A non-storage argument: `int64` sizes and `float` scalars pass through, `flag` is a
  * boolean as int32 0/1, `code` a name looked up in `codes`, `shape` / `strides` number
  * arrays as host int64 arrays (ndim <= 8), `ndim` the shape's length (no JavaScript
- * argument), `conv` / `pool` a geometry object as the host int32 array of the header.
+ * argument), `conv` / `pool` a geometry object as the header's struct (bk_conv2d_geom,
+ * bk_pool2d_geom; geometry.ts).
  */
 export interface ValueParam {
   readonly kind: 'int64' | 'float' | 'flag' | 'code' | 'shape' | 'strides' | 'ndim' | 'conv' | 'pool';
@@ -214,7 +215,7 @@ export function paramDecl(p: KernelParam): string {
     case 'float': return `float ${p.cname}`;
     case 'flag': case 'code': case 'ndim': return `int32_t ${p.cname}`;
     case 'shape': case 'strides': return `const int64_t *${p.cname}`;
-    case 'conv': case 'pool': return `const int32_t *${p.cname}`;
+    case 'conv': case 'pool': return `const ${GEOM_CTYPES[p.kind]} *${p.cname}`;
   }
 }
 
@@ -238,6 +239,7 @@ export type KernelFn = (...args: unknown[]) => number;
 
 /** Declares every kernel of the table in a loaded library (koffi throws for a missing one). */
 export function declareKernels(lib: { func(decl: string): unknown }): Record<KernelName, KernelFn> {
+  declareGeometryTypes();
   const fn = {} as Record<KernelName, KernelFn>;
   for (const m of KERNEL_METHODS) fn[KERNELS[m].cname] = lib.func(kernelSignature(KERNELS[m])) as KernelFn;
   return fn;

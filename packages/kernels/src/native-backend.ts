@@ -11,7 +11,7 @@
  * sizes given: a bad call throws instead of corrupting memory.
  */
 import type { Backend, Conv2dGeometry, Handle, Pool2dGeometry } from '@bagua/core';
-import { packConv2d, packPool2d } from './geometry.js';
+import { CONV2D_GEOM_FIELDS, packConv2d, packPool2d, POOL2D_GEOM_FIELDS } from './geometry.js';
 import {
   KERNEL_METHODS, KERNELS, type CallArgs, type KernelFn, type KernelMethod, type KernelName, type KernelParam,
   type KernelSpec, type OperandDType, type OperandParam,
@@ -40,8 +40,8 @@ export abstract class NativeBackend {
   // 32-bit views of the same memory, written without creating BigInts
   private readonly shape32 = new Uint32Array(this.shape64.buffer);
   private readonly strides32 = this.strides64.map((a) => new Uint32Array(a.buffer));
-  private readonly convGeom = new Int32Array(16);
-  private readonly poolGeom = new Int32Array(14);
+  private readonly convGeom = new Int32Array(CONV2D_GEOM_FIELDS);
+  private readonly poolGeom = new Int32Array(POOL2D_GEOM_FIELDS);
 
   // ---- the operand policy ---------------------------------------------------------
 

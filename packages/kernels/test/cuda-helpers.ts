@@ -8,7 +8,7 @@
  * tests with the CPU backend standing in for the GPU: a rehearsal of the test
  * code itself on machines without a GPU (every comparison must then hold).
  */
-import type { ExecutionContext } from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { skipOrFail } from '@bagua/testing';
 import type { Backend, DType, Handle } from '@bagua/core';
 import { CpuBackend, cudaBackend, probeCuda, type CudaProbe } from '../src/index.js';
@@ -155,3 +155,18 @@ export function close(t: ExecutionContext, got: ArrayLike<number> | null, want: 
   }
   t.pass(what);
 }
+
+// ---- the kernel tests' shorthands (cuda-kernels, cuda-bn)
+
+export type H = Record<string, Handle | null>;
+
+/** A test of the CUDA backend: skipped (loudly) without a usable GPU. */
+export function gpuTest(title: string, body: (t: ExecutionContext) => void): void {
+  test(`cuda: ${title}`, (t) => {
+    if (!cudaOrSkip(t)) return;
+    body(t);
+  });
+}
+
+/** A handle of a both()/runOn() result that must be there. */
+export const h = (x: H, k: string): Handle => x[k]!;

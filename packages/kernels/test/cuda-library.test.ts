@@ -268,9 +268,12 @@ test('cuda: a missing library lists the paths tried', (t) => {
   t.throws(() => b.alloc('float32', 4, 0), { message: /was not found/ });
 });
 
-test('cuda: a missing cuBLAS is reported with every path tried', (t) => {
-  if (!needLibrary(t)) return;
-  // The cuBLAS search reads the process environment once: run it in a child process.
+/**
+ * bk_cuda_cublas_info in a child process with `env` (the cuBLAS search reads the
+ * process environment once): the library's error message, or undefined (logged)
+ * when a cuBLAS was found anyway, elsewhere.
+ */
+function cublasMissingMessage(t: import('ava').ExecutionContext, env: NodeJS.ProcessEnv): string | undefined {
   const script = `
     import { loadCudaLibrary } from ${JSON.stringify(new URL('../src/index.js', import.meta.url).href)};
     const k = loadCudaLibrary();
@@ -279,22 +282,28 @@ test('cuda: a missing cuBLAS is reported with every path tried', (t) => {
     console.log(JSON.stringify({ rc, msg: rc ? k.library.lastError() : Buffer.from(buf).toString().replace(/\\0.*$/s, '') }));
   `;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    encoding: 'utf8',
-    env: { ...process.env, BAGUA_CUBLAS_LIB: '/nonexistent/cublas-dir', LD_LIBRARY_PATH: '/nonexistent/ld-path' },
-    cwd: fileURLToPath(new URL('.', import.meta.url)),
+    encoding: 'utf8', env, timeout: 60_000, cwd: fileURLToPath(new URL('.', import.meta.url)),
   });
   t.is(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { rc: number; msg: string };
   if (out.rc === 0) {
     t.log(`cuBLAS found anyway (elsewhere): ${out.msg}`);
     t.regex(out.msg, /libcublas\.so/);
-    return;
+    return undefined;
   }
   t.regex(out.msg, /cuBLAS \(libcublas\.so\.13 or \.12\) was not found/);
-  t.regex(out.msg, /\/nonexistent\/cublas-dir\/libcublas\.so\.13 \(absent\)/, 'BAGUA_CUBLAS_LIB first');
-  t.regex(out.msg, /\/nonexistent\/ld-path\/libcublas\.so\.12 \(absent\)/, 'then LD_LIBRARY_PATH');
-  t.regex(out.msg, /\/usr\/local\/cuda\/lib64\/libcublas\.so\.13/, 'then the CUDA toolkit');
-  t.regex(out.msg, /BAGUA_CUBLAS_LIB/, 'says how to fix it');
+  return out.msg;
+}
+
+test('cuda: a missing cuBLAS is reported with every path tried', (t) => {
+  if (!needLibrary(t)) return;
+  const msg = cublasMissingMessage(t,
+    { ...process.env, BAGUA_CUBLAS_LIB: '/nonexistent/cublas-dir', LD_LIBRARY_PATH: '/nonexistent/ld-path' });
+  if (msg === undefined) return;
+  t.regex(msg, /\/nonexistent\/cublas-dir\/libcublas\.so\.13 \(absent\)/, 'BAGUA_CUBLAS_LIB first');
+  t.regex(msg, /\/nonexistent\/ld-path\/libcublas\.so\.12 \(absent\)/, 'then LD_LIBRARY_PATH');
+  t.regex(msg, /\/usr\/local\/cuda\/lib64\/libcublas\.so\.13/, 'then the CUDA toolkit');
+  t.regex(msg, /BAGUA_CUBLAS_LIB/, 'says how to fix it');
 });
 
 test('cuda: a missing cuBLAS names the Python site-packages paths tried too', (t) => {
@@ -302,25 +311,11 @@ test('cuda: a missing cuBLAS names the Python site-packages paths tried too', (t
   const sp = fakeSitePackages('empty');
   const env: NodeJS.ProcessEnv = { ...process.env, BAGUA_PYTHON_SITE_PACKAGES: sp, LD_LIBRARY_PATH: '/nonexistent/ld-path' };
   for (const k of ['BAGUA_CUBLAS_LIB', 'CUDA_HOME', 'CUDA_PATH']) delete env[k];
-  const script = `
-    import { loadCudaLibrary } from ${JSON.stringify(new URL('../src/index.js', import.meta.url).href)};
-    const k = loadCudaLibrary();
-    const buf = new Uint8Array(4096);
-    const rc = k.rt.bk_cuda_cublas_info(buf, buf.length);
-    console.log(JSON.stringify({ rc, msg: rc ? k.library.lastError() : Buffer.from(buf).toString().replace(/\\0.*$/s, '') }));
-  `;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env, timeout: 60_000 });
-  t.is(r.status, 0, r.stderr);
-  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { rc: number; msg: string };
-  if (out.rc === 0) {
-    t.log(`cuBLAS found anyway (elsewhere): ${out.msg}`);
-    t.regex(out.msg, /libcublas\.so/);
-    return;
-  }
-  t.regex(out.msg, /cuBLAS \(libcublas\.so\.13 or \.12\) was not found/);
-  t.true(out.msg.includes('Python site-packages (BAGUA_PYTHON_SITE_PACKAGES'), out.msg);
-  t.true(out.msg.includes(join(sp, 'nvidia/cu13/lib/libcublas.so.13')), 'the CUDA 13 wheel layout');
-  t.true(out.msg.includes(join(sp, 'nvidia/cublas/lib/libcublas.so.12')), 'the CUDA 12 wheel layout');
+  const msg = cublasMissingMessage(t, env);
+  if (msg === undefined) return;
+  t.true(msg.includes('Python site-packages (BAGUA_PYTHON_SITE_PACKAGES'), msg);
+  t.true(msg.includes(join(sp, 'nvidia/cu13/lib/libcublas.so.13')), 'the CUDA 13 wheel layout');
+  t.true(msg.includes(join(sp, 'nvidia/cublas/lib/libcublas.so.12')), 'the CUDA 12 wheel layout');
 });
 
 test('cuda: GPU summary (skips loudly without one)', (t) => {

@@ -186,7 +186,9 @@ serial('a gradient replaced by assignment stays readable through the step; zeroG
   t.notThrows(() => g.toArray());
   endStep();
   t.notThrows(() => g.toArray(), 'used in the step that ended: it lives one more step');
-  endStep();
+  endStep(); // used again in that one: one more
+  t.false(g.isReleased);
+  endStep(); // not used in the step now ending: released
   t.true(g.isReleased);
   const w = lin.weight.grad!;
   opt.zeroGrad();

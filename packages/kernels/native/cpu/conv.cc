@@ -196,7 +196,7 @@ bool dnnl_takes(const ConvGeom &g) {
 }  // namespace
 
 extern "C" int bk_conv2d_f32(float *y, const float *x, const float *w, const float *bias,
-                             const int32_t *geom, void *) {
+                             const bk_conv2d_geom *geom, void *) {
   ConvGeom g;
   if (conv_parse(g, geom, __func__)) return 1;
   const bool out_any = g.n > 0 && g.k > 0 && g.ohw > 0;
@@ -213,7 +213,7 @@ extern "C" int bk_conv2d_f32(float *y, const float *x, const float *w, const flo
 }
 
 extern "C" int bk_conv2d_backward_input_f32(float *dx, const float *dy, const float *w,
-                                            const int32_t *geom, void *) {
+                                            const bk_conv2d_geom *geom, void *) {
   ConvGeom g;
   if (conv_parse(g, geom, __func__)) return 1;
   const bool in_any = g.n > 0 && g.c > 0 && g.hw > 0;
@@ -230,7 +230,7 @@ extern "C" int bk_conv2d_backward_input_f32(float *dx, const float *dy, const fl
 }
 
 extern "C" int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const float *x,
-                                             const int32_t *geom, void *) {
+                                             const bk_conv2d_geom *geom, void *) {
   ConvGeom g;
   if (conv_parse(g, geom, __func__)) return 1;
   const bool w_any = g.k > 0 && g.crs > 0;
@@ -272,7 +272,7 @@ void by_planes(const PoolGeom &g, int64_t per_plane, const F &f) {
 }  // namespace
 
 // Padding is -inf: only in-bounds positions compete. NaN wins (propagates), as in PyTorch.
-extern "C" int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const int32_t *geom,
+extern "C" int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const bk_pool2d_geom *geom,
                                  void *) {
   PoolGeom g;
   if (pool_parse(g, geom, false, __func__)) return 1;
@@ -317,7 +317,7 @@ extern "C" int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, con
 }
 
 extern "C" int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int32_t *indices,
-                                          const int32_t *geom, void *) {
+                                          const bk_pool2d_geom *geom, void *) {
   PoolGeom g;
   if (pool_parse(g, geom, false, __func__)) return 1;
   const int64_t hw = g.h * g.w, ohw = g.oh * g.ow;
@@ -374,7 +374,7 @@ inline AvgWindow avg_window(const PoolGeom &g, int64_t oy, int64_t ox) {
 
 }  // namespace
 
-extern "C" int bk_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *) {
+extern "C" int bk_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geom, void *) {
   PoolGeom g;
   if (pool_parse(g, geom, false, __func__)) return 1;
   const bool any = g.planes > 0 && g.oh > 0 && g.ow > 0;
@@ -404,7 +404,7 @@ extern "C" int bk_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, 
   return 0;
 }
 
-extern "C" int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t *geom,
+extern "C" int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const bk_pool2d_geom *geom,
                                           void *) {
   PoolGeom g;
   if (pool_parse(g, geom, false, __func__)) return 1;
@@ -442,7 +442,7 @@ inline void adaptive_range(int64_t i, int64_t size, int64_t out, int64_t &lo, in
 }
 }  // namespace
 
-extern "C" int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *) {
+extern "C" int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geom, void *) {
   PoolGeom g;
   if (pool_parse(g, geom, true, __func__)) return 1;
   const bool any = g.planes > 0 && g.oh > 0 && g.ow > 0;
@@ -471,7 +471,7 @@ extern "C" int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const int32_
 }
 
 extern "C" int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy,
-                                                   const int32_t *geom, void *) {
+                                                   const bk_pool2d_geom *geom, void *) {
   PoolGeom g;
   if (pool_parse(g, geom, true, __func__)) return 1;
   const int64_t hw = g.h * g.w, ohw = g.oh * g.ow;

@@ -127,7 +127,7 @@ bool loaded() {
 // streams and primitives are not for concurrent use), with their memory objects,
 // keyed by everything that shapes them.
 
-enum { kKeyLen = BK_CONV_GEOM_LEN + 4, kCacheSize = 64, kMaxArgs = 4 };
+enum { kKeyLen = 4 + 16 /* bk_conv2d_geom's fields but size */, kCacheSize = 64, kMaxArgs = 4 };
 
 // One argument of a primitive: the tensor as it is (its data pointer set per call)
 // and, when the primitive chose another layout, a copy in that layout with the reorder

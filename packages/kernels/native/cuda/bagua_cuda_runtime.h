@@ -3,7 +3,7 @@
  * Same conventions as bagua_kernels.h: the int returned is a bk_status (BK_OK = 0),
  * the message of a failure in bk_last_error() (thread-local). In the CUDA library every
  * float / int32 data pointer of bagua_kernels.h is a device pointer, while
- * shape, stride and geometry arrays (int64_t *shape, int32_t *geom, ...) are
+ * shape and stride arrays and geometry structs (int64_t *shape, bk_conv2d_geom *geom, ...) are
  * host pointers, read before the call returns. `stream` is a cudaStream_t;
  * NULL means the legacy default stream, bk_cuda_stream() gives the library's
  * own stream for a device (the one the scratch memory is ordered on).

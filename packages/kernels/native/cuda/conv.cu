@@ -70,7 +70,7 @@ using namespace bk;
 extern "C" {
 
 BK_API int bk_conv2d_f32(float *y, const float *x, const float *w, const float *bias,
-                         const int32_t *geom, void *stream) {
+                         const bk_conv2d_geom *geom, void *stream) {
   ConvGeom g;
   BK_TRY(conv_parse(g, geom, "bk_conv2d_f32"));
   DeviceExec e;
@@ -79,7 +79,7 @@ BK_API int bk_conv2d_f32(float *y, const float *x, const float *w, const float *
 }
 
 BK_API int bk_conv2d_backward_input_f32(float *dx, const float *dy, const float *w,
-                                        const int32_t *geom, void *stream) {
+                                        const bk_conv2d_geom *geom, void *stream) {
   ConvGeom g;
   BK_TRY(conv_parse(g, geom, "bk_conv2d_backward_input_f32"));
   DeviceExec e;
@@ -88,7 +88,7 @@ BK_API int bk_conv2d_backward_input_f32(float *dx, const float *dy, const float 
 }
 
 BK_API int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const float *x,
-                                         const int32_t *geom, void *stream) {
+                                         const bk_conv2d_geom *geom, void *stream) {
   ConvGeom g;
   BK_TRY(conv_parse(g, geom, "bk_conv2d_backward_weight_f32"));
   DeviceExec e;

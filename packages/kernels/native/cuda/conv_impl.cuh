@@ -128,6 +128,26 @@ int conv_gemm_backward_input(E &e, const ConvGeom &g, const float *w, const floa
   return 0;
 }
 
+// The column buffer of the chunked im2col / col2im paths: up to `nb_max` images of
+// `col_img` floats each, in the library's scratch, and the kernels' geometry.
+struct ColChunks {
+  int64_t nb_max, col_img;
+  float *col;
+  KGeom kg;
+  // the images of the chunk starting at n0 (of n)
+  int64_t images(int64_t n0, int64_t n) const { return n - n0 < nb_max ? n - n0 : nb_max; }
+};
+
+template <class E>
+int conv_col_chunks(E &e, const ConvGeom &g, const char *fn, ColChunks &c) {
+  c.nb_max = conv_chunk_images(g, e.col_bytes);
+  c.col_img = g.c * g.r * g.s * g.ohw;
+  c.kg = conv_kgeom(g);
+  BK_CONV_TRY(conv_check_chunk(g, c.nb_max, fn));
+  c.col = e.scratch(c.nb_max * c.col_img * (int64_t)sizeof(float));
+  return c.col ? 0 : 1;
+}
+
 template <class E>
 int conv2d_forward_impl(E &e, float *y, const float *x, const float *w, const float *bias, const ConvGeom &g,
                         const char *fn) {
@@ -137,16 +157,12 @@ int conv2d_forward_impl(E &e, float *y, const float *x, const float *w, const fl
   const float beta = bias ? 1.f : 0.f;  // the GEMM accumulates onto the bias
   if (g.crs == 0) return bias ? 0 : e.fill(y, g.n * g.k * g.ohw, 0.f);
   if (conv_pointwise(g)) return conv_gemm_forward(e, g, w, x, g.c * g.hw, g.cg * g.hw, y, g.n, beta);
-  const int64_t nb_max = conv_chunk_images(g, e.col_bytes);
-  BK_CONV_TRY(conv_check_chunk(g, nb_max, fn));
-  const int64_t col_img = g.c * g.r * g.s * g.ohw;
-  float *col = e.scratch(nb_max * col_img * (int64_t)sizeof(float));
-  if (!col) return 1;
-  const KGeom kg = conv_kgeom(g);
-  for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
-    const int64_t nb = g.n - n0 < nb_max ? g.n - n0 : nb_max;
-    BK_CONV_TRY(e.im2col(col, x + n0 * g.c * g.hw, kg, (uint32_t)(nb * col_img)));
-    BK_CONV_TRY(conv_gemm_forward(e, g, w, col, col_img, g.crs * g.ohw, y + n0 * g.k * g.ohw, nb, beta));
+  ColChunks cc;
+  BK_CONV_TRY(conv_col_chunks(e, g, fn, cc));
+  for (int64_t n0 = 0; n0 < g.n; n0 += cc.nb_max) {
+    const int64_t nb = cc.images(n0, g.n);
+    BK_CONV_TRY(e.im2col(cc.col, x + n0 * g.c * g.hw, cc.kg, (uint32_t)(nb * cc.col_img)));
+    BK_CONV_TRY(conv_gemm_forward(e, g, w, cc.col, cc.col_img, g.crs * g.ohw, y + n0 * g.k * g.ohw, nb, beta));
   }
   return 0;
 }
@@ -159,16 +175,12 @@ int conv2d_backward_input_impl(E &e, float *dx, const float *dy, const float *w,
   if (g.k == 0 || g.ohw == 0) return e.fill(dx, g.n * g.c * g.hw, 0.f);
   if (!dy || !w) return fail("%s: null pointer", fn);
   if (conv_pointwise(g)) return conv_gemm_backward_input(e, g, w, dy, dx, g.c * g.hw, g.cg * g.hw, g.n);
-  const int64_t nb_max = conv_chunk_images(g, e.col_bytes);
-  BK_CONV_TRY(conv_check_chunk(g, nb_max, fn));
-  const int64_t col_img = g.c * g.r * g.s * g.ohw;
-  float *col = e.scratch(nb_max * col_img * (int64_t)sizeof(float));
-  if (!col) return 1;
-  const KGeom kg = conv_kgeom(g);
-  for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
-    const int64_t nb = g.n - n0 < nb_max ? g.n - n0 : nb_max;
-    BK_CONV_TRY(conv_gemm_backward_input(e, g, w, dy + n0 * g.k * g.ohw, col, col_img, g.crs * g.ohw, nb));
-    BK_CONV_TRY(e.col2im(dx + n0 * g.c * g.hw, col, kg, (uint32_t)(nb * g.c * g.hw)));
+  ColChunks cc;
+  BK_CONV_TRY(conv_col_chunks(e, g, fn, cc));
+  for (int64_t n0 = 0; n0 < g.n; n0 += cc.nb_max) {
+    const int64_t nb = cc.images(n0, g.n);
+    BK_CONV_TRY(conv_gemm_backward_input(e, g, w, dy + n0 * g.k * g.ohw, cc.col, cc.col_img, g.crs * g.ohw, nb));
+    BK_CONV_TRY(e.col2im(dx + n0 * g.c * g.hw, cc.col, cc.kg, (uint32_t)(nb * g.c * g.hw)));
   }
   return 0;
 }
@@ -183,23 +195,16 @@ int conv2d_backward_weight_impl(E &e, float *dw, const float *dy, const float *x
   if (g.n == 0 || g.ohw == 0) return e.fill(dw, g.k * g.crs, 0.f);
   if (!dy || !x) return fail("%s: null pointer", fn);
   const bool pw = conv_pointwise(g);
-  const int64_t nb_max = pw ? g.n : conv_chunk_images(g, e.col_bytes);
-  const int64_t col_img = g.c * g.r * g.s * g.ohw;
-  float *col = nullptr;
-  if (!pw) {
-    BK_CONV_TRY(conv_check_chunk(g, nb_max, fn));
-    col = e.scratch(nb_max * col_img * (int64_t)sizeof(float));
-    if (!col) return 1;
-  }
-  const KGeom kg = conv_kgeom(g);
-  for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
-    const int64_t nb = g.n - n0 < nb_max ? g.n - n0 : nb_max;
+  ColChunks cc{g.n, 0, nullptr, conv_kgeom(g)};  // pointwise: the input planes are the columns, all images at once
+  if (!pw) BK_CONV_TRY(conv_col_chunks(e, g, fn, cc));
+  for (int64_t n0 = 0; n0 < g.n; n0 += cc.nb_max) {
+    const int64_t nb = cc.images(n0, g.n);
     const float *b = x + n0 * g.c * g.hw;
     int64_t b_img = g.c * g.hw, b_group = g.cg * g.hw;
     if (!pw) {
-      BK_CONV_TRY(e.im2col(col, b, kg, (uint32_t)(nb * col_img)));
-      b = col;
-      b_img = col_img;
+      BK_CONV_TRY(e.im2col(cc.col, b, cc.kg, (uint32_t)(nb * cc.col_img)));
+      b = cc.col;
+      b_img = cc.col_img;
       b_group = g.crs * g.ohw;
     }
     for (int64_t i = 0; i < nb; i++) {

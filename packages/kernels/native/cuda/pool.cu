@@ -62,7 +62,7 @@ using namespace bk;
 
 extern "C" {
 
-BK_API int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const int32_t *geom,
+BK_API int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const bk_pool2d_geom *geom,
                              void *stream) {
   PGeom g;
   BK_TRY(pool_parse(g, geom, false, "bk_max_pool2d_f32"));
@@ -73,7 +73,7 @@ BK_API int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const i
 }
 
 BK_API int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int32_t *indices,
-                                      const int32_t *geom, void *stream) {
+                                      const bk_pool2d_geom *geom, void *stream) {
   PGeom g;
   BK_TRY(pool_parse(g, geom, false, "bk_max_pool2d_backward_f32"));
   int64_t tin = g.planes * g.h * g.w, tout = g.planes * g.oh * g.ow;
@@ -84,7 +84,7 @@ BK_API int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int32_t 
   POOL_LAUNCH(max_pool_backward_kernel, std::max(tin, tout), dx, dy, indices, g, tin, tout, err);
 }
 
-BK_API int bk_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *stream) {
+BK_API int bk_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geom, void *stream) {
   PGeom g;
   BK_TRY(pool_parse(g, geom, false, "bk_avg_pool2d_f32"));
   int64_t total = g.planes * g.oh * g.ow;
@@ -93,7 +93,7 @@ BK_API int bk_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void
   POOL_LAUNCH(avg_pool_kernel, total, y, x, g, total);
 }
 
-BK_API int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t *geom, void *stream) {
+BK_API int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const bk_pool2d_geom *geom, void *stream) {
   PGeom g;
   BK_TRY(pool_parse(g, geom, false, "bk_avg_pool2d_backward_f32"));
   int64_t total = g.planes * g.h * g.w;
@@ -102,7 +102,7 @@ BK_API int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t 
   POOL_LAUNCH(avg_pool_backward_kernel, total, dx, dy, g, total);
 }
 
-BK_API int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *stream) {
+BK_API int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geom, void *stream) {
   PGeom g;
   BK_TRY(pool_parse(g, geom, true, "bk_adaptive_avg_pool2d_f32"));
   int64_t total = g.planes * g.oh * g.ow;
@@ -111,7 +111,7 @@ BK_API int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const int32_t *g
   POOL_LAUNCH(adaptive_avg_kernel, total, y, x, g, total);
 }
 
-BK_API int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t *geom,
+BK_API int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy, const bk_pool2d_geom *geom,
                                                void *stream) {
   PGeom g;
   BK_TRY(pool_parse(g, geom, true, "bk_adaptive_avg_pool2d_backward_f32"));

@@ -121,12 +121,12 @@ struct HostExec {
 
 static void check_conv(int n, int c, int h, int w, int k, int r, int s, int stride, int pad, int dil, int groups,
                        bool bias, int64_t col_bytes) {
-  int32_t geom[16];
   const int eh = h + 2 * pad - dil * (r - 1) - 1, ew = w + 2 * pad - dil * (s - 1) - 1;
   if (eh < 0 || ew < 0) return;
   const int oh = eh / stride + 1, ow = ew / stride + 1;
-  const int32_t gv[16] = {n, c, h, w, k, r, s, oh, ow, stride, stride, pad, pad, dil, dil, groups};
-  memcpy(geom, gv, sizeof geom);
+  const bk_conv2d_geom gv = {(int32_t)sizeof(bk_conv2d_geom), n, c, h, w, k, r, s, oh, ow, stride, stride, pad, pad,
+                             dil, dil, groups};
+  const bk_conv2d_geom *geom = &gv;
   ConvGeom g;
   if (conv_parse(g, geom, "check_conv")) {
     failures++;
@@ -198,7 +198,9 @@ static void check_pool(int planes, int h, int w, int kh, int kw, int stride, int
   const int eh = h + 2 * pad - dil * (kh - 1) - 1, ew = w + 2 * pad - dil * (kw - 1) - 1;
   if (eh < 0 || ew < 0) return;
   const int oh = eh / stride + 1, ow = ew / stride + 1;
-  const int32_t geom[14] = {planes, h, w, oh, ow, kh, kw, stride, stride, pad, pad, dil, dil, include_pad ? 1 : 0};
+  const bk_pool2d_geom gv = {(int32_t)sizeof(bk_pool2d_geom), planes, h, w, oh, ow, kh, kw, stride, stride, pad, pad,
+                             dil, dil, include_pad ? 1 : 0};
+  const bk_pool2d_geom *geom = &gv;
   PGeom g{};
   g.planes = planes; g.h = h; g.w = w; g.oh = oh; g.ow = ow; g.kh = kh; g.kw = kw; g.sh = stride; g.sw = stride;
   g.ph = pad; g.pw = pad; g.dh = dil; g.dw = dil; g.include_pad = include_pad;
@@ -229,7 +231,8 @@ static void check_pool(int planes, int h, int w, int kh, int kw, int stride, int
 }
 
 static void check_adaptive(int planes, int h, int w, int oh, int ow) {
-  const int32_t geom[14] = {planes, h, w, oh, ow, 1, 1, 1, 1, 0, 0, 1, 1, 1};
+  const bk_pool2d_geom gv = {(int32_t)sizeof(bk_pool2d_geom), planes, h, w, oh, ow, 1, 1, 1, 1, 0, 0, 1, 1, 1};
+  const bk_pool2d_geom *geom = &gv;
   PGeom g{};
   g.planes = planes; g.h = h; g.w = w; g.oh = oh; g.ow = ow;
   const size_t nx = (size_t)planes * h * w, ny = (size_t)planes * oh * ow;

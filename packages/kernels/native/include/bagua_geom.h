@@ -1,5 +1,5 @@
-/* bagua_geom.h: decoding and checking the int32 geometry arrays of the conv2d and
- * pooling entry points (layouts in bagua_kernels.h), shared by the CPU (g++) and
+/* bagua_geom.h: decoding and checking the geometry structs of the conv2d and
+ * pooling entry points (bk_conv2d_geom, bk_pool2d_geom in bagua_kernels.h), shared by the CPU (g++) and
  * CUDA (nvcc) libraries so both accept the same geometries with the same messages.
  * Host code only; each library defines bk::fail.
  */
@@ -7,6 +7,8 @@
 #define BAGUA_GEOM_H
 
 #include <stdint.h>
+
+#include "bagua_kernels.h"
 
 namespace bk {
 
@@ -17,13 +19,25 @@ struct ConvGeom {
   int64_t cg, kg, crs, ohw, hw;  // derived: per-group channels, column rows, plane sizes
 };
 
-inline int conv_parse(ConvGeom &g, const int32_t *geom, const char *fn) {
+static_assert(sizeof(bk_conv2d_geom) == 17 * sizeof(int32_t), "bk_conv2d_geom: int32 fields only (geometry.ts)");
+static_assert(sizeof(bk_pool2d_geom) == 15 * sizeof(int32_t), "bk_pool2d_geom: int32 fields only (geometry.ts)");
+
+// A geometry struct's `size` must be the size this library was built with.
+inline int geom_size_check(int32_t given, int32_t expected, const char *type, const char *fn) {
+  if (given != expected)
+    return fail("%s: geom->size is %d, expected sizeof(%s) = %d (a caller built for another kernel ABI?)", fn,
+                (int)given, type, (int)expected);
+  return 0;
+}
+
+inline int conv_parse(ConvGeom &g, const bk_conv2d_geom *geom, const char *fn) {
   g = ConvGeom{};
   if (!geom) return fail("%s: geom is NULL", fn);
-  g.n = geom[0]; g.c = geom[1]; g.h = geom[2]; g.w = geom[3]; g.k = geom[4];
-  g.r = geom[5]; g.s = geom[6]; g.oh = geom[7]; g.ow = geom[8];
-  g.sh = geom[9]; g.sw = geom[10]; g.ph = geom[11]; g.pw = geom[12];
-  g.dh = geom[13]; g.dw = geom[14]; g.groups = geom[15];
+  if (geom_size_check(geom->size, (int32_t)sizeof(bk_conv2d_geom), "bk_conv2d_geom", fn)) return 1;
+  g.n = geom->n; g.c = geom->c; g.h = geom->h; g.w = geom->w; g.k = geom->k;
+  g.r = geom->r; g.s = geom->s; g.oh = geom->oh; g.ow = geom->ow;
+  g.sh = geom->stride_h; g.sw = geom->stride_w; g.ph = geom->pad_h; g.pw = geom->pad_w;
+  g.dh = geom->dil_h; g.dw = geom->dil_w; g.groups = geom->groups;
   if (g.n < 0 || g.c < 0 || g.h < 0 || g.w < 0 || g.k < 0 || g.oh < 0 || g.ow < 0)
     return fail("%s: sizes must be >= 0 (n %lld, c %lld, h %lld, w %lld, k %lld, oh %lld, ow %lld)",
                 fn, (long long)g.n, (long long)g.c, (long long)g.h, (long long)g.w, (long long)g.k,
@@ -57,10 +71,11 @@ inline bool conv_pointwise(const ConvGeom &g) {
 // with the fields planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, include_pad.
 // Adaptive pooling reads only the first five.
 template <class G>
-int pool_parse(G &g, const int32_t *geom, bool adaptive, const char *fn) {
+int pool_parse(G &g, const bk_pool2d_geom *geom, bool adaptive, const char *fn) {
   g = G{};
   if (!geom) return fail("%s: geom is NULL", fn);
-  g.planes = geom[0]; g.h = geom[1]; g.w = geom[2]; g.oh = geom[3]; g.ow = geom[4];
+  if (geom_size_check(geom->size, (int32_t)sizeof(bk_pool2d_geom), "bk_pool2d_geom", fn)) return 1;
+  g.planes = geom->planes; g.h = geom->h; g.w = geom->w; g.oh = geom->oh; g.ow = geom->ow;
   if (g.planes < 0 || g.h < 0 || g.w < 0 || g.oh < 0 || g.ow < 0)
     return fail("%s: sizes must be >= 0 (planes %lld, h %lld, w %lld, oh %lld, ow %lld)", fn,
                 (long long)g.planes, (long long)g.h, (long long)g.w, (long long)g.oh, (long long)g.ow);
@@ -70,8 +85,8 @@ int pool_parse(G &g, const int32_t *geom, bool adaptive, const char *fn) {
       return fail("%s: adaptive pooling of an empty plane", fn);
     return 0;
   }
-  g.kh = geom[5]; g.kw = geom[6]; g.sh = geom[7]; g.sw = geom[8]; g.ph = geom[9];
-  g.pw = geom[10]; g.dh = geom[11]; g.dw = geom[12]; g.include_pad = geom[13] != 0;
+  g.kh = geom->kh; g.kw = geom->kw; g.sh = geom->stride_h; g.sw = geom->stride_w; g.ph = geom->pad_h;
+  g.pw = geom->pad_w; g.dh = geom->dil_h; g.dw = geom->dil_w; g.include_pad = geom->count_include_pad != 0;
   if (g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1)
     return fail("%s: kernel size, stride and dilation must be >= 1", fn);
   if (g.ph < 0 || g.pw < 0) return fail("%s: padding must be >= 0", fn);

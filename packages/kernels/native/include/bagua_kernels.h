@@ -25,7 +25,7 @@ extern "C" {
 /* The ABI version, bumped on every change of a signature or of what a return value
  * means. Both libraries' bk_abi_version() return it; @bagua/kernels refuses a library
  * whose version differs from the one it was written against (load-library.ts). */
-#define BK_ABI_VERSION 3
+#define BK_ABI_VERSION 4
 
 /* What every `int` returned by a kernel or runtime function means
  * (bk_set_num_threads and bk_cpu_info too). */
@@ -89,30 +89,40 @@ BK_API int bk_nll_loss_backward_f32(float *dlogp, const float *dout, const int32
                                     int64_t rows, int64_t cols, void *stream);
 
 /* ---- convolution and pooling ------------------------------------------ */
-/* geom, int32[16]: n, c, h, w, k (output channels), r, s (kernel h, w), oh, ow,
- * stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups.
+/* Geometry structs: int32 fields only, `size` first. The caller sets `size` to
+ * sizeof the struct it was compiled against; a kernel rejects any other size
+ * (BK_ERR_INVALID_ARGUMENT), so a caller built for another layout fails loudly.
  * x [n, c, h, w], w [k, c / groups, r, s], y [n, k, oh, ow]. */
-enum { BK_CONV_GEOM_LEN = 16 };
+typedef struct bk_conv2d_geom {
+  int32_t size; /* sizeof(bk_conv2d_geom) */
+  int32_t n, c, h, w, k; /* k: output channels */
+  int32_t r, s;          /* kernel height, width */
+  int32_t oh, ow;
+  int32_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+} bk_conv2d_geom;
 BK_API int bk_conv2d_f32(float *y, const float *x, const float *w, const float *bias /* nullable */,
-                         const int32_t *geom, void *stream);
+                         const bk_conv2d_geom *geom, void *stream);
 BK_API int bk_conv2d_backward_input_f32(float *dx, const float *dy, const float *w,
-                                        const int32_t *geom, void *stream);
+                                        const bk_conv2d_geom *geom, void *stream);
 BK_API int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const float *x,
-                                         const int32_t *geom, void *stream);
-/* geom, int32[14]: planes (n * c), h, w, oh, ow, kh, kw, stride_h, stride_w, pad_h, pad_w,
- * dil_h, dil_w, count_include_pad. Inputs [planes, h, w], outputs [planes, oh, ow]. */
-enum { BK_POOL_GEOM_LEN = 14 };
+                                         const bk_conv2d_geom *geom, void *stream);
+/* Inputs [planes, h, w], outputs [planes, oh, ow]; planes = n * c. */
+typedef struct bk_pool2d_geom {
+  int32_t size; /* sizeof(bk_pool2d_geom) */
+  int32_t planes, h, w, oh, ow;
+  int32_t kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, count_include_pad;
+} bk_pool2d_geom;
 /* indices: flat h*w position of each maximum within its plane */
-BK_API int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const int32_t *geom,
+BK_API int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const bk_pool2d_geom *geom,
                              void *stream);
 BK_API int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int32_t *indices,
-                                      const int32_t *geom, void *stream);
-BK_API int bk_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *stream);
-BK_API int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t *geom, void *stream);
-/* adaptive: only planes, h, w, oh, ow of geom are read; window i covers
+                                      const bk_pool2d_geom *geom, void *stream);
+BK_API int bk_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geom, void *stream);
+BK_API int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const bk_pool2d_geom *geom, void *stream);
+/* adaptive: only size, planes, h, w, oh, ow of geom are read; window i covers
  * [floor(i * h / oh), ceil((i + 1) * h / oh)). */
-BK_API int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const int32_t *geom, void *stream);
-BK_API int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy, const int32_t *geom,
+BK_API int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geom, void *stream);
+BK_API int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy, const bk_pool2d_geom *geom,
                                                void *stream);
 
 /* ---- batch normalisation, as primitives SyncBatchNorm composes ---------

@@ -1,0 +1,297 @@
+/**
+ * The CPU batch-norm and SGD kernels, called through the Backend, against plain-JS reference
+ * implementations in double precision (tolerances as in cpu-kernels.test.ts).
+ */
+import test from 'ava';
+import { randn } from '@bagua/testing';
+import { cpuBackend as be, loadCpuKernels } from '../src/index.js';
+import { close, F } from './cpu-helpers.js';
+
+// ------------------------------------------------------------------ batch norm
+
+/** Two-pass double reference of per-channel mean and biased variance over [n, c, hw]. */
+function bnRef(x: Float32Array, n: number, c: number, hw: number): { mean: number[]; var: number[]; count: number } {
+  const mean: number[] = [], vr: number[] = [];
+  for (let ch = 0; ch < c; ch++) {
+    let s = 0;
+    for (let i = 0; i < n; i++) for (let j = 0; j < hw; j++) s += x[(i * c + ch) * hw + j]!;
+    const m = n * hw > 0 ? s / (n * hw) : 0;
+    let q = 0;
+    for (let i = 0; i < n; i++) for (let j = 0; j < hw; j++) q += (x[(i * c + ch) * hw + j]! - m) ** 2;
+    mean.push(m);
+    vr.push(n * hw > 0 ? q / (n * hw) : 0);
+  }
+  return { mean, var: vr, count: n * hw };
+}
+
+/** Input whose channel 1 is 1e4 + N(0, 0.1): E[x^2] - E[x]^2 in float32 would return garbage. */
+function bnInput(n: number, c: number, hw: number, seed: number): Float32Array {
+  const x = randn(n * c * hw, seed, 0.3, 1.7);
+  if (c > 1) {
+    const noise = randn(n * hw, seed + 1, 0, 0.1);
+    for (let i = 0; i < n; i++) for (let j = 0; j < hw; j++) x[(i * c + 1) * hw + j] = 1e4 + noise[i * hw + j]!;
+  }
+  return x;
+}
+
+// plane layout (hw >= 64, one and several 2048-chunks), and row layout (hw < 64, hw = 1,
+// row counts that are not multiples of the 32-row block, more than 256 columns)
+const bnShapes: [number, number, number][] = [[4, 3, 70], [2, 5, 3000], [3, 2, 4100], [33, 6, 5], [70, 300, 1], [2, 4, 63], [1, 3, 2]];
+
+for (const [n, c, hw] of bnShapes) {
+  test(`cpu: bnStats [${n},${c},${hw}] matches the two-pass double reference (incl. a 1e4 + noise channel)`, (t) => {
+    const x = bnInput(n, c, hw, n * 1000 + c * 10 + hw);
+    const stats = new Float32Array(2 * c + 2).fill(NaN);
+    be.bnStats(stats, x, n, c, hw, 0xabcdef);
+    const ref = bnRef(x, n, c, hw);
+    close(t, stats.subarray(0, c), ref.mean, 'mean', 1e-6, 1e-6);
+    close(t, stats.subarray(c, 2 * c), ref.var, 'var', 1e-5, 0);
+    t.is(stats[2 * c], n * hw);
+    t.is(stats[2 * c + 1], 0xabcdef, 'the tag column');
+  });
+}
+
+test('cpu: bnStats of an empty batch is mean 0, var 0, count 0', (t) => {
+  const stats = new Float32Array(8).fill(NaN);
+  be.bnStats(stats, new Float32Array(0), 0, 3, 16, 9);
+  t.deepEqual([...stats], [0, 0, 0, 0, 0, 0, 0, 9]);
+  be.bnStats(stats, new Float32Array(0), 5, 3, 0, 0);
+  t.deepEqual([...stats], [0, 0, 0, 0, 0, 0, 0, 0]);
+});
+
+test('cpu: bnMergeStats of 3 ranks (one empty) equals the stats of the concatenated batch; running stats', (t) => {
+  const c = 4, hw = 9, eps = 1e-5, factor = 0.1;
+  const sizes = [3, 0, 5];
+  const parts = sizes.map((n, r) => bnInput(n, c, hw, 100 + r));
+  const all = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+  let off = 0;
+  for (const p of parts) { all.set(p, off); off += p.length; }
+  const N = 8;
+  // tagged records [mean, var, count, tag], read by the merge with stride 2C+2
+  const W = 2 * c + 2;
+  const records = new Float32Array(3 * W);
+  parts.forEach((p, r) => {
+    const rec = new Float32Array(W);
+    be.bnStats(rec, p, sizes[r]!, c, hw, 77);
+    records.set(rec, r * W);
+  });
+  t.is(records[W + 2 * c], 0, 'the empty rank has count 0');
+  t.is(records[W + 2 * c + 1], 77, 'the empty rank has its tag');
+  const mean = new Float32Array(c), invstd = new Float32Array(c), count = new Float32Array(1);
+  const rm0 = randn(c, 7), rv0 = F(Array.from(randn(c, 8), (v) => Math.abs(v) + 0.5));
+  const rm = rm0.slice(), rv = rv0.slice();
+  be.bnMergeStats(mean, invstd, count, records, 3, c, W, eps, rm, rv, factor);
+  const ref = bnRef(all, N, c, hw);
+  t.is(count[0], N * hw);
+  // 1. the merge itself, against Chan's formula in double over the same float32 records
+  const fromRecords = { mean: [] as number[], var: [] as number[] };
+  for (let ch = 0; ch < c; ch++) {
+    let cnt = 0, m = 0, m2 = 0;
+    for (let r = 0; r < 3; r++) {
+      const rec = records.subarray(r * W, (r + 1) * W);
+      const nb = rec[2 * c]!;
+      if (nb === 0) continue;
+      const d = rec[ch]! - m, tot = cnt + nb;
+      m += (d * nb) / tot;
+      m2 += rec[c + ch]! * nb + (d * d * cnt * nb) / tot;
+      cnt = tot;
+    }
+    fromRecords.mean.push(m);
+    fromRecords.var.push(m2 / cnt);
+  }
+  close(t, mean, fromRecords.mean, 'merged mean vs records', 1e-7, 1e-7);
+  close(t, invstd, fromRecords.var.map((v) => 1 / Math.sqrt(v + eps)), 'merged invstd vs records', 1e-6, 0);
+  // 2. against the concatenated batch. Each rank's record holds its mean in float32
+  //    (PyTorch's SyncBatchNorm gathers float32 too), which moves the between-rank term of
+  //    the variance: by up to sum_r w_r (2 |m_r - M| u_r + u_r^2), u_r = |m_r| 2^-24. For
+  //    channel 1 (1e4 + N(0, 0.1)) that is ~1e-3 relative; the tolerance is that bound.
+  const G0 = N * hw;
+  const roundingBound = (ch: number) => parts.reduce((b, p, r) => {
+    if (!sizes[r]) return b;
+    const m = bnRef(p, sizes[r]!, c, hw).mean[ch]!;
+    const u = Math.abs(m) * 2 ** -24;
+    return b + ((sizes[r]! * hw) / G0) * (2 * Math.abs(m - ref.mean[ch]!) * u + u * u);
+  }, 0) / ref.var[ch]!;
+  for (let ch = 0; ch < c; ch++) {
+    const rtol = 1e-5 + roundingBound(ch);
+    close(t, [mean[ch]!], [ref.mean[ch]!], `merged mean, channel ${ch}`, 1e-6, 1e-6);
+    close(t, [invstd[ch]!], [1 / Math.sqrt(ref.var[ch]! + eps)], `merged invstd, channel ${ch}`, rtol, 0);
+  }
+  close(t, rm, ref.mean.map((m, i) => (1 - factor) * rm0[i]! + factor * m), 'running mean', 1e-6, 1e-6);
+  const G = N * hw;
+  close(t, rv, ref.var.map((v, i) => (1 - factor) * rv0[i]! + factor * v * G / (G - 1)), 'running var (unbiased by the global count)');
+  // the same, single rank over the concatenation
+  const one = new Float32Array(W);
+  be.bnStats(one, all, N, c, hw, 0);
+  const mean1 = new Float32Array(c), invstd1 = new Float32Array(c), count1 = new Float32Array(1);
+  be.bnMergeStats(mean1, invstd1, count1, one, 1, c, W, eps, null, null, factor);
+  close(t, mean, mean1, 'merge == concatenation (mean)', 1e-6, 1e-6);
+  for (let ch = 0; ch < c; ch++) {
+    // the float32-record bound above
+    close(t, [invstd[ch]!], [invstd1[ch]!], `merge == concatenation (invstd), channel ${ch}`, 1e-5 + roundingBound(ch), 0);
+  }
+  t.is(count1[0], count[0]);
+});
+
+test('cpu: bnMergeStats with a global count of 0 gives mean 0, invstd 1/sqrt(eps), running stats untouched', (t) => {
+  const c = 2;
+  const records = new Float32Array(2 * (2 * c + 1)); // two empty ranks
+  const mean = F([9, 9]), invstd = new Float32Array(c), count = F([9]);
+  const rm = F([1, 2]), rv = F([3, 4]);
+  be.bnMergeStats(mean, invstd, count, records, 2, c, 2 * c + 1, 1e-3, rm, rv, 0.5);
+  t.deepEqual([...mean], [0, 0]);
+  close(t, invstd, [1 / Math.sqrt(1e-3), 1 / Math.sqrt(1e-3)], 'invstd');
+  t.is(count[0], 0);
+  t.deepEqual([...rm, ...rv], [1, 2, 3, 4]);
+  const err = t.throws(() => be.bnMergeStats(mean, invstd, count, F([0, 0, 0, 0, -1]), 1, c, 2 * c + 1, 1e-3, null, null, 0));
+  t.regex(err!.message, /bnMergeStats: .*rank 0 has a negative or NaN count/);
+});
+
+test('cpu: bnInvstd', (t) => {
+  const v = F([0, 0.5, 4, 1e4]);
+  const out = new Float32Array(4);
+  be.bnInvstd(out, v, 4, 1e-5);
+  close(t, out, Array.from(v, (x) => 1 / Math.sqrt(x + 1e-5)), 'invstd');
+});
+
+function bnBackwardRef(dy: Float32Array, x: Float32Array, mean: Float32Array, invstd: Float32Array,
+  w: Float32Array | null, n: number, c: number, hw: number, N: number, sumsIn?: Float32Array) {
+  const sdy = new Array<number>(c).fill(0), sdx = new Array<number>(c).fill(0);
+  for (let i = 0; i < n; i++) {
+    for (let ch = 0; ch < c; ch++) {
+      for (let j = 0; j < hw; j++) {
+        const q = (i * c + ch) * hw + j;
+        sdy[ch] += dy[q]!;
+        sdx[ch] += dy[q]! * (x[q]! - mean[ch]!);
+      }
+    }
+  }
+  const S = sumsIn ? Array.from(sumsIn) : [...sdy, ...sdx];
+  const dx = new Float64Array(x.length);
+  for (let i = 0; i < n; i++) {
+    for (let ch = 0; ch < c; ch++) {
+      const is = invstd[ch]!, wt = w ? w[ch]! : 1;
+      for (let j = 0; j < hw; j++) {
+        const q = (i * c + ch) * hw + j;
+        dx[q] = (dy[q]! - S[ch]! / N - (x[q]! - mean[ch]!) * is * is * S[c + ch]! / N) * is * wt;
+      }
+    }
+  }
+  return { sdy, sdx, dx };
+}
+
+for (const [n, c, hw] of bnShapes) {
+  test(`cpu: bnElemt, bnBackwardReduce, bnBackwardElemt [${n},${c},${hw}] vs reference`, (t) => {
+    const x = bnInput(n, c, hw, 7 + n + c + hw);
+    const stats = new Float32Array(2 * c + 2);
+    be.bnStats(stats, x, n, c, hw, 0);
+    const mean = stats.slice(0, c), invstd = new Float32Array(c);
+    be.bnInvstd(invstd, stats.subarray(c, 2 * c), c, 1e-5);
+    const w = randn(c, 1, 1, 0.5), b = randn(c, 2);
+    const total = n * c * hw;
+    for (const [weight, bias] of [[w, b], [null, null]] as const) {
+      const y = new Float32Array(total);
+      be.bnElemt(y, x, mean, invstd, weight, bias, n, c, hw);
+      const want = new Float64Array(total);
+      for (let q = 0; q < total; q++) {
+        const ch = Math.floor(q / hw) % c;
+        want[q] = (x[q]! - mean[ch]!) * invstd[ch]! * (weight ? weight[ch]! : 1) + (bias ? bias[ch]! : 0);
+      }
+      // y is O(1) after normalisation: 1e-5 relative with a 1e-5 floor for values near 0
+      close(t, y, want, `elemt ${weight ? 'affine' : 'plain'}`, 1e-5, 1e-5);
+      if (!weight) {
+        const inplace = x.slice();
+        be.bnElemt(inplace, inplace, mean, invstd, null, null, n, c, hw);
+        t.deepEqual(inplace, y, 'y may alias x');
+      }
+    }
+    const dy = randn(total, 99, 0.1, 1);
+    const sums = new Float32Array(2 * c), gw = new Float32Array(c), gb = new Float32Array(c);
+    be.bnBackwardReduce(sums, gw, gb, dy, x, mean, invstd, n, c, hw);
+    const ref = bnBackwardRef(dy, x, mean, invstd, w, n, c, hw, n * hw);
+    // sums of n*hw products of O(1) values: absolute floor scaled by sqrt(count)
+    const floor = 1e-6 * Math.sqrt(n * hw) * 4;
+    close(t, sums.subarray(0, c), ref.sdy, 'sum_dy', 1e-5, floor);
+    close(t, sums.subarray(c), ref.sdx, 'sum_dy_xmu', 1e-5, floor * 2);
+    close(t, gw, ref.sdx.map((v, i) => v * invstd[i]!), 'grad weight', 1e-5, floor * 2);
+    close(t, gb, ref.sdy, 'grad bias', 1e-5, floor);
+    const sums2 = new Float32Array(2 * c);
+    be.bnBackwardReduce(sums2, null, null, dy, x, mean, invstd, n, c, hw);
+    t.deepEqual(sums2, sums);
+    // elemt with a global count larger than the local one (as after an all-reduce)
+    const N = n * hw * 3;
+    const dx = new Float32Array(total);
+    be.bnBackwardElemt(dx, dy, x, mean, invstd, w, sums, F([N]), n, c, hw);
+    const refN = bnBackwardRef(dy, x, mean, invstd, w, n, c, hw, N, sums);
+    close(t, dx, refN.dx, 'backward elemt', 1e-5, 1e-5);
+  });
+}
+
+test('cpu: bn kernels accept an empty batch and reject short storages', (t) => {
+  const c = 3, e = new Float32Array(0);
+  const sums = new Float32Array(2 * c).fill(NaN);
+  be.bnBackwardReduce(sums, null, null, e, e, new Float32Array(c), F([1, 1, 1]), 0, c, 4);
+  t.deepEqual([...sums], [0, 0, 0, 0, 0, 0]);
+  be.bnElemt(e, e, new Float32Array(c), new Float32Array(c), null, null, 0, c, 4);
+  be.bnBackwardElemt(e, e, e, new Float32Array(c), new Float32Array(c), null, sums, F([0]), 0, c, 4);
+  t.throws(() => be.bnStats(new Float32Array(2 * c + 1), new Float32Array(24), 2, c, 4, 0), {
+    message: /bnStats: stats has 7 elements, the sizes given need 8/,
+  });
+  // the merge reads (ranks - 1) * stride + 2c + 1 elements, and no stride below a record
+  const mean = new Float32Array(c), invstd = new Float32Array(c), count = new Float32Array(1);
+  t.throws(() => be.bnMergeStats(mean, invstd, count, new Float32Array(2 * 8 + 6), 3, c, 8, 1e-5, null, null, 0), {
+    message: /bnMergeStats: stats has 22 elements, the sizes given need 23/,
+  });
+  t.throws(() => be.bnMergeStats(mean, invstd, count, new Float32Array(16), 2, c, 6, 1e-5, null, null, 0), {
+    message: /bnMergeStats: .*stride 6 is below a record's 2c \+ 1 = 7/,
+  });
+  t.throws(() => be.bnElemt(new Float32Array(24), new Float32Array(23), F([0, 0, 0]), F([1, 1, 1]), null, null, 2, c, 4), {
+    message: /bnElemt: x has 23 elements, the sizes given need 24/,
+  });
+});
+
+// ------------------------------------------------------------------ sgd
+
+/** torch.optim.SGD (foreach=False) for one parameter over several steps, in double. */
+function sgdRef(p0: Float32Array, grads: Float32Array[], o: { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean }) {
+  const p = Array.from(p0);
+  let buf: number[] | null = null;
+  for (const g of grads) {
+    const d = p.map((v, i) => g[i]! + o.weightDecay * v);
+    let upd = d;
+    if (o.momentum !== 0) {
+      buf = buf === null ? d.slice() : buf.map((b, i) => o.momentum * b + (1 - o.dampening) * d[i]!);
+      upd = o.nesterov ? d.map((v, i) => v + o.momentum * buf![i]!) : buf;
+    }
+    for (let i = 0; i < p.length; i++) p[i] -= o.lr * upd[i]!;
+  }
+  return { p, buf };
+}
+
+for (const o of [
+  { lr: 0.1, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false },
+  { lr: 0.05, momentum: 0, dampening: 0, weightDecay: 0.01, nesterov: false },
+  { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false },
+  { lr: 0.1, momentum: 0.9, dampening: 0.3, weightDecay: 1e-3, nesterov: false },
+  { lr: 0.02, momentum: 0.8, dampening: 0, weightDecay: 5e-3, nesterov: true },
+]) {
+  test(`cpu: sgd ${JSON.stringify(o)} over 4 steps matches PyTorch's formula`, (t) => {
+    const n = 103;
+    const p0 = randn(n, 1), grads = [2, 3, 4, 5].map((s) => randn(n, s));
+    const p = p0.slice(), buf = o.momentum !== 0 ? new Float32Array(n).fill(NaN) : null;
+    grads.forEach((g, step) => {
+      be.sgd(p, buf, g, n, o.lr, o.momentum, o.dampening, o.weightDecay, o.nesterov, step === 0);
+    });
+    const ref = sgdRef(p0, grads, o);
+    close(t, p, ref.p, 'param', 1e-5, 1e-6);
+    if (buf) close(t, buf, ref.buf!, 'momentum buffer', 1e-5, 1e-6);
+  });
+}
+
+test('cpu: sgd rejects nesterov with dampening, and a missing momentum buffer', (t) => {
+  const p = new Float32Array(4), g = new Float32Array(4);
+  t.throws(() => be.sgd(p, new Float32Array(4), g, 4, 0.1, 0.9, 0.1, 0, true, true), { message: /sgd: .*nesterov/ });
+  const k = loadCpuKernels();
+  t.not(k.fn.bk_sgd_f32(p, null, g, 4, 0.1, 0.9, 0, 0, 0, 1, null), 0);
+  t.regex(k.library.lastError(), /bk_sgd_f32: momentum_buf is NULL/);
+});
