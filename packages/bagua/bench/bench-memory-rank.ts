@@ -8,7 +8,7 @@
  * several ranks the model is converted by SyncBatchNorm.convertSyncBatchnorm and wrapped
  * by withBagua([optimizer], new GradientAllReduce()).
  *
- * Every `every` steps: process RSS and memoryStats(device) (when @bagua/core has it), of
+ * Every `every` steps: process RSS and memoryStats(device), of
  * every rank (gathered to rank 0 through the group, host arrays only, no tensors); every
  * `checkEvery` steps the loop stops, on all ranks at once, when RSS passes the cap.
  *
@@ -16,8 +16,7 @@
  * thread rank under runThreads; then rank 0 prints the progress lines and one line
  * `MEMORY_RESULT <json>`, and a failing rank `BENCH_ERROR <message>`.
  */
-import * as core from '@bagua/core';
-import { manualSeed, nn, optim, randn, tensor } from '@bagua/core';
+import { manualSeed, memoryStats, nn, optim, randn, tensor, type MemoryStats } from '@bagua/core';
 import { threadsWorkerInfo, type ProcessGroup } from '@bagua/comm';
 import { algorithms, destroyProcessGroup, initProcessGroup, SyncBatchNorm } from '../src/index.js';
 
@@ -29,24 +28,16 @@ export interface LoopOptions {
   maxRssMiB: number;
 }
 
-/** memoryStats(device) of issue 9, bytes and counts. */
-export interface MemoryStats {
-  allocated: number;
-  reserved: number;
-  peakAllocated: number;
-  numAllocs: number;
-  numFrees: number;
-  numSystemAllocs: number;
-}
+export type { MemoryStats };
 
-/** One report: the step, process RSS, and each rank's memoryStats (null where core has none). */
+/** One report: the step, process RSS, and each rank's memoryStats. */
 export interface Sample {
   step: number;
   rssMiB: number;
   /** V8 heap in use and memory outside it held by JS objects (ArrayBuffers...), summed over ranks (each thread has its own heap). */
   heapMiB: number;
   externalMiB: number;
-  stats: (MemoryStats | null)[];
+  stats: MemoryStats[];
 }
 
 export interface LoopResult {
@@ -59,40 +50,25 @@ export interface LoopResult {
   samples: Sample[];
   /** [step, RSS MiB (largest any rank read)] at every RSS-cap check (every checkEvery steps). */
   rssChecks: [number, number][];
-  memoryStatsAvailable: boolean;
   msPerStep: number;
 }
-
-type StatsFn = (device?: string) => MemoryStats;
-const memoryStatsFn = (core as unknown as { memoryStats?: StatsFn }).memoryStats;
-const hasMemoryStats = typeof memoryStatsFn === 'function';
 
 const FIELDS = ['allocated', 'reserved', 'peakAllocated', 'numAllocs', 'numFrees', 'numSystemAllocs'] as const;
 
 const rssMiB = () => process.memoryUsage.rss() / 2 ** 20;
 
-function readStats(device: string): MemoryStats | null {
-  if (!hasMemoryStats) return null;
-  const s = memoryStatsFn!(device);
-  return Object.fromEntries(FIELDS.map((f) => [f, Number(s[f])])) as unknown as MemoryStats;
-}
-
 const mib = (bytes: number) => (bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(2)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`);
 
 /** One progress line: rank 0's memoryStats (and, for several ranks, the sum of reserved). */
 export function formatSample(s: Sample, prev: Sample | null): string {
-  const st = s.stats[0] ?? null;
+  const st = s.stats[0]!;
+  const p = prev?.stats[0];
+  const perStep = p ? ((st.numAllocs - p.numAllocs) / (s.step - prev!.step)).toFixed(1) : '-';
   const cells = [`step ${String(s.step).padStart(6)}`, `RSS ${s.rssMiB.toFixed(1).padStart(8)} MiB`,
-    `JS heap ${s.heapMiB.toFixed(1)} MiB`, `external ${s.externalMiB.toFixed(1)} MiB`];
-  if (!st) {
-    cells.push('memoryStats n/a');
-  } else {
-    const p = prev?.stats[0] ?? null;
-    const perStep = p ? ((st.numAllocs - p.numAllocs) / (s.step - prev!.step)).toFixed(1) : '-';
-    cells.push(`allocated ${mib(st.allocated)}`, `reserved ${mib(st.reserved)}`, `allocs/step ${perStep}`,
-      `live allocs ${st.numAllocs - st.numFrees}`, `system allocs ${st.numSystemAllocs}`);
-    if (s.stats.length > 1) cells.push(`reserved all ranks ${mib(s.stats.reduce((a, x) => a + (x?.reserved ?? 0), 0))}`);
-  }
+    `JS heap ${s.heapMiB.toFixed(1)} MiB`, `external ${s.externalMiB.toFixed(1)} MiB`,
+    `allocated ${mib(st.allocated)}`, `reserved ${mib(st.reserved)}`, `allocs/step ${perStep}`,
+    `live allocs ${st.numAllocs - st.numFrees}`, `system allocs ${st.numSystemAllocs}`];
+  if (s.stats.length > 1) cells.push(`reserved all ranks ${mib(s.stats.reduce((a, x) => a + x.reserved, 0))}`);
   return cells.join('  ');
 }
 
@@ -124,26 +100,26 @@ export function runLoop(opts: LoopOptions, group: ProcessGroup | null, print: (l
   let step = 0;
   const t0 = performance.now();
   const record = () => {
-    const mine = readStats(opts.device);
+    const mine = memoryStats(opts.device);
     const mem = process.memoryUsage(); // rss: the process; heapUsed, external: this thread's isolate
     const local = new Float64Array(3 + FIELDS.length);
     local[0] = mem.rss / 2 ** 20;
     local[1] = mem.heapUsed / 2 ** 20;
     local[2] = mem.external / 2 ** 20;
-    FIELDS.forEach((f, i) => { local[3 + i] = mine ? mine[f] : NaN; });
+    FIELDS.forEach((f, i) => { local[3 + i] = mine[f]; });
     let all = local;
     if (group) {
       all = new Float64Array(local.length * ranks);
       group.allGather(all, local);
     }
-    const stats: (MemoryStats | null)[] = [];
+    const stats: MemoryStats[] = [];
     let rss = 0, heap = 0, external = 0;
     for (let r = 0; r < ranks; r++) {
       const row = all.subarray(r * local.length, (r + 1) * local.length);
       rss = Math.max(rss, row[0]!); // one process: every rank reads the same RSS, moments apart
       heap += row[1]!;
       external += row[2]!;
-      stats.push(Number.isNaN(row[3]) ? null : Object.fromEntries(FIELDS.map((f, i) => [f, row[3 + i]!])) as unknown as MemoryStats);
+      stats.push(Object.fromEntries(FIELDS.map((f, i) => [f, row[3 + i]!])) as unknown as MemoryStats);
     }
     const sample: Sample = { step, rssMiB: rss, heapMiB: heap, externalMiB: external, stats };
     if (rank === 0) print(formatSample(sample, samples.at(-1) ?? null));
@@ -177,7 +153,7 @@ export function runLoop(opts: LoopOptions, group: ProcessGroup | null, print: (l
   const stepsRun = Math.min(step, opts.steps);
   return {
     device: opts.device, ranks, stepsAsked: opts.steps, stepsRun, stopped, samples, rssChecks,
-    memoryStatsAvailable: hasMemoryStats, msPerStep: (performance.now() - t0) / stepsRun,
+    msPerStep: (performance.now() - t0) / stepsRun,
   };
 }
 

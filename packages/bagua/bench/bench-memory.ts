@@ -30,7 +30,6 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import * as core from '@bagua/core';
 import { runThreads } from '@bagua/comm';
 import { runLoop, type LoopOptions, type LoopResult, type Sample } from './bench-memory-rank.js';
 
@@ -75,9 +74,8 @@ const SINGLE_THREAD_ENV = { OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1', MKL
 async function child(ranks: number): Promise<void> {
   const label = ranks === 1 ? '1 rank (plain loop on this thread)'
     : `${ranks} thread ranks (threads backend, SyncBatchNorm.convertSyncBatchnorm + withBagua GradientAllReduce)`;
-  const has = typeof (core as unknown as { memoryStats?: unknown }).memoryStats === 'function';
   process.stdout.write(`\n== ${opts.device}, ${label}, ${opts.steps} steps; report every ${opts.every}` +
-    `${has ? '' : '; memoryStats n/a in this @bagua/core'}${ranks > 1 ? '; memoryStats shown: rank 0' : ''}\n`);
+    `${ranks > 1 ? '; memoryStats shown: rank 0' : ''}\n`);
   if (ranks === 1) {
     const result = runLoop(opts, null, (line) => process.stdout.write(`${line}\n`));
     process.stdout.write(`MEMORY_RESULT ${JSON.stringify(result)}\n`);
@@ -129,26 +127,22 @@ function summary(r: LoopResult): string {
 
   let reservedOk: boolean | null = null;
   let allocsOk: boolean | null = null;
-  if (r.memoryStatsAvailable && base.stats.every((x) => x) && last.stats.every((x) => x)) {
-    const per = (a: Sample, b: Sample) => Math.max(...a.stats.map((x, i) => (x!.numAllocs - b.stats[i]!.numAllocs) / (a.step - b.step)));
-    const growths = last.stats.map((x, i) => x!.reserved - base.stats[i]!.reserved);
-    const reservedGrowth = Math.max(...growths);
-    const grew = growths.flatMap((g, i) => (g > 0 ? [i] : []));
-    const live = (x: Sample) => Math.max(...x.stats.map((st) => st!.numAllocs - st!.numFrees));
-    const sysAfter = Math.max(...last.stats.map((x, i) => x!.numSystemAllocs - base.stats[i]!.numSystemAllocs));
-    parts.push(`reserved ${fmtBytes(reservedGrowth)}${r.ranks > 1 && grew.length ? ` (rank${grew.length > 1 ? 's' : ''} ${grew.join(', ')})` : ''}`);
-    if (s.length >= 3) {
-      const first = per(s[1]!, s[0]!), lastPer = per(last, s.at(-2)!);
-      parts.push(`allocs/step ${first.toFixed(1)} -> ${lastPer.toFixed(1)}`);
-      allocsOk = lastPer <= first * 1.001 + 1e-9 && live(last) <= live(base);
-    } else {
-      parts.push('allocs/step n/a (needs 3 reports)');
-    }
-    parts.push(`live allocs ${live(base)} -> ${live(last)}`, `system allocs after step ${base.step}: ${sysAfter}`);
-    if (base !== last) reservedOk = reservedGrowth <= 0;
+  const per = (a: Sample, b: Sample) => Math.max(...a.stats.map((x, i) => (x.numAllocs - b.stats[i]!.numAllocs) / (a.step - b.step)));
+  const growths = last.stats.map((x, i) => x.reserved - base.stats[i]!.reserved);
+  const reservedGrowth = Math.max(...growths);
+  const grew = growths.flatMap((g, i) => (g > 0 ? [i] : []));
+  const live = (x: Sample) => Math.max(...x.stats.map((st) => st.numAllocs - st.numFrees));
+  const sysAfter = Math.max(...last.stats.map((x, i) => x.numSystemAllocs - base.stats[i]!.numSystemAllocs));
+  parts.push(`reserved ${fmtBytes(reservedGrowth)}${r.ranks > 1 && grew.length ? ` (rank${grew.length > 1 ? 's' : ''} ${grew.join(', ')})` : ''}`);
+  if (s.length >= 3) {
+    const first = per(s[1]!, s[0]!), lastPer = per(last, s.at(-2)!);
+    parts.push(`allocs/step ${first.toFixed(1)} -> ${lastPer.toFixed(1)}`);
+    allocsOk = lastPer <= first * 1.001 + 1e-9 && live(last) <= live(base);
   } else {
-    parts.push('reserved n/a', 'allocs/step n/a (memoryStats not available)');
+    parts.push('allocs/step n/a (needs 3 reports)');
   }
+  parts.push(`live allocs ${live(base)} -> ${live(last)}`, `system allocs after step ${base.step}: ${sysAfter}`);
+  if (base !== last) reservedOk = reservedGrowth <= 0;
   if (!isCpu) {
     goals.push(`reserved ${r.device} memory not growing: ${verdict(reservedOk)}`);
     goals.push(`RSS growth (not a goal off the CPU) ${(100 * rssGrowth).toFixed(1)}%`);

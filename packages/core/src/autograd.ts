@@ -5,7 +5,7 @@
  */
 import { fmt } from './shape.js';
 import { scope } from './lifetime.js';
-import type { Tensor } from './tensor.js';
+import { full, type Tensor } from './tensor.js';
 
 let gradEnabled = true;
 
@@ -108,11 +108,6 @@ export interface BackwardOptions {
   retainGraph?: boolean;
 }
 
-/**
- * Runs the graph from `root` backwards, accumulating into the leaves' `.grad`.
- * Everything made on the way (intermediate gradients, temporaries) is released
- * as soon as it is used, or when backward returns.
- */
 let backwardRuns = 0;
 
 /** How many backward passes have run: wrappers that act once per backward (gradient reduction) compare it. */
@@ -120,6 +115,14 @@ export function backwardCount(): number {
   return backwardRuns;
 }
 
+/** Why an intermediate gradient was released (the error a later use gets). */
+export const USED_GRADIENT = 'by backward, once used (an intermediate gradient)';
+
+/**
+ * Runs the graph from `root` backwards, accumulating into the leaves' `.grad`.
+ * Everything made on the way (intermediate gradients, temporaries) is released
+ * as soon as it is used, or when backward returns.
+ */
 export function runBackward(root: Tensor, gradient: Tensor | undefined, opts: BackwardOptions): void {
   if (!root.requiresGrad) throw new Error('backward: the tensor does not require grad and has no grad_fn');
   if (gradient !== undefined && gradient.numel !== root.numel) {
@@ -132,7 +135,7 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, opts: Ba
   const retain = opts.retainGraph ?? false;
   backwardRuns++;
   scope(() => noGrad(() => {
-    const seed = gradient === undefined ? root._ones() : gradient.reshape(root.shape);
+    const seed = gradient === undefined ? full(root.shape, 1, { device: root.device }) : gradient.reshape(root.shape);
     if (!root.gradFn) {
       root._accumulateGrad(seed);
       return;
@@ -150,7 +153,7 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, opts: Ba
         if (edge && ig) deliveries.push([edge, inGrads.indexOf(ig) === inGrads.lastIndexOf(ig) ? ig : ig._alias(node.op)]);
       });
       const delivered = new Set(deliveries.map(([, t]) => t));
-      for (const t of [g, ...inGrads]) if (t && !delivered.has(t)) t._release(USED);
+      for (const t of [g, ...inGrads]) if (t && !delivered.has(t)) t._release(USED_GRADIENT);
       for (const [edge, t] of deliveries) {
         if (edge instanceof GradNode) {
           const prev = grads.get(edge);
@@ -162,8 +165,6 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, opts: Ba
     }
   }), 'by backward (made while it ran)');
 }
-
-const USED = 'by backward, once used (an intermediate gradient)';
 
 /** Nodes reachable from `root`, each after every node that feeds it a gradient. */
 function topoOrder(root: GradNode): GradNode[] {

@@ -1,5 +1,5 @@
 import type { Handle } from './backend.js';
-import { runBackward, type BackwardOptions, type GradNode } from './autograd.js';
+import { runBackward, USED_GRADIENT as USED, type BackwardOptions, type GradNode } from './autograd.js';
 import { Device, type DeviceName } from './device.js';
 import { type DType, type HostArray, hostArray } from './dtype.js';
 import { clock, currentScope, handOverToStep, setTensorCheck, type Scope } from './lifetime.js';
@@ -74,10 +74,6 @@ export class Tensor {
   }
   /** Whether the storage was released (by its scope or step, dispose(), or its owner). */
   get isReleased(): boolean {
-    return this._storage === null;
-  }
-  /** @deprecated the older name of isReleased */
-  get isDisposed(): boolean {
     return this._storage === null;
   }
   get isLeaf(): boolean {
@@ -208,11 +204,6 @@ export class Tensor {
     return sum;
   }
 
-  /** @internal */
-  _ones(): Tensor {
-    return full(this.shape, 1, { device: this.device });
-  }
-
   /** Replaces the contents in place with another tensor's storage (same shape), keeping identity. */
   _assign(source: Tensor): void {
     if (source.numel !== this.numel) {
@@ -291,8 +282,6 @@ export class Tensor {
 }
 
 setTensorCheck((v): v is Tensor => v instanceof Tensor);
-
-const USED = 'by backward, once used (an intermediate gradient)';
 
 /** A fresh, uninitialised tensor: the output buffer of a kernel. */
 export function empty(shape: Shape, dtype: DType = 'float32', device: Device = Device.cpu): Tensor {

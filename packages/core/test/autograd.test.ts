@@ -54,7 +54,7 @@ test('views share storage; dispose frees only after the last view, and use after
   const x = tensor([1, 2, 3, 4]);
   const v = x.view([2, 2]);
   x.dispose();
-  t.true(x.isDisposed);
+  t.true(x.isReleased);
   t.deepEqual(values(v), [1, 2, 3, 4], 'the view keeps the storage alive');
   t.throws(() => x.add(1), { message: /add: tensor of shape \[4\] was released by dispose\(\)/ });
   t.throws(() => x.toArray(), { message: /toArray: tensor of shape \[4\] was released by dispose\(\)/ });

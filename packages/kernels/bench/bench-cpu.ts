@@ -12,7 +12,7 @@
  *           @bagua/core has it, as in a loop without an optimizer), against PyTorch's
  *           nn.BatchNorm2d / nn.BatchNorm1d module doing the same (zero_grad(set_to_none=True)).
  *
- * Both sides on 1 thread: setNumThreads(1) when @bagua/core has it, torch.set_num_threads(1).
+ * Both sides on 1 thread: setNumThreads(1), torch.set_num_threads(1).
  * Goals (issue 9): module forward >= 2x PyTorch, module forward + backward >= 1.5x PyTorch,
  * on every shape; the end of the output says met / NOT met per shape.
  *
@@ -34,11 +34,10 @@
  *                      BENCH_SHAPES: e.g. "8x64x28x28,64x256" (default the three below);
  *                      BENCH_PATHS: "kernel,module" (default both))
  */
-import * as core from '@bagua/core';
-import { nn, tensor, type Tensor } from '@bagua/core';
+import { endStep, nn, tensor, type Tensor } from '@bagua/core';
 import { cpuBackend as be } from '../src/index.js';
 import {
-  bnDims, busyWarning, type CoreExtras, JsonLineChild, loud, median, randomArray, tableHeader, tableRow, turnEventLoop,
+  bnDims, busyWarning, JsonLineChild, loud, median, randomArray, tableHeader, tableRow, turnEventLoop,
   useKernelThreads,
 } from './common.js';
 
@@ -110,13 +109,12 @@ function makeCase(shape: number[]) {
   const xt: Tensor = tensor(x, { shape });
   xt.requiresGrad = true;
   const dyt: Tensor = tensor(dy, { shape });
-  // Between repetitions, as a user's loop without an optimizer: gradients zeroed, and the step
-  // ended where core has endStep() (issue 9: what the step before made is then released).
-  const endStep = (core as CoreExtras).endStep;
+  // Between repetitions, as a user's loop without an optimizer: gradients zeroed and the step
+  // ended (what the step before made is then released).
   const zeroGrads = () => {
     bn.zeroGrad();
     xt.grad = null;
-    if (typeof endStep === 'function') endStep();
+    endStep();
   };
   return {
     total,
@@ -200,7 +198,7 @@ const ROWS: { path: 'kernel' | 'module'; pass: string; key: Pass; passes: number
 ];
 
 async function main(): Promise<void> {
-  const threads = useKernelThreads(core, 1);
+  const threads = useKernelThreads(1);
   console.log(`bagua-ts CPU batch-norm benchmark: ${[...PATHS].join(' and ')} path(s), ${ROUNDS} interleaved rounds of ` +
     `~${SECONDS}s per measurement; ${threads.note}; library ${be.native.library.path}`);
   const busyStart = busyWarning('at start');

@@ -8,7 +8,7 @@
  *   zeroGrad, backward, step (no awaits, no dispose calls inside a step).
  *
  * At each thread count (1 and 2): warm-up steps, then the median ms per step, ours
- * (setNumThreads(n) when @bagua/core has it) and PyTorch (torch.set_num_threads(n),
+ * (setNumThreads(n)) and PyTorch (torch.set_num_threads(n),
  * tools/bench_step_torch.py kept running in one child process). The two sides run
  * interleaved in BENCH_ROUNDS blocks, so load elsewhere on the machine lands on both;
  * ratio = PyTorch's median ms / ours (above 1x: ours faster), medians over all timed
@@ -28,7 +28,6 @@ import { parseArgs } from 'node:util';
 import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as core from '@bagua/core';
 import { manualSeed, nn, optim, randn, tensor } from '@bagua/core';
 import { cpuBackend } from '../src/index.js';
 import { busyWarning, JsonLineChild, loud, median, tableHeader, tableRow, turnEventLoop, useKernelThreads } from './common.js';
@@ -148,8 +147,8 @@ async function main(): Promise<void> {
   const perRound = (r: number) => Math.floor(STEPS / ROUNDS) + (r < STEPS % ROUNDS ? 1 : 0);
   for (let r = 0; r < ROUNDS; r++) {
     for (const row of rows) {
-      const set = useKernelThreads(core, row.threads);
-      row.matched = set.applied || row.threads === 1; // without setNumThreads the kernels run on 1 thread
+      const set = useKernelThreads(row.threads);
+      row.matched = set.applied;
       row.note = set.note;
       // The first block of each thread count warms up for WARMUP steps, later ones for one step.
       const warm = r === 0 ? WARMUP : Math.min(WARMUP, 1);

@@ -2,6 +2,7 @@
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
+import { getNumThreads, setNumThreads } from '@bagua/core';
 import { createInterface } from 'node:readline';
 
 /** [n, c, ...spatial] as batch norm sees it: n, c, hw (the spatial product) and the element count. */
@@ -42,30 +43,17 @@ export function median(xs: readonly number[]): number {
 /** Lets the event loop turn once (finalizers and other queued work run there, outside a timed region). */
 export const turnEventLoop = (): Promise<void> => new Promise((done) => setImmediate(done));
 
-/** Parts of @bagua/core that issue 9 adds; each may be absent in an older build, so they are looked up by name. */
-export interface CoreExtras {
-  setNumThreads?: (n: number) => void;
-  getNumThreads?: () => number;
-  /** Ends a step of a loop without an optimizer: what the step before made is released. */
-  endStep?: () => void;
-}
-
 /**
- * Kernel threads of the calling thread: setNumThreads(n) when core has it. Returns whether
- * the kernels will use `n` (set and read back) and a description; never throws (a core whose
- * backend has no threads refuses setNumThreads: then the kernels run single-threaded).
+ * Sets the calling thread's kernel threads and reads them back. Returns whether the
+ * kernels will use `n` and a description; never throws (a benchmark reports, it does not stop).
  */
-export function useKernelThreads(core: object, n: number): { applied: boolean; note: string } {
-  const c = core as CoreExtras;
-  if (typeof c.setNumThreads !== 'function') {
-    return { applied: false, note: 'setNumThreads n/a in this @bagua/core (kernels single-threaded)' };
-  }
+export function useKernelThreads(n: number): { applied: boolean; note: string } {
   try {
-    c.setNumThreads(n);
+    setNumThreads(n);
   } catch (e) {
     return { applied: false, note: `setNumThreads(${n}) failed: ${(e as Error)?.message ?? e}` };
   }
-  const got = typeof c.getNumThreads === 'function' ? c.getNumThreads() : n;
+  const got = getNumThreads();
   return { applied: got === n, note: got === n ? `${n} kernel thread(s)` : `asked ${n} kernel threads, getNumThreads() = ${got}` };
 }
 

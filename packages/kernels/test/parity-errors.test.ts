@@ -203,7 +203,7 @@ test('parity errors: SGD with weightDecay NaN', (t) => {
 test('parity errors: add on a disposed tensor', (t) => {
   const x = t32([2, 3]);
   x.dispose();
-  t.true(x.isDisposed);
+  t.true(x.isReleased);
   throwsWith(t, () => x.add(1), [/add/, /dispose/, shapeRe([2, 3])]);
 });
 
@@ -241,5 +241,5 @@ test('parity errors: dispose twice is harmless', (t) => {
   const x = t32([2]);
   x.dispose();
   t.notThrows(() => x.dispose());
-  t.true(x.isDisposed);
+  t.true(x.isReleased);
 });
