@@ -12,7 +12,7 @@
  * and views hold storages by their own references, so releasing the user's
  * reference never frees memory that backward still needs.
  */
-import type { Tensor } from './tensor.js';
+import { Tensor } from './tensor.js';
 
 export class Scope {
   readonly tensors: Tensor[] = [];
@@ -93,22 +93,15 @@ export function handOverToStep(t: Tensor): void {
 }
 
 /** The tensors reachable from a returned value: a tensor, or arrays and plain objects of them. */
-function collect(value: unknown, into: Set<Tensor>, isTensor: (v: unknown) => v is Tensor, depth = 0): void {
-  if (isTensor(value)) into.add(value);
-  else if (depth < 4 && Array.isArray(value)) for (const v of value) collect(v, into, isTensor, depth + 1);
+function collect(value: unknown, into: Set<Tensor>, depth = 0): void {
+  if (value instanceof Tensor) into.add(value);
+  else if (depth < 4 && Array.isArray(value)) for (const v of value) collect(v, into, depth + 1);
   else if (depth < 4 && value !== null && typeof value === 'object') {
     const proto = Object.getPrototypeOf(value);
     if (proto === Object.prototype || proto === null) {
-      for (const v of Object.values(value)) collect(v, into, isTensor, depth + 1);
+      for (const v of Object.values(value)) collect(v, into, depth + 1);
     }
   }
-}
-
-let tensorCheck: ((v: unknown) => v is Tensor) | null = null;
-
-/** tensor.ts registers its class test here (this module cannot import it: the import would be circular). */
-export function setTensorCheck(check: (v: unknown) => v is Tensor): void {
-  tensorCheck = check;
 }
 
 /**
@@ -128,7 +121,7 @@ export function scope<T>(fn: () => T, why = 'when its scope() ended (it was not 
   }
   open.pop();
   const escaping = new Set<Tensor>();
-  collect(result, escaping, tensorCheck!);
+  collect(result, escaping);
   s.close(currentScope(), escaping);
   return result;
 }

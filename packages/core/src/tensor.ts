@@ -2,7 +2,7 @@ import type { Handle } from './backend.js';
 import { runBackward, USED_GRADIENT as USED, type BackwardOptions, type GradNode } from './autograd.js';
 import { Device, type DeviceName } from './device.js';
 import { type DType, type HostArray, hostArray } from './dtype.js';
-import { clock, currentScope, handOverToStep, setTensorCheck, type Scope } from './lifetime.js';
+import { clock, currentScope, handOverToStep, type Scope } from './lifetime.js';
 import { GradSlot, Storage } from './memory.js';
 import { defaultGenerator, fillNormal, fillUniform } from './random.js';
 import { checkShape, fmt, numelOf, type Shape } from './shape.js';
@@ -280,8 +280,6 @@ export class Tensor {
   softmax(dim: number): Tensor { return ops.softmax(this, dim); }
   logSoftmax(dim: number): Tensor { return ops.logSoftmax(this, dim); }
 }
-
-setTensorCheck((v): v is Tensor => v instanceof Tensor);
 
 /** A fresh, uninitialised tensor: the output buffer of a kernel. */
 export function empty(shape: Shape, dtype: DType = 'float32', device: Device = Device.cpu): Tensor {

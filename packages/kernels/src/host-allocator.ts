@@ -35,6 +35,8 @@ export class HostAllocator {
   private reservedBytes = 0;
   private cachedBytes = 0;
   private systemAllocs = 0;
+  /** Where each buffer's 64-byte aligned start lies (found once, when the buffer is made). */
+  private readonly alignedStart = new WeakMap<ArrayBuffer, number>();
 
   alloc(dtype: DType, numel: number): HostArray {
     if (!Number.isSafeInteger(numel) || numel < 0) throw new Error(`alloc: numel must be an integer >= 0 (got ${numel})`);
@@ -46,8 +48,7 @@ export class HostAllocator {
     } else {
       buffer = this.fresh(dtype, numel, cls);
     }
-    const misalign = Number(koffi.address(new Uint8Array(buffer, 0, 1)) % BigInt(ALIGN));
-    return view(dtype, buffer, misalign === 0 ? 0 : ALIGN - misalign, numel);
+    return view(dtype, buffer, this.alignedStart.get(buffer)!, numel);
   }
 
   private fresh(dtype: DType, numel: number, cls: number): ArrayBuffer {
@@ -63,6 +64,8 @@ export class HostAllocator {
     }
     try {
       const buffer = new ArrayBuffer(need);
+      const misalign = Number(koffi.address(new Uint8Array(buffer, 0, 1)) % BigInt(ALIGN));
+      this.alignedStart.set(buffer, misalign === 0 ? 0 : ALIGN - misalign);
       this.reservedBytes += need;
       this.systemAllocs++;
       return buffer;

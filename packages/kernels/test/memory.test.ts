@@ -1,4 +1,5 @@
 import test from 'ava';
+import koffi from 'koffi';
 import {
   empty, endStep, memoryStats, nn, ones, optim, randn, scope, tensor, type Tensor,
 } from '@bagua/core';
@@ -193,4 +194,16 @@ serial('a gradient replaced by assignment stays readable through the step; zeroG
   const w = lin.weight.grad!;
   opt.zeroGrad();
   t.throws(() => w.toArray(), { message: /was released by zeroGrad\(\)/ });
+});
+
+serial('host storages start on a 64-byte boundary, fresh and reused', (t) => {
+  const starts = (ts: ReturnType<typeof empty>[]) =>
+    ts.map((x) => Number(koffi.address(x.storage('test').handle as Float32Array) % 64n));
+  const sizes = [[1], [3], [17], [1000], [4097], [16, 3, 32, 32]];
+  const fresh = sizes.map((s) => empty(s));
+  t.deepEqual(starts(fresh), sizes.map(() => 0));
+  for (const x of fresh) x.dispose();
+  const reused = sizes.map((s) => empty(s));
+  t.deepEqual(starts(reused), sizes.map(() => 0));
+  for (const x of reused) x.dispose();
 });
