@@ -56,6 +56,8 @@ export { runProcesses, type RunProcessesOptions } from './launch/processes.js';
 export { launch, validateLaunchOptions, LaunchError, type LaunchOptions } from './launch/launcher.js';
 export { main as launchMain, parseLaunchArgs, USAGE as LAUNCH_USAGE } from './launch/cli.js';
 export { LinePrefixer, type OutputMode } from './launch/output.js';
+export { assignBlame, describeBlame, type Blame, type RankEnd } from './launch/blame.js';
+export { setReportStep, type FailureReport } from './report.js';
 
 // gloo and nccl backends (importing them registers their factories; their native libraries load on first use).
 export {

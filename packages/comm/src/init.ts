@@ -125,6 +125,18 @@ export function parseInitMethod(method: string): Rendezvous {
   throw new Error(`initProcessGroup: unsupported init method '${method}' (use env:// or tcp://host:port?rank=&world_size=)`);
 }
 
+/**
+ * 'bagua/<BAGUA_JOB_ID>/' (set by bagua-launch): every rendezvous key of the
+ * job, and so every gloo/nccl group's, lives under it, so that two jobs (or a
+ * rerun) sharing a store never read each other's keys. 'bagua/' without one.
+ */
+export function jobPrefix(): string {
+  const job = process.env['BAGUA_JOB_ID'];
+  if (job === undefined || job === '') return 'bagua/';
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(job)) throw new Error(`environment variable BAGUA_JOB_ID must be 1-64 characters from [A-Za-z0-9_.-], got '${job}'`);
+  return `bagua/${job}/`;
+}
+
 // ------------------------------------------------------------------ the default group
 
 interface DefaultState {
@@ -199,7 +211,7 @@ export async function initProcessGroup(options: InitOptions = {}): Promise<Proce
   let store: StoreClient | null = null;
   try {
     store = await StoreClient.connect({ host: rdzv.host, port: rdzv.port, ...(token ? { token } : {}), connectTimeoutMs: limit });
-    const prefix = `bagua/pg${initCount++}/`;
+    const prefix = `${jobPrefix()}pg${initCount++}/`;
     await store.set(`${prefix}join/${rank}`, '1');
     const keys = Array.from({ length: worldSize }, (_, r) => `${prefix}join/${r}`);
     try {

@@ -1,4 +1,5 @@
 /** The collective interface every backend (threads, gloo, nccl) implements. */
+import { recordCollectiveError } from './report.js';
 
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min';
 export type BackendName = 'threads' | 'gloo' | 'nccl';
@@ -96,6 +97,8 @@ export class CollectiveError extends Error {
         (missingRanks.length ? ` (ranks not arrived: ${missingRanks.join(', ')})` : ''),
     );
     this.name = 'CollectiveError';
+    // A rank that catches this and exits non-zero still tells its launcher which peers were at fault.
+    recordCollectiveError(this);
   }
 }
 

@@ -28,7 +28,7 @@ test('store token: the launcher requires it and hands it to the ranks', async (t
 test('a process rank that fails: the others are stopped, the launcher exits with its code', async (t) => {
   const r = await launchCli(['--nproc-per-node', '3', '--backend', 'gloo', '--grace-ms', '200', SCRIPT, 'fail', '2', '4']);
   t.is(r.code, 4, r.stdout + r.stderr);
-  t.regex(r.stderr, /rank 2 failed with exit code 4/);
+  t.regex(r.stderr, /bagua-launch: rank 2 failed first \(exit code 4\); ranks 0,1 stopped by the launcher/);
   t.true(r.ms < 30_000, `took ${r.ms} ms`); // the others sleep 60 s
 });
 
@@ -41,13 +41,14 @@ test('SIGINT is forwarded to process ranks: the launcher exits 130', async (t) =
   t.true(r.ms < 30_000);
 });
 
-/** Starts node 0 (port 0: it prints the port it picked), then node 1 on that port. */
+/** Starts node 0 (port 0: it prints the port it picked), then node 1 on that port; both with one store token. */
 async function startTwoNodes(script: string[], backend = 'gloo', extra: string[] = []) {
   const common = ['--nnodes', '2', '--nproc-per-node', '2', '--backend', backend, '--master-addr', '127.0.0.1', ...extra];
-  const n0 = startLauncher([...common, '--node-rank', '0', '--master-port', '0', SCRIPT, ...script]);
+  const env = { BAGUA_STORE_TOKEN: 'two-nodes-secret' };
+  const n0 = startLauncher([...common, '--node-rank', '0', '--master-port', '0', SCRIPT, ...script], env);
   const out = await n0.seen(/store listening on 127\.0\.0\.1:\d+/);
   const port = /store listening on 127\.0\.0\.1:(\d+)/.exec(out)![1]!;
-  const n1 = startLauncher([...common, '--node-rank', '1', '--master-port', port, SCRIPT, ...script]);
+  const n1 = startLauncher([...common, '--node-rank', '1', '--master-port', port, SCRIPT, ...script], env);
   return [n0, n1] as const;
 }
 

@@ -4,14 +4,24 @@ import { launch, LaunchError, type LaunchOptions } from './launcher.js';
 
 export const USAGE = `usage: bagua-launch --nproc-per-node N [--backend threads|gloo|nccl]
                     [--nnodes M --node-rank R --master-addr A --master-port P]
-                    [--timeout-ms T] [--grace-ms G] [--no-prefix] script.js [args...]
+                    [--timeout-ms T] [--grace-ms G] [--token S | --no-token] [--no-prefix]
+                    script.js [args...]
 
 Runs script.js as N ranks on this node: worker threads of this process with
 --backend threads (the default), child processes with gloo or nccl. Each rank
 sees RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT
 and BAGUA_BACKEND; node 0 serves the rendezvous store at MASTER_ADDR:MASTER_PORT
-(port 0: a free one). BAGUA_STORE_TOKEN, when set, is required from store clients.
-When a rank fails the others are stopped and the launcher exits with its code.`;
+(port 0: a free one).
+
+The store requires a token: BAGUA_STORE_TOKEN (or --token, visible in ps), else
+on one node a random one per job, handed to the ranks. A multi-node job needs
+the same BAGUA_STORE_TOKEN on every node (or --no-token: no authentication).
+Each job's keys live under bagua/<BAGUA_JOB_ID>/ (random unless set).
+
+When a rank fails, the others get --grace-ms (default 2000) to end before they
+are stopped; the launcher then names the rank that failed first on its own
+(ranks that failed because a peer vanished say so) and exits with its code.
+Ranks die with the launcher (SIGKILL on its death).`;
 
 /** The options that take an integer, and the field each sets. */
 const INT_OPTIONS = new Map<string, 'nprocPerNode' | 'nnodes' | 'nodeRank' | 'masterPort' | 'timeoutMs' | 'graceMs'>([
@@ -54,6 +64,15 @@ export function parseLaunchArgs(argv: readonly string[]): LaunchOptions | 'help'
         break;
       case '--master-addr':
         o.masterAddr = value() ?? '';
+        break;
+      case '--token': {
+        const t = value();
+        if (!t) throw new LaunchError(`--token needs a value`);
+        o.token = t;
+        break;
+      }
+      case '--no-token':
+        o.noToken = true;
         break;
       case '--no-prefix':
         o.output = 'inherit';

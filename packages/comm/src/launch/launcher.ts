@@ -4,10 +4,12 @@
  * processes with the torchrun-style environment, and across nodes relays a
  * failure through the store so every node stops.
  */
+import { randomBytes } from 'node:crypto';
 import type { BackendName } from '../process-group.js';
 import { startStore, type StoreHandle } from '../store/host.js';
 import { StoreClient, StoreTimeoutError } from '../store/client.js';
 import type { OutputMode } from './output.js';
+import { describeBlame } from './blame.js';
 import { runProcesses } from './processes.js';
 import { runThreads, stopExitCode, type RunResult } from './threads.js';
 
@@ -23,8 +25,16 @@ export interface LaunchOptions {
   masterPort?: number;
   script: string;
   args?: readonly string[];
-  /** Store secret (default env BAGUA_STORE_TOKEN). */
+  /**
+   * Store secret (default env BAGUA_STORE_TOKEN; on one node, else a random one
+   * per job). Several nodes cannot share a token node 0 made up, so a
+   * multi-node job needs one given, or noToken.
+   */
   token?: string;
+  /** Serve and use the store without a token (--no-token). */
+  noToken?: boolean;
+  /** Key namespace of this job in the store (default env BAGUA_JOB_ID, else random; node 0's on other nodes). */
+  jobId?: string;
   /** Collective timeout handed to the ranks (BAGUA_TIMEOUT_MS). */
   timeoutMs?: number;
   /** Time the surviving ranks get to exit after a failure before they are stopped (default 2000 ms). */
@@ -45,11 +55,36 @@ export class LaunchError extends Error {
 }
 
 const BACKENDS: readonly BackendName[] = ['threads', 'gloo', 'nccl'];
-const FAILED_KEY = 'bagua/launch/failed';
-const doneKey = (node: number) => `bagua/launch/done/${node}`;
+/** Where node 0 publishes the job id for the other nodes (outside any job's namespace: the store is the job's own). */
+const JOB_KEY = 'bagua/launch/job';
+const JOB_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 
-function checkInt(name: string, v: number, min: number): void {
-  if (!Number.isInteger(v) || v < min) throw new LaunchError(`${name} must be an integer >= ${min}, got ${v}`);
+function checkInt(name: string, v: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new LaunchError(`${name} must be an integer ${max < Number.MAX_SAFE_INTEGER ? `from ${min} to ${max}` : `>= ${min}`}, got ${v}`);
+  }
+}
+
+/** Environment the ranks would read, checked here so a bad value fails once, at start, not in every rank. */
+const ENV_INTS: readonly [name: string, min: number, max: number][] = [
+  ['BAGUA_TIMEOUT_MS', 1, 0x7fffffff],
+  ['BAGUA_THREADS_CHUNK_BYTES', 1, 2 ** 31 - 1],
+  ['BAGUA_GLOO_SMALL_BYTES', 0, 2 ** 30],
+];
+
+function checkEnv(env: NodeJS.ProcessEnv, o: LaunchOptions): void {
+  for (const [name, min, max] of ENV_INTS) {
+    const v = env[name];
+    if (v === undefined || v === '') continue;
+    if (name === 'BAGUA_TIMEOUT_MS' && o.timeoutMs !== undefined) continue; // --timeout-ms replaces it
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+      throw new LaunchError(`environment variable ${name} must be an integer from ${min} to ${max}, got '${v}'`);
+    }
+  }
+  const job = o.jobId ?? env['BAGUA_JOB_ID'];
+  if (job !== undefined && job !== '' && !JOB_ID.test(job)) {
+    throw new LaunchError(`BAGUA_JOB_ID must be 1-64 characters from [A-Za-z0-9_.-], got '${job}'`);
+  }
 }
 
 export function validateLaunchOptions(o: LaunchOptions): Required<Pick<LaunchOptions, 'backend' | 'nnodes' | 'nodeRank' | 'masterAddr' | 'masterPort'>> {
@@ -61,8 +96,10 @@ export function validateLaunchOptions(o: LaunchOptions): Required<Pick<LaunchOpt
   checkInt('--nproc-per-node', o.nprocPerNode, 1);
   checkInt('--nnodes', nnodes, 1);
   checkInt('--node-rank', nodeRank, 0);
-  checkInt('--master-port', masterPort, 0);
-  if (masterPort > 65535) throw new LaunchError(`--master-port must be at most 65535, got ${masterPort}`);
+  checkInt('--master-port', masterPort, 0, 65535);
+  if (o.timeoutMs !== undefined) checkInt('--timeout-ms', o.timeoutMs, 1, 0x7fffffff);
+  if (o.graceMs !== undefined) checkInt('--grace-ms', o.graceMs, 0, 0x7fffffff);
+  checkEnv(process.env, o);
   if (!BACKENDS.includes(backend)) throw new LaunchError(`--backend must be one of ${BACKENDS.join(', ')}, got '${backend}'`);
   if (nodeRank >= nnodes) throw new LaunchError(`--node-rank ${nodeRank} is out of range for --nnodes ${nnodes}`);
   if (backend === 'threads' && nnodes > 1) {
@@ -74,6 +111,15 @@ export function validateLaunchOptions(o: LaunchOptions): Required<Pick<LaunchOpt
   if (nodeRank > 0 && masterPort === 0) {
     throw new LaunchError('--master-port is required on nodes other than 0 (node 0 prints the port it picked)');
   }
+  const token = o.token ?? process.env['BAGUA_STORE_TOKEN'];
+  if (o.noToken && token) throw new LaunchError('--no-token conflicts with the store token given (BAGUA_STORE_TOKEN or token)');
+  if (nnodes > 1 && !token && !o.noToken) {
+    // A token made up by node 0 cannot reach the other launchers, and an open store on a network address is what the token is for.
+    throw new LaunchError(
+      'a multi-node job needs the same store token on every node: set BAGUA_STORE_TOKEN (e.g. `openssl rand -hex 16`) ' +
+        'for every launcher, or pass --no-token to run with an unauthenticated store',
+    );
+  }
   if (!o.script) throw new LaunchError('no script given');
   return { backend, nnodes, nodeRank, masterAddr, masterPort };
 }
@@ -82,7 +128,8 @@ export function validateLaunchOptions(o: LaunchOptions): Required<Pick<LaunchOpt
 export async function launch(options: LaunchOptions): Promise<number> {
   const { backend, nnodes, nodeRank, masterAddr, masterPort } = validateLaunchOptions(options);
   const log = options.log ?? ((m: string) => process.stderr.write(`bagua-launch: ${m}\n`));
-  const token = options.token ?? process.env['BAGUA_STORE_TOKEN'] ?? undefined;
+  // Without a given token, a single-node job makes one up: only its own ranks can then reach its store.
+  const token = options.noToken ? undefined : options.token || process.env['BAGUA_STORE_TOKEN'] || randomBytes(16).toString('hex');
   const n = options.nprocPerNode;
   const multi = nnodes > 1;
 
@@ -103,12 +150,26 @@ export async function launch(options: LaunchOptions): Promise<number> {
   let watch: StoreClient | null = null;
   let remoteFailure: { node: number; rank: number; code: number } | null = null;
   let running = true;
+  const given = options.jobId || process.env['BAGUA_JOB_ID'] || undefined;
+  let jobId = given ?? randomBytes(8).toString('hex');
   try {
     if (multi) {
       const connect = () =>
         StoreClient.connect({ host: masterAddr, port, ...(token ? { token } : {}), connectTimeoutMs: options.timeoutMs ?? 300_000 });
       ctl = await connect();
       watch = await connect();
+      // Every node's ranks must use node 0's job id: node 0 publishes it.
+      if (nodeRank === 0) await ctl.set(JOB_KEY, jobId);
+      else {
+        await ctl.wait(JOB_KEY, options.timeoutMs ?? 300_000);
+        const published = (await ctl.getString(JOB_KEY)) ?? jobId;
+        if (given && given !== published) throw new LaunchError(`BAGUA_JOB_ID '${given}' differs from node 0's job id '${published}'`);
+        jobId = published;
+      }
+    }
+    const FAILED_KEY = `bagua/${jobId}/launch/failed`;
+    const doneKey = (node: number) => `bagua/${jobId}/launch/done/${node}`;
+    if (multi) {
       // Another node's failure stops ours; so does losing node 0 (the store) while ranks run.
       void (async () => {
         for (;;) {
@@ -142,6 +203,7 @@ export async function launch(options: LaunchOptions): Promise<number> {
       BAGUA_STORE_SERVED: '1', // rank 0 must not start a second store
       BAGUA_NNODES: String(nnodes),
       BAGUA_NODE_RANK: String(nodeRank),
+      BAGUA_JOB_ID: jobId,
     };
     if (token) env['BAGUA_STORE_TOKEN'] = token;
     if (options.timeoutMs !== undefined) env['BAGUA_TIMEOUT_MS'] = String(options.timeoutMs);
@@ -170,7 +232,7 @@ export async function launch(options: LaunchOptions): Promise<number> {
     let code = result.exitCode;
     if (remoteFailure) code = (remoteFailure as { code: number }).code || 1;
     else if (stop.signal.aborted) code = stopExitCode(stop.signal.reason);
-    else if (result.failedRank !== null) log(`rank ${result.failedRank} failed with exit code ${result.exitCode}; the job was stopped`);
+    else if (result.blame) log(describeBlame(result.blame));
 
     if (multi && ctl) {
       if (code !== 0 && !remoteFailure) {

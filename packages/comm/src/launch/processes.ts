@@ -6,8 +6,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { FailureReport } from '../report.js';
+import type { RankEnd } from './blame.js';
 import { RankOutput, type OutputMode } from './output.js';
 import { checkRankCount, rankEnv, runResult, stopExitCode, type RunResult } from './threads.js';
+
+/** The child's fd on which a rank writes its failure report (see report.ts). */
+const REPORT_FD = 3;
 
 export interface RunProcessesOptions {
   /** Extra environment (on top of process.env and the rank variables). */
@@ -25,6 +30,8 @@ export interface RunProcessesOptions {
   signal?: AbortSignal;
   /** Node options for the ranks (default: this process's execArgv). */
   execArgv?: string[];
+  /** Ranks get SIGKILL when this process dies (PR_SET_PDEATHSIG; default true). */
+  dieWithParent?: boolean;
 }
 
 export function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number {
@@ -46,12 +53,19 @@ export function runProcesses(
   const graceMs = options.graceMs ?? 2000;
   const exitCodes: number[] = new Array(n).fill(-1);
   const children: ChildProcess[] = [];
-  let failure: { rank: number; code: number } | null = null;
+  const ends: RankEnd[] = [];
+  const reports: (FailureReport | null)[] = new Array(n).fill(null);
+  const signalled: boolean[] = new Array(n).fill(false);
+  let failed = false;
   let stopCode: number | null = null;
   const timers: NodeJS.Timeout[] = [];
 
   const signalAll = (sig: NodeJS.Signals) => {
-    for (let i = 0; i < n; i++) if (exitCodes[i] === -1) children[i]!.kill(sig);
+    for (let i = 0; i < n; i++) {
+      if (exitCodes[i] !== -1) continue;
+      signalled[i] = true;
+      children[i]!.kill(sig);
+    }
   };
   const stopAll = (first: NodeJS.Signals, delay: number) => {
     const t1 = setTimeout(() => {
@@ -78,27 +92,46 @@ export function runProcesses(
         localWorldSize: n,
         backend: options.backend ?? 'gloo',
       });
+      env['BAGUA_REPORT_FD'] = String(REPORT_FD);
+      if (options.dieWithParent ?? true) env['BAGUA_LAUNCHER_PID'] = String(process.pid);
+      else delete env['BAGUA_LAUNCHER_PID'];
       const child = spawn(process.execPath, [...(options.execArgv ?? process.execArgv), path, ...args], {
         env,
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
       });
       children.push(child);
       child.stdout!.on('data', (d: Buffer) => output.out(i, d));
       child.stderr!.on('data', (d: Buffer) => output.err(i, d));
+      let reportText = '';
+      const reportPipe = child.stdio[REPORT_FD] as NodeJS.ReadableStream | null;
+      reportPipe?.on('data', (d: Buffer) => {
+        reportText += d.toString('utf8');
+        for (let nl = reportText.indexOf('\n'); nl >= 0; nl = reportText.indexOf('\n')) {
+          const line = reportText.slice(0, nl);
+          reportText = reportText.slice(nl + 1);
+          try {
+            reports[i] = JSON.parse(line) as FailureReport;
+          } catch {
+            // not a report: ignore (the pipe is ours, but a script could write to fd 3)
+          }
+        }
+      });
       child.on('error', (e) => output.err(i, `cannot start rank ${offset + i}: ${e.message}\n`));
       // 'close' comes after both the exit and the end of its output.
       child.once('close', (code, sig) => {
         const c = exitCodeOf(code, sig);
         exitCodes[i] = c;
         output.end(i);
-        if (c !== 0 && !failure && stopCode === null) {
-          failure = { rank: offset + i, code: c };
+        ends.push({ rank: offset + i, exitCode: c, time: Date.now(), stoppedByLauncher: signalled[i]!, report: reports[i]! });
+        if (c !== 0 && !failed && stopCode === null) {
+          // The others get the grace period to fail (and report) on their own before they are stopped.
+          failed = true;
           if (left > 1) stopAll('SIGTERM', graceMs);
         }
         if (--left === 0) {
           for (const t of timers) clearTimeout(t);
           options.signal?.removeEventListener('abort', onAbort);
-          resolveRun(runResult(exitCodes, failure, stopCode, output));
+          resolveRun(runResult(exitCodes, ends, stopCode, output));
         }
       });
     }

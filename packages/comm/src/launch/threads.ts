@@ -10,6 +10,8 @@ import { MessageChannel, Worker } from 'node:worker_threads';
 import { AbortReason } from '../threads/layout.js';
 import { ThreadsCoordinator } from '../threads/coordinator.js';
 import type { ThreadsWorkerInfo } from '../threads/bootstrap.js';
+import { buildReport, readThreadReport, THREAD_REPORT_BYTES } from '../report.js';
+import { assignBlame, type Blame, type RankEnd } from './blame.js';
 import { RankOutput, type OutputMode } from './output.js';
 
 export interface RunThreadsOptions {
@@ -34,27 +36,27 @@ export interface RunThreadsOptions {
 }
 
 export interface RunResult {
-  /** 0 when every rank succeeded, else the exit code of the first rank that failed. */
+  /** 0 when every rank succeeded, else the exit code of the rank blamed (see blame). */
   exitCode: number;
   exitCodes: number[];
-  /** The first rank that failed, or null. */
+  /** The rank blamed for the failure (the first that failed on its own), or null. */
   failedRank: number | null;
+  /** Who failed first, and how the others ended (null when every rank succeeded). */
+  blame: Blame | null;
   /** Each rank's output, when output is 'capture' (else empty strings). */
   stdout: string[];
   stderr: string[];
 }
 
-/** The result once every rank has ended: a stop request's code, else the first failure's, else 0. */
-export function runResult(
-  exitCodes: number[],
-  failure: { rank: number; code: number } | null,
-  stopCode: number | null,
-  output: RankOutput,
-): RunResult {
+/** The result once every rank has ended: a stop request's code, else the blamed rank's, else 0. */
+export function runResult(exitCodes: number[], ends: readonly RankEnd[], stopCode: number | null, output: RankOutput): RunResult {
+  const blame = assignBlame(ends);
   return {
-    exitCode: stopCode ?? failure?.code ?? 0,
+    exitCode: stopCode ?? blame?.exitCode ?? 0,
     exitCodes,
-    failedRank: failure?.rank ?? null,
+    // A job stopped from outside has no failed rank (the ranks ended because they were stopped).
+    failedRank: stopCode === null ? (blame?.rank ?? null) : null,
+    blame: stopCode === null ? blame : null,
     stdout: output.stdout,
     stderr: output.stderr,
   };
@@ -90,6 +92,12 @@ export function rankEnv(
   });
 }
 
+/** The report a thread rank left, else one made here from the error it died of (cloned with its fields). */
+function threadReport(rank: number, code: number, buf: SharedArrayBuffer, uncaught: Error | undefined) {
+  if (code === 0) return null;
+  return readThreadReport(buf) ?? (uncaught ? buildReport(rank, code, uncaught, null) : null);
+}
+
 function scriptUrl(script: string | URL): URL {
   return typeof script === 'string' ? (script.startsWith('file:') ? new URL(script) : pathToFileURL(resolve(script))) : script;
 }
@@ -108,12 +116,19 @@ export function runThreads(
   const graceMs = options.graceMs ?? 2000;
   const exitCodes: number[] = new Array(n).fill(-1);
   const workers: Worker[] = [];
-  let failure: { rank: number; code: number } | null = null;
+  const ends: RankEnd[] = [];
+  const terminated: boolean[] = new Array(n).fill(false);
+  const reportBufs = Array.from({ length: n }, () => new SharedArrayBuffer(THREAD_REPORT_BYTES));
+  let failed = false;
   let stopCode: number | null = null;
   let graceTimer: NodeJS.Timeout | null = null;
 
   const stopAll = () => {
-    for (let r = 0; r < n; r++) if (exitCodes[r] === -1) void workers[r]!.terminate();
+    for (let r = 0; r < n; r++) {
+      if (exitCodes[r] !== -1) continue;
+      terminated[r] = true;
+      void workers[r]!.terminate();
+    }
   };
 
   return new Promise<RunResult>((resolveRun) => {
@@ -121,7 +136,7 @@ export function runThreads(
     const finished = () => {
       if (graceTimer) clearTimeout(graceTimer);
       options.signal?.removeEventListener('abort', onAbort);
-      resolveRun(runResult(exitCodes, failure, stopCode, output));
+      resolveRun(runResult(exitCodes, ends, stopCode, output));
     };
     const onAbort = () => {
       stopCode = stopExitCode(options.signal?.reason);
@@ -145,7 +160,8 @@ export function runThreads(
       const w = new Worker(url, {
         argv: [...args],
         env,
-        workerData: { bagua: info, data: options.data },
+        // baguaReport: where the rank writes its failure report on exit (report.ts), read once it has ended.
+        workerData: { bagua: info, data: options.data, baguaReport: reportBufs[r] },
         transferList: [port2],
         stdout: true,
         stderr: true,
@@ -169,25 +185,27 @@ export function runThreads(
       };
       w.stdout.once('end', streamEnd);
       w.stderr.once('end', streamEnd);
-      const failed = (code: number) => {
-        if (failure || stopCode !== null) return;
-        failure = { rank: r, code };
+      const fail = () => {
+        if (failed || stopCode !== null) return;
+        failed = true;
         if (left > 1) {
           graceTimer = setTimeout(stopAll, graceMs);
           graceTimer.unref();
         }
       };
+      let uncaught: Error | undefined;
       w.on('error', (e: Error) => {
+        uncaught = e;
         // An uncaught exception: Node prints nothing for workers, so we do. The
-        // thread exits with code 1 next; record the failure now, before the
-        // peers it aborts can exit first and take the blame.
+        // thread exits with code 1 next; abort the others now. Blame comes from the reports.
         output.err(r, `${e?.stack ?? String(e)}\n`);
-        failed(1);
+        fail();
         coord.abort(AbortReason.RANK_FAILED, r, 1);
       });
       w.once('exit', (code) => {
         exitCodes[r] = code;
-        if (code !== 0) failed(code);
+        ends.push({ rank: r, exitCode: code, time: Date.now(), stoppedByLauncher: terminated[r]!, report: threadReport(r, code, reportBufs[r]!, uncaught) });
+        if (code !== 0) fail();
         coord.rankExited(r, code);
         exited = true;
         // Streams normally end with the thread; do not wait on them for long.
