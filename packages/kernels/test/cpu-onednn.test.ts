@@ -16,6 +16,7 @@ import { convGeom, randn, skipOrFail } from '@bagua/testing';
 import {
   MAX_NUM_THREADS, cpuBackend as be, cpuInfo, useOneDnn,
 } from '../src/index.js';
+import { gemmCases, runGemmCase, type GemmRun } from './gemm-cases.js';
 
 const getNumThreads = () => be.getNumThreads();
 const setNumThreads = (n: number) => be.setNumThreads(n);
@@ -231,38 +232,41 @@ test('cpu: conv2d on oneDNN through more layers than the primitive cache holds',
   }
 });
 
-interface GemmCase { m: number; n: number; k: number; ta: boolean; tb: boolean; pad: number; batch: number; alpha: number; beta: number }
-
-const gemmCases: GemmCase[] = [
-  { m: 7, n: 5, k: 3, ta: false, tb: false, pad: 0, batch: 1, alpha: 1, beta: 0 },
-  { m: 33, n: 17, k: 65, ta: true, tb: false, pad: 3, batch: 1, alpha: 0.5, beta: 1 },
-  { m: 64, n: 96, k: 129, ta: false, tb: true, pad: 1, batch: 1, alpha: -2, beta: 0.25 },
-  { m: 13, n: 300, k: 31, ta: true, tb: true, pad: 5, batch: 3, alpha: 1, beta: -1 },
-  { m: 1, n: 257, k: 1000, ta: false, tb: false, pad: 0, batch: 5, alpha: 1, beta: 0 },
-  { m: 200, n: 1, k: 77, ta: false, tb: true, pad: 2, batch: 2, alpha: 1.5, beta: 0 },
-  { m: 9, n: 11, k: 4, ta: true, tb: false, pad: 0, batch: 40, alpha: 1, beta: 0.5 },
-];
+/** Where the padding of C (between rows and batch items) must come back unwritten, scale 1. */
+const paddedScale = (r: GemmRun) => r.scale.map((v, j) => (v === 0 && r.got[j] === r.c0[j] ? 1 : v));
 
 test('cpu: gemm on oneDNN (dnnl_sgemm) matches the built-in GEMM: transposes, leading dimensions, batches', (t) => {
   if (!needDnnl(t)) return;
   for (const [i, cs] of gemmCases.entries()) {
-    const { m, n, k, ta, tb, pad, batch, alpha, beta } = cs;
-    // stored shapes: A is [m, k] or [k, m], B is [k, n] or [n, k], rows padded to the leading dimension
-    const [ar, ac] = ta ? [k, m] : [m, k], [br, bc] = tb ? [n, k] : [k, n];
-    const lda = ac + pad, ldb = bc + pad, ldc = n + pad;
-    const sa = ar * lda + 7, sb = br * ldb + 3, sc = m * ldc + 1;
-    const a = randn(batch * sa, 10 + i), b = randn(batch * sb, 20 + i), c0 = randn(batch * sc, 30 + i);
-    const run = (av: Float32Array, bv: Float32Array, cv: Float32Array, al: number, bt: number) => {
-      const c = cv.slice();
-      be.gemm(c, av, bv, ta, tb, m, n, k, al, bt, lda, ldb, ldc, batch, sa, sb, sc);
-      return c;
-    };
-    const got = run(a, b, c0, alpha, beta);
-    const want = withDnnl(false, () => run(a, b, c0, alpha, beta));
-    const scale = withDnnl(false, () => run(abs(a), abs(b), abs(c0), Math.abs(alpha), Math.abs(beta)));
-    // padding between rows and batch items is never written
-    closeScaled(t, got, want, scale.map((v, j) => v === 0 && got[j] === c0[j] ? 1 : v),
-      `case ${i}: m ${m} n ${n} k ${k} ta ${ta} tb ${tb} batch ${batch}`);
+    const r = runGemmCase(be, i);
+    const want = withDnnl(false, () => runGemmCase(be, i));
+    closeScaled(t, r.got, want.got, paddedScale(want), `case ${i}: ${JSON.stringify(cs)}`);
+  }
+});
+
+test('cpu: every built-in GEMM micro-kernel (BAGUA_CPU_ISA=avx2, sse2) agrees with the one this CPU picks', (t) => {
+  // The ISA is picked once per process: each in a child process.
+  const script = (isa: string) => `
+    import { cpuBackend as be, cpuInfo, useOneDnn } from ${JSON.stringify(INDEX_URL)};
+    import { gemmCases, runGemmCase } from ${JSON.stringify(new URL('./gemm-cases.js', import.meta.url).href)};
+    useOneDnn(false);
+    if (!cpuInfo().startsWith('cpu (${isa},')) throw new Error('BAGUA_CPU_ISA=${isa} ignored: ' + cpuInfo());
+    console.log(JSON.stringify(gemmCases.map((_, i) => Array.from(runGemmCase(be, i).got))));
+  `;
+  const mine = withDnnl(false, () => gemmCases.map((_, i) => runGemmCase(be, i)));
+  for (const isa of ['avx2', 'sse2']) {
+    if (isa === 'avx2' && !/^cpu \((avx512|avx2),/.test(cpuInfo())) {
+      t.log('no AVX2 on this CPU: the avx2 micro-kernel cannot run here');
+      continue;
+    }
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script(isa)], {
+      encoding: 'utf8', env: { ...process.env, BAGUA_CPU_ISA: isa }, maxBuffer: 64 << 20,
+    });
+    t.is(r.status, 0, r.stderr);
+    const got = JSON.parse(r.stdout.trim().split('\n').pop()!) as number[][];
+    for (const [i, want] of mine.entries()) {
+      closeScaled(t, Float32Array.from(got[i]!), want.got, paddedScale(want), `${isa}, case ${i}: ${JSON.stringify(gemmCases[i])}`);
+    }
   }
 });
 

@@ -297,8 +297,7 @@ extern "C" int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, c
   BK_REQUIRE(stride >= 2 * c + 1, "%s: stride %lld is below a record's 2c + 1 = %lld", __func__,
              (long long)stride, (long long)(2 * c + 1));
   BK_NOTNULL(count);
-  BK_NOTNULL_IF(c > 0, mean);
-  BK_NOTNULL_IF(c > 0, invstd);
+  BK_NOTNULL_IF(c > 0, mean, invstd);
   BK_NOTNULL_IF(ranks > 0, stats);
   BK_REQUIRE(eps >= 0.0f, "%s: eps must be >= 0 (got %g)", __func__, (double)eps);
   BK_REQUIRE((running_mean == nullptr) == (running_var == nullptr),
@@ -322,8 +321,7 @@ extern "C" int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, c
 
 extern "C" int bk_bn_invstd_f32(float *invstd, const float *var, int64_t c, float eps, void *) {
   BK_NONNEG(c);
-  BK_NOTNULL_IF(c > 0, invstd);
-  BK_NOTNULL_IF(c > 0, var);
+  BK_NOTNULL_IF(c > 0, invstd, var);
   BK_REQUIRE(eps >= 0.0f, "%s: eps must be >= 0 (got %g)", __func__, (double)eps);
   for (int64_t ch = 0; ch < c; ++ch)
     invstd[ch] = (float)bk_bn::invstd((double)var[ch], (double)eps);
@@ -365,10 +363,7 @@ extern "C" int bk_bn_elemt_f32(float *y, const float *x, const float *mean, cons
                                const float *weight, const float *bias, int64_t n, int64_t c,
                                int64_t hw, void *) {
   BK_SIZES3(n, c, hw, per, total);
-  BK_NOTNULL_IF(total > 0, y);
-  BK_NOTNULL_IF(total > 0, x);
-  BK_NOTNULL_IF(total > 0, mean);
-  BK_NOTNULL_IF(total > 0, invstd);
+  BK_NOTNULL_IF(total > 0, y, x, mean, invstd);
   if (total == 0) return 0;
   // per-channel constants computed once
   float *k;
@@ -477,9 +472,7 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
                                          void *) {
   BK_SIZES3(n, c, hw, per, total);
   BK_NOTNULL_IF(c > 0, sums);
-  BK_NOTNULL_IF(total > 0, dy);
-  BK_NOTNULL_IF(total > 0, x);
-  BK_NOTNULL_IF(total > 0, mean);
+  BK_NOTNULL_IF(total > 0, dy, x, mean);
   BK_NOTNULL_IF(c > 0 && grad_weight != nullptr, invstd);
   double *acc;  // sum_dy[c], sum_dy_xmu[c]
   BK_SCRATCH(acc, bk::scratch_d(0, (size_t)(2 * c)));
@@ -555,13 +548,7 @@ extern "C" int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float 
                                         const float *count, int64_t n, int64_t c, int64_t hw,
                                         void *) {
   BK_SIZES3(n, c, hw, per, total);
-  BK_NOTNULL_IF(total > 0, dx);
-  BK_NOTNULL_IF(total > 0, dy);
-  BK_NOTNULL_IF(total > 0, x);
-  BK_NOTNULL_IF(total > 0, mean);
-  BK_NOTNULL_IF(total > 0, invstd);
-  BK_NOTNULL_IF(total > 0, sums);
-  BK_NOTNULL_IF(total > 0, count);
+  BK_NOTNULL_IF(total > 0, dx, dy, x, mean, invstd, sums, count);
   if (total == 0) return 0;
   const float N = *count;
   float *k;

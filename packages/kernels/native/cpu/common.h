@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <initializer_list>
+
 #include "bagua_kernels.h"
 
 namespace bk {
@@ -13,6 +15,30 @@ namespace bk {
 // fail_status returns the bk_status given (out of memory, a library that failed, ...).
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fail_status(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// For BK_NOTNULL_IF: the index of the first NULL pointer (-1: none), and the
+// failure that names it, the i-th of the macro's comma-separated argument names.
+inline int first_null(std::initializer_list<const void *> ps) {
+  int i = 0;
+  for (const void *p : ps) {
+    if (!p) return i;
+    ++i;
+  }
+  return -1;
+}
+inline int fail_null(const char *func, const char *names, int i) {
+  for (; i > 0 && *names; ++names)
+    if (*names == ',') --i;
+  while (*names == ' ') ++names;
+  const char *end = strchr(names, ',');
+  const int len = end ? (int)(end - names) : (int)strlen(names);
+  return fail("%s: %.*s is NULL", func, len, names);
+}
+
+// The instruction set the built-in kernels use: "avx512", "avx2", "sse2" (x86-64
+// without AVX2) or "generic". BAGUA_CPU_ISA (avx2, sse2) may lower it, never raise
+// it: so tests can run every GEMM micro-kernel on one machine.
+const char *cpu_isa();
 
 // a * b without overflow (sizes come from JS and may be garbage).
 inline bool mul_ok(int64_t a, int64_t b, int64_t *out) {
@@ -126,9 +152,14 @@ BK_INLINE double v16_hsum(bk_v16 v) {
 #define BK_NONNEG(v) \
   BK_REQUIRE((v) >= 0, "%s: %s must be >= 0 (got %lld)", __func__, #v, (long long)(v))
 #define BK_NOTNULL(p) BK_REQUIRE((p) != nullptr, "%s: %s is NULL", __func__, #p)
-// Pointers may be NULL only when nothing is read or written through them.
-#define BK_NOTNULL_IF(cond, p) \
-  BK_REQUIRE(!(cond) || (p) != nullptr, "%s: %s is NULL", __func__, #p)
+// Pointers may be NULL only when nothing is read or written through them:
+// BK_NOTNULL_IF(total > 0, dy, x, mean) names the first NULL one.
+#define BK_NOTNULL_IF(cond, ...)                                                       \
+  do {                                                                                 \
+    const int bk_null_ = (cond) ? ::bk::first_null({__VA_ARGS__}) : -1;                \
+    if (bk_null_ >= 0)                                                                 \
+      return ::bk::fail_null(__func__, #__VA_ARGS__, bk_null_);                         \
+  } while (0)
 #define BK_MUL(out, a, b)                                                          \
   BK_REQUIRE(::bk::mul_ok((a), (b), &(out)), "%s: size overflow (%s * %s)", __func__, #a, \
              #b)

@@ -277,8 +277,7 @@ extern "C" int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, con
   PoolGeom g;
   if (pool_parse(g, geom, false, __func__)) return 1;
   const bool any = g.planes > 0 && g.oh > 0 && g.ow > 0;
-  BK_NOTNULL_IF(any, y);
-  BK_NOTNULL_IF(any, indices);
+  BK_NOTNULL_IF(any, y, indices);
   BK_NOTNULL_IF(any && g.h > 0 && g.w > 0, x);
   if (!any) return 0;
   by_planes(g, g.oh * g.ow * g.kh * g.kw, [&](int64_t p0, int64_t p1) {
@@ -322,8 +321,7 @@ extern "C" int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int3
   if (pool_parse(g, geom, false, __func__)) return 1;
   const int64_t hw = g.h * g.w, ohw = g.oh * g.ow;
   BK_NOTNULL_IF(g.planes > 0 && hw > 0, dx);
-  BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy);
-  BK_NOTNULL_IF(g.planes > 0 && ohw > 0, indices);
+  BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy, indices);
   // indices come from outside: check them all before writing
   for (int64_t i = 0; i < g.planes * ohw; ++i)
     if (indices[i] < -1 || indices[i] >= hw)
@@ -446,8 +444,7 @@ extern "C" int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const bk_poo
   PoolGeom g;
   if (pool_parse(g, geom, true, __func__)) return 1;
   const bool any = g.planes > 0 && g.oh > 0 && g.ow > 0;
-  BK_NOTNULL_IF(any, y);
-  BK_NOTNULL_IF(any, x);
+  BK_NOTNULL_IF(any, y, x);
   if (!any) return 0;
   by_planes(g, g.h * g.w + g.oh * g.ow, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {

@@ -105,8 +105,7 @@ extern "C" int bk_fill_f32(float *out, int64_t n, float value, void *) {
 
 extern "C" int bk_copy_f32(float *out, const float *x, int64_t n, void *) {
   BK_NONNEG(n);
-  BK_NOTNULL_IF(n > 0, out);
-  BK_NOTNULL_IF(n > 0, x);
+  BK_NOTNULL_IF(n > 0, out, x);
   if (n == 0 || out == x) return 0;
   // overlapping ranges need memmove's one pass in the right direction
   if (out < x + n && x < out + n) {
@@ -134,6 +133,9 @@ struct Walk {
 
 int make_walk(Walk &w, const int64_t *shape, const int64_t *sa, const int64_t *sb, int ndim,
               const char *fn) {
+  if (ndim < 0 || ndim > kMaxDims)
+    return fail("%s: ndim must be in [0, %d] (got %d)", fn, kMaxDims, ndim);
+  if (ndim > 0 && !shape) return fail("%s: shape is NULL", fn);
   for (int d = 0; d < ndim; ++d) {
     if (shape[d] < 0)
       return fail("%s: shape[%d] must be >= 0 (got %lld)", fn, d, (long long)shape[d]);
@@ -206,14 +208,10 @@ void walk(const Walk &w, const F &f) {
 
 extern "C" int bk_strided_copy_f32(float *out, const float *x, const int64_t *shape,
                                    const int64_t *x_strides, int32_t ndim, void *) {
-  BK_REQUIRE(ndim >= 0 && ndim <= kMaxDims, "%s: ndim must be in [0, 8] (got %d)", __func__,
-             ndim);
-  BK_NOTNULL_IF(ndim > 0, shape);
   BK_NOTNULL_IF(ndim > 0, x_strides);
   Walk w;
   if (make_walk(w, shape, x_strides, nullptr, ndim, __func__)) return 1;
-  BK_NOTNULL_IF(w.numel > 0, out);
-  BK_NOTNULL_IF(w.numel > 0, x);
+  BK_NOTNULL_IF(w.numel > 0, out, x);
   walk(w, [&](int64_t oo, int64_t oa, int64_t, int64_t len, int64_t s, int64_t) {
     float *o = out + oo;
     const float *a = x + oa;
@@ -290,16 +288,10 @@ extern "C" int bk_binary_f32(int32_t op, float *out, const float *a, const int64
     default:
       return fail("%s: unknown binary op %d (expected 0..3: add, sub, mul, div)", __func__, op);
   }
-  BK_REQUIRE(ndim >= 0 && ndim <= kMaxDims, "%s: ndim must be in [0, 8] (got %d)", __func__,
-             ndim);
-  BK_NOTNULL_IF(ndim > 0, shape);
-  BK_NOTNULL_IF(ndim > 0, a_strides);
-  BK_NOTNULL_IF(ndim > 0, b_strides);
+  BK_NOTNULL_IF(ndim > 0, a_strides, b_strides);
   Walk w;
   if (make_walk(w, shape, a_strides, b_strides, ndim, __func__)) return 1;
-  BK_NOTNULL_IF(w.numel > 0, out);
-  BK_NOTNULL_IF(w.numel > 0, a);
-  BK_NOTNULL_IF(w.numel > 0, b);
+  BK_NOTNULL_IF(w.numel > 0, out, a, b);
   walk(w, [&](int64_t oo, int64_t oa, int64_t ob, int64_t len, int64_t sa, int64_t sb) {
     run(out + oo, a + oa, sa, b + ob, sb, len);
   });
@@ -338,8 +330,7 @@ extern "C" int bk_unary_f32(int32_t op, float *out, const float *x, int64_t n, v
                   op);
   }
   BK_NONNEG(n);
-  BK_NOTNULL_IF(n > 0, out);
-  BK_NOTNULL_IF(n > 0, x);
+  BK_NOTNULL_IF(n > 0, out, x);
   elementwise(n, [&](int64_t lo, int64_t hi) { loop(out + lo, x + lo, hi - lo); });
   return 0;
 }
@@ -356,8 +347,7 @@ BK_CLONES void relu_bwd_loop(float *dx, const float *dy, const float *x, int64_t
 extern "C" int bk_affine_f32(float *out, const float *x, int64_t n, float alpha, float beta,
                              void *) {
   BK_NONNEG(n);
-  BK_NOTNULL_IF(n > 0, out);
-  BK_NOTNULL_IF(n > 0, x);
+  BK_NOTNULL_IF(n > 0, out, x);
   elementwise(n, [&](int64_t lo, int64_t hi) {
     affine_loop(out + lo, x + lo, hi - lo, alpha, beta);
   });
@@ -367,9 +357,7 @@ extern "C" int bk_affine_f32(float *out, const float *x, int64_t n, float alpha,
 extern "C" int bk_relu_backward_f32(float *dx, const float *dy, const float *x, int64_t n,
                                     void *) {
   BK_NONNEG(n);
-  BK_NOTNULL_IF(n > 0, dx);
-  BK_NOTNULL_IF(n > 0, dy);
-  BK_NOTNULL_IF(n > 0, x);
+  BK_NOTNULL_IF(n > 0, dx, dy, x);
   elementwise(n, [&](int64_t lo, int64_t hi) {
     relu_bwd_loop(dx + lo, dy + lo, x + lo, hi - lo);
   });

@@ -5,6 +5,8 @@
 // The micro-kernel is picked at run time: AVX-512, AVX2+FMA, or portable C++.
 // bk_gemm_f32 runs on oneDNN's sgemm where oneDNN loads (onednn.cc); this GEMM is
 // the fallback, and the one the fallback conv2d uses.
+#include <stdlib.h>
+
 #include <algorithm>
 
 #include "common.h"
@@ -48,7 +50,8 @@ void micro_generic(int64_t kc, const float *ap, const float *bp, float *c, int64
 
 #if defined(__x86_64__)
 
-// AVX2 + FMA: 6 x 16 tile, 12 accumulators in ymm registers.
+// AVX2 + FMA: 6 x 16 tile, 12 accumulators in ymm registers, written out by hand:
+// as an unrolled array loop (the AVX-512 kernel's form) GCC spills them (half the speed).
 __attribute__((target("avx2,fma"))) void micro_avx2(int64_t kc, const float *ap, const float *bp,
                                                      float *c, int64_t ldc, int me, int ne) {
   enum { MR = 6, NR = 16 };
@@ -145,11 +148,10 @@ __attribute__((target("avx512f,avx2,fma"))) void micro_avx512(int64_t kc, const 
 #endif
 
 Kernel pick_kernel() {
+  const char *isa = bk::cpu_isa();
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return Kernel{12, 32, 96, 384, 3072, micro_avx512};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return Kernel{6, 16, 96, 256, 3072, micro_avx2};
+  if (!strcmp(isa, "avx512")) return Kernel{12, 32, 96, 384, 3072, micro_avx512};
+  if (!strcmp(isa, "avx2")) return Kernel{6, 16, 96, 256, 3072, micro_avx2};
 #endif
   return Kernel{4, 16, 96, 256, 2048, micro_generic<4, 16>};
 }
@@ -315,8 +317,7 @@ extern "C" int bk_gemm_f32(float *c, const float *a, const float *b, int32_t tra
              (long long)n);
   const bool any = batch > 0 && m > 0 && n > 0;
   BK_NOTNULL_IF(any, c);
-  BK_NOTNULL_IF(any && k > 0 && alpha != 0.0f, a);
-  BK_NOTNULL_IF(any && k > 0 && alpha != 0.0f, b);
+  BK_NOTNULL_IF(any && k > 0 && alpha != 0.0f, a, b);
   if (!any) return 0;
   // oneDNN where it loaded; the built-in GEMM also when there is no product to form
   const bool dnnl = k > 0 && alpha != 0.0f && bk::dnnl_on();
@@ -342,4 +343,18 @@ extern "C" int bk_gemm_f32(float *c, const float *a, const float *b, int32_t tra
   if (rc == -1) return bk::fail_status(BK_ERR_OUT_OF_MEMORY, "%s: out of memory", __func__);
   if (rc) return bk::fail_status(BK_ERR_LIBRARY, "%s: dnnl_sgemm failed: %s", __func__, bk::dnnl_status_name(rc));
   return 0;
+}
+
+const char *bk::cpu_isa() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const char *want = getenv("BAGUA_CPU_ISA");
+  const bool lower_to_sse2 = want && !strcmp(want, "sse2");
+  const bool lower_to_avx2 = lower_to_sse2 || (want && !strcmp(want, "avx2"));
+  if (!lower_to_avx2 && __builtin_cpu_supports("avx512f")) return "avx512";
+  if (!lower_to_sse2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
+  return "sse2";
+#else
+  return "generic";
+#endif
 }

@@ -24,17 +24,6 @@ namespace {
 
 thread_local bool t_dnnl_off;  // bk_cpu_use_dnnl(0) in this thread
 
-const char *isa_name() {
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return "avx512";
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
-  return "sse2";
-#else
-  return "generic";
-#endif
-}
-
 }  // namespace
 }  // namespace bk
 
@@ -486,7 +475,7 @@ extern "C" int bk_cpu_info(char *buf, int64_t len) {
   const char *engine = !on             ? bk::g_info
                        : bk::t_dnnl_off ? "oneDNN turned off in this thread (bk_cpu_use_dnnl)"
                                         : bk::g_info;
-  snprintf(buf, (size_t)len, "cpu (%s, %s, %s%s)", bk::isa_name(), threads,
+  snprintf(buf, (size_t)len, "cpu (%s, %s, %s%s)", bk::cpu_isa(), threads,
            on && !bk::t_dnnl_off ? "" : "built-in GEMM: ", engine);
   return 0;
 }

@@ -31,8 +31,7 @@ extern "C" int bk_sgd_f32(float *param, float *momentum_buf, const float *grad, 
                           float lr, float momentum, float dampening, float weight_decay,
                           int32_t nesterov, int32_t first_step, void *) {
   BK_NONNEG(n);
-  BK_NOTNULL_IF(n > 0, param);
-  BK_NOTNULL_IF(n > 0, grad);
+  BK_NOTNULL_IF(n > 0, param, grad);
   BK_NOTNULL_IF(n > 0 && momentum != 0.0f, momentum_buf);
   BK_REQUIRE(!(nesterov && (momentum <= 0.0f || dampening != 0.0f)),
              "%s: nesterov momentum requires a momentum > 0 and zero dampening", __func__);

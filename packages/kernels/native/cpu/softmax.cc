@@ -47,8 +47,7 @@ void by_rows(int64_t rows, int64_t cols, const F &f) {
 extern "C" int bk_softmax_f32(float *out, const float *x, int64_t rows, int64_t cols, int32_t log,
                               void *) {
   BK_SIZES2(rows, cols, total);
-  BK_NOTNULL_IF(total > 0, out);
-  BK_NOTNULL_IF(total > 0, x);
+  BK_NOTNULL_IF(total > 0, out, x);
   if (cols == 0) return 0;
   by_rows(rows, cols, [&](int64_t r) { softmax_row(out + r * cols, x + r * cols, cols, log != 0); });
   return 0;
@@ -57,9 +56,7 @@ extern "C" int bk_softmax_f32(float *out, const float *x, int64_t rows, int64_t 
 extern "C" int bk_softmax_backward_f32(float *dx, const float *dy, const float *y, int64_t rows,
                                        int64_t cols, int32_t log, void *) {
   BK_SIZES2(rows, cols, total);
-  BK_NOTNULL_IF(total > 0, dx);
-  BK_NOTNULL_IF(total > 0, dy);
-  BK_NOTNULL_IF(total > 0, y);
+  BK_NOTNULL_IF(total > 0, dx, dy, y);
   by_rows(rows, cols, [&](int64_t r) {
     float *d = dx + r * cols;
     const float *g = dy + r * cols, *o = y + r * cols;
@@ -93,8 +90,7 @@ static int check_targets(const int32_t *target, int64_t rows, int64_t cols, cons
 extern "C" int bk_nll_loss_f32(float *out, const float *logp, const int32_t *target, int64_t rows,
                                int64_t cols, void *) {
   BK_SIZES2(rows, cols, total);
-  BK_NOTNULL_IF(rows > 0, out);
-  BK_NOTNULL_IF(rows > 0, target);
+  BK_NOTNULL_IF(rows > 0, out, target);
   BK_NOTNULL_IF(total > 0, logp);
   if (check_targets(target, rows, cols, __func__)) return 1;
   for (int64_t r = 0; r < rows; ++r) out[r] = -logp[r * cols + target[r]];
@@ -105,8 +101,7 @@ extern "C" int bk_nll_loss_backward_f32(float *dlogp, const float *dout, const i
                                         int64_t rows, int64_t cols, void *) {
   BK_SIZES2(rows, cols, total);
   BK_NOTNULL_IF(total > 0, dlogp);
-  BK_NOTNULL_IF(rows > 0, dout);
-  BK_NOTNULL_IF(rows > 0, target);
+  BK_NOTNULL_IF(rows > 0, dout, target);
   if (check_targets(target, rows, cols, __func__)) return 1;
   for (int64_t i = 0; i < total; ++i) dlogp[i] = 0.0f;
   for (int64_t r = 0; r < rows; ++r) dlogp[r * cols + target[r]] = -dout[r];

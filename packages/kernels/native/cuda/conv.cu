@@ -62,6 +62,16 @@ int exec_for(void *stream, DeviceExec &e) {
   return current_device(&e.dev);
 }
 
+// A C entry point's common part: the geometry checked, the stream and device found.
+template <class Impl>
+int conv_entry(const bk_conv2d_geom *geom, void *stream, const char *fn, const Impl &impl) {
+  ConvGeom g;
+  BK_TRY(conv_parse(g, geom, fn));
+  DeviceExec e;
+  BK_TRY(exec_for(stream, e));
+  return impl(e, g, fn);
+}
+
 }  // namespace
 }  // namespace bk
 
@@ -71,29 +81,23 @@ extern "C" {
 
 BK_API int bk_conv2d_f32(float *y, const float *x, const float *w, const float *bias,
                          const bk_conv2d_geom *geom, void *stream) {
-  ConvGeom g;
-  BK_TRY(conv_parse(g, geom, "bk_conv2d_f32"));
-  DeviceExec e;
-  BK_TRY(exec_for(stream, e));
-  return conv2d_forward_impl(e, y, x, w, bias, g, "bk_conv2d_f32");
+  return conv_entry(geom, stream, __func__, [&](DeviceExec &e, const ConvGeom &g, const char *fn) {
+    return conv2d_forward_impl(e, y, x, w, bias, g, fn);
+  });
 }
 
 BK_API int bk_conv2d_backward_input_f32(float *dx, const float *dy, const float *w,
                                         const bk_conv2d_geom *geom, void *stream) {
-  ConvGeom g;
-  BK_TRY(conv_parse(g, geom, "bk_conv2d_backward_input_f32"));
-  DeviceExec e;
-  BK_TRY(exec_for(stream, e));
-  return conv2d_backward_input_impl(e, dx, dy, w, g, "bk_conv2d_backward_input_f32");
+  return conv_entry(geom, stream, __func__, [&](DeviceExec &e, const ConvGeom &g, const char *fn) {
+    return conv2d_backward_input_impl(e, dx, dy, w, g, fn);
+  });
 }
 
 BK_API int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const float *x,
                                          const bk_conv2d_geom *geom, void *stream) {
-  ConvGeom g;
-  BK_TRY(conv_parse(g, geom, "bk_conv2d_backward_weight_f32"));
-  DeviceExec e;
-  BK_TRY(exec_for(stream, e));
-  return conv2d_backward_weight_impl(e, dw, dy, x, g, "bk_conv2d_backward_weight_f32");
+  return conv_entry(geom, stream, __func__, [&](DeviceExec &e, const ConvGeom &g, const char *fn) {
+    return conv2d_backward_weight_impl(e, dw, dy, x, g, fn);
+  });
 }
 
 }  // extern "C"
