@@ -1,4 +1,4 @@
-import type { Conv2dGeometry, Pool2dGeometry } from '../backend.js';
+import type { Backend, Conv2dGeometry, Pool2dGeometry } from '../backend.js';
 import { fmt, pair } from '../shape.js';
 import { recordOp } from '../autograd.js';
 import { empty, type Tensor } from '../tensor.js';
@@ -117,13 +117,7 @@ export function avgPool2d(x: Tensor, kernelSize: Pair,
   const op = 'avgPool2d';
   const backend = floatInputs(op, x);
   const g = poolGeometry(op, x, { kernelSize, ...opts });
-  const y = empty(pooledShape(x, g), 'float32', x.device);
-  if (y.numel) backend.avgPool2d(y.handle(op), x.handle(op), g);
-  return recordOp(y, op, [x], [], (dy) => {
-    const dx = empty(x.shape, 'float32', dy.device);
-    backend.avgPool2dBackward(dx.handle(op), dy.handle(op), g);
-    return [dx];
-  });
+  return averagePool(op, backend, x, g);
 }
 
 export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
@@ -138,11 +132,16 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
     planes: x.numel / (h * w), h, w, oh, ow, kh: 0, kw: 0, strideH: 0, strideW: 0, padH: 0, padW: 0,
     dilH: 0, dilW: 0, countIncludePad: true,
   };
-  const y = empty([...x.shape.slice(0, -2), oh, ow], 'float32', x.device);
-  if (y.numel) backend.adaptiveAvgPool2d(y.handle(op), x.handle(op), g);
+  return averagePool(op, backend, x, g);
+}
+
+/** The average poolings: their gradient needs nothing saved but the geometry. */
+function averagePool(op: 'avgPool2d' | 'adaptiveAvgPool2d', backend: Backend, x: Tensor, g: Pool2dGeometry): Tensor {
+  const y = empty(pooledShape(x, g), 'float32', x.device);
+  if (y.numel) backend[op](y.handle(op), x.handle(op), g);
   return recordOp(y, op, [x], [], (dy) => {
     const dx = empty(x.shape, 'float32', dy.device);
-    backend.adaptiveAvgPool2dBackward(dx.handle(op), dy.handle(op), g);
+    backend[`${op}Backward` as const](dx.handle(op), dy.handle(op), g);
     return [dx];
   });
 }
