@@ -19,7 +19,10 @@ const exitCode = Number(process.env.FAULT_EXIT_CODE ?? 7);
 const t0 = performance.now();
 const g = await initProcessGroup();
 const world = g.size;
-console.log(`READY rank ${g.rank} of ${world} init ${Math.round(performance.now() - t0)} ms`);
+console.log(`READY rank ${g.rank} of ${world} pid ${process.pid} init ${Math.round(performance.now() - t0)} ms`);
+// FAULT_QUIET: no output after step 3, so a rank cannot learn of its launcher's
+// death from a broken stdout pipe (the orphan case).
+const quiet = process.env.FAULT_QUIET === '1';
 const buf = new Float32Array(floats);
 let checksum = 0;
 let lastStep = 0;
@@ -37,7 +40,7 @@ try {
     if (buf[0] !== want) throw new Error(`step ${s}: element 0 is ${buf[0]}, want ${want}`);
     for (let i = 0; i < floats; i += 997) checksum = (checksum * 31 + buf[i]) % 1000000007;
     lastStep = s;
-    console.log(`STEP ${s} rank ${g.rank} t=${Math.round(performance.now() - t0)}`);
+    if (!quiet || s <= 3) console.log(`STEP ${s} rank ${g.rank} t=${Math.round(performance.now() - t0)}`);
     if (stepMs > 0) await new Promise((r) => setTimeout(r, stepMs));
   }
 } catch (e) {
