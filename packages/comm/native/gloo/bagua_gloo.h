@@ -14,7 +14,8 @@
  *
  * Sources (native/gloo/): c_api.cc (this ABI), rendezvous.cc (joining a
  * group), store_adapter.cc (gloo's Store over store_client.cc), small_path.cc
- * (the synchronous mesh), large_path.cc (gloo's algorithms), reduce.h,
+ * (payloads on the synchronous mesh), header.cc (the descriptor exchange),
+ * large_path.cc (gloo's algorithms), reduce.h,
  * attribution.cc (which peers an error is about), errors.cc (last error).
  */
 #ifndef BAGUA_GLOO_H_
@@ -79,13 +80,19 @@ BAGUA_GLOO_API int bagua_gloo_last_error_ranks(int32_t* ranks, int cap);
  * (127.0.0.1 when the store is on loopback). Blocks up to timeout_ms (which
  * is also the default timeout of collectives).
  *
- * small_bytes > 0 adds a second mesh in gloo's synchronous mode (blocking
- * reads and writes on the calling thread, no hand-off to gloo's event loop)
- * used by collectives whose per-rank payload is at most small_bytes (an
- * all-reduce also needs payload x size <= 4 x small_bytes: it all-gathers
- * whole buffers and reduces them in rank order) and whose timeout is the
- * creation timeout; everything else uses gloo's asynchronous algorithms.
- * Every rank must pass the same small_bytes.
+ * Every collective of a group of more than one rank first exchanges its
+ * descriptor (kind, dtype, count, root, reduction, the group's call number)
+ * with every peer over a second mesh in gloo's synchronous mode (blocking
+ * reads and writes on the calling thread), so ranks that make different
+ * calls fail at once with BAGUA_GLOO_ERR_INVALID naming both calls (the
+ * group stays usable); this exchange waits up to timeout_ms whatever the
+ * call's own timeout. Collectives whose per-rank payload is at most
+ * small_bytes (an all-reduce also needs payload x size <= 4 x small_bytes:
+ * it all-gathers whole buffers and reduces them in rank order) and whose
+ * timeout is the creation timeout move their payload over that mesh too
+ * (up to 32 KiB in the descriptor's own message); everything else uses
+ * gloo's asynchronous algorithms. Every rank must pass the same small_bytes
+ * (0: every payload takes gloo's algorithms).
  *
  * Returns NULL on failure, with the message in err (NUL-terminated,
  * truncated to err_cap) and the group ranks that never came in err_ranks (up

@@ -11,6 +11,7 @@
 #include "bagua_gloo.h"
 #include "context.h"
 #include "errors.h"
+#include "header.h"
 #include "large_path.h"
 #include "reduce.h"
 #include "rendezvous.h"
@@ -80,6 +81,8 @@ void bagua_gloo_context_destroy(bagua_gloo_context* ctx) {
   if (ctx == nullptr) return;
   try {
     ctx->small.clear();
+    ctx->headerSend.clear();
+    ctx->headerRecv.clear();
     ctx->syncCtx.reset();
     ctx->ctx.reset();
     ctx->device.reset();
@@ -99,13 +102,17 @@ int bagua_gloo_allreduce(bagua_gloo_context* ctx, void* buf, int64_t count, int 
   }
   if (count < 0 || (count > 0 && buf == nullptr)) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: bad buffer");
   return guarded(ctx, "allreduce", [&] {
-    if (ctx->size == 1) return;  // nothing to exchange; avg over 1 rank is identity
     const size_t n = static_cast<size_t>(count);
-    // The small path all-gathers whole buffers (size x the ring's traffic):
-    // worth it while latency dominates.
-    if (useSmall(ctx, n * es, timeout_ms) && n * es * static_cast<size_t>(ctx->size) <= 4 * ctx->smallBytes) {
-      smallAllreduce(ctx, buf, n, dtype, op);
-    } else if (n > 0) {
+    const Path path = choosePath(ctx, n * es, timeout_ms, true);
+    Descriptor d = nextCall(ctx, 1, dtype, op, 0, count, path);
+    if (ctx->size == 1) return;  // nothing to exchange; avg over 1 rank is identity
+    d.inband = path == kInband ? static_cast<uint32_t>(n * es) : 0;
+    exchangeHeaders(ctx, d, buf);
+    if (path == kInband) {
+      inbandAllreduce(ctx, buf, n, dtype, op);
+    } else if (path == kSync && n > 0) {
+      syncAllreduce(ctx, buf, n, dtype, op);
+    } else if (path == kGloo && n > 0) {
       largeAllreduce(ctx, buf, n, dtype, op, opTimeout(ctx, timeout_ms));
     }
   });
@@ -120,11 +127,19 @@ int bagua_gloo_allgather(bagua_gloo_context* ctx, void* out, const void* in, int
   }
   return guarded(ctx, "allgather", [&] {
     const size_t bytes = static_cast<size_t>(count) * es;
+    const Path path = choosePath(ctx, bytes, timeout_ms, false);
+    Descriptor d = nextCall(ctx, 2, dtype, 0, 0, count, path);
     if (ctx->size == 1) {
       if (bytes && out != in) memmove(out, in, bytes);
-    } else if (useSmall(ctx, bytes, timeout_ms)) {
-      smallAllgatherInto(ctx, out, in, bytes, dtype);
-    } else if (bytes > 0) {
+      return;
+    }
+    d.inband = path == kInband ? static_cast<uint32_t>(bytes) : 0;
+    exchangeHeaders(ctx, d, in);
+    if (path == kInband) {
+      inbandAllgather(ctx, out, bytes);
+    } else if (path == kSync && bytes > 0) {
+      syncAllgather(ctx, out, in, bytes);
+    } else if (path == kGloo && bytes > 0) {
       largeAllgather(ctx, out, in, static_cast<size_t>(count), dtype, opTimeout(ctx, timeout_ms));
     }
   });
@@ -139,25 +154,27 @@ int bagua_gloo_broadcast(bagua_gloo_context* ctx, void* buf, int64_t count, int 
                                             " is not a rank of a group of size " + std::to_string(ctx->size));
   }
   return guarded(ctx, "broadcast", [&] {
-    if (ctx->size == 1) return;
     const size_t bytes = static_cast<size_t>(count) * es;
-    if (useSmall(ctx, bytes, timeout_ms)) {
-      smallBroadcast(ctx, buf, bytes, dtype, root);
-    } else if (bytes > 0) {
+    const Path path = choosePath(ctx, bytes, timeout_ms, false);
+    Descriptor d = nextCall(ctx, 3, dtype, 0, root, count, path);
+    if (ctx->size == 1) return;
+    // Only the root's header carries the payload.
+    d.inband = path == kInband && ctx->rank == root ? static_cast<uint32_t>(bytes) : 0;
+    exchangeHeaders(ctx, d, buf);
+    if (path == kInband) {
+      inbandBroadcast(ctx, buf, bytes, root);
+    } else if (path == kSync && bytes > 0) {
+      syncBroadcast(ctx, buf, bytes, root);
+    } else if (path == kGloo && bytes > 0) {
       largeBroadcast(ctx, buf, static_cast<size_t>(count), dtype, root, opTimeout(ctx, timeout_ms));
     }
   });
 }
 
 int bagua_gloo_barrier(bagua_gloo_context* ctx, int timeout_ms) {
-  return guarded(ctx, "barrier", [&] {
-    if (ctx->size == 1) return;
-    if (useSmall(ctx, 0, timeout_ms)) {
-      smallBarrier(ctx);
-    } else {
-      largeBarrier(ctx, opTimeout(ctx, timeout_ms));
-    }
-  });
+  // The header exchange is a barrier (every rank's header is read). It waits
+  // up to the group's timeout: the synchronous mesh's is fixed at creation.
+  return guarded(ctx, "barrier", [&] { smallBarrier(ctx); });
 }
 
 }  // extern "C"

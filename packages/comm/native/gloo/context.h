@@ -1,10 +1,11 @@
 // The state behind a bagua_gloo_context handle, and the types every part of
-// the shim shares: the call signature of the small path and the exceptions
+// the shim shares: the descriptor every call exchanges first and the exceptions
 // the C API translates into status codes.
 #pragma once
 
 #include <gloo/algorithm.h>
 #include <gloo/rendezvous/context.h>
+#include <gloo/transport/buffer.h>
 #include <gloo/transport/device.h>
 
 #include <chrono>
@@ -22,25 +23,30 @@ namespace bgloo {
 
 using std::chrono::milliseconds;
 
-// Identifies a collective call; exchanged with the payload on the small path
-// so that ranks calling different collectives fail loudly instead of mixing
-// data.
-struct Signature {
-  uint8_t kind;  // 1 allreduce, 2 allgather, 3 broadcast, 4 barrier
+// Describes a collective call. Every call of every path first exchanges it
+// with every peer (the header exchange of small_path.cc), so ranks whose
+// calls differ in anything (kind, dtype, count, root, reduction, the group's
+// call number, or the path their timeouts chose) fail at once on every rank,
+// naming both calls, instead of mixing data or waiting for the timeout.
+struct Descriptor {
+  uint8_t kind;   // 1 allreduce, 2 allgather, 3 broadcast, 4 barrier
   uint8_t dtype;
   uint8_t op;
-  uint8_t pad = 0;
+  uint8_t path;   // 0 gloo's algorithm, 1 payload in the header message, 2 synchronous payload after it
   int32_t root;
   int64_t count;
+  int64_t seq;     // the group's call number (every rank counts every call)
+  uint32_t inband; // payload bytes that follow this header in its message (not compared)
+  uint32_t magic;
 };
-static_assert(sizeof(Signature) == 16, "signature layout");
+static_assert(sizeof(Descriptor) == 32, "descriptor layout");
 
 // A cached gloo algorithm over staging memory. Old-style gloo algorithms
 // bind their buffers (and slots) at construction, so they are built once per
 // shape and reused; the cache is keyed by values every rank agrees on, so
 // all ranks build, hit and evict in the same order.
 struct SmallEntry {
-  std::vector<char> out;  // allgather: size x (payload + signature); broadcast: payload + signature
+  std::vector<char> out;  // allgather: size x payload; broadcast: payload
   std::unique_ptr<gloo::Algorithm> algo;
 };
 
@@ -48,6 +54,16 @@ struct SmallEntry {
 // worked, so the group stays usable).
 struct MismatchError : std::runtime_error {
   explicit MismatchError(const std::string& m) : std::runtime_error(m) {}
+};
+
+// Raised when a peer failed us in a way the shim observed itself (its
+// header never came, its connection broke): `ranks` are the group ranks at
+// fault, without guessing from gloo's message.
+struct PeerFailure : std::runtime_error {
+  PeerFailure(const std::string& msg, std::vector<int> ranks, bool timeout)
+      : std::runtime_error(msg), ranks(std::move(ranks)), timeout(timeout) {}
+  std::vector<int> ranks;
+  bool timeout;
 };
 
 // Raised when rendezvous keys do not appear in time; `missing` are the group
@@ -62,7 +78,7 @@ struct RendezvousTimeout : std::runtime_error {
 
 struct bagua_gloo_context {
   std::shared_ptr<gloo::rendezvous::Context> ctx;       // async mode: gloo's new-style collectives
-  std::shared_ptr<gloo::rendezvous::Context> syncCtx;   // sync mode: the small path (may be null)
+  std::shared_ptr<gloo::rendezvous::Context> syncCtx;   // sync mode: headers and the small path (null for 1 rank)
   std::shared_ptr<gloo::transport::Device> device;
   int rank = 0;
   int size = 1;
@@ -73,6 +89,12 @@ struct bagua_gloo_context {
   // connections it opened), to name the peer in gloo's IO error messages.
   std::vector<std::vector<std::string>> peerTags;
   std::string broken;                 // non-empty once a collective has failed
+  int64_t seq = 0;                    // calls so far (the next call's number)
+  // The header exchange (small_path.cc): one block per rank of (Descriptor +
+  // up to kInbandBytes of payload), sent from this rank's block to every peer
+  // and received into each peer's block, on one fixed slot.
+  std::vector<char> blocks;
+  std::vector<std::unique_ptr<gloo::transport::Buffer>> headerSend, headerRecv;  // by peer rank
   // LRU cache of small-path algorithms: key -> entry, most recent first.
   std::list<std::pair<std::string, std::unique_ptr<bgloo::SmallEntry>>> small;
 };

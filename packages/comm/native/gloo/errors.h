@@ -42,6 +42,10 @@ int guarded(bagua_gloo_context* c, const char* what, Fn&& fn) {
     return BAGUA_GLOO_OK;
   } catch (const MismatchError& e) {
     return fail(BAGUA_GLOO_ERR_INVALID, std::string(what) + ": " + e.what());
+  } catch (const PeerFailure& e) {
+    // The shim saw which peer failed it: no guessing from gloo's message.
+    c->broken = e.what();
+    return fail(e.timeout ? BAGUA_GLOO_ERR_TIMEOUT : BAGUA_GLOO_ERR_IO, std::string(what) + ": " + e.what(), e.ranks);
   } catch (const gloo::IoException& e) {
     msg = e.what();
     code = mentionsTimeout(msg) ? BAGUA_GLOO_ERR_TIMEOUT : BAGUA_GLOO_ERR_IO;

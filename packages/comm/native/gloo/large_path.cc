@@ -2,7 +2,6 @@
 
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
-#include <gloo/barrier.h>
 #include <gloo/broadcast.h>
 
 #include "reduce.h"
@@ -63,12 +62,6 @@ void largeAllgather(bagua_gloo_context* c, void* out, const void* in, size_t n, 
 
 void largeBroadcast(bagua_gloo_context* c, void* buf, size_t n, int dtype, int root, milliseconds timeout) {
   BAGUA_DISPATCH(dtype, runBroadcast, c, buf, n, root, timeout);
-}
-
-void largeBarrier(bagua_gloo_context* c, milliseconds timeout) {
-  gloo::BarrierOptions opts(c->ctx);
-  opts.setTimeout(timeout);
-  gloo::barrier(opts);
 }
 
 }  // namespace bgloo

@@ -15,6 +15,5 @@ milliseconds opTimeout(const bagua_gloo_context* c, int timeout_ms);
 void largeAllreduce(bagua_gloo_context* c, void* buf, size_t n, int dtype, int op, milliseconds timeout);
 void largeAllgather(bagua_gloo_context* c, void* out, const void* in, size_t n, int dtype, milliseconds timeout);
 void largeBroadcast(bagua_gloo_context* c, void* buf, size_t n, int dtype, int root, milliseconds timeout);
-void largeBarrier(bagua_gloo_context* c, milliseconds timeout);
 
 }  // namespace bgloo

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "attribution.h"
+#include "header.h"
 #include "small_path.h"
 #include "store_adapter.h"
 #include "store_client.h"
@@ -71,18 +72,21 @@ std::unique_ptr<bagua_gloo_context> createContext(int rank, int size, const char
       }
     }
   }
-  if (small_bytes > 0 && size > 1) {
+  if (size > 1) {
+    // Always: every collective's header exchange (header.cc) runs on it,
+    // whatever small_bytes is.
     c->syncCtx = connect(client, p + "/s", rank, size, timeout, c->device, &c->peerTags);
     for (int r = 0; r < size; r++) {
       if (r != rank) c->syncCtx->getPair(r)->setSync(true, false);
     }
+    setupHeaders(c.get());
   }
   if (size > 1) {
     // Once every pair has carried a message, every connection is
     // established at both ends: only then are the endpoints complete.
     gloo::BarrierOptions barrier(c->ctx);
     gloo::barrier(barrier);
-    if (c->syncCtx) smallBarrier(c.get());
+    smallBarrier(c.get());
     try {
       exchangeEndpoints(c.get(), client, p);
     } catch (const bagua::StoreError&) {

@@ -4,9 +4,9 @@
 #include <gloo/transport/buffer.h>
 #include <string.h>
 
-#include <sstream>
 #include <string>
 
+#include "header.h"
 #include "reduce.h"
 
 namespace bgloo {
@@ -14,54 +14,6 @@ namespace {
 
 const size_t kMaxSmallEntries = 64;
 const size_t kMaxSmallStagingBytes = 64u << 20;
-
-const char* kindName(uint8_t k) {
-  switch (k) {
-    case 1: return "allReduce";
-    case 2: return "allGather";
-    case 3: return "broadcast";
-    case 4: return "barrier";
-    default: return "?";
-  }
-}
-
-const char* dtypeName(uint8_t d) {
-  switch (d) {
-    case BAGUA_GLOO_FLOAT32: return "float32";
-    case BAGUA_GLOO_FLOAT64: return "float64";
-    case BAGUA_GLOO_INT32: return "int32";
-    case BAGUA_GLOO_INT64: return "int64";
-    case BAGUA_GLOO_UINT8: return "uint8";
-    default: return "?";
-  }
-}
-
-const char* opName(uint8_t op) {
-  switch (op) {
-    case BAGUA_GLOO_SUM: return "sum";
-    case BAGUA_GLOO_AVG: return "avg";
-    case BAGUA_GLOO_MAX: return "max";
-    case BAGUA_GLOO_MIN: return "min";
-    case BAGUA_GLOO_PRODUCT: return "product";
-    default: return "?";
-  }
-}
-
-std::string describe(const Signature& s) {
-  if (s.kind < 1 || s.kind > 4 || s.pad != 0) return "a collective of another size";
-  std::ostringstream o;
-  o << kindName(s.kind);
-  if (s.kind != 4) o << "(" << dtypeName(s.dtype) << " x " << s.count;
-  if (s.kind == 1) o << ", " << opName(s.op);
-  if (s.kind == 3) o << ", root " << s.root;
-  if (s.kind != 4) o << ")";
-  return o.str();
-}
-
-std::string mismatch(int me, const Signature& mine, int other, const Signature& theirs) {
-  return "ranks called different collectives: this rank (" + std::to_string(me) + ") called " +
-         describe(mine) + ", rank " + std::to_string(other) + " called " + describe(theirs);
-}
 
 // A ring all-gather for pairs in synchronous mode, deadlock-free whatever
 // the message size: a send blocks until the peer has read it (once socket
@@ -135,73 +87,66 @@ SmallEntry& smallEntry(bagua_gloo_context* c, const std::string& key, Make&& mak
   return *c->small.front().second;
 }
 
-}  // namespace
-
-bool useSmall(const bagua_gloo_context* c, size_t payloadBytes, int timeout_ms) {
-  return c->syncCtx && payloadBytes <= c->smallBytes &&
-         (timeout_ms <= 0 || milliseconds(timeout_ms) == c->timeout);
-}
-
-// Every rank's (payload, signature), rank after rank, in e.out.
-SmallEntry& smallAllgather(bagua_gloo_context* c, const void* payload, size_t bytes,
-                           const Signature& sig) {
-  const size_t stride = bytes + sizeof(Signature);
+// Every rank's `bytes` of payload, rank after rank, in the returned entry's out.
+SmallEntry& gatherAll(bagua_gloo_context* c, const void* payload, size_t bytes) {
   SmallEntry& e = smallEntry(c, "ag:" + std::to_string(bytes), [&](SmallEntry& n) {
-    n.out.resize(stride * static_cast<size_t>(c->size));
-    n.algo.reset(new SyncRingAllgather(c->syncCtx, n.out.data(), stride));
+    n.out.resize(bytes * static_cast<size_t>(c->size));
+    n.algo.reset(new SyncRingAllgather(c->syncCtx, n.out.data(), bytes));
   });
-  char* mine = e.out.data() + static_cast<size_t>(c->rank) * stride;
-  if (bytes) memcpy(mine, payload, bytes);
-  memcpy(mine + bytes, &sig, sizeof sig);
+  memcpy(e.out.data() + static_cast<size_t>(c->rank) * bytes, payload, bytes);
   e.algo->run();
-  for (int r = 0; r < c->size; r++) {
-    Signature other;
-    memcpy(&other, e.out.data() + static_cast<size_t>(r) * stride + bytes, sizeof other);
-    if (memcmp(&other, &sig, sizeof sig) != 0) {
-      throw MismatchError(mismatch(c->rank, sig, r, other));
-    }
-  }
   return e;
 }
 
-void smallAllreduce(bagua_gloo_context* c, void* buf, size_t n, int dtype, int op) {
-  const size_t bytes = n * dtypeSize(dtype);
-  Signature sig{1, static_cast<uint8_t>(dtype), static_cast<uint8_t>(op), 0, 0, static_cast<int64_t>(n)};
-  SmallEntry& e = smallAllgather(c, buf, bytes, sig);
+}  // namespace
+
+Path choosePath(const bagua_gloo_context* c, size_t payloadBytes, int timeout_ms, bool allreduce) {
+  // Per-call timeouts other than the group's need gloo's algorithms (the
+  // synchronous mesh's timeout is fixed at creation).
+  if (payloadBytes > c->smallBytes || (timeout_ms > 0 && milliseconds(timeout_ms) != c->timeout)) return kGloo;
+  if (allreduce && payloadBytes * static_cast<size_t>(c->size) > 4 * c->smallBytes) return kGloo;
+  return payloadBytes <= kInbandBytes ? kInband : kSync;
+}
+
+void inbandAllreduce(bagua_gloo_context* c, void* buf, size_t n, int dtype, int op) {
   if (n == 0) return;
-  BAGUA_DISPATCH(dtype, reduceRankOrdered, buf, e.out.data(), bytes + sizeof(Signature), c->size, n, op);
+  BAGUA_DISPATCH(dtype, reduceRankOrdered, buf, inbandPayload(c, 0), blockStride(), c->size, n, op);
 }
 
-void smallAllgatherInto(bagua_gloo_context* c, void* out, const void* in, size_t bytes, int dtype) {
-  const int64_t count = static_cast<int64_t>(bytes / dtypeSize(dtype));
-  Signature sig{2, static_cast<uint8_t>(dtype), 0, 0, 0, count};
-  SmallEntry& e = smallAllgather(c, in, bytes, sig);
-  const size_t stride = bytes + sizeof(Signature);
+void inbandAllgather(bagua_gloo_context* c, void* out, size_t bytes) {
   for (int r = 0; r < c->size && bytes; r++) {
-    memcpy(static_cast<char*>(out) + static_cast<size_t>(r) * bytes,
-           e.out.data() + static_cast<size_t>(r) * stride, bytes);
+    memmove(static_cast<char*>(out) + static_cast<size_t>(r) * bytes, inbandPayload(c, r), bytes);
   }
 }
 
-void smallBroadcast(bagua_gloo_context* c, void* buf, size_t bytes, int dtype, int root) {
-  const int64_t count = static_cast<int64_t>(bytes / dtypeSize(dtype));
-  const Signature sig{3, static_cast<uint8_t>(dtype), 0, 0, root, count};
-  const size_t stride = bytes + sizeof(Signature);
+void inbandBroadcast(bagua_gloo_context* c, void* buf, size_t bytes, int root) {
+  if (c->rank != root && bytes) memcpy(buf, inbandPayload(c, root), bytes);
+}
+
+void syncAllreduce(bagua_gloo_context* c, void* buf, size_t n, int dtype, int op) {
+  const size_t bytes = n * dtypeSize(dtype);
+  SmallEntry& e = gatherAll(c, buf, bytes);
+  BAGUA_DISPATCH(dtype, reduceRankOrdered, buf, e.out.data(), bytes, c->size, n, op);
+}
+
+void syncAllgather(bagua_gloo_context* c, void* out, const void* in, size_t bytes) {
+  SmallEntry& e = gatherAll(c, in, bytes);
+  memcpy(out, e.out.data(), bytes * static_cast<size_t>(c->size));
+}
+
+void syncBroadcast(bagua_gloo_context* c, void* buf, size_t bytes, int root) {
   SmallEntry& e = smallEntry(c, "bc:" + std::to_string(bytes) + ":" + std::to_string(root), [&](SmallEntry& n) {
-    n.out.resize(stride);
-    n.algo.reset(new gloo::BroadcastOneToAll<char>(c->syncCtx, std::vector<char*>{n.out.data()}, stride, root));
+    n.out.resize(bytes);
+    n.algo.reset(new gloo::BroadcastOneToAll<char>(c->syncCtx, std::vector<char*>{n.out.data()}, bytes, root));
   });
-  if (c->rank == root) {
-    if (bytes) memcpy(e.out.data(), buf, bytes);
-    memcpy(e.out.data() + bytes, &sig, sizeof sig);
-  }
+  if (c->rank == root) memcpy(e.out.data(), buf, bytes);
   e.algo->run();
-  Signature other;
-  memcpy(&other, e.out.data() + bytes, sizeof other);
-  if (memcmp(&other, &sig, sizeof sig) != 0) throw MismatchError(mismatch(c->rank, sig, root, other));
-  if (c->rank != root && bytes) memcpy(buf, e.out.data(), bytes);
+  if (c->rank != root) memcpy(buf, e.out.data(), bytes);
 }
 
-void smallBarrier(bagua_gloo_context* c) { smallAllgather(c, nullptr, 0, Signature{4, 0, 0, 0, 0, 0}); }
+void smallBarrier(bagua_gloo_context* c) {
+  const Descriptor d = nextCall(c, 4, 0, 0, 0, 0, kInband);
+  if (c->size > 1) exchangeHeaders(c, d, nullptr);
+}
 
 }  // namespace bgloo

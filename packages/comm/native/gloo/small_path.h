@@ -1,9 +1,9 @@
-// The small-payload path: collectives over a second mesh whose pairs are in
-// gloo's synchronous mode (the calling thread reads and writes its sockets
-// itself, no hand-off to gloo's event loop). Every payload carries the
-// call's Signature, so ranks that call different collectives fail at once
-// (MismatchError) naming both calls. An all-reduce is an all-gather plus a
-// reduction in rank order: bit-identical results on every rank.
+// Payloads of small collectives, after the header exchange (header.h) has
+// shown that every rank makes the same call: in the header message itself
+// (kInband: at most kInbandBytes, one hop), or over the synchronous mesh
+// (kSync: gloo's synchronous mode, the calling thread reads and writes its
+// sockets itself, no hand-off to gloo's event loop). An all-reduce is an
+// all-gather plus a reduction in rank order: bit-identical on every rank.
 #pragma once
 
 #include <cstddef>
@@ -13,17 +13,24 @@
 
 namespace bgloo {
 
-// Whether a payload of this size, with this timeout, takes the small path.
-bool useSmall(const bagua_gloo_context* c, size_t payloadBytes, int timeout_ms);
+// How a call's payload travels (Descriptor::path).
+enum Path { kGloo = 0, kInband = 1, kSync = 2 };
 
-// Every rank's (payload, signature), rank after rank, in the returned entry's out.
-SmallEntry& smallAllgather(bagua_gloo_context* c, const void* payload, size_t bytes, const Signature& sig);
+// The path of a call moving payloadBytes per rank (an all-reduce: whole
+// buffers are gathered, so at most 4 x small_bytes in all).
+Path choosePath(const bagua_gloo_context* c, size_t payloadBytes, int timeout_ms, bool allreduce);
 
-// In place over n elements of `dtype`.
-void smallAllreduce(bagua_gloo_context* c, void* buf, size_t n, int dtype, int op);
-// out = every rank's `in` (bytes each), in rank order.
-void smallAllgatherInto(bagua_gloo_context* c, void* out, const void* in, size_t bytes, int dtype);
-void smallBroadcast(bagua_gloo_context* c, void* buf, size_t bytes, int dtype, int root);
+// After the exchange of a kInband call: the result from the gathered headers.
+void inbandAllreduce(bagua_gloo_context* c, void* buf, size_t n, int dtype, int op);
+void inbandAllgather(bagua_gloo_context* c, void* out, size_t bytes);
+void inbandBroadcast(bagua_gloo_context* c, void* buf, size_t bytes, int root);
+
+// After the exchange of a kSync call.
+void syncAllreduce(bagua_gloo_context* c, void* buf, size_t n, int dtype, int op);
+void syncAllgather(bagua_gloo_context* c, void* out, const void* in, size_t bytes);
+void syncBroadcast(bagua_gloo_context* c, void* buf, size_t bytes, int root);
+
+// A barrier: the header exchange alone (used at creation too).
 void smallBarrier(bagua_gloo_context* c);
 
 }  // namespace bgloo

@@ -39,9 +39,10 @@ export interface GlooGroupOptions {
   hostname?: string;
   /**
    * Collectives whose per-rank payload is at most this many bytes take the
-   * low-latency path (gloo's synchronous mode, with a signature check that
-   * catches ranks calling different collectives). Must be equal on every
+   * low-latency path (gloo's synchronous mode). Must be equal on every
    * rank. Default env BAGUA_GLOO_SMALL_BYTES, else 1 MiB; 0 disables it.
+   * Whatever it is, every collective first exchanges its descriptor with
+   * every peer, so ranks calling different collectives fail at once.
    */
   smallBytes?: number;
 }

@@ -28,6 +28,8 @@ export interface GlooResult {
   missing?: number[];
   message?: string;
   ms?: number;
+  /** ms from entering the collective that failed to its error (fixtures/gloo-desync). */
+  failMs?: number;
   timeoutMs?: number;
 }
 
@@ -47,11 +49,11 @@ export interface JobResult {
   output: string;
 }
 
-/** Runs gloo-worker.js <scenario...> under bagua-launch with the gloo backend. */
+/** Runs gloo-worker.js (or opts.script) <scenario...> under bagua-launch with the gloo backend. */
 export async function runGlooJob(
   nproc: number,
   scenario: string[],
-  opts: { timeoutMs?: number; extra?: string[]; env?: Record<string, string | undefined>; killAfterMs?: number } = {},
+  opts: { timeoutMs?: number; extra?: string[]; env?: Record<string, string | undefined>; killAfterMs?: number; script?: string } = {},
 ): Promise<JobResult> {
   const args = [
     '--nproc-per-node',
@@ -63,7 +65,7 @@ export async function runGlooJob(
     '--grace-ms',
     '1000',
     ...(opts.extra ?? []),
-    GLOO_WORKER,
+    opts.script ?? GLOO_WORKER,
     ...scenario,
   ];
   const r = await startLauncher(args, opts.env ?? {}, opts.killAfterMs ?? 60_000).done;
