@@ -126,7 +126,7 @@ StoreClient::StoreClient(const std::string& host, int port,
     }
     if (fd_ >= 0) break;
     if (Clock::now() + backoff >= deadline) {
-      throw StoreError("cannot connect to the store at " + endpoint() + " within " +
+      throw StoreError("cannot connect to the store " + endpoint() + " within " +
                            std::to_string(timeout.count()) + " ms: " + lastError,
                        true);
     }
@@ -144,7 +144,8 @@ StoreClient::StoreClient(const std::string& host, int port,
     std::vector<char> req{static_cast<char>(kAuth)};
     putBytes(req, token.data(), token.size());
     std::vector<char> reply;
-    request(req, &reply, deadline);
+    // What is left of the connect deadline, so that joining stays within `timeout`.
+    request(req, &reply, deadline, "auth", timeout);
     if (reply.empty() || reply[0] != kOk) {
       throw StoreError("the store at " + endpoint() + " refused the token", false);
     }
@@ -155,13 +156,15 @@ StoreClient::~StoreClient() {
   if (fd_ >= 0) close(fd_);
 }
 
-void StoreClient::waitFd(short events, Clock::time_point deadline, const char* what) {
+void StoreClient::waitFd(short events, Clock::time_point deadline) {
   for (;;) {
     pollfd p{fd_, events, 0};
     int pr = poll(&p, 1, remainingMs(deadline));
     if (pr > 0) return;
     if (pr == 0) {
-      throw StoreError(std::string("timed out ") + what + " the store at " + endpoint(), true);
+      throw StoreError("store " + endpoint() + " did not answer '" + what_ + "' within " +
+                           std::to_string(bound_.count()) + " ms",
+                       true);
     }
     if (errno != EINTR) {
       throw StoreError(std::string("poll: ") + errnoText(errno), false);
@@ -176,11 +179,11 @@ void StoreClient::sendAll(const char* p, size_t n, Clock::time_point deadline) {
       p += w;
       n -= static_cast<size_t>(w);
     } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      waitFd(POLLOUT, deadline, "writing to");
+      waitFd(POLLOUT, deadline);
     } else if (w < 0 && errno == EINTR) {
       continue;
     } else {
-      throw StoreError("lost the connection to the store at " + endpoint() + ": " +
+      throw StoreError("lost the connection to the store at " + endpoint() + " during '" + what_ + "': " +
                            errnoText(errno),
                        false);
     }
@@ -194,11 +197,11 @@ void StoreClient::recvAll(char* p, size_t n, Clock::time_point deadline) {
       p += r;
       n -= static_cast<size_t>(r);
     } else if (r == 0) {
-      throw StoreError("the store at " + endpoint() + " closed the connection", false);
+      throw StoreError("the store at " + endpoint() + " closed the connection during '" + what_ + "'", false);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      waitFd(POLLIN, deadline, "reading from");
+      waitFd(POLLIN, deadline);
     } else if (errno != EINTR) {
-      throw StoreError("lost the connection to the store at " + endpoint() + ": " +
+      throw StoreError("lost the connection to the store at " + endpoint() + " during '" + what_ + "': " +
                            errnoText(errno),
                        false);
     }
@@ -206,8 +209,15 @@ void StoreClient::recvAll(char* p, size_t n, Clock::time_point deadline) {
 }
 
 void StoreClient::request(const std::vector<char>& payload, std::vector<char>* reply,
-                          Clock::time_point deadline) {
-  if (fd_ < 0) throw StoreError("store connection is closed", false);
+                          Clock::time_point deadline, const std::string& what,
+                          std::chrono::milliseconds bound) {
+  what_ = what;
+  bound_ = bound;
+  if (fd_ < 0) {
+    throw StoreError("the connection to the store " + endpoint() + " is closed (a request timed out or failed before '" +
+                         what + "')",
+                     false);
+  }
   if (payload.size() > kMaxFrame) throw StoreError("store request too large", false);
   std::vector<char> frame;
   frame.reserve(payload.size() + 4);
@@ -245,7 +255,7 @@ void StoreClient::set(const std::string& key, const std::vector<char>& value,
   putBytes(req, key.data(), key.size());
   putBytes(req, value.data(), value.size());
   std::vector<char> reply;
-  request(req, &reply, Clock::now() + timeout);
+  request(req, &reply, Clock::now() + timeout, "set " + key, timeout);
   if (reply[0] != kOk) throw StoreError("store SET " + key + " failed", false);
 }
 
@@ -254,7 +264,7 @@ bool StoreClient::get(const std::string& key, std::vector<char>* value,
   std::vector<char> req{static_cast<char>(kGet)};
   putBytes(req, key.data(), key.size());
   std::vector<char> reply;
-  request(req, &reply, Clock::now() + timeout);
+  request(req, &reply, Clock::now() + timeout, "get " + key, timeout);
   if (reply[0] == kNotFound) return false;
   if (reply[0] != kOk || reply.size() < 5) throw StoreError("store GET " + key + " failed", false);
   uint32_t n = getU32(reply.data() + 1);
@@ -275,8 +285,11 @@ bool StoreClient::wait(const std::vector<std::string>& keys,
   if (ms > 0xffffffffLL) ms = 0xffffffffLL;
   putU32(req, static_cast<uint32_t>(ms));
   std::vector<char> reply;
+  std::string what = ms == 0 ? "check" : "wait";
+  for (size_t i = 0; i < keys.size() && what.size() < 160; i++) what += (i ? "," : " ") + keys[i];
   // The server answers TIMEOUT itself; allow it a grace period to do so.
-  request(req, &reply, Clock::now() + timeout + std::chrono::milliseconds(5000));
+  const auto bound = std::chrono::milliseconds(ms) + kWaitGrace;
+  request(req, &reply, Clock::now() + bound, what, bound);
   if (reply[0] == kTimeout) return false;
   if (reply[0] != kOk) throw StoreError("store WAIT failed", false);
   return true;
@@ -288,7 +301,7 @@ int64_t StoreClient::add(const std::string& key, int64_t delta,
   putBytes(req, key.data(), key.size());
   putI64(req, delta);
   std::vector<char> reply;
-  request(req, &reply, Clock::now() + timeout);
+  request(req, &reply, Clock::now() + timeout, "add " + key, timeout);
   if (reply[0] != kOk || reply.size() < 9) throw StoreError("store ADD " + key + " failed", false);
   uint64_t u = 0;
   for (int i = 0; i < 8; i++) u |= static_cast<uint64_t>(static_cast<uint8_t>(reply[1 + i])) << (8 * i);

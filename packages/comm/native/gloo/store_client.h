@@ -17,6 +17,12 @@ struct StoreError : std::runtime_error {
   bool timeout;
 };
 
+// Every request is bounded: a store that accepts but never answers (a stray
+// listener on the port, a stopped node 0) fails it with an error naming the
+// store and the request. A wait gets its own timeout plus this grace, for the
+// store to answer TIMEOUT itself (same as the TypeScript client).
+constexpr std::chrono::milliseconds kWaitGrace{500};
+
 class StoreClient {
  public:
   using Clock = std::chrono::steady_clock;
@@ -45,16 +51,21 @@ class StoreClient {
   std::string endpoint() const;
 
  private:
+  // `what` names the request in errors ("get bagua/x"); `bound` is the time
+  // it was given, for the message.
   void request(const std::vector<char>& payload, std::vector<char>* reply,
-               Clock::time_point deadline);
+               Clock::time_point deadline, const std::string& what,
+               std::chrono::milliseconds bound);
   void sendAll(const char* p, size_t n, Clock::time_point deadline);
   void recvAll(char* p, size_t n, Clock::time_point deadline);
-  void waitFd(short events, Clock::time_point deadline, const char* what);
+  void waitFd(short events, Clock::time_point deadline);
 
   std::string host_;
   int port_;
   int fd_ = -1;
   std::string localAddress_;
+  std::string what_;  // the request in flight, for errors
+  std::chrono::milliseconds bound_{0};
 };
 
 }  // namespace bagua

@@ -15,7 +15,18 @@ export interface StoreConnectOptions {
   token?: string;
   /** How long to keep retrying a refused connection (the store may start after us). Default 30 s. */
   connectTimeoutMs?: number;
+  /**
+   * Bound on every request (AUTH, SET, GET, ADD, DELETE, check); a blocking
+   * wait() is bounded by its own timeout plus WAIT_GRACE_MS. A store that
+   * accepts but never answers then fails the request instead of hanging it.
+   * Default: connectTimeoutMs when given (callers pass the group's timeout
+   * there), else 300 s.
+   */
+  timeoutMs?: number;
 }
+
+/** Time the store gets beyond a WAIT's own timeout to answer TIMEOUT itself. */
+export const WAIT_GRACE_MS = 500;
 
 export class StoreError extends Error {
   constructor(message: string) {
@@ -35,6 +46,9 @@ export class StoreTimeoutError extends StoreError {
 }
 
 interface Pending {
+  what: string; // the request, as errors name it ('get bagua/x')
+  bound: number; // ms it was given
+  deadline: number; // absolute ms; never earlier than the previous request's (replies come in order)
   resolve: (payload: Buffer) => void;
   reject: (e: Error) => void;
 }
@@ -44,6 +58,7 @@ class Connection {
   private readonly reader = new FrameReader();
   private readonly pending: Pending[] = [];
   private error: Error | null = null;
+  private timer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly socket: net.Socket,
@@ -68,17 +83,22 @@ class Connection {
         if (this.pending.length === 0) this.socket.unref();
         p.resolve(f);
       }
+      this.arm();
     });
-    socket.on('error', (e) => this.fail(new StoreError(`lost the connection to the store at ${endpoint}: ${e.message}`)));
-    socket.on('close', () => this.fail(new StoreError(`the store at ${endpoint} closed the connection`)));
+    socket.on('error', (e) => this.fail(new StoreError(`lost the connection to the store at ${endpoint}${this.during()}: ${e.message}`)));
+    socket.on('close', () => this.fail(new StoreError(`the store at ${endpoint} closed the connection${this.during()}`)));
   }
 
-  request(frame: Buffer): Promise<Buffer> {
+  /** Sends one request; rejects when no reply came within `bound` ms (after the replies it queues behind). */
+  request(frame: Buffer, what: string, bound: number): Promise<Buffer> {
     if (this.error) return Promise.reject(this.error);
     return new Promise((resolve, reject) => {
       if (this.pending.length === 0) this.socket.ref();
-      this.pending.push({ resolve, reject });
+      const prev = this.pending[this.pending.length - 1];
+      const deadline = Math.max(Date.now() + bound, prev ? prev.deadline : 0);
+      this.pending.push({ what, bound, deadline, resolve, reject });
       this.socket.write(frame);
+      if (this.pending.length === 1) this.arm();
     });
   }
 
@@ -86,8 +106,32 @@ class Connection {
     this.fail(new StoreError('store client closed'));
   }
 
+  /** One timer, for the oldest request: deadlines never decrease along the queue. */
+  private arm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const head = this.pending[0];
+    if (!head || this.error) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      const p = this.pending[0];
+      if (!p) return;
+      if (Date.now() < p.deadline) return this.arm();
+      // The stream is out of step now (a late reply would answer the next request): drop it.
+      this.fail(new StoreError(`store ${this.endpoint} did not answer '${p.what}' within ${p.bound} ms`));
+    }, Math.min(Math.max(0, head.deadline - Date.now()), 0x7fffffff)); // setTimeout's limit; re-armed past it
+    this.timer.unref(); // the socket is ref'd while requests are pending
+  }
+
+  private during(): string {
+    const p = this.pending[0];
+    return p ? ` during '${p.what}'` : '';
+  }
+
   private fail(e: Error): void {
     if (!this.error) this.error = e;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
     this.socket.destroy();
     for (const p of this.pending.splice(0)) p.reject(this.error);
   }
@@ -109,6 +153,27 @@ function statusError(op: string, key: string, payload: Buffer): StoreError {
 
 const RETRYABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'EAGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
 
+/** One TCP connect, abandoned after `ms` (a blackholed address would otherwise take the kernel's minutes). */
+function connectOnce(host: string, port: number, ms: number): Promise<net.Socket> {
+  return new Promise<net.Socket>((resolve, reject) => {
+    const s = net.connect({ host, port });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(Object.assign(new Error(`no answer within ${ms} ms`), { code: 'ETIMEDOUT' }));
+    }, ms);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.off('error', onError);
+      resolve(s);
+    });
+    const onError = (e: Error) => {
+      clearTimeout(timer);
+      reject(e);
+    };
+    s.once('error', onError);
+  });
+}
+
 export class StoreClient {
   private constructor(
     private readonly conn: Connection,
@@ -117,6 +182,8 @@ export class StoreClient {
     readonly token: string | undefined,
     /** Prepended to every key of this view. */
     readonly prefix: string,
+    /** Bound on each request (see StoreConnectOptions.timeoutMs). */
+    readonly timeoutMs: number,
   ) {}
 
   /** Connects (retrying while the store is not yet up) and authenticates. */
@@ -124,21 +191,16 @@ export class StoreClient {
     const host = options.host ?? '127.0.0.1';
     const { port, token } = options;
     const endpoint = `${host}:${port}`;
-    const deadline = Date.now() + (options.connectTimeoutMs ?? 30_000);
+    const connectMs = options.connectTimeoutMs ?? 30_000;
+    const timeoutMs = options.timeoutMs ?? options.connectTimeoutMs ?? 300_000;
+    const deadline = Date.now() + connectMs;
     let delay = 10;
     for (;;) {
       try {
-        const socket = await new Promise<net.Socket>((resolve, reject) => {
-          const s = net.connect({ host, port });
-          s.once('connect', () => {
-            s.off('error', reject);
-            resolve(s);
-          });
-          s.once('error', reject);
-        });
-        const client = new StoreClient(new Connection(socket, endpoint), host, port, token, '');
+        const socket = await connectOnce(host, port, Math.max(1, deadline - Date.now()));
+        const client = new StoreClient(new Connection(socket, endpoint), host, port, token, '', timeoutMs);
         if (token) {
-          const reply = await client.conn.request(new FrameWriter().u8(StoreOp.AUTH).bytes(token).frame());
+          const reply = await client.conn.request(new FrameWriter().u8(StoreOp.AUTH).bytes(token).frame(), 'auth', timeoutMs);
           if (reply[0] !== StoreStatus.OK) {
             client.close();
             throw new StoreError(`the store at ${endpoint} refused the token`);
@@ -149,7 +211,8 @@ export class StoreClient {
         const code = (e as NodeJS.ErrnoException).code;
         if (!code || !RETRYABLE.has(code) || Date.now() + delay > deadline) {
           if (e instanceof StoreError) throw e;
-          throw new StoreError(`cannot connect to the store at ${endpoint}: ${(e as Error).message}`);
+          if (code === 'ETIMEDOUT') throw new StoreError(`store ${endpoint} did not answer 'connect' within ${connectMs} ms`);
+          throw new StoreError(`cannot connect to the store at ${endpoint} within ${connectMs} ms: ${(e as Error).message}`);
         }
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, 200);
@@ -159,19 +222,19 @@ export class StoreClient {
 
   /** A view whose keys are all prefixed with `prefix` (sharing this connection). */
   withPrefix(prefix: string): StoreClient {
-    return new StoreClient(this.conn, this.host, this.port, this.token, this.prefix + prefix);
+    return new StoreClient(this.conn, this.host, this.port, this.token, this.prefix + prefix, this.timeoutMs);
   }
 
   async set(key: string, value: Uint8Array | string): Promise<void> {
     const k = this.prefix + key;
-    const reply = await this.conn.request(new FrameWriter().u8(StoreOp.SET).bytes(k).bytes(value).frame());
+    const reply = await this.conn.request(new FrameWriter().u8(StoreOp.SET).bytes(k).bytes(value).frame(), `set ${k}`, this.timeoutMs);
     if (reply[0] !== StoreStatus.OK) throw statusError('SET', k, reply);
   }
 
   /** The value, or null when the key does not exist. */
   async get(key: string): Promise<Uint8Array | null> {
     const k = this.prefix + key;
-    const reply = await this.conn.request(new FrameWriter().u8(StoreOp.GET).bytes(k).frame());
+    const reply = await this.conn.request(new FrameWriter().u8(StoreOp.GET).bytes(k).frame(), `get ${k}`, this.timeoutMs);
     if (reply[0] === StoreStatus.NOT_FOUND) return null;
     if (reply[0] !== StoreStatus.OK) throw statusError('GET', k, reply);
     const r = new FieldReader(reply);
@@ -188,7 +251,7 @@ export class StoreClient {
   /** Adds delta to an integer key (missing = 0) and returns the new value. */
   async add(key: string, delta: number | bigint = 1): Promise<number> {
     const k = this.prefix + key;
-    const reply = await this.conn.request(new FrameWriter().u8(StoreOp.ADD).bytes(k).i64(BigInt(delta)).frame());
+    const reply = await this.conn.request(new FrameWriter().u8(StoreOp.ADD).bytes(k).i64(BigInt(delta)).frame(), `add ${k}`, this.timeoutMs);
     if (reply[0] !== StoreStatus.OK) throw statusError('ADD', k, reply);
     return Number(reply.readBigInt64LE(1));
   }
@@ -214,7 +277,7 @@ export class StoreClient {
 
   async delete(key: string): Promise<void> {
     const k = this.prefix + key;
-    const reply = await this.conn.request(new FrameWriter().u8(StoreOp.DELETE).bytes(k).frame());
+    const reply = await this.conn.request(new FrameWriter().u8(StoreOp.DELETE).bytes(k).frame(), `delete ${k}`, this.timeoutMs);
     if (reply[0] !== StoreStatus.OK) throw statusError('DELETE', k, reply);
   }
 
@@ -226,8 +289,12 @@ export class StoreClient {
   private async waitRaw(keys: readonly string[], timeoutMs: number): Promise<boolean> {
     const w = new FrameWriter().u8(StoreOp.WAIT).u32(keys.length);
     for (const k of keys) w.bytes(k);
-    w.u32(Math.max(0, Math.min(Math.round(timeoutMs), 0xffffffff)));
-    const reply = await this.conn.request(w.frame());
+    const ms = Math.max(0, Math.min(Math.round(timeoutMs), 0xffffffff));
+    w.u32(ms);
+    // A check (ms 0) is an ordinary request; a wait may take its own time, plus a grace.
+    const list = keys.join(',');
+    const what = `${ms === 0 ? 'check' : 'wait'} ${list.length > 160 ? `${list.slice(0, 160)}... (${keys.length} keys)` : list}`;
+    const reply = await this.conn.request(w.frame(), what, ms === 0 ? this.timeoutMs : ms + WAIT_GRACE_MS);
     if (reply[0] === StoreStatus.TIMEOUT) return false;
     if (reply[0] !== StoreStatus.OK) throw statusError('WAIT', keys.join(','), reply);
     return true;
