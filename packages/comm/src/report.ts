@@ -59,7 +59,7 @@ export function setReportStep(n: number): void {
 }
 
 // A peer that vanished shows as a closed or reset connection, or (threads) as a group aborted by its failure.
-const LOST = /connection closed|closed by peer|broken pipe|connection reset|econnreset|epipe|group aborted|connection .*lost/i;
+const LOST = /connection closed|closed by peer|broken pipe|connection reset|econnreset|epipe|group aborted|connection to rank \d+ (?:broke|lost)/i;
 
 function isCollective(e: unknown): e is CollectiveLike {
   return typeof e === 'object' && e !== null && (e as { name?: unknown }).name === 'CollectiveError' && Array.isArray((e as CollectiveLike).missingRanks);
@@ -78,6 +78,9 @@ export function buildReport(rank: number, exitCode: number, error: unknown, last
     report.op = cause.op;
     report.group = cause.group;
     report.peersAtFault = cause.missingRanks.filter((r) => r !== rank);
+    // A threads group aborted before this rank entered the collective names the failed rank only in its message.
+    const aborted = /group aborted: rank (\d+)/.exec(cause.message);
+    if (report.peersAtFault.length === 0 && aborted && Number(aborted[1]) !== rank) report.peersAtFault = [Number(aborted[1])];
     report.induced = report.peersAtFault.length > 0 || LOST.test(cause.message);
   }
   return report;

@@ -42,18 +42,18 @@ test('SIGINT is forwarded to process ranks: the launcher exits 130', async (t) =
 });
 
 /** Starts node 0 (port 0: it prints the port it picked), then node 1 on that port; both with one store token. */
-async function startTwoNodes(script: string[], backend = 'gloo', extra: string[] = []) {
+async function startTwoNodes(script: string[], backend = 'gloo', extra: string[] = [], file = SCRIPT) {
   const common = ['--nnodes', '2', '--nproc-per-node', '2', '--backend', backend, '--master-addr', '127.0.0.1', ...extra];
   const env = { BAGUA_STORE_TOKEN: 'two-nodes-secret' };
-  const n0 = startLauncher([...common, '--node-rank', '0', '--master-port', '0', SCRIPT, ...script], env);
+  const n0 = startLauncher([...common, '--node-rank', '0', '--master-port', '0', file, ...script], env);
   const out = await n0.seen(/store listening on 127\.0\.0\.1:\d+/);
   const port = /store listening on 127\.0\.0\.1:(\d+)/.exec(out)![1]!;
-  const n1 = startLauncher([...common, '--node-rank', '1', '--master-port', port, SCRIPT, ...script], env);
+  const n1 = startLauncher([...common, '--node-rank', '1', '--master-port', port, file, ...script], env);
   return [n0, n1] as const;
 }
 
-async function twoNodes(script: string[], backend = 'gloo', extra: string[] = []) {
-  const [n0, n1] = await startTwoNodes(script, backend, extra);
+async function twoNodes(script: string[], backend = 'gloo', extra: string[] = [], file = SCRIPT) {
+  const [n0, n1] = await startTwoNodes(script, backend, extra, file);
   return Promise.all([n0.done, n1.done]);
 }
 
@@ -112,4 +112,18 @@ test('multi-node gloo collectives', async (t) => {
   t.is(b.code, 0, b.stdout + b.stderr);
   for (const r of [0, 1]) t.regex(a.stdout, new RegExp(`\\[rank ${r}\\] GLOO SUM 10 backend=gloo`));
   for (const r of [2, 3]) t.regex(b.stdout, new RegExp(`\\[rank ${r}\\] GLOO SUM 10 backend=gloo`));
+});
+
+test('multi-node gloo: a rank on node 1 exits 6 mid-training: both nodes blame it, not node 0\'s ranks that lost it', async (t) => {
+  const missing = await glooMissing();
+  if (missing) {
+    skipOrFail(t, 'gloo', missing);
+    return;
+  }
+  const faults = SCRIPT.replace(/launch-script\.js$/, 'launch-faults.js');
+  const [a, b] = await twoNodes(['exit', '3', '6', '20'], 'gloo', [], faults);
+  t.is(b.code, 6, b.stderr);
+  t.is(a.code, 6, a.stderr);
+  t.regex(b.stderr, /bagua-launch: rank 3 failed first \(exit code 6\)/);
+  t.regex(a.stderr, /bagua-launch: job: rank 3 on node 1 failed first \(exit code 6\)/);
 });

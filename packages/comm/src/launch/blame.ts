@@ -12,8 +12,8 @@ export interface RankEnd {
   exitCode: number;
   /** Date.now() when the runner saw it end. */
   time: number;
-  /** The runner had already signalled or terminated it (it did not fail on its own). */
-  stoppedByLauncher: boolean;
+  /** When the runner signalled or terminated it, if it did: it failed on its own only if it reported before. */
+  stoppedAt?: number;
   /** The rank's own report, when it wrote one. */
   report: FailureReport | null;
 }
@@ -24,6 +24,10 @@ export interface Blame {
   /** False when every rank that failed blamed others: then `suspects` holds the ranks they named. */
   own: boolean;
   report: FailureReport | null;
+  /** When it failed (its report's time, else when the runner saw it end). */
+  time: number;
+  /** Every failed rank had been stopped by the launcher (nothing here failed on its own). */
+  byLauncher: boolean;
   suspects: number[];
   /** Other ranks that failed after it, and those the launcher stopped. */
   followers: RankEnd[];
@@ -33,13 +37,15 @@ export interface Blame {
 }
 
 const when = (e: RankEnd) => e.report?.time ?? e.time;
+/** A rank the launcher stopped counts only when its report (written as it exited by itself) came first. */
+const byLauncher = (e: RankEnd) => e.stoppedAt !== undefined && !(e.report && e.report.time <= e.stoppedAt);
 const earliest = (list: RankEnd[]) => list.reduce((a, b) => (when(b) < when(a) || (when(b) === when(a) && b.rank < a.rank) ? b : a));
 
 /** The rank to blame, or null when every rank succeeded. */
 export function assignBlame(ends: readonly RankEnd[]): Blame | null {
   const failed = ends.filter((e) => e.exitCode !== 0);
   if (failed.length === 0) return null;
-  const candidates = failed.filter((e) => !e.stoppedByLauncher);
+  const candidates = failed.filter((e) => !byLauncher(e));
   // No report (killed by a signal, crashed natively, never loaded comm) counts as failing on its own.
   const own = candidates.filter((e) => !e.report?.induced);
   const first = own.length ? earliest(own) : earliest(candidates.length ? candidates : failed);
@@ -50,12 +56,15 @@ export function assignBlame(ends: readonly RankEnd[]): Blame | null {
   const tEnd = Math.max(...ends.map((e) => e.time));
   return {
     rank: first.rank,
-    exitCode: first.exitCode,
+    // Its report's code: a stop signal may land while it is already exiting with its own.
+    exitCode: first.report?.exitCode ?? first.exitCode,
     own: own.length > 0,
     report: first.report,
+    time: when(first),
+    byLauncher: byLauncher(first),
     suspects,
     followers: candidates.filter((e) => e !== first).sort((a, b) => a.rank - b.rank),
-    stopped: failed.filter((e) => e.stoppedByLauncher).map((e) => e.rank).sort((a, b) => a - b),
+    stopped: failed.filter(byLauncher).map((e) => e.rank).sort((a, b) => a - b),
     spanMs: Math.max(0, tEnd - t0),
   };
 }

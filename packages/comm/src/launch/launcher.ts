@@ -124,6 +124,26 @@ export function validateLaunchOptions(o: LaunchOptions): Required<Pick<LaunchOpt
   return { backend, nnodes, nodeRank, masterAddr, masterPort };
 }
 
+/** What a node's launcher found: the rank it blames (see blame.ts). */
+interface NodeOutcome {
+  node: number;
+  rank: number;
+  code: number;
+  own: boolean;
+  time: number;
+}
+
+/** The node outcome to blame across nodes: one that failed on its own first, else the first (clocks of different hosts). */
+async function firstOutcome(ctl: StoreClient, nnodes: number, key: (node: number) => string): Promise<NodeOutcome | null> {
+  const all: NodeOutcome[] = [];
+  for (let i = 0; i < nnodes; i++) {
+    const text = await ctl.getString(key(i)).catch(() => null);
+    if (text) all.push(JSON.parse(text) as NodeOutcome);
+  }
+  const pool = all.some((o) => o.own) ? all.filter((o) => o.own) : all;
+  return pool.reduce<NodeOutcome | null>((a, b) => (!a || b.time < a.time ? b : a), null);
+}
+
 /** Runs this node's share of the job; resolves with the exit code the launcher should exit with. */
 export async function launch(options: LaunchOptions): Promise<number> {
   const { backend, nnodes, nodeRank, masterAddr, masterPort } = validateLaunchOptions(options);
@@ -169,6 +189,7 @@ export async function launch(options: LaunchOptions): Promise<number> {
     }
     const FAILED_KEY = `bagua/${jobId}/launch/failed`;
     const doneKey = (node: number) => `bagua/${jobId}/launch/done/${node}`;
+    const resultKey = (node: number) => `bagua/${jobId}/launch/result/${node}`;
     if (multi) {
       // Another node's failure stops ours; so does losing node 0 (the store) while ranks run.
       void (async () => {
@@ -229,21 +250,30 @@ export async function launch(options: LaunchOptions): Promise<number> {
     }
     running = false;
 
+    // Ranks that failed here on their own count over a remote failure; a signal to this launcher over both.
+    const local = result.blame && !result.blame.byLauncher ? result.blame : null;
     let code = result.exitCode;
-    if (remoteFailure) code = (remoteFailure as { code: number }).code || 1;
-    else if (stop.signal.aborted) code = stopExitCode(stop.signal.reason);
-    else if (result.blame) log(describeBlame(result.blame));
+    if (stop.signal.aborted && !remoteFailure) code = stopExitCode(stop.signal.reason);
+    else if (local) {
+      code = local.exitCode;
+      log(describeBlame(local));
+    } else if (remoteFailure) code = (remoteFailure as { code: number }).code || 1;
 
     if (multi && ctl) {
+      if (local) {
+        const outcome: NodeOutcome = { node: nodeRank, rank: local.rank, code: local.exitCode, own: local.own, time: local.time };
+        await ctl.set(resultKey(nodeRank), JSON.stringify(outcome)).catch(() => undefined);
+      }
       if (code !== 0 && !remoteFailure) {
         // A rank failed here, or this launcher was stopped by a signal (rank -1): stop the other nodes.
         await ctl.set(FAILED_KEY, JSON.stringify({ node: nodeRank, rank: result.failedRank ?? -1, code })).catch(() => undefined);
       }
       await ctl.set(doneKey(nodeRank), String(code)).catch(() => undefined);
-      if (nodeRank === 0) {
-        // Keep the store up until every node is done with it (bounded once the job has failed).
-        const keys = Array.from({ length: nnodes }, (_, i) => doneKey(i));
-        const failed = code !== 0;
+      // Node 0 keeps the store up until every node is done with it; after a failure every node waits
+      // (bounded) for the others' outcomes, so that all of them blame the same rank.
+      const keys = Array.from({ length: nnodes }, (_, i) => doneKey(i));
+      let failed = code !== 0;
+      if (nodeRank === 0 || failed) {
         const until = failed ? Date.now() + (options.graceMs ?? 2000) * 2 + 5000 : Infinity;
         while (Date.now() < until) {
           try {
@@ -251,11 +281,19 @@ export async function launch(options: LaunchOptions): Promise<number> {
             break;
           } catch (e) {
             if (!(e instanceof StoreTimeoutError)) break;
-            if (!failed && (await ctl.check(FAILED_KEY).catch(() => false))) {
-              const text = await ctl.getString(FAILED_KEY).catch(() => null);
-              if (text && code === 0) code = (JSON.parse(text) as { code: number }).code || 1;
-            }
+            if (!failed && (await ctl.check(FAILED_KEY).catch(() => false))) failed = true;
           }
+        }
+      }
+      if (failed || (await ctl.check(FAILED_KEY).catch(() => false))) {
+        const first = await firstOutcome(ctl, nnodes, resultKey);
+        if (first && (!stop.signal.aborted || remoteFailure)) code = first.code;
+        if (first && (first.node !== nodeRank || first.rank !== local?.rank)) {
+          log(`job: rank ${first.rank} on node ${first.node} failed first${first.own ? '' : ' (no rank failed on its own)'} (exit code ${first.code})`);
+        }
+        if (!first && code === 0) {
+          const text = await ctl.getString(FAILED_KEY).catch(() => null);
+          code = text ? (JSON.parse(text) as { code: number }).code || 1 : 1;
         }
       }
     }

@@ -55,7 +55,7 @@ export function runProcesses(
   const children: ChildProcess[] = [];
   const ends: RankEnd[] = [];
   const reports: (FailureReport | null)[] = new Array(n).fill(null);
-  const signalled: boolean[] = new Array(n).fill(false);
+  const signalledAt: (number | undefined)[] = new Array(n).fill(undefined);
   let failed = false;
   let stopCode: number | null = null;
   const timers: NodeJS.Timeout[] = [];
@@ -63,7 +63,7 @@ export function runProcesses(
   const signalAll = (sig: NodeJS.Signals) => {
     for (let i = 0; i < n; i++) {
       if (exitCodes[i] !== -1) continue;
-      signalled[i] = true;
+      signalledAt[i] ??= Date.now();
       children[i]!.kill(sig);
     }
   };
@@ -122,7 +122,7 @@ export function runProcesses(
         const c = exitCodeOf(code, sig);
         exitCodes[i] = c;
         output.end(i);
-        ends.push({ rank: offset + i, exitCode: c, time: Date.now(), stoppedByLauncher: signalled[i]!, report: reports[i]! });
+        ends.push({ rank: offset + i, exitCode: c, time: Date.now(), report: reports[i]!, ...(signalledAt[i] !== undefined ? { stoppedAt: signalledAt[i] } : {}) });
         if (c !== 0 && !failed && stopCode === null) {
           // The others get the grace period to fail (and report) on their own before they are stopped.
           failed = true;

@@ -56,7 +56,7 @@ export function runResult(exitCodes: number[], ends: readonly RankEnd[], stopCod
     exitCodes,
     // A job stopped from outside has no failed rank (the ranks ended because they were stopped).
     failedRank: stopCode === null ? (blame?.rank ?? null) : null,
-    blame: stopCode === null ? blame : null,
+    blame,
     stdout: output.stdout,
     stderr: output.stderr,
   };
@@ -117,7 +117,7 @@ export function runThreads(
   const exitCodes: number[] = new Array(n).fill(-1);
   const workers: Worker[] = [];
   const ends: RankEnd[] = [];
-  const terminated: boolean[] = new Array(n).fill(false);
+  const terminatedAt: (number | undefined)[] = new Array(n).fill(undefined);
   const reportBufs = Array.from({ length: n }, () => new SharedArrayBuffer(THREAD_REPORT_BYTES));
   let failed = false;
   let stopCode: number | null = null;
@@ -126,7 +126,7 @@ export function runThreads(
   const stopAll = () => {
     for (let r = 0; r < n; r++) {
       if (exitCodes[r] !== -1) continue;
-      terminated[r] = true;
+      terminatedAt[r] ??= Date.now();
       void workers[r]!.terminate();
     }
   };
@@ -204,7 +204,13 @@ export function runThreads(
       });
       w.once('exit', (code) => {
         exitCodes[r] = code;
-        ends.push({ rank: r, exitCode: code, time: Date.now(), stoppedByLauncher: terminated[r]!, report: threadReport(r, code, reportBufs[r]!, uncaught) });
+        ends.push({
+          rank: r,
+          exitCode: code,
+          time: Date.now(),
+          report: threadReport(r, code, reportBufs[r]!, uncaught),
+          ...(terminatedAt[r] !== undefined ? { stoppedAt: terminatedAt[r] } : {}),
+        });
         if (code !== 0) fail();
         coord.rankExited(r, code);
         exited = true;
