@@ -28,12 +28,16 @@ export class FrameReader {
     this.maxFrame = n;
   }
 
-  /** Appends data; returns the complete payloads. Throws ProtocolError on a frame over the bound. */
-  push(data: Buffer): Buffer[] {
-    this.chunks.push(data);
+  /**
+   * Appends data; returns up to maxFrames complete payloads (the rest stays
+   * buffered: a pipelined request after AUTH must be read under the bound that
+   * AUTH sets). Throws ProtocolError on a frame over the bound.
+   */
+  push(data: Buffer, maxFrames = Infinity): Buffer[] {
+    if (data.length) this.chunks.push(data);
     this.buffered += data.length;
     const out: Buffer[] = [];
-    for (;;) {
+    while (out.length < maxFrames) {
       if (this.want < 0) {
         if (this.buffered < 4) break;
         const head = this.take(4);
@@ -48,6 +52,13 @@ export class FrameReader {
       this.want = -1;
     }
     return out;
+  }
+
+  /** Forgets everything buffered (the connection is gone). */
+  clear(): void {
+    this.chunks = [];
+    this.buffered = 0;
+    this.want = -1;
   }
 
   /** Bytes received but not yet returned as frames. */

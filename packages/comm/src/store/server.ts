@@ -8,6 +8,7 @@ import * as net from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { MAX_FRAME, StoreOp, StoreStatus } from '../store-protocol.js';
 import { FieldReader, FrameReader, FrameWriter, ProtocolError } from './codec.js';
+import { Reclaimer } from './reclaim.js';
 
 export interface StoreServerOptions {
   /** Address to bind; only this one (default 127.0.0.1). */
@@ -20,16 +21,26 @@ export interface StoreServerOptions {
   log?: (message: string) => void;
   /** Most simultaneous connections (default 4096). */
   maxConnections?: number;
-  /** An unauthenticated connection is dropped after this long (default 10 s; only with a token). */
+  /** An unauthenticated connection is dropped after this long (default 2 s; only with a token). */
   authTimeoutMs?: number;
-  /** Most bytes of keys and values held at once; a SET or ADD beyond it gets ERROR (default 1 GiB). */
+  /** Most bytes of keys and values held at once; a SET or ADD beyond it gets ERROR (default 256 MiB). */
   maxStoredBytes?: number;
+  /**
+   * Most bytes of requests received but not yet handled, over all connections
+   * (unfinished frames, and frames queued behind a WAIT). Beyond it the
+   * connections holding the most are dropped, largest first (default 64 MiB).
+   */
+  maxBufferedBytes?: number;
+  /** After dropping connections that held much, collect and trim so RSS goes back down (default true). */
+  reclaimMemory?: boolean;
 }
 
 /** Before AUTH succeeds a stranger may send only this much per frame. */
 const PRE_AUTH_MAX_FRAME = 4096;
 /** Frames queued behind a blocking WAIT beyond this pause reading from that socket. */
 const MAX_QUEUED_BYTES = 2 * MAX_FRAME;
+/** A connection that held this much when it went away is worth giving memory back for. */
+const RECLAIM_MIN_BYTES = 1 << 20;
 /** setTimeout's limit; WAIT timeouts are u32 ms and may exceed it. */
 const MAX_TIMER_MS = 0x7fffffff;
 
@@ -49,6 +60,7 @@ interface Conn {
   authed: boolean;
   closed: boolean;
   authTimer: NodeJS.Timeout | null;
+  held: number; // reader.pending + queuedBytes, as last counted into StoreServer.buffered
 }
 
 function digest(s: string | Buffer): Buffer {
@@ -66,12 +78,17 @@ export class StoreServer {
   private bound: { host: string; port: number } | null = null;
   private stored = 0; // bytes of keys and values held
   private readonly maxStored: number;
+  private buffered = 0; // sum of every connection's `held`
+  private readonly maxBuffered: number;
+  private readonly reclaimer: Reclaimer | null;
 
   constructor(private readonly options: StoreServerOptions = {}) {
     this.tokenDigest = options.token ? digest(options.token) : null;
     this.log = options.log ?? ((m) => console.warn(m));
-    this.authTimeoutMs = options.authTimeoutMs ?? 10_000;
-    this.maxStored = options.maxStoredBytes ?? 1 << 30;
+    this.authTimeoutMs = options.authTimeoutMs ?? 2_000;
+    this.maxStored = options.maxStoredBytes ?? 256 << 20;
+    this.maxBuffered = options.maxBufferedBytes ?? 64 << 20;
+    this.reclaimer = options.reclaimMemory === false ? null : new Reclaimer();
     this.server = net.createServer((s) => this.accept(s));
     this.server.maxConnections = options.maxConnections ?? 4096;
     this.server.on('error', (e) => this.log(`store: server error: ${e.message}`));
@@ -79,7 +96,7 @@ export class StoreServer {
 
   /** Binds host:port and resolves with the actual address (port 0 -> the picked one). */
   listen(): Promise<{ host: string; port: number }> {
-    const host = this.options.host ?? '127.0.0.1';
+    const host = this.options.host || '127.0.0.1'; // never '' (that would be every address)
     return new Promise((resolve, reject) => {
       const onError = (e: Error) => reject(e);
       this.server.once('error', onError);
@@ -101,8 +118,19 @@ export class StoreServer {
     return this.data.size;
   }
 
+  /** Request bytes received and not yet handled, over all connections (for tests and diagnostics). */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Open connections (for tests and diagnostics). */
+  get connections(): number {
+    return this.conns.size;
+  }
+
   close(): Promise<void> {
     for (const c of this.conns) this.drop(c, null);
+    this.reclaimer?.cancel();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
@@ -118,6 +146,7 @@ export class StoreServer {
       authed: !this.tokenDigest,
       closed: false,
       authTimer: null,
+      held: 0,
     };
     this.conns.add(conn);
     if (this.tokenDigest) {
@@ -125,6 +154,7 @@ export class StoreServer {
       conn.authTimer.unref();
     }
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
+    socket.on('drain', () => this.pump(conn)); // resumes a reader paused for unread replies
     socket.on('error', () => this.drop(conn, null)); // a reset peer is not worth a log line
     socket.on('close', () => this.drop(conn, null));
   }
@@ -133,7 +163,8 @@ export class StoreServer {
     if (conn.closed) return;
     let frames: Buffer[];
     try {
-      frames = conn.reader.push(chunk);
+      // Unauthenticated: one frame at a time, so AUTH can raise the bound for what follows.
+      frames = conn.reader.push(chunk, conn.authed ? Infinity : 1);
     } catch (e) {
       this.drop(conn, (e as Error).message);
       return;
@@ -143,6 +174,27 @@ export class StoreServer {
       conn.queuedBytes += f.length;
     }
     this.pump(conn);
+    if (this.buffered > this.maxBuffered) this.shed();
+  }
+
+  /** Re-counts what a connection holds into the server-wide total. */
+  private account(conn: Conn): void {
+    const held = conn.closed ? 0 : conn.reader.pending + conn.queuedBytes;
+    this.buffered += held - conn.held;
+    conn.held = held;
+  }
+
+  /**
+   * Over the buffer bound: drops the connections holding the most until the
+   * rest fit. Slow senders of huge frames are the ones that pile memory up;
+   * a rank's small requests complete at once and hold next to nothing.
+   */
+  private shed(): void {
+    const heavy = [...this.conns].filter((c) => c.held > 0).sort((a, b) => b.held - a.held);
+    for (const c of heavy) {
+      if (this.buffered <= this.maxBuffered) break;
+      this.drop(c, `holds ${c.held} bytes of unfinished requests while the store buffers ${this.buffered} (limit ${this.maxBuffered}); dropping the largest first`);
+    }
   }
 
   /** Handles queued requests in order; a pending WAIT holds back the rest (replies stay in order). */
@@ -159,8 +211,10 @@ export class StoreServer {
       }
     }
     if (conn.closed) return;
-    // Backpressure: stop reading from a client that piles requests behind a WAIT.
-    if (conn.queuedBytes + conn.reader.pending > MAX_QUEUED_BYTES) conn.socket.pause();
+    this.account(conn);
+    // Backpressure: stop reading from a client that piles requests behind a
+    // WAIT, or that does not read its replies.
+    if (conn.held > MAX_QUEUED_BYTES || conn.socket.writableLength > MAX_QUEUED_BYTES) conn.socket.pause();
     else if (conn.socket.isPaused()) conn.socket.resume();
   }
 
@@ -185,6 +239,11 @@ export class StoreServer {
           conn.authed = true;
           conn.reader.setMaxFrame(MAX_FRAME);
           if (conn.authTimer) clearTimeout(conn.authTimer);
+          // Requests pipelined behind AUTH, now read under the full bound (pump handles them next).
+          for (const f of conn.reader.push(Buffer.alloc(0))) {
+            conn.queue.push(f);
+            conn.queuedBytes += f.length;
+          }
         }
         this.reply(conn, new FrameWriter().u8(StoreStatus.OK));
         return;
@@ -336,7 +395,14 @@ export class StoreServer {
     if (why) this.log(`store: closed connection from ${conn.peer}: ${why}`);
     if (conn.blocked) this.forgetWaiter(conn.blocked);
     conn.blocked = null;
+    // Release what it buffered now: the socket (and this record, through its
+    // listeners) may live on until collected, its received bytes must not.
+    const released = Math.max(conn.held, conn.reader.pending + conn.queuedBytes);
+    if (released >= RECLAIM_MIN_BYTES) this.reclaimer?.request(released);
     conn.queue.length = 0;
+    conn.queuedBytes = 0;
+    conn.reader.clear();
+    this.account(conn);
     if (conn.authTimer) clearTimeout(conn.authTimer);
     this.conns.delete(conn);
     if (graceful) {
