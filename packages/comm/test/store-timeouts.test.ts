@@ -3,7 +3,7 @@
 // its bound, naming the store's address and the request, instead of hanging.
 import test, { type ExecutionContext } from 'ava';
 import * as net from 'node:net';
-import { StoreClient, StoreError, StoreServer, startStore } from '../src/index.js';
+import { StoreClient, StoreError, StoreServer, initProcessGroup, isInitialized, startStore } from '../src/index.js';
 import { WAIT_GRACE_MS } from '../src/store/client.js';
 import { CollectiveError } from '../src/process-group.js';
 import { createGlooProcessGroup } from '../src/gloo/process-group.js';
@@ -78,6 +78,20 @@ test('TS client, silent store with a token: connect fails on AUTH within the tim
   const { e, ms } = await timed(t, () => StoreClient.connect({ port, token: 'tok', timeoutMs: 600 }));
   t.is(e.message, `store 127.0.0.1:${port} did not answer 'auth' within 600 ms`);
   t.true(ms < 1600, `${ms} ms`);
+});
+
+test('initProcessGroup against a silent store fails within the group timeout, naming the store', async (t) => {
+  const port = await silentStore(t);
+  const t0 = Date.now();
+  const e = await t.throwsAsync(
+    initProcessGroup({ backend: 'gloo', initMethod: `tcp://127.0.0.1:${port}?rank=1&world_size=2`, timeoutMs: 1000 }),
+    { instanceOf: StoreError },
+  );
+  const ms = Date.now() - t0;
+  t.log(`${ms} ms: ${e!.message}`);
+  t.regex(e!.message, new RegExp(`store 127\\.0\\.0\\.1:${port} did not answer 'set .*join/1' within 1000 ms`));
+  t.true(ms < 2000, `${ms} ms`);
+  t.false(isInitialized());
 });
 
 test('TS client: a request queued behind a long wait is not timed out early (deadlines follow the queue)', async (t) => {
