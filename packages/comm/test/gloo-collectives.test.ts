@@ -32,8 +32,9 @@ test.serial('gloo: two launchers as two nodes (--nnodes 2) make one world of 4',
   t.timeout(90_000);
   const port = await freePort();
   const common = ['--nnodes', '2', '--master-addr', '127.0.0.1', '--master-port', String(port), '--nproc-per-node', '2', '--backend', 'gloo', '--timeout-ms', '30000'];
-  const node0 = startLauncher([...common, '--node-rank', '0', GLOO_WORKER, 'collectives', 'light'], {}, 80_000);
-  const node1 = startLauncher([...common, '--node-rank', '1', GLOO_WORKER, 'collectives', 'light'], {}, 80_000);
+  const env = { BAGUA_STORE_TOKEN: 'two-nodes-secret' }; // multi-node jobs need one token on every node
+  const node0 = startLauncher([...common, '--node-rank', '0', GLOO_WORKER, 'collectives', 'light'], env, 80_000);
+  const node1 = startLauncher([...common, '--node-rank', '1', GLOO_WORKER, 'collectives', 'light'], env, 80_000);
   const [a, b] = await Promise.all([node0.done, node1.done]);
   const results = parseResults(a.stdout + a.stderr + b.stdout + b.stderr);
   if (a.code !== 0 || b.code !== 0) t.log((a.stdout + a.stderr).slice(-3000), (b.stdout + b.stderr).slice(-3000));

@@ -29,7 +29,7 @@ test('gloo: a rank that exits 7 is blamed, not the peers that lost it first (3 r
   for (let run = 0; run < 3; run++) {
     const r = await launchCli(gloo(['exit', '2', '7', '20']));
     t.is(r.code, 7, r.stderr);
-    t.regex(r.stderr, /^bagua-launch: rank 2 failed first \(exit code 7\); ranks 0,1,3 stopped after it \(allReduce on group 'world': connection to rank/m);
+    t.regex(r.stderr, /^bagua-launch: rank 2 failed first \(exit code 7\) at step 20; ranks 0,1,3 stopped after it \(allReduce on group 'world': connection to rank/m);
     t.regex(r.stderr, /all ranks ended \d+ ms after the first failure/);
   }
 });
@@ -47,7 +47,7 @@ test('gloo: a rank that throws is blamed with its message', async (t) => {
   if (missing) return skipOrFail(t, 'gloo', missing);
   const r = await launchCli(gloo(['throw', '1', '0', '10']));
   t.is(r.code, 1, r.stderr);
-  t.regex(r.stderr, /^bagua-launch: rank 1 failed first \(exit code 1\): boom from rank 1; ranks 0,2,3 stopped after it/m);
+  t.regex(r.stderr, /^bagua-launch: rank 1 failed first \(exit code 1\) at step 10: boom from rank 1; ranks 0,2,3 stopped after it/m);
 });
 
 test('gloo: a rank SIGKILLed mid-collective is blamed, exit code 137', async (t) => {
@@ -96,11 +96,11 @@ test('gloo: ranks get a per-job token and key prefix', async (t) => {
 test('threads: a rank that exits is blamed over the ranks its exit aborted', async (t) => {
   const r = await launchCli(['--nproc-per-node', '4', '--backend', 'threads', FAULTS, 'exit', '2', '7', '20']);
   t.is(r.code, 7, r.stderr);
-  t.regex(r.stderr, /^bagua-launch: rank 2 failed first \(exit code 7\); ranks 0,1,3 stopped after it \(allReduce on group 'world': aborted after rank 2 failed\)/m);
+  t.regex(r.stderr, /^bagua-launch: rank 2 failed first \(exit code 7\) at step 20; ranks 0,1,3 stopped after it \(allReduce on group 'world': aborted after rank 2 failed\)/m);
 });
 
 test('threads: a rank that throws is blamed with its message', async (t) => {
   const r = await launchCli(['--nproc-per-node', '3', '--backend', 'threads', FAULTS, 'throw', '1', '0', '5']);
   t.is(r.code, 1, r.stderr);
-  t.regex(r.stderr, /^bagua-launch: rank 1 failed first \(exit code 1\): boom from rank 1; ranks 0,2 stopped after it/m);
+  t.regex(r.stderr, /^bagua-launch: rank 1 failed first \(exit code 1\) at step 5: boom from rank 1; ranks 0,2 stopped after it/m);
 });

@@ -94,16 +94,20 @@ function inducedText(r: FailureReport): string {
 export function describeBlame(b: Blame): string {
   const r = b.report;
   const cause = r?.message ? `: ${r.message}` : r ? '' : ' without a report (killed, or crashed before it could tell)';
+  const at = r?.step !== undefined ? ` at step ${r.step}` : '';
   const head = b.own
-    ? `rank ${b.rank} failed first (${codeText(b.exitCode)})${cause}`
-    : `no rank failed on its own; rank ${b.rank} failed first (${codeText(b.exitCode)})${cause}` +
+    ? `rank ${b.rank} failed first (${codeText(b.exitCode)})${at}${cause}`
+    : `no rank failed on its own; rank ${b.rank} failed first (${codeText(b.exitCode)})${at}${cause}` +
       (b.suspects.length ? `; it blames ${ranksText(b.suspects)}` : '');
   const parts = [head];
-  if (b.followers.length) {
+  const induced = b.followers.filter((e) => e.report?.induced);
+  const alsoFailed = b.followers.filter((e) => !e.report?.induced);
+  if (induced.length) {
     // Prefer a follower that names the blamed rank (others may name a peer that vanished in the cascade).
-    const said = (b.followers.find((e) => e.report?.peersAtFault.includes(b.rank)) ?? b.followers.find((e) => e.report?.induced))?.report;
-    parts.push(`${ranksText(b.followers.map((e) => e.rank))} stopped after it${said ? ` (${inducedText(said)})` : ''}`);
+    const said = (induced.find((e) => e.report!.peersAtFault.includes(b.rank)) ?? induced[0]!).report!;
+    parts.push(`${ranksText(induced.map((e) => e.rank))} stopped after it (${inducedText(said)})`);
   }
+  if (alsoFailed.length) parts.push(`${ranksText(alsoFailed.map((e) => e.rank))} also failed on ${alsoFailed.length === 1 ? 'its' : 'their'} own`);
   if (b.stopped.length) parts.push(`${ranksText(b.stopped)} stopped by the launcher`);
   parts.push(`all ranks ended ${b.spanMs} ms after the first failure`);
   return parts.join('; ');
