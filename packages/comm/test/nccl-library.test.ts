@@ -8,13 +8,13 @@
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 import { CollectiveError, type DeviceBuffer, type HostBuffer } from '../src/process-group.js';
-import { findLibrary, pythonSitePackages, sitePackagesDirs } from '../src/nccl/find.js';
+import { findLibrary } from '../src/nccl/find.js';
 import { loadNccl, NcclUnavailableError, ncclAvailability, resetNcclLoaderForTests } from '../src/nccl/library.js';
 import { createNcclProcessGroup, type NcclStore } from '../src/nccl/process-group.js';
 
@@ -63,66 +63,8 @@ test.serial('nccl: a missing libnccl.so.2 is reported with every place looked at
   }
 });
 
-test.serial('nccl: a directory in BAGUA_NCCL_LIB is searched for libnccl.so.2', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'bagua-nccl-dir-'));
-  const s = findLibrary({
-    envVar: 'BAGUA_NCCL_LIB',
-    names: ['libnccl.so.2', 'libnccl.so'],
-    wheel: 'nccl',
-    env: { BAGUA_NCCL_LIB: dir },
-    askPython: false,
-  });
-  t.deepEqual(s.tried.slice(0, 2), [join(dir, 'libnccl.so.2'), join(dir, 'libnccl.so')]);
-  t.true(s.tried.some((p) => p.endsWith(join('site-packages', 'nvidia', 'nccl', 'lib')) || p.endsWith(join('dist-packages', 'nvidia', 'nccl', 'lib'))));
-});
-
-/** A fake site-packages with PyTorch's CUDA 13 wheels: nvidia/nccl/lib/libnccl.so.2, nvidia/cu13/lib/libcudart.so.13. */
-function fakeSitePackages(): string {
-  const sp = mkdtempSync(join(tmpdir(), 'bagua-fake-site-'));
-  for (const [dir, file] of [['nccl', 'libnccl.so.2'], ['cu13', 'libcudart.so.13'], ['cu13', 'libcublas.so.13']]) {
-    mkdirSync(join(sp, 'nvidia', dir, 'lib'), { recursive: true });
-    writeFileSync(join(sp, 'nvidia', dir, 'lib', file), '');
-  }
-  return sp;
-}
-
-test('nccl: BAGUA_PYTHON_SITE_PACKAGES is searched for NCCL and for cudart in the CUDA 13 layout (nvidia/cu13/lib)', (t) => {
-  const empty = mkdtempSync(join(tmpdir(), 'bagua-empty-site-'));
-  const sp = fakeSitePackages();
-  const env = { BAGUA_PYTHON_SITE_PACKAGES: `${empty}:${sp}`, PATH: '' };
-  t.deepEqual(sitePackagesDirs(env).slice(0, 2), [empty, sp], 'first, before the usual prefixes');
-  const nccl = findLibrary({ envVar: 'BAGUA_NCCL_LIB', names: ['libnccl.so.2', 'libnccl.so'], wheel: 'nccl', env, askPython: false });
-  t.true(nccl.found.includes(join(sp, 'nvidia/nccl/lib/libnccl.so.2')), nccl.found.join(', '));
-  t.true(nccl.tried.includes(join(empty, 'nvidia/nccl/lib')), 'the empty one is listed as tried');
-  const cudart = findLibrary({
-    envVar: 'BAGUA_CUDART_LIB', names: ['libcudart.so', 'libcudart.so.12', 'libcudart.so.13'], wheel: 'cuda_runtime',
-    versionedPrefix: 'libcudart.so.', env, askPython: false,
-  });
-  t.true(cudart.found.includes(join(sp, 'nvidia/cu13/lib/libcudart.so.13')), cudart.found.join(', '));
-  t.true(cudart.tried.includes(join(sp, 'nvidia/cuda_runtime/lib')), 'the CUDA 12 layout is tried too');
-  // CUDA 12's layout comes before CUDA 13's within the wheels
-  const i12 = cudart.tried.indexOf(join(empty, 'nvidia/cuda_runtime/lib'));
-  const i13 = cudart.tried.indexOf(join(empty, 'nvidia/cu13/lib'));
-  t.true(i12 >= 0 && i13 > i12);
-});
-
-test('nccl: without BAGUA_PYTHON_SITE_PACKAGES, python3 on PATH is asked where site-packages are (and not run when absent)', (t) => {
-  const sp = fakeSitePackages();
-  mkdirSync(join(sp, 'nvidia', 'nccl', 'lib'), { recursive: true });
-  writeFileSync(join(sp, 'nvidia', 'nccl', 'lib', 'libbagua-test-only.so.1'), '');
-  const bin = mkdtempSync(join(tmpdir(), 'bagua-fake-python-'));
-  writeFileSync(join(bin, 'python3'), `#!/bin/sh\necho ${sp}\n`);
-  chmodSync(join(bin, 'python3'), 0o755);
-  t.deepEqual(pythonSitePackages({ PATH: bin }), [sp]);
-  // a name no system has, so only the asked python3's site-packages can hold it
-  const opts = { envVar: 'BAGUA_TEST_ONLY_LIB', names: ['libbagua-test-only.so.1'], wheel: 'nccl' };
-  const s = findLibrary({ ...opts, env: { PATH: bin } });
-  t.deepEqual(s.found, [join(sp, 'nvidia/nccl/lib/libbagua-test-only.so.1')]);
-  const noPy = findLibrary({ ...opts, env: { PATH: mkdtempSync(join(tmpdir(), 'bagua-no-python-')) } });
-  t.deepEqual(noPy.found, []);
-  t.regex(noPy.tried[noPy.tried.length - 1]!, /dynamic loader's own search/);
-  t.deepEqual(pythonSitePackages({ PATH: '/nonexistent/bin' }), []);
-});
+// The search itself (override directories, the wheels of BAGUA_PYTHON_SITE_PACKAGES in the
+// CUDA 12 and 13 layouts, python3 asked) is tested in @bagua/nvidia-libs (test/find.test.ts).
 
 // ---- against the stand-in library ----
 

@@ -10,9 +10,9 @@
  * which koffi hands over by pointer without copying. Output pointers
  * (`void **ptr`) come back as BigInt in a one-element array.
  */
-import { spawnSync } from 'node:child_process';
-import { accessSync, constants as fsConstants, existsSync, readdirSync, statSync } from 'node:fs';
-import { delimiter, isAbsolute, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { findInWheels, type WheelSearch } from '@bagua/nvidia-libs';
 import koffi from 'koffi';
 import { declareKernels, type KernelFn, type KernelName } from './kernel-table.js';
 import { libraryCandidates, loadKernelLibrary, type LoadedLibrary, type NativeLibrarySpec } from './load-library.js';
@@ -79,145 +79,18 @@ export interface CudaDeviceInfo {
 // native search through BAGUA_CUBLAS_LIB (set in the process environment with libc's
 // setenv, which the native getenv sees from any thread).
 
-/** Where cuBLAS sits inside a site-packages directory: CUDA 13 wheels, then CUDA 12's. */
-export const CUBLAS_WHEEL_DIRS = ['nvidia/cu13/lib', 'nvidia/cublas/lib'] as const;
+/**
+ * Where cuBLAS sits under site-packages/nvidia/: the CUDA 13 wheel first, then CUDA 12's
+ * (the reverse of WHEEL_DIRS.cublas, which the NCCL/cudart search uses).
+ */
+export const CUBLAS_WHEEL_DIRS = ['cu13', 'cublas'] as const;
 const CUBLAS_SONAMES = ['libcublas.so.13', 'libcublas.so.12'] as const;
 
-export interface PythonSitePackages {
-  /** site-packages / dist-packages directories, in order, without duplicates. */
-  dirs: string[];
-  /** Where they came from: 'BAGUA_PYTHON_SITE_PACKAGES', '<python> (asked)', VIRTUAL_ENV, ... */
-  sources: string[];
-}
-
-function sortedChildren(parent: string, pattern: RegExp): string[] {
-  try {
-    return readdirSync(parent).filter((n) => pattern.test(n)).sort().reverse().map((n) => join(parent, n));
-  } catch {
-    return [];
-  }
-}
-
-/** An executable's path: `name` itself when it has a slash, else the first match on PATH; null when absent. */
-export function whichExecutable(name: string, env: NodeJS.ProcessEnv = process.env): string | null {
-  const ok = (p: string) => {
-    try {
-      accessSync(p, fsConstants.X_OK);
-      return statSync(p).isFile();
-    } catch {
-      return false;
-    }
-  };
-  if (name.includes('/')) return ok(name) ? name : null;
-  for (const d of (env.PATH ?? '').split(delimiter)) {
-    if (d && ok(join(d, name))) return join(d, name);
-  }
-  return null;
-}
-
-// sysconfig's purelib/platlib, site's directories, and sys.path entries (PYTHONPATH):
-// no import beyond the standard library, so it answers in tens of milliseconds.
-const SITE_PACKAGES_SCRIPT = [
-  'import sys, sysconfig, site',
-  'p = []',
-  'for k in ("purelib", "platlib"):',
-  '    try: p.append(sysconfig.get_paths()[k])',
-  '    except Exception: pass',
-  'try: p += site.getsitepackages()',
-  'except Exception: pass',
-  'try: p.append(site.getusersitepackages())',
-  'except Exception: pass',
-  'p += [x for x in sys.path if x.endswith(("site-packages", "dist-packages"))]',
-  'print("\\n".join(p))',
-].join('\n');
-
-const askedPython = new Map<string, string[]>();
-
-/**
- * Asks a Python interpreter for its site-packages directories, once per interpreter
- * (cached): only when the interpreter exists, with a 5 s timeout; [] on any failure.
- */
-export function askPythonSitePackages(python: string, env: NodeJS.ProcessEnv = process.env): string[] {
-  const exe = whichExecutable(python, env);
-  if (!exe) return [];
-  const cached = askedPython.get(exe);
-  if (cached) return cached;
-  let dirs: string[] = [];
-  const r = spawnSync(exe, ['-c', SITE_PACKAGES_SCRIPT], {
-    encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'], env,
-  });
-  if (r.status === 0 && typeof r.stdout === 'string') {
-    dirs = r.stdout.split('\n').map((x) => x.trim()).filter((x) => x && isAbsolute(x));
-  }
-  askedPython.set(exe, dirs);
-  return dirs;
-}
-
-/**
- * The site-packages directories of the Python that PyTorch runs under:
- * BAGUA_PYTHON_SITE_PACKAGES (colon-separated; tools/gpu-check exports it), then
- * VIRTUAL_ENV's and CONDA_PREFIX's, then, unless `askPython` is false, what
- * `$BAGUA_PYTHON` or `python3` reports (asked once per process).
- */
-export function pythonSitePackages(env: NodeJS.ProcessEnv = process.env, askPython = true): PythonSitePackages {
-  const dirs: string[] = [];
-  const sources: string[] = [];
-  const add = (list: string[], source: string) => {
-    let added = false;
-    for (const d of list) {
-      if (d && !dirs.includes(d)) {
-        dirs.push(d);
-        added = true;
-      }
-    }
-    if (added) sources.push(source);
-  };
-  add((env.BAGUA_PYTHON_SITE_PACKAGES ?? '').split(':').filter(Boolean), 'BAGUA_PYTHON_SITE_PACKAGES');
-  for (const v of ['VIRTUAL_ENV', 'CONDA_PREFIX'] as const) {
-    const root = env[v];
-    if (!root) continue;
-    const found: string[] = [];
-    for (const libdir of ['lib', 'lib64']) {
-      for (const py of sortedChildren(join(root, libdir), /^python3(\.\d+)?$/)) {
-        for (const sp of ['site-packages', 'dist-packages']) found.push(join(py, sp));
-      }
-    }
-    add(found, v);
-  }
-  if (askPython) {
-    for (const py of [env.BAGUA_PYTHON, 'python3'].filter((x): x is string => !!x)) {
-      const asked = askPythonSitePackages(py, env);
-      if (asked.length) {
-        add(asked, `${py} (asked)`);
-        break;
-      }
-    }
-  }
-  return { dirs, sources };
-}
-
-export interface CublasSearch {
-  /** The cuBLAS file in Python's site-packages, or null. */
-  found: string | null;
-  /** Every file looked at in site-packages, in order. */
-  tried: string[];
-  sitePackages: PythonSitePackages;
-}
+export type CublasSearch = WheelSearch;
 
 /** Looks for libcublas.so.13 / .12 under nvidia/cu13/lib and nvidia/cublas/lib of each site-packages directory. */
 export function findCublasInPython(env: NodeJS.ProcessEnv = process.env, askPython = true): CublasSearch {
-  const sitePackages = pythonSitePackages(env, askPython);
-  const tried: string[] = [];
-  for (const sub of CUBLAS_WHEEL_DIRS) {
-    for (const sp of sitePackages.dirs) {
-      for (const so of CUBLAS_SONAMES) {
-        const p = join(sp, sub, so);
-        tried.push(p);
-        if (existsSync(p)) return { found: p, tried, sitePackages };
-      }
-    }
-  }
-  return { found: null, tried, sitePackages };
+  return findInWheels({ dirs: CUBLAS_WHEEL_DIRS, names: CUBLAS_SONAMES, env, askPython });
 }
 
 /** Directories the native search looks at before any wheel (cublas.cu's order). */
