@@ -2,6 +2,7 @@
 // MASTER_PORT, a stopped node 0): every request of both clients fails within
 // its bound, naming the store's address and the request, instead of hanging.
 import test, { type ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 import { StoreClient, StoreError, StoreServer, initProcessGroup, isInitialized, startStore } from '../src/index.js';
 import { WAIT_GRACE_MS } from '../src/store/client.js';
@@ -78,6 +79,33 @@ test('TS client, silent store with a token: connect fails on AUTH within the tim
   const { e, ms } = await timed(t, () => StoreClient.connect({ port, token: 'tok', timeoutMs: 600 }));
   t.is(e.message, `store 127.0.0.1:${port} did not answer 'auth' within 600 ms`);
   t.true(ms < 1600, `${ms} ms`);
+});
+
+test('a stopped store process (SIGSTOP, as a frozen node 0): the client fails within its timeout', async (t) => {
+  const serverUrl = new URL('../src/store/server.js', import.meta.url).href;
+  const child = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `const { StoreServer } = await import(${JSON.stringify(serverUrl)});
+       const s = new StoreServer({ log: () => {} });
+       console.log((await s.listen()).port);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.teardown(() => {
+    child.kill('SIGCONT');
+    child.kill('SIGKILL');
+  });
+  const port = Number(await new Promise<string>((r) => child.stdout!.once('data', (d: Buffer) => r(d.toString()))));
+  const c = await StoreClient.connect({ port, timeoutMs: 800 });
+  t.teardown(() => c.close());
+  await c.set('k', 'v');
+  child.kill('SIGSTOP');
+  const { e, ms } = await timed(t, () => c.getString('k'));
+  t.is(e.message, `store 127.0.0.1:${port} did not answer 'get k' within 800 ms`);
+  t.true(ms < 1800, `${ms} ms`);
 });
 
 test('initProcessGroup against a silent store fails within the group timeout, naming the store', async (t) => {
