@@ -1,8 +1,10 @@
 /**
  * launch(): what `bagua-launch` does for one node. Starts the store (node 0,
- * on a worker thread of the launcher), runs the ranks as threads or child
- * processes with the torchrun-style environment, and across nodes relays a
- * failure through the store so every node stops.
+ * on a worker thread of the launcher, with a token and a per-job key
+ * namespace), runs the ranks as threads or child processes with the
+ * torchrun-style environment, blames the rank that failed first on its own
+ * (blame.ts, from the ranks' reports), and across nodes relays a failure and
+ * each node's finding through the store so every node stops and names the same rank.
  */
 import { randomBytes } from 'node:crypto';
 import type { BackendName } from '../process-group.js';
