@@ -146,6 +146,35 @@ test('slow-frame attack: over the buffer bound, the largest unfinished frames ar
   t.is(await honest.getString('alive'), 'yes');
 });
 
+test('a client that does not read its replies is no longer read from: reply bytes stay bounded, and all come in order', async (t) => {
+  const { server, port } = await serve(t);
+  const c = await StoreClient.connect({ port });
+  await c.set('v', new Uint8Array(MIB).fill(5));
+  c.close();
+  const n = 200; // 200 MiB of replies asked for in one write
+  const s = net.connect({ host: '127.0.0.1', port });
+  t.teardown(() => s.destroy());
+  await new Promise((r) => s.once('connect', r));
+  s.pause();
+  s.write(Buffer.concat(Array.from({ length: n }, () => get('v'))));
+  await new Promise((r) => setTimeout(r, 500));
+  const held = server.replyBytes;
+  t.log(`reply bytes held by the store: ${(held / MIB).toFixed(1)} MiB`);
+  t.true(held <= 40 * MIB, `${held}`);
+  // Reading resumes the store: every reply arrives, whole.
+  let got = 0;
+  let bytes = 0;
+  await new Promise<void>((resolve) => {
+    s.on('data', (d: Buffer) => {
+      bytes += d.length;
+      got = Math.floor(bytes / (4 + 1 + 4 + MIB));
+      if (got === n) resolve();
+    });
+    s.resume();
+  });
+  t.is(bytes, n * (4 + 1 + 4 + MIB));
+});
+
 test('without a token the store serves as before, bound to exactly the address given', async (t) => {
   // 127.0.0.2 is another loopback address: a store bound there is not reachable on 127.0.0.1.
   const { server, port } = await serve(t, { host: '127.0.0.2' });

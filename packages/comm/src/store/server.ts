@@ -123,6 +123,13 @@ export class StoreServer {
     return this.buffered;
   }
 
+  /** Reply bytes written but not yet taken by the peers (for tests and diagnostics). */
+  get replyBytes(): number {
+    let n = 0;
+    for (const c of this.conns) n += c.socket.writableLength;
+    return n;
+  }
+
   /** Open connections (for tests and diagnostics). */
   get connections(): number {
     return this.conns.size;
@@ -199,7 +206,8 @@ export class StoreServer {
 
   /** Handles queued requests in order; a pending WAIT holds back the rest (replies stay in order). */
   private pump(conn: Conn): void {
-    while (!conn.closed && !conn.blocked && conn.queue.length) {
+    // Replies the peer has not taken hold the rest back too (resumed on 'drain').
+    while (!conn.closed && !conn.blocked && conn.queue.length && conn.socket.writableLength <= MAX_QUEUED_BYTES) {
       const f = conn.queue.shift()!;
       conn.queuedBytes -= f.length;
       try {
