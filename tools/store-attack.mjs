@@ -5,7 +5,8 @@
 // process's RSS before, at its peak, and after, and checks that an honest
 // client is served throughout.
 //
-//   node tools/store-attack.mjs [--conns 120] [--frame-mib 16] [--hold-ms 3000] [--token]
+//   node tools/store-attack.mjs [--conns 120] [--frame-mib 16] [--hold-ms 3000] [--bound-mib 256] [--token] [--verbose]
+//   (--token: a store with a token the attackers know; default --no-token, anyone may send full frames)
 //
 // Needs a built tree (pnpm build). Exits non-zero when the RSS bound is broken.
 import { spawn } from 'node:child_process';
@@ -25,7 +26,7 @@ function arg(name, dflt) {
 const CONNS = arg('conns', 120);
 const FRAME = arg('frame-mib', 16) * (1 << 20);
 const HOLD_MS = arg('hold-ms', 3000);
-const VERBOSE = process.argv.includes("--verbose");
+const VERBOSE = process.argv.includes('--verbose'); // print the store's first log lines
 const BOUND_MIB = arg('bound-mib', 256);
 const TOKEN = process.argv.includes('--token') ? 'attack-test-token' : undefined;
 const MIB = 1 << 20;
@@ -117,7 +118,7 @@ try {
   await honest();
   await sleep(500);
   const after = rssOf(launcher.pid);
-  if (VERBOSE) console.log(launcherLog.split("\n").slice(0, 8).join("\n"));
+  if (VERBOSE) console.log(launcherLog.split('\n').slice(0, 8).join('\n'));
   const drops = (launcherLog.match(/dropping the largest first/g) ?? []).length;
   console.log(
     `store attack: ${CONNS} connections x ${FRAME / MIB} MiB unfinished frames${TOKEN ? ' (authenticated)' : ''}\n` +
