@@ -6,7 +6,10 @@
  * group and (where known) the missing ranks; the launcher exits non-zero.
  */
 import test, { type ExecutionContext } from 'ava';
+import { fileURLToPath } from 'node:url';
 import { needGloo, runGlooJob, type JobResult } from './helpers/gloo.js';
+
+const DESYNC = fileURLToPath(new URL('./fixtures/gloo-desync.js', import.meta.url));
 
 const TIMEOUT = 1500;
 
@@ -79,4 +82,20 @@ test('gloo fault: ranks calling different collectives of different sizes fail at
   t.is(errs.length, 3, 'every rank fails');
   for (const e of errs) t.regex(e.message!, /ranks called different collectives: .*allReduce #\d+ \(float32 x 64, sum\).*allGather #\d+ \(float32 x 3\)|allGather #\d+ \(float32 x 3\).*allReduce #\d+ \(float32 x 64, sum\)/);
   t.true(job.ms < 9_000, `job took ${job.ms} ms`);
+});
+
+test('gloo fault: a rank killed inside a 64 MiB all-reduce of 4 ranks is the one every survivor names', async (t) => {
+  if (!needGloo(t)) return;
+  const timeoutMs = 10_000;
+  // A long grace: the survivors must get to report, not be stopped by the launcher.
+  const job = await runGlooJob(4, ['kill', '_', String(64 << 20)], { timeoutMs, graceMs: 30_000, script: DESYNC, killAfterMs: 90_000 });
+  const errs = job.results.filter((r) => r.error === 'CollectiveError');
+  t.log(errs.map((e) => `rank ${e.rank} after ${e.failMs} ms: ${e.message}`).join('\n'));
+  t.deepEqual(errs.map((e) => e.rank), [0, 1, 3], `every survivor reports:\n${job.output.slice(-3000)}`);
+  for (const e of errs) {
+    t.is(e.op, 'allReduce');
+    t.deepEqual(e.missing, [2], `rank ${e.rank} names rank 2 and only rank 2`);
+    t.true(e.failMs! < timeoutMs + 5_000, `rank ${e.rank} failed after ${e.failMs} ms`);
+  }
+  t.not(job.code, 0);
 });

@@ -83,6 +83,8 @@ void bagua_gloo_context_destroy(bagua_gloo_context* ctx) {
     ctx->small.clear();
     ctx->headerSend.clear();
     ctx->headerRecv.clear();
+    ctx->verdictSend.clear();
+    ctx->verdictRecv.clear();
     ctx->syncCtx.reset();
     ctx->ctx.reset();
     ctx->device.reset();

@@ -95,6 +95,11 @@ struct bagua_gloo_context {
   // and received into each peer's block, on one fixed slot.
   std::vector<char> blocks;
   std::vector<std::unique_ptr<gloo::transport::Buffer>> headerSend, headerRecv;  // by peer rank
+  // Verdicts (blame.cc): after a transport failure each rank tells every
+  // peer on its own slot, so that a peer whose connection closed without
+  // one is known to have died rather than to have failed after someone.
+  std::vector<char> verdicts;  // one Descriptor per rank: this rank's to send, the peers' received
+  std::vector<std::unique_ptr<gloo::transport::Buffer>> verdictSend, verdictRecv;
   // LRU cache of small-path algorithms: key -> entry, most recent first.
   std::list<std::pair<std::string, std::unique_ptr<bgloo::SmallEntry>>> small;
 };

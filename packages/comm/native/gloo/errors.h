@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "attribution.h"
+#include "blame.h"
 #include "context.h"
 
 namespace bgloo {
@@ -43,9 +44,16 @@ int guarded(bagua_gloo_context* c, const char* what, Fn&& fn) {
   } catch (const MismatchError& e) {
     return fail(BAGUA_GLOO_ERR_INVALID, std::string(what) + ": " + e.what());
   } catch (const PeerFailure& e) {
-    // The shim saw which peer failed it: no guessing from gloo's message.
+    // Seen by the shim itself. A header that never came is definitive; a
+    // broken connection may be a peer that failed after another one died.
     c->broken = e.what();
-    return fail(e.timeout ? BAGUA_GLOO_ERR_TIMEOUT : BAGUA_GLOO_ERR_IO, std::string(what) + ": " + e.what(), e.ranks);
+    sendVerdicts(c);
+    if (e.timeout) {
+      return fail(BAGUA_GLOO_ERR_TIMEOUT, std::string(what) + ": " + e.what(), e.ranks);
+    }
+    std::string why;
+    std::vector<int> ranks = silentPeers(c, e.ranks, &why);
+    return fail(BAGUA_GLOO_ERR_IO, std::string(what) + ": " + e.what() + " [" + why + "]", ranks);
   } catch (const gloo::IoException& e) {
     msg = e.what();
     code = mentionsTimeout(msg) ? BAGUA_GLOO_ERR_TIMEOUT : BAGUA_GLOO_ERR_IO;
@@ -57,7 +65,15 @@ int guarded(bagua_gloo_context* c, const char* what, Fn&& fn) {
     msg = "unknown exception";
   }
   c->broken = msg;
-  return fail(code, std::string(what) + ": " + msg, peersIn(c, msg));
+  sendVerdicts(c);
+  if (code != BAGUA_GLOO_ERR_INTERNAL) {
+    // gloo's message names the connection that failed here; the verdicts
+    // say which peer failed first.
+    std::string why;
+    std::vector<int> ranks = silentPeers(c, peersIn(c, msg), &why);
+    return fail(code, std::string(what) + ": " + msg + " [" + why + "]", ranks);
+  }
+  return fail(code, std::string(what) + ": " + msg);
 }
 
 }  // namespace bgloo

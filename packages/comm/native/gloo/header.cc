@@ -84,6 +84,17 @@ void setupHeaders(bagua_gloo_context* c) {
     c->headerRecv[q] = pair->createRecvBuffer(slot, c->blocks.data() + blockStride() * static_cast<size_t>(q),
                                               blockStride());
   }
+  const int vslot = c->syncCtx->nextSlot();
+  const size_t vs = sizeof(Descriptor);
+  c->verdicts.assign(vs * static_cast<size_t>(p), 0);
+  c->verdictSend.resize(p);
+  c->verdictRecv.resize(p);
+  for (int q = 0; q < p; q++) {
+    if (q == c->rank) continue;
+    auto& pair = c->syncCtx->getPair(q);
+    c->verdictSend[q] = pair->createSendBuffer(vslot, c->verdicts.data() + vs * static_cast<size_t>(c->rank), vs);
+    c->verdictRecv[q] = pair->createRecvBuffer(vslot, c->verdicts.data() + vs * static_cast<size_t>(q), vs);
+  }
 }
 
 Descriptor nextCall(bagua_gloo_context* c, int kind, int dtype, int op, int root, int64_t count, int path) {

@@ -53,7 +53,7 @@ export interface JobResult {
 export async function runGlooJob(
   nproc: number,
   scenario: string[],
-  opts: { timeoutMs?: number; extra?: string[]; env?: Record<string, string | undefined>; killAfterMs?: number; script?: string } = {},
+  opts: { timeoutMs?: number; extra?: string[]; env?: Record<string, string | undefined>; killAfterMs?: number; script?: string; graceMs?: number } = {},
 ): Promise<JobResult> {
   const args = [
     '--nproc-per-node',
@@ -63,7 +63,7 @@ export async function runGlooJob(
     '--timeout-ms',
     String(opts.timeoutMs ?? 30_000),
     '--grace-ms',
-    '1000',
+    String(opts.graceMs ?? 1000),
     ...(opts.extra ?? []),
     opts.script ?? GLOO_WORKER,
     ...scenario,
