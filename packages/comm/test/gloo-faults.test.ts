@@ -99,3 +99,17 @@ test('gloo fault: a rank killed inside a 64 MiB all-reduce of 4 ranks is the one
   }
   t.not(job.code, 0);
 });
+
+test('gloo fault: a rank that never comes to an all-reduce is the only one named, by every rank that came', async (t) => {
+  if (!needGloo(t)) return;
+  const timeoutMs = 2_000;
+  const job = await runGlooJob(3, ['absent', 'small'], { timeoutMs, graceMs: 10_000, script: DESYNC });
+  const errs = job.results.filter((r) => r.error === 'CollectiveError');
+  t.log(errs.map((e) => `rank ${e.rank} after ${e.failMs} ms: ${e.message}`).join('\n'));
+  t.deepEqual(errs.map((e) => e.rank), [0, 1]);
+  for (const e of errs) {
+    t.deepEqual(e.missing, [2]);
+    t.regex(e.message!, /rank 2 did not arrive at allReduce #\d+ \(float32 x 4096, sum\) within 2000 ms/);
+    t.true(e.failMs! >= timeoutMs - 100 && e.failMs! < timeoutMs + 2_000, `rank ${e.rank} failed after ${e.failMs} ms`);
+  }
+});

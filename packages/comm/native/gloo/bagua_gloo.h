@@ -16,7 +16,8 @@
  * group), store_adapter.cc (gloo's Store over store_client.cc), small_path.cc
  * (payloads on the synchronous mesh), header.cc (the descriptor exchange),
  * large_path.cc (gloo's algorithms), reduce.h,
- * attribution.cc (which peers an error is about), errors.cc (last error).
+ * attribution.cc (peers' addresses), blame.cc (which peer a failure is
+ * about: the verdicts failing ranks send each other), errors.cc (last error).
  */
 #ifndef BAGUA_GLOO_H_
 #define BAGUA_GLOO_H_

@@ -70,7 +70,9 @@ std::vector<int> silentPeers(bagua_gloo_context* c, const std::vector<int>& susp
   std::vector<int> out(died);
   out.insert(out.end(), silent.begin(), silent.end());
   std::string s;
-  if (!died.empty()) s += "rank " + list(died) + " closed its connection without reporting a failure: it died";
+  if (!died.empty()) {
+    s += "rank " + list(died) + " closed its connection without reporting a failure: it died (or gave up waiting for this rank)";
+  }
   if (!silent.empty()) s += "rank " + list(silent) + " neither answered nor reported a failure";
   if (s.empty()) s = "every peer reported a failure too: which rank caused it is unknown";
   if (!unread.empty()) s += " (rank(s) " + list(unread) + " not checked)";
