@@ -9,7 +9,7 @@
 //   cut    h1's end of the link goes down mid-training: every rank must fail
 //          within --timeout-ms + 5 s naming a rank (or the address) across the
 //          cut, and both launchers must exit nonzero.
-// Options: --timeout-ms N (default 5000), --only clean|cut.
+// Options: --timeout-ms N (default 5000), --only clean|cut, --cut-host 0|1 (default 1).
 // Without root, CAP_NET_ADMIN or iproute2 it prints SKIPPED and exits 77; with
 // 'netns' in BAGUA_REQUIRE a skip exits 1 instead.
 import { spawn, spawnSync } from 'node:child_process';
@@ -31,6 +31,7 @@ const opt = (name, dflt) => {
 };
 const TIMEOUT_MS = Number(opt('--timeout-ms', '5000'));
 const ONLY = opt('--only', '');
+const CUT = Number(opt('--cut-host', '1')); // whose end of the veth goes down
 const NS = [`bagua-h0-${process.pid}`, `bagua-h1-${process.pid}`];
 // Interface names are at most 15 characters.
 const VETH = [`bgv0-${process.pid}`, `bgv1-${process.pid}`];
@@ -272,14 +273,14 @@ async function cutRun() {
   }
   if (ONLY !== 'clean') checkBinds();
 
-  const r = ip('-n', NS[1], 'link', 'set', VETH[1], 'down');
+  const r = ip('-n', NS[CUT], 'link', 'set', VETH[CUT], 'down');
   const tCut = performance.now();
   if (!r.ok) {
-    record('cut', false, `cannot take ${VETH[1]} down: ${r.err}`);
+    record('cut', false, `cannot take ${VETH[CUT]} down: ${r.err}`);
     killHosts(hosts);
     return;
   }
-  log(`cut ${VETH[1]} at steps [${[0, 1, 2, 3].map(stepOf).join(', ')}]`);
+  log(`cut ${VETH[CUT]} (${NS[CUT]}'s end) at steps [${[0, 1, 2, 3].map(stepOf).join(', ')}]`);
   const bound = TIMEOUT_MS + 5000;
   // A launcher may take longer than its ranks: grace, SIGTERM, SIGKILL, and node 0
   // waits (bounded) for the other nodes to report before it takes the store down.
