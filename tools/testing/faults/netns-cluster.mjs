@@ -9,7 +9,8 @@
 //   cut    h1's end of the link goes down mid-training: every rank must fail
 //          within --timeout-ms + 5 s naming a rank (or the address) across the
 //          cut, and both launchers must exit nonzero.
-// Options: --timeout-ms N (default 5000), --only clean|cut, --cut-host 0|1 (default 1).
+// Options: --timeout-ms N (default 5000), --only clean|cut, --cut-host 0|1 (default 1),
+// --strict (a rank its launcher stopped must still have printed its own error).
 // Without root, CAP_NET_ADMIN or iproute2 it prints SKIPPED and exits 77; with
 // 'netns' in BAGUA_REQUIRE a skip exits 1 instead.
 import { spawn, spawnSync } from 'node:child_process';
@@ -32,6 +33,7 @@ const opt = (name, dflt) => {
 const TIMEOUT_MS = Number(opt('--timeout-ms', '5000'));
 const ONLY = opt('--only', '');
 const CUT = Number(opt('--cut-host', '1')); // whose end of the veth goes down
+const STRICT = argv.includes('--strict');
 const NS = [`bagua-h0-${process.pid}`, `bagua-h1-${process.pid}`];
 // Interface names are at most 15 characters.
 const VETH = [`bgv0-${process.pid}`, `bgv1-${process.pid}`];
@@ -306,7 +308,7 @@ async function cutRun() {
     let how = names ? 'names the peer across the cut' : 'does NOT name a peer across the cut';
     let shown = errLine;
     let rankOk = ttf !== null && ttf <= bound && names;
-    if (!errLine) {
+    if (!errLine && !STRICT) {
       // No error of its own: its launcher stopped it. That counts when the
       // launcher said, in time, what was lost across the cut (the store's or a
       // peer's address, or a rank over there).
