@@ -193,11 +193,14 @@ export async function launch(options: LaunchOptions): Promise<number> {
     const doneKey = (node: number) => `bagua/${jobId}/launch/done/${node}`;
     const resultKey = (node: number) => `bagua/${jobId}/launch/result/${node}`;
     if (multi) {
-      // Another node's failure stops ours; so does losing node 0 (the store) while ranks run.
+      // Another node's failure stops ours; so does losing node 0 (the store) while ranks run:
+      // its connection closing, or no answer within the job's timeout (a frozen node 0; a
+      // store slowed down by load or an attack is not taken for a dead one).
+      const watchMs = Math.min(options.timeoutMs ?? 300_000, 0xfffffff0);
       void (async () => {
         for (;;) {
           try {
-            await watch!.wait(FAILED_KEY, 1000);
+            await watch!.wait(FAILED_KEY, watchMs);
           } catch (e) {
             if (!running) return;
             if (e instanceof StoreTimeoutError) continue;
