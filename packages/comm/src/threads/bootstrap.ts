@@ -1,7 +1,8 @@
 /** Builds a rank's world group from what runThreads() put in its workerData. */
 import { isMainThread, workerData, type MessagePort } from 'node:worker_threads';
 import { createGroupMemory } from './layout.js';
-import { ThreadsLink } from './link.js';
+import type { WasmMemory } from './simd.js';
+import { takeWorldMemory, ThreadsLink } from './link.js';
 import { ThreadsProcessGroup } from './group.js';
 
 /** What runThreads() passes to each rank, under workerData.bagua. */
@@ -24,12 +25,17 @@ export function threadsWorkerInfo(): ThreadsWorkerInfo | null {
 }
 
 let link: ThreadsLink | null = null; // one per thread: the port accepts one listener set
+let worldMemory: WasmMemory | null = null; // the world's wasm Memory, taken off the port with the link
 let epoch = 0; // worlds made by this thread; every rank counts the same, so sub-group keys stay unique
 
 export function createThreadsWorld(info: ThreadsWorkerInfo, timeoutMs: number): ThreadsProcessGroup {
-  link ??= new ThreadsLink(info.port);
+  if (!link) {
+    worldMemory = takeWorldMemory(info.port); // before the link's listener starts the port
+    link = new ThreadsLink(info.port);
+  }
   return new ThreadsProcessGroup({
     sab: info.world,
+    memory: worldMemory,
     ranks: Array.from({ length: info.worldSize }, (_, i) => i),
     rank: info.rank,
     name: 'world',

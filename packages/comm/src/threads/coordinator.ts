@@ -4,23 +4,30 @@
  * SharedArrayBuffer cannot travel through Atomics, so it goes over each
  * rank's MessagePort), and, because it sees every thread exit, marks exited
  * ranks and aborts every group when a rank fails, so no peer hangs.
+ *
+ * A group's wasm Memory (layout.ts) travels with its buffer: for sub-groups
+ * in the reply, for the world as the first message on each rank's port
+ * (workerData, built by the launcher, carries the buffer alone), which the
+ * rank takes synchronously when it builds its world (bootstrap.ts).
  */
 import type { MessagePort } from 'node:worker_threads';
 import {
   abortGroup,
   AbortReason,
+  allocGroupMemory,
   CHUNK_BYTES,
-  createGroupMemory,
   ctrlBytes,
   DEFAULT_CHUNK_BYTES,
   LINE,
   markExited,
   SIZE,
 } from './layout.js';
-import type { LinkMessage } from './link.js';
+import type { LinkMessage, WorldMemoryMessage } from './link.js';
+import type { WasmMemory } from './simd.js';
 
 interface GroupRecord {
   sab: SharedArrayBuffer;
+  memory: WasmMemory | null;
   ranks: number[];
   gid: number;
   joined: Set<number>;
@@ -30,6 +37,7 @@ interface GroupRecord {
 export class ThreadsCoordinator {
   readonly world: SharedArrayBuffer;
   readonly chunkBytes: number;
+  private readonly worldMemory: WasmMemory | null;
   private readonly groups = new Map<string, GroupRecord>();
   private readonly exited = new Map<number, number>(); // global rank -> exit code
   private readonly ports = new Map<number, MessagePort>();
@@ -40,15 +48,19 @@ export class ThreadsCoordinator {
     readonly worldSize: number,
     chunkBytes: number = DEFAULT_CHUNK_BYTES,
   ) {
-    this.world = createGroupMemory(worldSize, chunkBytes);
+    const mem = allocGroupMemory(worldSize, chunkBytes);
+    this.world = mem.sab;
+    this.worldMemory = mem.memory;
     this.chunkBytes = new Int32Array(this.world, 0, 2 * LINE)[CHUNK_BYTES]!; // after rounding
     const all = Array.from({ length: worldSize }, (_, i) => i);
-    this.groups.set('world', { sab: this.world, ranks: all, gid: 0, joined: new Set(all), released: new Set() });
+    this.groups.set('world', { sab: this.world, memory: mem.memory, ranks: all, gid: 0, joined: new Set(all), released: new Set() });
   }
 
   /** Serves requests from the thread of global rank `rank`. */
   attach(rank: number, port: MessagePort): void {
     this.ports.set(rank, port);
+    // Queued before the thread runs: it finds the message when it builds its world.
+    if (this.worldMemory) port.postMessage({ t: 'worldMemory', memory: this.worldMemory } satisfies WorldMemoryMessage);
     port.on('message', (m: LinkMessage) => this.onMessage(rank, port, m));
     port.unref(); // the workers, not this port, keep the job alive
   }
@@ -89,7 +101,7 @@ export class ThreadsCoordinator {
       let g = this.groups.get(m.key);
       if (!g) {
         g = {
-          sab: createGroupMemory(m.ranks.length, m.chunkBytes || this.chunkBytes),
+          ...allocGroupMemory(m.ranks.length, m.chunkBytes || this.chunkBytes),
           ranks: [...m.ranks],
           gid: this.nextGid++,
           joined: new Set(),
@@ -113,7 +125,7 @@ export class ThreadsCoordinator {
         return;
       }
       g.joined.add(rank);
-      port.postMessage({ id: m.id, ok: true, sab: g.sab, gid: g.gid });
+      port.postMessage({ id: m.id, ok: true, sab: g.sab, memory: g.memory, gid: g.gid });
     }
   }
 }

@@ -9,16 +9,19 @@
  * while slow peers still read the last; reaching phase k+2 requires every
  * rank to have finished phase k. The first phase carries the call's
  * descriptor, checked on every rank. Device buffers are staged through the
- * host by HostStagedGroup; this class sees typed arrays only.
+ * host by HostStagedGroup; this class sees typed arrays only. Small
+ * all-reduces take one phase; large ones are pipelined (./pipeline.ts).
  */
 import { DEFAULT_TIMEOUT_MS, type HostBuffer, type ProcessGroup, type ReduceOp } from '../process-group.js';
 import { DTYPE_CODES, hostDType, type DType } from '../buffers.js';
 import { HostStagedGroup } from '../group/host-staging.js';
 import type { SubgroupSpec } from '../group/base.js';
-import { CHUNK_BYTES, createGroupMemory, ctrlBytes, LINE, MAGIC, MAGIC_VALUE, OpCode, REDOP_CODES, SIZE } from './layout.js';
+import { CHUNK_BYTES, createGroupMemory, ctrlBytes, LINE, MAGIC, MAGIC_VALUE, memoryOf, OpCode, REDOP_CODES, SIZE } from './layout.js';
 import type { ThreadsLink } from './link.js';
 import { defaultSpin, PhaseBarrier } from './phase.js';
+import { PipelinedAllReduce } from './pipeline.js';
 import { reduceBig, reduceNum, type NumArray } from './reduce.js';
+import { SimdKernels, type WasmMemory } from './simd.js';
 import { SharedSlots } from './slots.js';
 
 /** All-reduces larger than this (bytes) are reduce-scattered: each rank reduces one slice. */
@@ -26,6 +29,8 @@ const FLAT_REDUCE_BYTES = 32 << 10;
 
 export interface ThreadsGroupOptions {
   sab: SharedArrayBuffer;
+  /** The wasm Memory whose buffer sab is, if any: large reductions then use SIMD kernels. */
+  memory?: WasmMemory | null;
   /** Global ranks of the members, sorted. */
   ranks: readonly number[];
   /** This thread's rank in the group. */
@@ -52,6 +57,10 @@ export class ThreadsProcessGroup extends HostStagedGroup {
   private readonly link: ThreadsLink | null;
   private readonly sync: PhaseBarrier;
   private readonly slots: SharedSlots;
+  private readonly memory: WasmMemory | null;
+  private readonly large: PipelinedAllReduce;
+  /** Whether large reductions run on the SIMD kernels (else on JS loops). */
+  readonly simd: boolean;
 
   constructor(opts: ThreadsGroupOptions) {
     const { sab, ranks } = opts;
@@ -66,6 +75,11 @@ export class ThreadsProcessGroup extends HostStagedGroup {
     const ctrl = new Int32Array(sab, 0, ctrlBytes(this.size) / 4);
     this.sync = new PhaseBarrier(ctrl, this, opts.rank, opts.spin ?? defaultSpin(this.size));
     this.slots = new SharedSlots(sab, this.size, head[CHUNK_BYTES]!);
+    this.memory = memoryOf(sab, opts.memory);
+    // BAGUA_THREADS_SIMD=0 keeps the JS loops (to compare the two; results are the same bits).
+    const simd = this.size > 1 && process.env['BAGUA_THREADS_SIMD'] !== '0' ? SimdKernels.over(this.memory) : null;
+    this.large = new PipelinedAllReduce(this.sync, this.slots, opts.rank, this.size, simd);
+    this.simd = simd !== null;
   }
 
   barrier(): void {
@@ -79,6 +93,7 @@ export class ThreadsProcessGroup extends HostStagedGroup {
   protected async createSubgroup(spec: SubgroupSpec): Promise<ProcessGroup> {
     const key = `${this.key}/${spec.seq}`;
     let sab: SharedArrayBuffer;
+    let memory: WasmMemory | null = null;
     let name: string;
     if (spec.ranks.length === 1) {
       sab = createGroupMemory(1, 64);
@@ -94,10 +109,11 @@ export class ThreadsProcessGroup extends HostStagedGroup {
         this.timeoutMs,
       );
       sab = reply.sab;
+      memory = reply.memory;
       // The coordinator's id is unique in the job: the name needs no parent.
       name = `group(${spec.ranks.join(',')})#${reply.gid}`;
     }
-    return new ThreadsProcessGroup({ sab, ranks: spec.ranks, rank: spec.rank, name, key, timeoutMs: this.timeoutMs, link: this.link });
+    return new ThreadsProcessGroup({ sab, memory, ranks: spec.ranks, rank: spec.rank, name, key, timeoutMs: this.timeoutMs, link: this.link });
   }
 
   protected release(): void {
@@ -123,7 +139,7 @@ export class ThreadsProcessGroup extends HostStagedGroup {
     const n = this.size;
     const s = this.slots;
     const stride = s.chunkBytes / bpe;
-    if (count * bpe <= FLAT_REDUCE_BYTES) {
+    if (count * bpe <= Math.min(FLAT_REDUCE_BYTES, s.chunkBytes)) {
       // One phase: everyone publishes, everyone reduces all slots (same order on all ranks).
       const base = s.areaElem(this.sync.phase & 1, bpe);
       s.put(h, base + this.rank * stride);
@@ -135,28 +151,7 @@ export class ThreadsProcessGroup extends HostStagedGroup {
       else reduceNum(s.numView(dt), h as NumArray, span);
       return;
     }
-    // Reduce-scatter then gather, one slot-sized chunk at a time: two phases per chunk.
-    let first = true;
-    for (let off = 0; off < count; off += stride) {
-      const c = Math.min(stride, count - off);
-      const base = s.areaElem(this.sync.phase & 1, bpe);
-      const result = base + n * stride;
-      s.put(h.subarray(off, off + c) as HostBuffer, base + this.rank * stride);
-      if (first) this.sync.writeDesc(OpCode.ALL_REDUCE, dcode, count, 0, redop);
-      this.sync.sync('allReduce');
-      if (first) this.sync.checkDesc('allReduce');
-      first = false;
-      const lo = Math.floor((c * this.rank) / n);
-      const hi = Math.floor((c * (this.rank + 1)) / n);
-      const span = { dstOff: result, count: hi - lo, base: base + lo, stride, n, redop, lo, scatter: 1 };
-      if (dt === 'int64') reduceBig(s.i64, s.i64, span);
-      else {
-        const v = s.numView(dt);
-        reduceNum(v, v, span);
-      }
-      this.sync.sync('allReduce');
-      s.take(h, off, result, c);
-    }
+    this.large.run(h, dt, dcode, redop);
   }
 
   protected allGatherHost(out: HostBuffer, input: HostBuffer): void {
@@ -208,7 +203,8 @@ export class ThreadsProcessGroup extends HostStagedGroup {
     const count = h.length;
     const bpe = h.BYTES_PER_ELEMENT;
     const s = this.slots;
-    const chunkElems = s.area / bpe; // the root may use the whole area
+    const n = this.size;
+    const chunkElems = (n * s.chunkBytes) / bpe; // the root may use every rank slot (not the result slot: layout.ts)
     const dcode = DTYPE_CODES[dt];
     const isRoot = root === this.rank;
     let first = true;

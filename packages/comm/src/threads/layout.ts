@@ -4,12 +4,20 @@
  *
  * Control block (64-byte lines so that each rank writes only its own line):
  *   line 0   ARRIVE, WAKE, SLEEPERS, ABORT, ABORT_RANK, ABORT_INFO  (shared, hot)
- *   line 1   MAGIC, SIZE, CHUNK_BYTES                               (read-only after creation)
+ *   line 1   MAGIC, SIZE, CHUNK_BYTES, NONCE                        (read-only after creation)
  *   line 2+r rank r: PHASE, EXIT, descriptor[parity 0], descriptor[parity 1]
  * Data region: two parity areas (phases alternate between them, so a rank
  * may refill one while slower peers still read the other), each holding one
- * CHUNK_BYTES slot per rank plus one result slot.
+ * CHUNK_BYTES slot per rank plus one result slot. Only the large
+ * all-reduce (./pipeline.ts) writes result slots, and its last chunk's
+ * result is read one phase after the collective ends: other collectives
+ * must keep to the rank slots.
+ *
+ * The buffer is a shared WebAssembly.Memory's when the runtime allows, so
+ * that the SIMD kernels of ./simd.ts can reduce in place; NONCE identifies
+ * the memory when it reaches a thread separately from its buffer.
  */
+import { sharedWasmMemory, type WasmMemory } from './simd.js';
 
 export const LINE = 16; // Int32 words per 64-byte line
 
@@ -25,6 +33,7 @@ export const ABORT_INFO = 5; // exit code, or the rank's phase for timeouts
 export const MAGIC = LINE + 0;
 export const SIZE = LINE + 1;
 export const CHUNK_BYTES = LINE + 2;
+export const NONCE = LINE + 3; // random, non-zero: tells this block's wasm Memory from others
 export const MAGIC_VALUE = 0x62616775; // 'bagu'
 
 // per-rank line, at rankLine(r)
@@ -85,18 +94,39 @@ export function groupBytes(size: number, chunkBytes: number): number {
   return ctrlBytes(size) + 2 * areaBytes(size, chunkBytes);
 }
 
+/** A group's memory: the buffer, and the wasm Memory it belongs to (null where wasm is unavailable). */
+export interface GroupMemory {
+  sab: SharedArrayBuffer;
+  memory: WasmMemory | null;
+}
+
 /** Allocates and initialises the shared memory of a group of `size` ranks. */
-export function createGroupMemory(size: number, chunkBytes = DEFAULT_CHUNK_BYTES): SharedArrayBuffer {
+export function allocGroupMemory(size: number, chunkBytes = DEFAULT_CHUNK_BYTES): GroupMemory {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`group size must be a positive integer, got ${size}`);
   // Multiples of 64 keep every slot aligned for 8-byte elements and on its own cache lines.
   const chunk = Math.max(64, Math.ceil(chunkBytes / 64) * 64);
-  const sab = new SharedArrayBuffer(groupBytes(size, chunk));
+  const bytes = groupBytes(size, chunk);
+  const memory = size > 1 ? sharedWasmMemory(bytes) : null; // a group of one never reduces
+  const sab = memory ? (memory.buffer as SharedArrayBuffer) : new SharedArrayBuffer(bytes);
   const ctrl = new Int32Array(sab, 0, ctrlBytes(size) / 4);
   ctrl[MAGIC] = MAGIC_VALUE;
   ctrl[SIZE] = size;
   ctrl[CHUNK_BYTES] = chunk;
+  ctrl[NONCE] = ((Math.random() * 0x7fffffff) | 0) + 1;
   ctrl[ABORT_RANK] = -1;
-  return sab;
+  return { sab, memory };
+}
+
+export function createGroupMemory(size: number, chunkBytes = DEFAULT_CHUNK_BYTES): SharedArrayBuffer {
+  return allocGroupMemory(size, chunkBytes).sab;
+}
+
+/** `memory` if it is the wasm Memory of `sab` (same size and nonce), else null. */
+export function memoryOf(sab: SharedArrayBuffer, memory: WasmMemory | null | undefined): WasmMemory | null {
+  if (!memory || !(memory.buffer instanceof SharedArrayBuffer) || memory.buffer.byteLength !== sab.byteLength) return null;
+  const a = new Int32Array(sab, 0, 2 * LINE);
+  const b = new Int32Array(memory.buffer, 0, 2 * LINE);
+  return a[MAGIC] === MAGIC_VALUE && a[NONCE] !== 0 && b[NONCE] === a[NONCE] ? memory : null;
 }
 
 /**

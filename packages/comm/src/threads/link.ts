@@ -3,7 +3,8 @@
  * it for the shared memory of new sub-groups. The port is unreferenced while
  * idle so that it never keeps a finished rank alive.
  */
-import type { MessagePort } from 'node:worker_threads';
+import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import type { WasmMemory } from './simd.js';
 
 export interface NewGroupRequest {
   t: 'newGroup';
@@ -22,7 +23,20 @@ export type LinkMessage = (LinkRequest & { id: number }) | ReleaseMessage;
 
 export interface NewGroupReply {
   sab: SharedArrayBuffer;
+  /** The wasm Memory of sab, when it has one. */
+  memory: WasmMemory | null;
   gid: number;
+}
+/** The coordinator's first message on a rank's port: the world's wasm Memory. */
+export interface WorldMemoryMessage {
+  t: 'worldMemory';
+  memory: WasmMemory;
+}
+
+/** Takes the WorldMemoryMessage queued on a port no listener has started yet, if any. */
+export function takeWorldMemory(port: MessagePort): WasmMemory | null {
+  const m = receiveMessageOnPort(port)?.message as Partial<WorldMemoryMessage> | undefined;
+  return m?.t === 'worldMemory' && m.memory ? m.memory : null;
 }
 
 export class ThreadsLink {
@@ -35,7 +49,7 @@ export class ThreadsLink {
       if (!p) return;
       this.pending.delete(m.id);
       if (this.pending.size === 0) this.port.unref();
-      if (m.ok) p.resolve({ sab: m.sab!, gid: m.gid! });
+      if (m.ok) p.resolve({ sab: m.sab!, memory: m.memory ?? null, gid: m.gid! });
       else p.reject(new Error(m.error));
     });
     port.unref();

@@ -1,7 +1,9 @@
 /**
  * The reduction loops of the threads backend, over the group's shared
- * memory. Ranks are folded in order 0..n-1 so that every rank computes
- * bit-identical results.
+ * memory. Ranks are folded in order 0..n-1, and each partial result is
+ * rounded to the element type (float32 sums through Math.fround), so every
+ * rank, path and size computes bit-identical results: those of a
+ * sequential loop in the dtype, and of the SIMD kernels of ./simd.ts.
  */
 import { REDOP_CODES } from './layout.js';
 
@@ -41,7 +43,14 @@ export function reduceNum(v: NumArray, dst: NumArray, span: ReduceSpan): void {
     if (n === 2) {
       const b = base + stride;
       for (let i = 0; i < count; i++) dst[out + i] = v[base + i]! + v[b + i]!;
+    } else if (v instanceof Float32Array) {
+      for (let i = 0; i < count; i++) {
+        let s = v[base + i]!;
+        for (let r = 1; r < n; r++) s = Math.fround(s + v[base + r * stride + i]!);
+        dst[out + i] = s;
+      }
     } else {
+      // float64 sums round as they go; integer ones are exact in a double and wrap on the store.
       for (let i = 0; i < count; i++) {
         let s = v[base + i]!;
         for (let r = 1; r < n; r++) s += v[base + r * stride + i]!;
@@ -51,9 +60,10 @@ export function reduceNum(v: NumArray, dst: NumArray, span: ReduceSpan): void {
   } else if (redop === REDOP_CODES.avg) {
     // Averages the exact (double) sum, so integer sums cannot wrap before the division.
     const isInt = !(v instanceof Float32Array || v instanceof Float64Array);
+    const f32 = v instanceof Float32Array;
     for (let i = 0; i < count; i++) {
       let s = v[base + i]!;
-      for (let r = 1; r < n; r++) s += v[base + r * stride + i]!;
+      for (let r = 1; r < n; r++) s = f32 ? Math.fround(s + v[base + r * stride + i]!) : s + v[base + r * stride + i]!;
       dst[out + i] = isInt ? Math.trunc(s / n) : s / n;
     }
   } else if (redop === REDOP_CODES.max) {
