@@ -567,6 +567,14 @@ if (!existsSync(join(ROOT, 'packages/comm/dist/src/index.js'))) {
   process.exit(2);
 }
 
+// Every case but 'usage' needs gloo: say once why it cannot run, not nine times.
+const { glooAvailability } = await import(join(ROOT, 'packages/comm/dist/src/index.js'));
+const gloo = glooAvailability();
+if (!gloo.available) {
+  console.error(`fault-suite: FAILED: the gloo backend is not available: ${gloo.reason}`);
+  process.exit(1);
+}
+
 const names = only ? [only] : Object.keys(CASES);
 // Every case has its own deadlines; this caps the whole run (default 180 s a run)
 // should several hang at once: cases not started by then fail as not run.
