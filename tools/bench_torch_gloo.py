@@ -6,7 +6,9 @@ measures, exactly as bench-comm.ts does for bagua's backends:
   - latency: median over iterations of the per-op wall time on rank 0 of
     all_reduce(SUM) and all_gather of `count` float32 elements;
   - bandwidth: median time of an all_reduce of `--bw-bytes` bytes of float32,
-    reported as algbw = bytes / t and busbw = algbw * 2(n-1)/n.
+    reported as algbw = bytes / t and busbw = algbw * 2(n-1)/n;
+  - bandwidths: the same at each of `--bw-sizes` bytes (iterations and
+    warm-up per size as in bench-comm-rank.ts: iters_for, warmup_for).
 Prints one JSON object on stdout.
 
   python3 tools/bench_torch_gloo.py --world-size 2 --counts 129,513,2049
@@ -57,16 +59,22 @@ def worker(rank, args, port, queue):
         ag = timed(lambda: dist.all_gather(outs, x), args.iters, args.warmup)
         out["latency"][str(count)] = {"allreduce_us": ar * 1e6, "allgather_us": ag * 1e6}
 
+    def iters_for(nbytes):
+        return max(args.bw_iters, min(200, (256 << 20) // nbytes))
+
+    def warmup_for(iters):
+        return max(1, min(20, iters >> 3))
+
+    def bandwidth(nbytes):
+        big = torch.ones(nbytes // 4, dtype=torch.float32)
+        iters = iters_for(nbytes)
+        t = timed(lambda: dist.all_reduce(big), iters, warmup_for(iters))
+        algbw = nbytes / t / 1e9
+        return {"bytes": nbytes, "time_us": t * 1e6, "algbw_gbs": algbw, "busbw_gbs": algbw * 2 * (n - 1) / n}
+
+    out["bandwidths"] = [bandwidth(b) for b in args.bw_sizes if b > 0]
     if args.bw_bytes > 0:
-        big = torch.ones(args.bw_bytes // 4, dtype=torch.float32)
-        t = timed(lambda: dist.all_reduce(big), args.bw_iters, 1)
-        algbw = args.bw_bytes / t / 1e9
-        out["bandwidth"] = {
-            "bytes": args.bw_bytes,
-            "time_us": t * 1e6,
-            "algbw_gbs": algbw,
-            "busbw_gbs": algbw * 2 * (n - 1) / n,
-        }
+        out["bandwidth"] = next((b for b in out["bandwidths"] if b["bytes"] == args.bw_bytes), None) or bandwidth(args.bw_bytes)
     dist.barrier()
     if rank == 0:
         queue.put(out)
@@ -81,6 +89,7 @@ def main():
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--bw-bytes", type=int, default=16 << 20)
     p.add_argument("--bw-iters", type=int, default=10)
+    p.add_argument("--bw-sizes", type=lambda s: [int(v) for v in s.split(",") if v], default=[])
     args = p.parse_args()
 
     import torch

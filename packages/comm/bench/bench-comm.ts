@@ -1,11 +1,12 @@
 /**
  * `pnpm bench:comm`: latency of all-reduce / all-gather of 2C+1 float32
- * (C = 64, 256, 1024: the SyncBatchNorm payloads) and bus bandwidth of a
- * 16 MiB all-reduce, at 2 and 4 ranks, for bagua's `threads` and `gloo`
- * backends, each next to PyTorch's gloo backend (torch.distributed, measured
- * in the same run by tools/bench_torch_gloo.py on /usr/bin/python3).
+ * (C = 64, 256, 1024: the SyncBatchNorm payloads) and bus bandwidth of
+ * all-reduces from 1 KiB to 64 MiB, at 2 and 4 ranks, for bagua's `threads`
+ * and `gloo` backends, each next to PyTorch's gloo backend (torch.distributed,
+ * measured in the same run by tools/bench_torch_gloo.py on /usr/bin/python3).
  *
- *   node dist/bench/bench-comm.js [--ranks 2,4] [--iters N] [--repeat R] [--json out.json] [--no-torch]
+ *   node dist/bench/bench-comm.js [--ranks 2,4] [--iters N] [--repeat R] [--json out.json]
+ *        [--sizes 1K,64K,1M,16M,64M] [--no-torch] [--no-gloo]
  *
  * With --repeat R the backends are measured R times, interleaved, and each
  * figure is the median of the R runs (this machine's neighbours come and go).
@@ -24,7 +25,14 @@ interface Result {
   backend: string;
   world_size: number;
   latency: Record<string, { allreduce_us: number; allgather_us: number }>;
-  bandwidth: { bytes: number; time_us: number; algbw_gbs: number; busbw_gbs: number } | null;
+  bandwidth: Bandwidth | null;
+  bandwidths?: Bandwidth[];
+}
+interface Bandwidth {
+  bytes: number;
+  time_us: number;
+  algbw_gbs: number;
+  busbw_gbs: number;
 }
 
 const argv = process.argv.slice(2);
@@ -36,6 +44,14 @@ const ranksList = (opt('--ranks') ?? '2,4').split(',').map(Number);
 const COUNTS = [64, 256, 1024].map((c) => 2 * c + 1);
 const itersOverride = opt('--iters');
 const noTorch = argv.includes('--no-torch');
+const noGloo = argv.includes('--no-gloo');
+const UNITS: Record<string, number> = { '': 1, K: 1 << 10, M: 1 << 20 };
+const SIZES = (opt('--sizes') ?? '1K,64K,1M,16M,64M').split(',').map((v) => {
+  const m = /^(\d+)([KM]?)$/i.exec(v.trim());
+  if (!m) throw new Error(`--sizes: bad size '${v}' (bytes, or with K or M)`);
+  return Number(m[1]) * UNITS[m[2]!.toUpperCase()]!;
+});
+const sizeLabel = (b: number) => (b >= 1 << 20 ? `${b >> 20} MiB` : b >= 1 << 10 ? `${b >> 10} KiB` : `${b} B`);
 const jsonOut = opt('--json');
 const repeat = Math.max(1, Number(opt('--repeat') ?? 1));
 
@@ -61,7 +77,7 @@ function run(cmd: string, args: string[], env: Record<string, string> = {}): Pro
 }
 
 async function threads(n: number, iters: number): Promise<Result> {
-  const res = await runThreads(n, RANK_SCRIPT, [String(iters), '20', COUNTS.join(',')], { output: 'capture' });
+  const res = await runThreads(n, RANK_SCRIPT, [String(iters), '20', COUNTS.join(','), SIZES.join(',')], { output: 'capture' });
   if (res.exitCode !== 0) throw new Error(`threads bench failed: ${res.stderr.join('')}`);
   return parse(res.stdout.join(''), 'BENCH_RESULT');
 }
@@ -79,6 +95,7 @@ async function gloo(n: number, iters: number): Promise<Result> {
     String(iters),
     '20',
     COUNTS.join(','),
+    SIZES.join(','),
   ]);
   return parse(out, 'BENCH_RESULT');
 }
@@ -96,6 +113,8 @@ async function torch(n: number, iters: number): Promise<Result> {
     String(Math.max(10, iters >> 3)),
     '--bw-iters',
     '20',
+    '--bw-sizes',
+    SIZES.join(','),
   ]);
   const line = out.trim().split('\n').filter((l) => l.startsWith('{')).pop();
   if (!line) throw new Error(`no JSON from ${TORCH_SCRIPT}:\n${out.slice(-3000)}`);
@@ -110,7 +129,7 @@ const speedup = (ours: number | undefined, ref: number | undefined, higherIsBett
 const all: Result[] = [];
 const lines: string[] = [];
 const gl = glooAvailability();
-if (!gl.available) console.warn(`gloo unavailable, skipping it: ${gl.reason.split('\n')[0]}`);
+if (!gl.available && !noGloo) console.warn(`gloo unavailable, skipping it: ${gl.reason.split('\n')[0]}`);
 
 function medianOf(xs: number[]): number | undefined {
   const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
@@ -132,7 +151,12 @@ function combine(runs: Result[]): Result | null {
   const bandwidth = bws.length
     ? { ...bws.find((b) => b.busbw_gbs === busbw)! }
     : null;
-  return { backend: runs[0]!.backend, world_size: runs[0]!.world_size, latency, bandwidth };
+  const bandwidths = SIZES.map((bytes) => {
+    const at = runs.map((r) => r.bandwidths?.find((b) => b.bytes === bytes)).filter((b): b is Bandwidth => !!b);
+    const med = medianOf(at.map((b) => b.busbw_gbs));
+    return at.find((b) => b.busbw_gbs === med) ?? { bytes, time_us: NaN, algbw_gbs: NaN, busbw_gbs: NaN };
+  });
+  return { backend: runs[0]!.backend, world_size: runs[0]!.world_size, latency, bandwidth, bandwidths };
 }
 
 for (const n of ranksList) {
@@ -149,7 +173,7 @@ for (const n of ranksList) {
   };
   for (let rep = 0; rep < repeat; rep++) {
     await step('threads', () => threads(n, Number(itersOverride ?? 5000)));
-    if (gl.available) await step('gloo', () => gloo(n, Number(itersOverride ?? (n <= 2 ? 2000 : 500))));
+    if (gl.available && !noGloo) await step('gloo', () => gloo(n, Number(itersOverride ?? (n <= 2 ? 2000 : 500))));
     if (!noTorch) await step('torch', () => torch(n, Number(itersOverride ?? (n <= 2 ? 500 : 100))));
   }
   const results: Record<string, Result | null> = {
@@ -175,12 +199,16 @@ for (const n of ranksList) {
       );
     }
   }
-  const tb = T?.bandwidth?.busbw_gbs;
-  const gb = G?.bandwidth?.busbw_gbs;
-  const pb = P?.bandwidth?.busbw_gbs;
-  lines.push(
-    `  all-reduce 16 MiB busbw (GB/s) ${fmt(tb, 2).padStart(5)} ${fmt(gb, 2).padStart(9)} ${fmt(pb, 2).padStart(11)}   ${speedup(tb, pb, true).padStart(13)} ${speedup(gb, pb, true).padStart(11)}`,
-  );
+  // Bus bandwidth = bytes / time * 2(n-1)/n (nccl-tests), median per-call time; ratio = ours / torch-gloo.
+  lines.push(`  all-reduce bus bandwidth (GB/s)   threads      gloo  torch-gloo   threads/torch  gloo/torch`);
+  SIZES.forEach((bytes, i) => {
+    const tb = T?.bandwidths?.[i]?.busbw_gbs;
+    const gb = G?.bandwidths?.[i]?.busbw_gbs;
+    const pb = P?.bandwidths?.[i]?.busbw_gbs;
+    lines.push(
+      `    ${sizeLabel(bytes).padStart(8)} ${' '.repeat(20)} ${fmt(tb, 2).padStart(7)} ${fmt(gb, 2).padStart(9)} ${fmt(pb, 2).padStart(11)}   ${speedup(tb, pb, true).padStart(13)} ${speedup(gb, pb, true).padStart(11)}`,
+    );
+  });
 }
 
 console.log(
