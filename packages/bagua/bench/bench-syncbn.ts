@@ -5,13 +5,18 @@
  *
  * Forward + backward time (median over reps, ms, slowest rank per step) of
  *   - plain BatchNorm (nn.BatchNorm2d on the local batch, no communication),
- *   - our SyncBatchNorm (1 all-gather forward, 1 all-reduce backward), and
+ *   - our SyncBatchNorm (1 all-gather forward, 1 all-reduce backward),
+ *   - the same with statsExchange 'allReduce' (1 all-reduce forward, 1 backward), and
  *   - the same layer written Bagua's way (3 all-gathers forward, 2 all-reduces
  *     backward, each blocking with its own host round trip; bagua-way-batchnorm.ts),
  * measured in the same run, interleaved (ratios are medians of per-rep paired
  * ratios), on the same local shape per rank, at
  * world sizes 2 and 4 over the `threads` backend (runThreads) and the `gloo`
  * backend (processes under bagua-launch; skipped loudly without libbagua_gloo.so).
+ *
+ * Then, per shape, the statistics exchange alone, both ways in the same job: the
+ * all-gather of [2C+2] records against the all-reduce of the [2C+1+P] sums record
+ * (microseconds per collective, slowest rank, median over reps).
  *
  * Every rank runs single-threaded: one JS thread per rank, the CPU kernels
  * have no threading of their own, and OMP/BLAS thread counts are pinned to 1.
@@ -126,6 +131,7 @@ interface Row {
   shape: string;
   plain: string;
   ours: string;
+  oursReduce: string;
   bagua: string;
   colls: string;
   diff: string;
@@ -146,7 +152,7 @@ function pairedRatio(a: readonly number[], b: readonly number[]): number {
 }
 
 function rowOf(report: RankReport, r: ShapeResult): Row {
-  const { plain, ours, bagua } = r.medianMs;
+  const { plain, ours, oursReduce, bagua } = r.medianMs;
   const oursVsPlain = pairedRatio(r.stepMs.ours, r.stepMs.plain);
   const baguaVsOurs = pairedRatio(r.stepMs.bagua, r.stepMs.ours);
   return {
@@ -155,10 +161,49 @@ function rowOf(report: RankReport, r: ShapeResult): Row {
     shape: shapeName(r.shape),
     plain: fmtMs(plain),
     ours: `${fmtMs(ours)} (${oursVsPlain.toFixed(2)}x)`,
+    oursReduce: `${fmtMs(oursReduce)} (${pairedRatio(r.stepMs.oursReduce, r.stepMs.ours).toFixed(2)}x)`,
     bagua: `${fmtMs(bagua)} (${baguaVsOurs.toFixed(2)}x)`,
-    colls: `${phases(r.collectives.plain)} / ${phases(r.collectives.ours)} / ${phases(r.collectives.bagua)}`,
+    colls: `${phases(r.collectives.plain)} / ${phases(r.collectives.ours)} / ${phases(r.collectives.oursReduce)} / ` +
+      phases(r.collectives.bagua),
     diff: maxDiff(r).toExponential(1),
   };
+}
+
+interface ExchangeRow {
+  backend: string;
+  world: string;
+  channels: string;
+  allGather: string;
+  allReduce: string;
+  ratio: string;
+}
+
+function exchangeRowOf(report: RankReport, r: ShapeResult): ExchangeRow {
+  return {
+    backend: report.backend,
+    world: `${report.worldSize}${report.worldSize > CORES ? '*' : ''}`,
+    channels: String(r.shape[1]),
+    allGather: `${r.exchangeUs.allGather.toFixed(1)} (${(2 * r.shape[1] + 2) * report.worldSize} floats out)`,
+    allReduce: `${r.exchangeUs.allReduce.toFixed(1)} (${2 * r.shape[1] + 1 + report.worldSize} floats)`,
+    ratio: `${pairedRatio(r.exchangeRepUs.allReduce, r.exchangeRepUs.allGather).toFixed(2)}x`,
+  };
+}
+
+/** A markdown table of `rows` under `head`; `left` columns are left-aligned. */
+function printRows<R extends object>(head: R, rows: R[], left: Set<keyof R>): void {
+  const keys = Object.keys(head) as (keyof R)[];
+  const cell = (r: R, k: keyof R) => String(r[k]);
+  const width = new Map(keys.map((k) => [k, Math.max(...[head, ...rows].map((r) => cell(r, k).length))]));
+  const line = (r: R) => `| ${keys.map((k) => (left.has(k) ? cell(r, k).padEnd(width.get(k)!) : cell(r, k).padStart(width.get(k)!))).join(' | ')} |`;
+  const sep = `|${keys.map((k) => '-'.repeat(width.get(k)! + 2)).join('|')}|`;
+  process.stdout.write(`${line(head)}\n${sep}\n${rows.map(line).join('\n')}\n`);
+}
+
+function printExchangeTable(rows: ExchangeRow[]): void {
+  printRows<ExchangeRow>({
+    backend: 'backend', world: 'world', channels: 'C', allGather: 'allGather us', allReduce: 'allReduce us',
+    ratio: 'allReduce / allGather',
+  }, rows, new Set<keyof ExchangeRow>(['backend']));
 }
 
 function printTable(rows: Row[]): void {
@@ -168,16 +213,12 @@ function printTable(rows: Row[]): void {
     shape: 'shape per rank',
     plain: 'plain BN ms',
     ours: 'SyncBN ms (/plain)',
+    oursReduce: 'allReduce SyncBN ms (/SyncBN)',
     bagua: 'Bagua-way ms (/ours)',
-    colls: 'collectives fwd+bwd plain / ours / Bagua',
+    colls: 'collectives fwd+bwd plain / ours / allReduce / Bagua',
     diff: 'max|ours-Bagua|',
   };
-  const keys = Object.keys(head) as (keyof Row)[];
-  const width = Object.fromEntries(keys.map((k) => [k, Math.max(...[head, ...rows].map((r) => r[k].length))])) as Record<keyof Row, number>;
-  const left = new Set<keyof Row>(['backend', 'shape']);
-  const line = (r: Row) => `| ${keys.map((k) => (left.has(k) ? r[k].padEnd(width[k]) : r[k].padStart(width[k]))).join(' | ')} |`;
-  const sep = `|${keys.map((k) => '-'.repeat(width[k] + 2)).join('|')}|`;
-  process.stdout.write(`${line(head)}\n${sep}\n${rows.map(line).join('\n')}\n`);
+  printRows(head, rows, new Set<keyof Row>(['backend', 'shape']));
 }
 
 // ---------------------------------------------------------------- main
@@ -191,7 +232,7 @@ async function main(): Promise<void> {
       `  ${CORES} CPU core(s) available (${cpu}); node ${process.version}; every rank single-threaded ` +
       `(one JS thread, single-threaded kernels, OMP/BLAS threads = 1)\n` +
       `  variants run interleaved in the same job on the same data: plain nn.BatchNorm2d (local stats), ` +
-      `our SyncBatchNorm, and the Bagua way (3 all-gathers + 2 all-reduces)\n`,
+      `our SyncBatchNorm (allGather, and allReduce exchange), and the Bagua way (3 all-gathers + 2 all-reduces)\n`,
   );
   const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
   process.stdout.write(`  load average at start: ${load()} (other work on this machine adds noise to every row)\n`);
@@ -205,6 +246,7 @@ async function main(): Promise<void> {
   }
 
   const rows: Row[] = [];
+  const exchangeRows: ExchangeRow[] = [];
   const skipped: string[] = [];
   const jobTimes: string[] = [];
   for (const backend of BACKENDS) {
@@ -235,17 +277,27 @@ async function main(): Promise<void> {
         }
         continue;
       }
-      for (const r of outcome.report.shapes) rows.push(rowOf(outcome.report, r));
+      for (const r of outcome.report.shapes) {
+        rows.push(rowOf(outcome.report, r));
+        exchangeRows.push(exchangeRowOf(outcome.report, r));
+      }
     }
   }
 
   process.stdout.write('\n');
   if (rows.length) printTable(rows);
+  if (exchangeRows.length) {
+    process.stdout.write('\n  the statistics exchange alone, microseconds per collective (slowest rank, median over reps):\n');
+    printExchangeTable(exchangeRows);
+  }
   process.stdout.write(
     `\n  ms: median over reps of the step time (slowest rank). Ratios (in parentheses): median over reps of the ratio\n` +
       `  within the same rep (variants of a rep run back to back), SyncBN / plain BN and Bagua way / SyncBN.\n` +
       `  collectives: counted per step through the group (forward+backward): plain issues none, ours 1 all-gather + ` +
-      `1 all-reduce, the Bagua way 3 all-gathers + 2 all-reduces.\n` +
+      `1 all-reduce, allReduce 1 + 1 all-reduces (its first step also broadcasts the shift, once), ` +
+      `the Bagua way 3 all-gathers + 2 all-reduces.\n` +
+      `  exchange: the forward's one collective alone, the [2C+2] records all-gathered or the [2C+1+P] sums all-reduced; ` +
+      `ratio: median of per-rep ratios.\n` +
       `  max|ours-Bagua|: largest difference of y, dx, grad weight, grad bias, running mean and var after one step, all ranks.\n`,
   );
   if (oversubscribed.length) {

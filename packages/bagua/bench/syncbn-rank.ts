@@ -13,6 +13,11 @@
  * A step's time is the slowest rank's; the reported figure is the median over reps.
  * The collectives each step issues are counted through a wrapper of the group,
  * and ours and the Bagua way are checked to give the same outputs.
+ * `ours` runs with the 'allGather' statistics exchange (the default) and, as
+ * `oursReduce`, with 'allReduce'. Apart from the steps, the exchange itself is
+ * timed for each shape's channel count: the all-gather of [2C+2] records into
+ * [P, 2C+2] against the sum all-reduce of the [2C+1+P] shifted-sums record
+ * (the buffers the layer hands the group), interleaved rep by rep.
  *
  * Every rank sends its timings to rank 0 through the group (one all-gather per
  * shape, outside the timed region); rank 0 prints one line
@@ -23,7 +28,7 @@ import { destroyProcessGroup, initProcessGroup, SyncBatchNorm, type ProcessGroup
 import { BaguaWaySyncBatchNorm } from './bagua-way-batchnorm.js';
 import { CountingGroup, diffCounts, totalCollectives, type CollectiveCounts } from './counting-group.js';
 
-export const VARIANTS = ['plain', 'ours', 'bagua'] as const;
+export const VARIANTS = ['plain', 'ours', 'oursReduce', 'bagua'] as const;
 export type Variant = (typeof VARIANTS)[number];
 
 export interface PhaseCounts {
@@ -42,7 +47,16 @@ export interface ShapeResult {
   collectives: Record<Variant, PhaseCounts>;
   /** Max |ours - Bagua way| over all ranks, per output of one training step. */
   maxAbsDiff: Record<'y' | 'dx' | 'gradWeight' | 'gradBias' | 'runningMean' | 'runningVar', number>;
+  /** The statistics exchange alone, per exchange: median over reps (slowest rank) of one collective, microseconds. */
+  exchangeUs: Record<Exchange, number>;
+  /** Every rep's exchange time (slowest rank, mean of EXCHANGE_BATCH back-to-back collectives), microseconds. */
+  exchangeRepUs: Record<Exchange, number[]>;
 }
+
+export const EXCHANGES = ['allGather', 'allReduce'] as const;
+export type Exchange = (typeof EXCHANGES)[number];
+/** Collectives per timed batch: one is a few microseconds on threads, below the timer's resolution. */
+const EXCHANGE_BATCH = 20;
 
 export interface RankReport {
   backend: string;
@@ -168,11 +182,12 @@ function benchShape(shape: number[], warmup: number, reps: number, world: Proces
   const layers: Record<Variant, nn._BatchNorm> = {
     plain: new nn.BatchNorm2d(c),
     ours: new SyncBatchNorm(c, { processGroup: counter }),
+    oursReduce: new SyncBatchNorm(c, { processGroup: counter, statsExchange: 'allReduce' }),
     bagua: new BaguaWaySyncBatchNorm(c, counter),
   };
   for (const v of VARIANTS) randomise(layers[v], 11);
 
-  const local: Record<Variant, number[]> = { plain: [], ours: [], bagua: [] };
+  const local: Record<Variant, number[]> = { plain: [], ours: [], oursReduce: [], bagua: [] };
   const collectives = {} as Record<Variant, PhaseCounts>;
   for (let rep = 0; rep < warmup + reps; rep++) {
     // Rotate the order so that no variant always runs first (or last) in a rep.
@@ -186,7 +201,8 @@ function benchShape(shape: number[], warmup: number, reps: number, world: Proces
       const ms = performance.now() - t0;
       if (rep >= warmup) local[v].push(ms);
       const prev = collectives[v];
-      if (prev && (totalCollectives(prev.forward) !== totalCollectives(counts.forward) ||
+      // from the third rep: oursReduce's first step (a warm-up) also broadcasts its shift, once
+      if (prev && rep > 1 && (totalCollectives(prev.forward) !== totalCollectives(counts.forward) ||
         totalCollectives(prev.backward) !== totalCollectives(counts.backward))) {
         throw new Error(`${v}: the number of collectives per step changed between reps`);
       }
@@ -200,7 +216,7 @@ function benchShape(shape: number[], warmup: number, reps: number, world: Proces
   VARIANTS.forEach((v, i) => mine.set(local[v], i * reps));
   const all = new Float64Array(mine.length * world.size);
   world.allGather(all, mine);
-  const stepMs = { plain: [], ours: [], bagua: [] } as Record<Variant, number[]>;
+  const stepMs = { plain: [], ours: [], oursReduce: [], bagua: [] } as Record<Variant, number[]>;
   const medianMs = {} as Record<Variant, number>;
   VARIANTS.forEach((v, i) => {
     for (let rep = 0; rep < reps; rep++) {
@@ -212,7 +228,46 @@ function benchShape(shape: number[], warmup: number, reps: number, world: Proces
   });
   x.dispose();
   dy.dispose();
-  return { shape, reps, medianMs, stepMs, collectives, maxAbsDiff: maxDiff };
+  const exchange = benchExchange(c, warmup, reps, world);
+  return { shape, reps, medianMs, stepMs, collectives, maxAbsDiff: maxDiff, ...exchange };
+}
+
+/** The two statistics exchanges of a C-channel layer, alone: what each moves through the group, timed interleaved. */
+function benchExchange(c: number, warmup: number, reps: number, world: ProcessGroup):
+  Pick<ShapeResult, 'exchangeUs' | 'exchangeRepUs'> {
+  const P = world.size;
+  const record = new Float32Array(2 * c + 2).fill(1);
+  const gathered = new Float32Array(P * record.length);
+  const sums = new Float32Array(2 * c + 1 + P);
+  const run: Record<Exchange, () => void> = {
+    allGather: () => world.allGather(gathered, record),
+    allReduce: () => { sums.fill(1); world.allReduce(sums, 'sum'); },
+  };
+  const local: Record<Exchange, number[]> = { allGather: [], allReduce: [] };
+  for (let rep = 0; rep < warmup + reps; rep++) {
+    for (let k = 0; k < EXCHANGES.length; k++) {
+      const e = EXCHANGES[(rep + k) % EXCHANGES.length];
+      world.barrier();
+      const t0 = performance.now();
+      for (let i = 0; i < EXCHANGE_BATCH; i++) run[e]();
+      const us = ((performance.now() - t0) * 1000) / EXCHANGE_BATCH;
+      if (rep >= warmup) local[e].push(us);
+    }
+  }
+  const mine = Float64Array.from([...local.allGather, ...local.allReduce]);
+  const all = new Float64Array(mine.length * P);
+  world.allGather(all, mine);
+  const exchangeRepUs = { allGather: [], allReduce: [] } as Record<Exchange, number[]>;
+  const exchangeUs = {} as Record<Exchange, number>;
+  EXCHANGES.forEach((e, i) => {
+    for (let rep = 0; rep < reps; rep++) {
+      let slowest = 0;
+      for (let r = 0; r < P; r++) slowest = Math.max(slowest, all[r * mine.length + i * reps + rep]);
+      exchangeRepUs[e].push(slowest);
+    }
+    exchangeUs[e] = median(exchangeRepUs[e]);
+  });
+  return { exchangeUs, exchangeRepUs };
 }
 
 async function main(): Promise<void> {

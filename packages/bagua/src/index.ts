@@ -13,7 +13,7 @@ export {
   isInitialized,
   type ProcessGroup, type ReduceOp, CollectiveError,
 } from '@bagua/comm';
-export { SyncBatchNorm, type SyncBatchNormOptions } from './sync-batchnorm.js';
+export { SyncBatchNorm, type SyncBatchNormOptions, type StatsExchange } from './sync-batchnorm.js';
 export { withBagua, GradientAllReduce, type Algorithm, type BaguaModule, type GradientAllReduceOptions } from './algorithms.js';
 
 /** A sub-group of the default group; every rank calls it with the same ranks (null for non-members). */

@@ -15,7 +15,19 @@ export interface SyncBatchNormOptions extends nn.BatchNormOptions {
    * its creation order among directly made layers).
    */
   name?: string;
+  /**
+   * How ranks exchange the forward statistics (default 'allGather'):
+   * - 'allGather': every rank's [mean, var, count, tag] record, merged by Chan's formula;
+   *   the collective moves P records, its latency grows with the group size P.
+   * - 'allReduce': per channel sum(x - s) and sum((x - s)^2) plus the count, summed by one
+   *   all-reduce (O(log P) steps on tree and ring schedules), merged as sums. The shift s is
+   *   shared by every rank: rank 0's local mean, broadcast once at the layer's first training
+   *   step in a group, then each step's global mean (the same on every rank).
+   */
+  statsExchange?: StatsExchange;
 }
+
+export type StatsExchange = 'allGather' | 'allReduce';
 
 /**
  * The all-gather of the ranks' records into [R, 2C+2] on the records' device, with
@@ -55,13 +67,21 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
   /** The rank of the last input seen, so revertSyncBatchnorm can pick BatchNorm1d/2d/3d. */
   inputRank: number | null = null;
   readonly name: string;
+  readonly statsExchange: StatsExchange;
   private readonly layerTag: number;
+  /** 'allReduce': the shift every rank of `key` (group and device) shares; its first C values are read. */
+  private shift: { key: string; values: Tensor } | null = null;
 
   constructor(numFeatures: number, opts: SyncBatchNormOptions = {}) {
     super(numFeatures, opts);
     this.processGroup = opts.processGroup;
     this.name = opts.name ?? `#${layersMade++}`;
     this.layerTag = tagOf(this.name);
+    const exchange = opts.statsExchange ?? 'allGather';
+    if (exchange !== 'allGather' && exchange !== 'allReduce') {
+      throw new Error(`SyncBatchNorm: statsExchange must be 'allGather' or 'allReduce', got ${JSON.stringify(exchange)}`);
+    }
+    this.statsExchange = exchange;
   }
 
   protected checkInputDim(x: Tensor): void {
@@ -86,12 +106,49 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
 
   /** The training step over a group of several ranks (the benchmark's Bagua-way layer overrides it). */
   protected syncForward(x: Tensor, group: ProcessGroup, factor: number): Tensor {
+    if (this.statsExchange === 'allReduce') return this.syncForwardSums(x, group, factor);
     const { gathered, host } = gatherRecords(F.batchNormStats(x, this.layerTag), group);
     if (host) this.checkRecords(host, x, group);
     return this.normalizeSynced(x, gathered, factor, 'SyncBatchNorm', (sums) => {
       group.allReduce(commBuffer(sums), 'sum'); // in place: [sum_dy, sum_dy_xmu] of the whole group
       return sums;
     });
+  }
+
+  /** The 'allReduce' exchange: one sum all-reduce of [S1, S2, count, tag slots] (plus, once, the shift's broadcast). */
+  private syncForwardSums(x: Tensor, group: ProcessGroup, factor: number): Tensor {
+    const shift = this.sharedShift(x, group);
+    const sums = F.batchNormStatsSums(x, shift, group.size, group.rank, this.layerTag);
+    const seen: { staged: Float32Array | null } = { staged: null };
+    group.allReduce(commBuffer(sums, (src) => { seen.staged = src; }), 'sum');
+    const host = (sums.dlpack().host as Float32Array | null) ?? seen.staged;
+    if (host) this.checkSums(host, x, group);
+    const track = this.trackRunningStats;
+    const merged = F.batchNormMergeSums(sums, shift, this.numFeatures, this.eps, track ? this.runningMean : null,
+      track ? this.runningVar : null, factor);
+    return this.normalizeMerged(x, merged, 'SyncBatchNorm', (s) => {
+      group.allReduce(commBuffer(s), 'sum');
+      return s;
+    });
+  }
+
+  /**
+   * The shift of the 'allReduce' sums, the same on every rank. The first training step
+   * in a group (or on a new device) broadcasts rank 0's local mean; the merge then keeps
+   * it at each step's global mean. A fixed or lagging shift (the running mean starts at 0
+   * and follows at `momentum`) would cost float32 digits when |mean| >> std: the sums then
+   * hold n * (mean - s)^2, and the variance is their small difference.
+   */
+  private sharedShift(x: Tensor, group: ProcessGroup): Tensor {
+    const key = `${group.name}@${String(x.device)}`;
+    if (this.shift?.key === key) return this.shift.values;
+    const width = 2 * this.numFeatures + 2;
+    const values = group.rank === 0 ? F.batchNormStats(x, this.layerTag) : empty([width], 'float32', x.device);
+    group.broadcast(commBuffer(values), 0);
+    values.keep(); // outlives this forward's scope: the layer owns it
+    this.shift?.values.dispose();
+    this.shift = { key, values };
+    return values;
   }
 
   /**
@@ -108,8 +165,14 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
     opName: string,
     allReduceSums: (sums: Tensor) => Tensor,
   ): Tensor {
-    const { mean, invstd, count } = F.batchNormMergeStats(records, this.eps,
+    const merged = F.batchNormMergeStats(records, this.eps,
       this.trackRunningStats ? this.runningMean : null, this.trackRunningStats ? this.runningVar : null, factor);
+    return this.normalizeMerged(x, merged, opName, allReduceSums);
+  }
+
+  /** Normalises x by the group's merged statistics and records the autograd node (see normalizeSynced). */
+  private normalizeMerged(x: Tensor, { mean, invstd, count }: F.MergedStats, opName: string,
+    allReduceSums: (sums: Tensor) => Tensor): Tensor {
     const { weight, bias } = this;
     const y = F.batchNormElemt(x, mean, invstd, weight, bias);
     return recordOp(y, opName, [x, weight, bias], [x, weight, mean, invstd, count],
@@ -126,17 +189,33 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
    * must allow training, before the records are used.
    */
   private checkRecords(gathered: Float32Array, x: Tensor, group: ProcessGroup): void {
-    const c = this.numFeatures;
-    const width = 2 * c + 2;
+    const width = 2 * this.numFeatures + 2;
     let globalCount = 0;
     for (let r = 0; r < group.size; r++) {
-      const tag = gathered[r * width + width - 1];
-      if (tag !== this.layerTag) {
-        throw new Error(`SyncBatchNorm: ranks disagree on the layer sequence: group rank ${group.rank} is in ` +
-          `layer '${this.name}' (${c} channels, tag ${this.layerTag}), group rank ${r} in a layer tagged ${tag}`);
-      }
+      this.checkTag(gathered[r * width + width - 1], r, group);
       globalCount += gathered[r * width + width - 2];
     }
+    this.checkCount(globalCount, x);
+  }
+
+  /**
+   * The same checks on the summed 'allReduce' record: slot r of the tag slots holds
+   * rank r's tag (the others add 0, so the sum is exact), the count is the group's.
+   */
+  private checkSums(summed: Float32Array, x: Tensor, group: ProcessGroup): void {
+    const c = this.numFeatures;
+    for (let r = 0; r < group.size; r++) this.checkTag(summed[2 * c + 1 + r], r, group);
+    this.checkCount(summed[2 * c], x);
+  }
+
+  private checkTag(tag: number, r: number, group: ProcessGroup): void {
+    if (tag !== this.layerTag) {
+      throw new Error(`SyncBatchNorm: ranks disagree on the layer sequence: group rank ${group.rank} is in ` +
+        `layer '${this.name}' (${this.numFeatures} channels, tag ${this.layerTag}), group rank ${r} in a layer tagged ${tag}`);
+    }
+  }
+
+  private checkCount(globalCount: number, x: Tensor): void {
     if (globalCount === 1) {
       throw new Error(`SyncBatchNorm: expected more than 1 value per channel when training, got ${globalCount} ` +
         `over the group (local input ${formatShape(x.shape)})`);
@@ -147,10 +226,11 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
    * Replaces every BatchNorm1d/2d/3d in the tree with a SyncBatchNorm sharing
    * its parameters and buffers; returns a new layer when the root is one.
    */
-  static convertSyncBatchnorm<M extends nn.Module>(module: M, processGroup?: ProcessGroup | null): M | SyncBatchNorm {
+  static convertSyncBatchnorm<M extends nn.Module>(module: M, processGroup?: ProcessGroup | null,
+    opts: { statsExchange?: StatsExchange } = {}): M | SyncBatchNorm {
     return convertBatchNorms(module, (bn, path) => new SyncBatchNorm(bn.numFeatures, {
       eps: bn.eps, momentum: bn.momentum, affine: bn.affine, trackRunningStats: bn.trackRunningStats, processGroup,
-      name: path || bn.constructor.name,
+      name: path || bn.constructor.name, statsExchange: opts.statsExchange,
     })) as M | SyncBatchNorm;
   }
 

@@ -10,16 +10,18 @@ test('the SyncBatchNorm fixture covers world sizes 1 to 4', (t) => {
 });
 
 for (const backend of ['threads', 'gloo'] as Backend[]) {
-  for (const n of [1, 2, 3, 4]) {
-    test(`SyncBatchNorm equals BatchNorm on the concatenated batch: ${backend}, ${n} rank(s)`, async (t) => {
-      if (!(await backendReady(t, backend))) return;
-      const job = await runJob(backend, n, 'syncbn-fixtures');
-      const expected = cases.filter((c) => c.worldSize === n).length;
-      t.true(expected > 0);
-      t.deepEqual(job.lines('COUNT').map((l) => Number(l[0])), new Array(n).fill(expected));
-      assertJob(t, job, n, expected);
-      const worst = Math.max(...job.results.flat().map((c) => c.worst));
-      t.log(`${backend} x${n}: ${job.results.flat().length} checks, worst error ${worst.toFixed(3)} of the tolerance`);
-    });
+  for (const exchange of ['allGather', 'allReduce'] as const) {
+    for (const n of [1, 2, 3, 4]) {
+      test(`SyncBatchNorm equals BatchNorm on the concatenated batch: ${backend}, ${n} rank(s), ${exchange}`, async (t) => {
+        if (!(await backendReady(t, backend))) return;
+        const job = await runJob(backend, n, 'syncbn-fixtures', [], { env: { BAGUA_TEST_STATS_EXCHANGE: exchange } });
+        const expected = cases.filter((c) => c.worldSize === n).length;
+        t.true(expected > 0);
+        t.deepEqual(job.lines('COUNT').map((l) => Number(l[0])), new Array(n).fill(expected));
+        assertJob(t, job, n, expected);
+        const worst = Math.max(...job.results.flat().map((c) => c.worst));
+        t.log(`${backend} x${n} ${exchange}: ${job.results.flat().length} checks, worst error ${worst.toFixed(3)} of the tolerance`);
+      });
+    }
   }
 }

@@ -100,6 +100,15 @@ export interface Backend {
   /** stats: `ranks` records `stride` (>= 2c + 1) floats apart, each mean, var, count (the rest unread) */
   bnMergeStats(mean: Handle, invstd: Handle, count: Handle, stats: Handle, ranks: number, c: number, stride: number,
     eps: number, runningMean: Handle | null, runningVar: Handle | null, factor: number): void;
+  /**
+   * sums: float[2c + 1 + ranks] = sum(x - shift), sum((x - shift)^2) per channel, count, then
+   * `ranks` tag slots (tag in slot `rank`, 0 elsewhere): the record SyncBatchNorm all-reduces.
+   */
+  bnStatsSums(sums: Handle, x: Handle, shift: Handle | null, n: number, c: number, hw: number, ranks: number,
+    rank: number, tag: number): void;
+  /** Merge of all-reduced sums (S1, S2, count); shift (inout) becomes the merged mean when the count is > 0. */
+  bnMergeSums(mean: Handle, invstd: Handle, count: Handle, shift: Handle, sums: Handle, c: number, eps: number,
+    runningMean: Handle | null, runningVar: Handle | null, factor: number): void;
   bnInvstd(invstd: Handle, variance: Handle, c: number, eps: number): void;
   bnElemt(y: Handle, x: Handle, mean: Handle, invstd: Handle, weight: Handle | null,
     bias: Handle | null, n: number, c: number, hw: number): void;

@@ -140,6 +140,30 @@ test('batch-norm statistics, their merge across ranks, the running update and no
   t.deepEqual(read(y), [-8, -2, 4, 10]);
 });
 
+test("batch-norm shifted sums ('allReduce' exchange): tag slots, the merge from sums, the shift update", (t) => {
+  // x [2, 1, 2] = 1, 2, 3, 4 shifted by 2: S1 = 2, S2 = 1 + 0 + 1 + 4 = 6; 3 ranks, this one rank 1, tag 7
+  const sums = zeros(6);
+  b.bnStatsSums(sums, f([1, 2, 3, 4]), f([2]), 2, 1, 2, 3, 1, 7);
+  t.deepEqual(read(sums), [2, 6, 4, 0, 7, 0]);
+  // ranks {1, 2} and {3, 4} shifted by 2, summed: S1 = -1 + 3 = 2, S2 = 1 + 0 + 1 + 4 = 6, N = 4
+  const mean = zeros(1);
+  const invstd = zeros(1);
+  const count = zeros(1);
+  const shift = f([2]);
+  const rm = f([0]);
+  const rv = f([1]);
+  b.bnMergeSums(mean, invstd, count, shift, f([2, 6, 4, 5, 5]), 1, 1e-5, rm, rv, 0.1);
+  t.true(near(read(mean), [2.5]));
+  t.true(near(read(invstd), [1 / Math.sqrt(1.25 + 1e-5)]));
+  t.deepEqual(read(count), [4]);
+  t.true(near(read(rm), [0.25]));
+  t.true(near(read(rv), [0.9 + 0.1 * 1.25 * 4 / 3]), 'the running variance is unbiased');
+  t.deepEqual(read(shift), [2.5], 'the shift follows the merged mean');
+  // no shift is a shift of 0
+  b.bnStatsSums(sums, f([1, 2, 3, 4]), null, 2, 1, 2, 1, 0, 3);
+  t.deepEqual(read(sums).slice(0, 4), [10, 30, 4, 3]);
+});
+
 test('sgd: plain, momentum (the first step seeds the buffer), weight decay', (t) => {
   const p = f([1, 2]);
   b.sgd(p, null, f([1, 1]), 2, 0.5, 0, 0, 0, false, true);

@@ -185,6 +185,14 @@ export const KERNELS = {
     inp('stats', (a) => (a.ranks > 0 ? (a.ranks - 1) * a.stride + 2 * a.c + 1 : 0)), i64('ranks'), i64('c'),
     i64('stride'), f32('eps'), inout('runningMean', C, { ...opt, cname: 'running_mean' }),
     inout('runningVar', C, { ...opt, cname: 'running_var' }), f32('factor')]),
+  // SyncBatchNorm's 'allReduce' exchange: [S1, S2, count, tag slots]; the merge reads S1, S2, count
+  bnStatsSums: kernel('bk_bn_stats_sums_f32', [
+    out('sums', (a) => 2 * a.c + 1 + a.ranks), inp('x', NCHW), inp('shift', C, opt), i64('n'), i64('c'), i64('hw'),
+    i64('ranks'), i64('rank'), f32('tag')]),
+  bnMergeSums: kernel('bk_bn_merge_sums_f32', [
+    out('mean', C), out('invstd', C), out('count', ONE), inout('shift', C), inp('sums', (a) => 2 * a.c + 1), i64('c'),
+    f32('eps'), inout('runningMean', C, { ...opt, cname: 'running_mean' }),
+    inout('runningVar', C, { ...opt, cname: 'running_var' }), f32('factor')]),
   bnInvstd: kernel('bk_bn_invstd_f32', [out('invstd', C), inp('variance', C, { cname: 'var' }), i64('c'), f32('eps')]),
   bnElemt: kernel('bk_bn_elemt_f32', [
     out('y', NCHW), inp('x', NCHW), inp('mean', C), inp('invstd', C), inp('weight', C, opt), inp('bias', C, opt),

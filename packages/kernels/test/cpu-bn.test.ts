@@ -5,7 +5,7 @@
 import test from 'ava';
 import { randn } from '@bagua/testing';
 import { cpuBackend as be, loadCpuKernels } from '../src/index.js';
-import { close, F } from './cpu-helpers.js';
+import { close, closeScaled, F } from './cpu-helpers.js';
 
 // ------------------------------------------------------------------ batch norm
 
@@ -294,4 +294,75 @@ test('cpu: sgd rejects nesterov with dampening, and a missing momentum buffer', 
   const k = loadCpuKernels();
   t.not(k.fn.bk_sgd_f32(p, null, g, 4, 0.1, 0.9, 0, 0, 0, 1, null), 0);
   t.regex(k.library.lastError(), /bk_sgd_f32: momentum_buf is NULL/);
+});
+
+// ------------------------------------------------------------------ the 'allReduce' exchange's sums
+
+/** Double reference of S1 = sum(x - s), S2 = sum((x - s)^2) per channel, and sum |x - s| (the scale of S1's error). */
+function sumsRef(x: Float32Array, n: number, c: number, hw: number, shift: number[]) {
+  const s1: number[] = [], s2: number[] = [], abs: number[] = [];
+  for (let ch = 0; ch < c; ch++) {
+    let a = 0, b = 0, m = 0;
+    for (let i = 0; i < n; i++) for (let j = 0; j < hw; j++) {
+      const d = x[(i * c + ch) * hw + j]! - shift[ch]!;
+      a += d; b += d * d; m += Math.abs(d);
+    }
+    s1.push(a); s2.push(b); abs.push(m);
+  }
+  return { s1, s2, abs };
+}
+
+for (const [n, c, hw] of bnShapes) {
+  test(`cpu: bnStatsSums [${n},${c},${hw}] writes shifted sums, count and tag slots; bnMergeSums gives the stats back`, (t) => {
+    const x = bnInput(n, c, hw, n * 1000 + c * 10 + hw);
+    const ref = bnRef(x, n, c, hw);
+    // a shift near the mean (as the layer keeps it), and none
+    for (const shift of [ref.mean.map((m, ch) => Math.fround(m + 0.25 * Math.sqrt(ref.var[ch]!))), null]) {
+      const s = shift ?? new Array(c).fill(0);
+      const sums = new Float32Array(2 * c + 1 + 3).fill(NaN);
+      be.bnStatsSums(sums, x, shift && F(shift), n, c, hw, 3, 1, 0xabcdef);
+      const want = sumsRef(x, n, c, hw, s);
+      closeScaled(t, sums.subarray(0, c), want.s1, want.abs, 'S1', 1e-6);
+      close(t, sums.subarray(c, 2 * c), want.s2, 'S2', 1e-6, 0);
+      t.deepEqual([...sums.subarray(2 * c)], [n * hw, 0, 0xabcdef, 0], 'count and tag slots');
+      if (!shift) continue; // without a shift the float32 sums of the 1e4 channel cannot keep its variance
+      const mean = new Float32Array(c), invstd = new Float32Array(c), count = new Float32Array(1);
+      const rm = new Float32Array(c), rv = new Float32Array(c).fill(1), sh = F(shift);
+      be.bnMergeSums(mean, invstd, count, sh, sums, c, 1e-5, rm, rv, 1);
+      close(t, mean, ref.mean, 'merged mean', 1e-6, 1e-6);
+      close(t, rv, ref.var.map((v) => (v * n * hw) / (n * hw - 1)), 'unbiased variance (factor 1)', 1e-5, 0);
+      close(t, invstd, ref.var.map((v) => 1 / Math.sqrt(v + 1e-5)), 'invstd', 1e-5, 0);
+      t.is(count[0], n * hw);
+      t.deepEqual([...sh], [...mean], 'the shift becomes the merged mean');
+    }
+  });
+}
+
+test('cpu: bnMergeSums of the summed records of 3 ranks (one empty) equals the stats of the concatenated batch', (t) => {
+  const c = 4, hw = 5, ns = [3, 0, 6];
+  const xs = ns.map((n, r) => bnInput(n, c, hw, 40 + r));
+  const all = new Float32Array(ns.reduce((a, b) => a + b, 0) * c * hw);
+  let off = 0;
+  for (const x of xs) { all.set(x, off); off += x.length; }
+  const ref = bnRef(all, all.length / (c * hw), c, hw);
+  const shift = F(ref.mean.map((m) => m - 0.1));
+  const summed = new Float32Array(2 * c + 1 + 3);
+  xs.forEach((x, r) => {
+    const rec = new Float32Array(summed.length);
+    be.bnStatsSums(rec, x, shift, ns[r]!, c, hw, 3, r, 7 + r);
+    for (let i = 0; i < rec.length; i++) summed[i] = Math.fround(summed[i]! + rec[i]!);
+  });
+  t.deepEqual([...summed.subarray(2 * c)], [ref.count, 7, 8, 9], 'the global count, every rank\'s tag in its slot');
+  const mean = new Float32Array(c), invstd = new Float32Array(c), count = new Float32Array(1);
+  be.bnMergeSums(mean, invstd, count, shift, summed, c, 1e-5, null, null, 0);
+  close(t, mean, ref.mean, 'mean', 1e-6, 1e-6);
+  close(t, invstd, ref.var.map((v) => 1 / Math.sqrt(v + 1e-5)), 'invstd', 1e-5, 0);
+  // a global count of 0: mean 0, invstd 1/sqrt(eps), the shift and running stats untouched
+  const sh = F([1, 2, 3, 4]), rm = F([5, 5, 5, 5]), rv = F([6, 6, 6, 6]);
+  be.bnMergeSums(mean, invstd, count, sh, new Float32Array(2 * c + 1), c, 1e-4, rm, rv, 0.5);
+  t.deepEqual([...mean, ...invstd.map((v) => Math.round(v)), count[0]], [0, 0, 0, 0, 100, 100, 100, 100, 0]);
+  t.deepEqual([...sh, ...rm, ...rv], [1, 2, 3, 4, 5, 5, 5, 5, 6, 6, 6, 6]);
+  t.throws(() => be.bnMergeSums(mean, invstd, count, sh, F([0, 0, 0, 0, 0, 0, 0, 0, -1]), c, 1e-5, null, null, 0),
+    { message: /bnMergeSums: .*negative or NaN/ });
+  t.throws(() => be.bnStatsSums(new Float32Array(2 * c + 3), all, null, 1, c, hw, 2, 2, 0), { message: /rank 2 is not in \[0, ranks = 2\)/ });
 });

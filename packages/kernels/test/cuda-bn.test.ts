@@ -147,3 +147,42 @@ gpuTest('bnBackwardReduce and bnBackwardElemt', (t) => {
     }
   }
 });
+
+gpuTest("bnStatsSums and bnMergeSums (the 'allReduce' exchange): every path, a shift near the mean and none", (t) => {
+  for (const [label, n, c, hw] of BN_SHAPES) {
+    const x = randn(n * c * hw, n + c + hw, 3, 2);
+    for (const shift of [randn(c, 7, 3, 0.5), null]) {
+      const r = both({ sums: { n: 2 * c + 1 + 3 }, x, shift },
+        (b, hh) => b.bnStatsSums(h(hh, 'sums'), h(hh, 'x'), hh.shift ?? null, n, c, hw, 3, 2, 0x654321));
+      // S1 may cancel to near 0: its error is bounded by the sum of |x - s| (about 2 * count here)
+      const scale = new Float32Array(2 * c + 4).fill(n * hw * (shift ? 3 : 8));
+      close(t, r.gpu.sums, r.cpu.sums, `bnStatsSums ${label}${shift ? '' : ', no shift'}`, { rtol: 1e-5, atol: 0, scale, rtolScale: 1e-6 });
+      exact(t, r.gpu.sums?.subarray(2 * c) ?? null, r.cpu.sums?.subarray(2 * c) ?? null, `bnStatsSums ${label}: count and tag slots`);
+    }
+  }
+  const e = both({ sums: { n: 4 * 2 + 1 + 2 }, x: new Float32Array(0) },
+    (b, hh) => b.bnStatsSums(h(hh, 'sums'), h(hh, 'x'), null, 0, 4, 10, 2, 0, 5));
+  exact(t, e.gpu.sums, e.cpu.sums, 'bnStatsSums of an empty batch: zeros, count 0, the tag in slot 0');
+
+  const c = 37;
+  const sums = new Float32Array(2 * c + 1 + 2);
+  sums.set(randn(c, 11, 0, 3), 0);
+  sums.set(uniform(c, 12, 400, 900), c);
+  sums[2 * c] = 615;
+  for (const running of [false, true]) {
+    const rm = randn(c, 5), rv = uniform(c, 6, 0.5, 2);
+    const r = both({ mean: { n: c }, invstd: { n: c }, count: { n: 1 }, shift: randn(c, 13, 50, 1), sums,
+      rm: running ? rm : null, rv: running ? rv : null },
+    (b, hh) => b.bnMergeSums(h(hh, 'mean'), h(hh, 'invstd'), h(hh, 'count'), h(hh, 'shift'), h(hh, 'sums'), c, 1e-5,
+      hh.rm ?? null, hh.rv ?? null, 0.1));
+    // both merge in double and round once
+    close(t, r.gpu.mean, r.cpu.mean, 'merged mean', { rtol: 1e-7, atol: 1e-7 });
+    close(t, r.gpu.invstd, r.cpu.invstd, 'merged invstd', { rtol: 1e-7, atol: 0 });
+    exact(t, r.gpu.count, r.cpu.count, 'global count');
+    exact(t, r.gpu.shift, r.gpu.mean, 'the shift becomes the merged mean');
+    if (running) {
+      close(t, r.gpu.rm, r.cpu.rm, 'running mean', { rtol: 1e-7, atol: 1e-7 });
+      close(t, r.gpu.rv, r.cpu.rv, 'running var', { rtol: 1e-7, atol: 0 });
+    }
+  }
+});

@@ -1,6 +1,7 @@
 /** What a rank script tells the test: one `RESULT <json>` line per check (the launcher prefixes `[rank N] `). */
 import { compare, describe, DEFAULT_TOL, type Tolerance } from '@bagua/testing';
 import type { Tensor } from '@bagua/core';
+import type { StatsExchange } from '../../src/index.js';
 
 export interface Check {
   name: string;
@@ -34,3 +35,10 @@ export function fail(check: Check, detail: string): void {
 }
 
 export const newCheck = (name: string): Check => ({ name, ok: true, worst: 0, details: [] });
+
+/** The SyncBatchNorm statistics exchange a job tests (BAGUA_TEST_STATS_EXCHANGE; default allGather). */
+export function exchangeUnderTest(): StatsExchange {
+  const v = process.env.BAGUA_TEST_STATS_EXCHANGE ?? 'allGather';
+  if (v !== 'allGather' && v !== 'allReduce') throw new Error(`BAGUA_TEST_STATS_EXCHANGE: unknown exchange ${v}`);
+  return v;
+}

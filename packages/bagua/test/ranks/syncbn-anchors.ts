@@ -6,11 +6,12 @@
  */
 import { F, manualSeed, nn, noGrad, optim, randn, tensor, type Tensor } from '@bagua/core';
 import * as bagua from '../../src/index.js';
-import { expectClose, fail, newCheck, report, type Check } from './report.js';
+import { exchangeUnderTest, expectClose, fail, newCheck, report, type Check } from './report.js';
 
 await bagua.initProcessGroup();
 const group = bagua.defaultGroup();
 const { rank, size } = group;
+const statsExchange = exchangeUnderTest();
 const host = (t: Tensor) => t.toArray() as Float32Array;
 
 /** Every rank's values, concatenated in rank order (sizes may differ per rank). */
@@ -51,7 +52,8 @@ function ddpCase(name: string, opts: { affine?: boolean; twoD?: boolean; sizes: 
   const distributed = new BatchNormNet(opts.affine ?? true, opts.twoD ?? false);
   const singleOpt = new optim.SGD(single.parameters(), { lr: 1 });
   const distOpt = new optim.SGD(distributed.parameters(), { lr: 1 });
-  const model = bagua.SyncBatchNorm.convertSyncBatchnorm(distributed).withBagua([distOpt], new bagua.GradientAllReduce());
+  const model = bagua.SyncBatchNorm.convertSyncBatchnorm(distributed, undefined, { statsExchange })
+    .withBagua([distOpt], new bagua.GradientAllReduce());
   const first = opts.sizes.slice(0, rank).reduce((a, b) => a + b, 0);
   const mine = opts.sizes[rank];
   const localX = tensor(host(x).slice(first * 2, (first + mine) * 2), { shape: [mine, 2] });
@@ -88,7 +90,7 @@ report(ddpCase('ddp: different input sizes per rank', { sizes: Array.from({ leng
   const counts = Array.from({ length: size }, (_, r) => 2 * r + 3);
   manualSeed(100 + rank);
   const x = randn([counts[rank], 2]).mul(2).add(rank);
-  const layer = new bagua.SyncBatchNorm(2, { momentum: 0.99 });
+  const layer = new bagua.SyncBatchNorm(2, { momentum: 0.99, statsExchange });
   for (let i = 0; i < 100; i++) noGrad(() => layer.forward(x));
   const all = gatherRows(host(x), counts.map((n) => n * 2));
   const n = all.length / 2;
@@ -106,7 +108,7 @@ if (size > 1) { // PyTorch's empty-input tests: a rank with no rows changes noth
   manualSeed(200 + rank);
   const x = randn([counts[rank], 3, 2, 2]).mul(1.5).add(0.5);
   x.requiresGrad = true;
-  const layer = new bagua.SyncBatchNorm(3);
+  const layer = new bagua.SyncBatchNorm(3, { statsExchange });
   const y = layer.forward(x);
   y.mul(y).sum().backward();
   new bagua.GradientAllReduce().beforeStep(layer, group);
@@ -129,7 +131,7 @@ if (size > 1) { // PyTorch's empty-input tests: a rank with no rows changes noth
   const x = randn([32, 8, 16, 16]).mul(3).add(rank);
   const g = randn([32, 8, 16, 16]);
   x.requiresGrad = true;
-  const layer = new bagua.SyncBatchNorm(8);
+  const layer = new bagua.SyncBatchNorm(8, { statsExchange });
   const y = layer.forward(x);
   y.mul(g).sum().backward();
   new bagua.GradientAllReduce().beforeStep(layer, group);

@@ -2,17 +2,21 @@
  * Every case of fixtures/syncbn.json for this world size: each rank takes its
  * rows of the global batch, runs SyncBatchNorm (converted from the plain
  * layer) for three steps with GradientAllReduce, and compares with PyTorch's
- * BatchNorm on the concatenated batch, on BAGUA_TEST_DEVICE (cpu unless set).
+ * BatchNorm on the concatenated batch, on BAGUA_TEST_DEVICE (cpu unless set), with
+ * the statistics exchange of BAGUA_TEST_STATS_EXCHANGE (allGather unless set).
+ * argv[2]: the fixture file (default syncbn.json).
  */
 import { nn, tensor, type Tensor } from '@bagua/core';
 import { loadFixture, testDevice, type FixtureTensor } from '@bagua/testing';
 import * as bagua from '../../src/index.js';
-import { expectClose, fail, newCheck, report } from './report.js';
+import { exchangeUnderTest, expectClose, fail, newCheck, report } from './report.js';
 
 interface Step {
   input: FixtureTensor; gradOutput: FixtureTensor; output: FixtureTensor; gradInput: FixtureTensor;
   gradWeight: FixtureTensor | null; gradBias: FixtureTensor | null;
   runningMean: FixtureTensor | null; runningVar: FixtureTensor | null; numBatchesTracked: number | null;
+  /** syncbn-largemean.json: the absolute error float32 cannot avoid there (the generator says why) */
+  tolerance?: { output: number; gradInput: number; gradWeight?: number };
 }
 interface Case {
   name: string; worldSize: number; sizes: number[]; module: 'BatchNorm1d' | 'BatchNorm2d' | 'BatchNorm3d';
@@ -24,7 +28,8 @@ await bagua.initProcessGroup();
 const group = bagua.defaultGroup();
 const { rank, size } = group;
 const device = testDevice();
-const cases = loadFixture<{ cases: Case[] }>('syncbn.json').cases.filter((c) => c.worldSize === size);
+const statsExchange = exchangeUnderTest();
+const cases = loadFixture<{ cases: Case[] }>(process.argv[2] ?? 'syncbn.json').cases.filter((c) => c.worldSize === size);
 console.log(`COUNT ${cases.length}`);
 
 /** This rank's rows of a global [N, ...] fixture tensor. */
@@ -44,7 +49,7 @@ for (const c of cases) {
     const plain = new nn[c.module](c.numFeatures, c.options);
     if (c.initial.weight) plain.weight!._assign(tensor(c.initial.weight.data));
     if (c.initial.bias) plain.bias!._assign(tensor(c.initial.bias.data));
-    const sync = bagua.SyncBatchNorm.convertSyncBatchnorm(plain);
+    const sync = bagua.SyncBatchNorm.convertSyncBatchnorm(plain, undefined, { statsExchange });
     if (!(sync instanceof bagua.SyncBatchNorm)) throw new Error('convertSyncBatchnorm did not return a SyncBatchNorm');
     sync.to(device);
     const allReduce = new bagua.GradientAllReduce();
@@ -54,10 +59,13 @@ for (const c of cases) {
       const y = sync.forward(x);
       y.mul(rows(s.gradOutput, c.sizes)).sum().backward();
       allReduce.beforeStep(sync, group);
-      expectClose(check, `step ${i} output`, y, slice(s.output, c.sizes));
-      expectClose(check, `step ${i} gradInput`, x.grad ?? (x.numel === 0 ? new Float32Array() : null), slice(s.gradInput, c.sizes));
+      const tol = (atol?: number) => (atol === undefined ? undefined : { rtol: 1e-5, atol });
+      expectClose(check, `step ${i} output`, y, slice(s.output, c.sizes), tol(s.tolerance?.output));
+      expectClose(check, `step ${i} gradInput`, x.grad ?? (x.numel === 0 ? new Float32Array() : null), slice(s.gradInput, c.sizes),
+        tol(s.tolerance?.gradInput));
       // GradientAllReduce averages the ranks' partial sums: the global gradient / world size.
-      expectClose(check, `step ${i} gradWeight`, sync.weight?.grad, scaled(s.gradWeight, 1 / size));
+      const gw = s.tolerance?.gradWeight;
+      expectClose(check, `step ${i} gradWeight`, sync.weight?.grad, scaled(s.gradWeight, 1 / size), tol(gw && gw / size));
       expectClose(check, `step ${i} gradBias`, sync.bias?.grad, scaled(s.gradBias, 1 / size));
       expectClose(check, `step ${i} runningMean`, sync.runningMean, s.runningMean?.data);
       expectClose(check, `step ${i} runningVar`, sync.runningVar, s.runningVar?.data);

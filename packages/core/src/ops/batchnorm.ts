@@ -84,6 +84,51 @@ export function batchNormMergeStats(stats: Tensor, eps: number, runningMean: Ten
   return { mean, invstd, count };
 }
 
+/**
+ * The record of SyncBatchNorm's 'allReduce' exchange, [2C + 1 + ranks]: per channel
+ * sum(x - shift) and sum((x - shift)^2), the count, then `ranks` tag slots holding
+ * `tag` in slot `rank` and 0 elsewhere. Summed over the ranks (one sum all-reduce) it
+ * is the group's shifted sums, count, and every rank's tag in its slot. `shift` [C]
+ * must be the same on every rank (null: 0); the closer to the mean, the fewer digits
+ * the sums lose in float32.
+ */
+export function batchNormStatsSums(x: Tensor, shift: Tensor | null, ranks: number, rank: number, tag = 0): Tensor {
+  const op = 'batchNormStatsSums';
+  const backend = floatInputs(op, x, shift);
+  finite(op, 'tag', tag);
+  if (!Number.isInteger(ranks) || ranks < 1 || !Number.isInteger(rank) || rank < 0 || rank >= ranks) {
+    throw new Error(`${op}: rank ${rank} is not in [0, ${ranks})`);
+  }
+  const { n, c, hw } = bnLayout(op, x);
+  if (shift && shift.numel < c) throw new Error(`${op}: shift of shape ${fmt(shift.shape)} has fewer than ${c} values`);
+  const sums = empty([2 * c + 1 + ranks], 'float32', x.device);
+  backend.bnStatsSums(sums.handle(op), x.handle(op), shift?.handle(op) ?? null, n, c, hw, ranks, rank, tag);
+  return sums;
+}
+
+/**
+ * Merges an all-reduced batchNormStatsSums record (its first 2C + 1 values): mean =
+ * shift + S1/N, biased var = (S2 - S1^2/N)/N, running buffers as batchNormMergeStats.
+ * `shift` (its first C values) is then set to the merged mean, in place, when N > 0.
+ */
+export function batchNormMergeSums(sums: Tensor, shift: Tensor, c: number, eps: number, runningMean: Tensor | null,
+  runningVar: Tensor | null, factor: number): MergedStats {
+  const op = 'batchNormMergeSums';
+  const backend = floatInputs(op, sums, shift, runningMean, runningVar);
+  finite(op, 'eps', eps, { positive: true });
+  finite(op, 'momentum factor', factor);
+  if (sums.numel < 2 * c + 1) throw new Error(`${op}: sums of shape ${fmt(sums.shape)} hold fewer than 2C + 1 = ${2 * c + 1} values`);
+  if (shift.numel < c) throw new Error(`${op}: shift of shape ${fmt(shift.shape)} has fewer than ${c} values`);
+  channelVector(op, 'runningMean', runningMean, c);
+  channelVector(op, 'runningVar', runningVar, c);
+  const mean = empty([c], 'float32', sums.device);
+  const invstd = empty([c], 'float32', sums.device);
+  const count = empty([1], 'float32', sums.device);
+  backend.bnMergeSums(mean.handle(op), invstd.handle(op), count.handle(op), shift.handle(op), sums.handle(op), c, eps,
+    runningMean?.handle(op) ?? null, runningVar?.handle(op) ?? null, factor);
+  return { mean, invstd, count };
+}
+
 /** y = (x - mean) * invstd * weight + bias */
 export function batchNormElemt(x: Tensor, mean: Tensor, invstd: Tensor, weight: Tensor | null,
   bias: Tensor | null): Tensor {

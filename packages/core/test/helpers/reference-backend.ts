@@ -371,6 +371,52 @@ export class ReferenceBackend implements Backend {
     }
   }
 
+  /** sums: float[2c + 1 + ranks] = sum(x - s), sum((x - s)^2), count, tag slots (direct sums in doubles) */
+  bnStatsSums(sums: Handle, x: Handle, shift: Handle | null, n: number, c: number, hw: number, ranks: number,
+    rank: number, tag: number): void {
+    arity('bnStatsSums', arguments, 9);
+    const S = f32(sums);
+    const X = f32(x);
+    for (let ch = 0; ch < c; ch++) {
+      const s = shift ? f32(shift)[ch] : 0;
+      let s1 = 0;
+      let s2 = 0;
+      for (let b = 0; b < n; b++) {
+        for (let i = 0; i < hw; i++) {
+          const d = X[(b * c + ch) * hw + i] - s;
+          s1 += d;
+          s2 += d * d;
+        }
+      }
+      S[ch] = s1;
+      S[c + ch] = s2;
+    }
+    S[2 * c] = n * hw;
+    for (let r = 0; r < ranks; r++) S[2 * c + 1 + r] = r === rank ? tag : 0;
+  }
+
+  /** mean = shift + S1/N, var = (S2 - S1^2/N)/N; shift = mean when N > 0 */
+  bnMergeSums(mean: Handle, invstd: Handle, count: Handle, shift: Handle, sums: Handle, c: number, eps: number,
+    runningMean: Handle | null, runningVar: Handle | null, factor: number): void {
+    arity('bnMergeSums', arguments, 10);
+    const S = f32(sums);
+    const Sh = f32(shift);
+    const total = S[2 * c];
+    f32(count)[0] = total;
+    for (let ch = 0; ch < c; ch++) {
+      const d = total ? S[ch] / total : 0;
+      const m = total ? Sh[ch] + d : 0;
+      const v = total ? Math.max(S[c + ch] / total - d * d, 0) : 0;
+      f32(mean)[ch] = m;
+      f32(invstd)[ch] = 1 / Math.sqrt(v + eps);
+      if (total > 1) {
+        if (runningMean) f32(runningMean)[ch] = (1 - factor) * f32(runningMean)[ch] + factor * m;
+        if (runningVar) f32(runningVar)[ch] = (1 - factor) * f32(runningVar)[ch] + factor * v * total / (total - 1);
+      }
+      if (total > 0) Sh[ch] = f32(mean)[ch];
+    }
+  }
+
   bnInvstd(invstd: Handle, variance: Handle, c: number, eps: number): void {
     const I = f32(invstd);
     const V = f32(variance);

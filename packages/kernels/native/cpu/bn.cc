@@ -181,19 +181,12 @@ BK_CLONES void block_stats(const float *x, int64_t ld, int64_t rows, int64_t L, 
 
 }  // namespace
 
-extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, int64_t hw,
-                               float tag, void *) {
-  BK_SIZES3(n, c, hw, per, total);
-  BK_NOTNULL(stats);
-  BK_NOTNULL_IF(total > 0, x);
-  float *smean = stats, *svar = stats + c;
-  stats[2 * c] = (float)per;
-  stats[2 * c + 1] = tag;
-  if (per == 0) {
-    // empty local batch: an all-zero record, skipped by the merge
-    std::fill(stats, stats + 2 * c, 0.0f);
-    return 0;
-  }
+namespace {
+
+// Per-channel moments of x: emit(ch, count, mean, m2) in double, once per channel,
+// after every thread has finished (so emit may write anywhere). per > 0.
+template <class Emit>
+int local_moments(const float *x, int64_t n, int64_t c, int64_t hw, int64_t total, const Emit &emit) {
   if (hw >= kSmallHw) {
     double *st;  // count, mean, m2 per channel
     BK_SCRATCH(st, bk::scratch_d(0, (size_t)(3 * c)));
@@ -216,10 +209,7 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
         }
       }
     });
-    for (int64_t ch = 0; ch < c; ++ch) {
-      smean[ch] = (float)st[3 * ch + 1];
-      svar[ch] = (float)bk_bn::biased_var(st[3 * ch], st[3 * ch + 2]);
-    }
+    for (int64_t ch = 0; ch < c; ++ch) emit(ch, st[3 * ch], st[3 * ch + 1], st[3 * ch + 2]);
     return 0;
   }
   // row layout: per-column state over rows, then columns folded into channels
@@ -238,10 +228,54 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
     double cnt = 0, mean = 0, m2 = 0;
     for (int64_t s = 0; s < hw; ++s)
       bk_bn::chan_merge(cnt, mean, m2, (double)n, cmean[ch * hw + s], cm2[ch * hw + s]);
-    smean[ch] = (float)mean;
-    svar[ch] = (float)bk_bn::biased_var(cnt, m2);
+    emit(ch, cnt, mean, m2);
   }
   return 0;
+}
+
+}  // namespace
+
+extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, int64_t hw,
+                               float tag, void *) {
+  BK_SIZES3(n, c, hw, per, total);
+  BK_NOTNULL(stats);
+  BK_NOTNULL_IF(total > 0, x);
+  float *smean = stats, *svar = stats + c;
+  stats[2 * c] = (float)per;
+  stats[2 * c + 1] = tag;
+  if (per == 0) {
+    // empty local batch: an all-zero record, skipped by the merge
+    std::fill(stats, stats + 2 * c, 0.0f);
+    return 0;
+  }
+  return local_moments(x, n, c, hw, total, [&](int64_t ch, double cnt, double mean, double m2) {
+    smean[ch] = (float)mean;
+    svar[ch] = (float)bk_bn::biased_var(cnt, m2);
+  });
+}
+
+// The shifted sums come from the double moments: S1 = n (mean - s) keeps the digits
+// that rounding the mean to float first would lose when |mean| >> std.
+extern "C" int bk_bn_stats_sums_f32(float *sums, const float *x, const float *shift, int64_t n,
+                                    int64_t c, int64_t hw, int64_t ranks, int64_t rank, float tag,
+                                    void *) {
+  BK_SIZES3(n, c, hw, per, total);
+  BK_NOTNULL(sums);
+  BK_NOTNULL_IF(total > 0, x);
+  BK_REQUIRE(ranks >= 1 && rank >= 0 && rank < ranks, "%s: rank %lld is not in [0, ranks = %lld)",
+             __func__, (long long)rank, (long long)ranks);
+  sums[2 * c] = (float)per;
+  for (int64_t r = 0; r < ranks; ++r) sums[2 * c + 1 + r] = r == rank ? tag : 0.0f;
+  if (per == 0) {
+    std::fill(sums, sums + 2 * c, 0.0f);  // adds nothing to the group's sums
+    return 0;
+  }
+  return local_moments(x, n, c, hw, total, [&](int64_t ch, double cnt, double mean, double m2) {
+    double s1, s2;
+    bk_bn::shifted_sums(cnt, mean, m2, shift ? (double)shift[ch] : 0.0, s1, s2);
+    sums[ch] = (float)s1;
+    sums[c + ch] = (float)s2;
+  });
 }
 
 namespace {
@@ -316,6 +350,32 @@ extern "C" int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, c
   merge_records(acc, acc + c, stats, ranks, c, rec);
   finish_merge(mean, invstd, running_mean, running_var, acc, acc + c, total, (double)eps,
                (double)factor, c);
+  return 0;
+}
+
+extern "C" int bk_bn_merge_sums_f32(float *mean, float *invstd, float *count, float *shift,
+                                    const float *sums, int64_t c, float eps, float *running_mean,
+                                    float *running_var, float factor, void *) {
+  BK_NONNEG(c);
+  BK_NOTNULL(count);
+  BK_NOTNULL(sums);
+  BK_NOTNULL_IF(c > 0, mean, invstd, shift);
+  BK_REQUIRE(eps >= 0.0f, "%s: eps must be >= 0 (got %g)", __func__, (double)eps);
+  BK_REQUIRE((running_mean == nullptr) == (running_var == nullptr),
+             "%s: running_mean and running_var must both be given or both be NULL", __func__);
+  const float total = sums[2 * c];
+  BK_REQUIRE(total >= 0.0f, "%s: the summed count is negative or NaN (%g)", __func__, (double)total);
+  *count = total;
+  double *acc;  // mean, biased var per channel
+  BK_SCRATCH(acc, bk::scratch_d(0, (size_t)(2 * c)));
+  for (int64_t ch = 0; ch < c; ++ch)
+    bk_bn::sums_moments((double)total, (double)sums[ch], (double)sums[c + ch], (double)shift[ch], acc[ch],
+                        acc[c + ch]);
+  // finish_merge takes M2; the variance times the count is exactly that
+  for (int64_t ch = 0; ch < c; ++ch) acc[c + ch] *= (double)total;
+  finish_merge(mean, invstd, running_mean, running_var, acc, acc + c, (double)total, (double)eps,
+               (double)factor, c);
+  if (total > 0.0f) std::copy(mean, mean + c, shift);
   return 0;
 }
 

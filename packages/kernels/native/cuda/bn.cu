@@ -163,11 +163,40 @@ template <> struct Vec<1> {
   static __device__ __forceinline__ float pack(const float *o) { return o[0]; }
 };
 
+// ---- where statistics go ------------------------------------------------------------
+// The stats kernels end with each channel's (count, mean, M2); this writes them as the
+// all-gather record (mean, biased var; one tag slot) or, `sums`, as the all-reduce record
+// (S1, S2 shifted by shift[ch]; `slots` tag slots, the tag in slot `slot`), then count.
+struct StatsOut {
+  float *rec;
+  const float *shift;  // nullable: 0
+  int64_t c;
+  float count, tag;
+  int64_t slots, slot;
+  bool sums;
+  template <class T>
+  __device__ void channel(int64_t ch, T n, double mean, T m2) const {
+    if (sums) {
+      double s1, s2;
+      bk_bn::shifted_sums((double)n, mean, (double)m2, shift ? (double)shift[ch] : 0.0, s1, s2);
+      rec[ch] = (float)s1;
+      rec[c + ch] = (float)s2;
+    } else {
+      rec[ch] = (float)mean;
+      rec[c + ch] = (float)bk_bn::biased_var(n, m2);
+    }
+  }
+  __device__ void header() const {
+    rec[2 * c] = count;
+    for (int64_t i = 0; i < slots; i++) rec[2 * c + 1 + i] = i == slot ? tag : 0.f;
+  }
+};
+
 // ---- statistics: planes ---------------------------------------------------------------
 template <int VEC>
 __global__ void __launch_bounds__(kThreads)
-stats_planes_kernel(float *stats, const float *x, int64_t c, int64_t hwv, int64_t per_v, int bpc,
-                    float *partials, unsigned *counters, float count_total, float tag) {
+stats_planes_kernel(StatsOut out, const float *x, int64_t c, int64_t hwv, int64_t per_v, int bpc,
+                    float *partials, unsigned *counters) {
   using V = Vec<VEC>;
   using T = typename V::T;
   constexpr int U = VEC == 4 ? 4 : 8;  // vectors per batch: 16 or 8 values
@@ -198,12 +227,8 @@ stats_planes_kernel(float *stats, const float *x, int64_t c, int64_t hwv, int64_
   acc = block_merge(acc);
   if (bpc == 1) {
     if (threadIdx.x == 0) {
-      stats[ch] = (float)((double)pivot + (double)acc.mean);
-      stats[c + ch] = bk_bn::biased_var(acc.n, acc.m2);
-      if (ch == 0) {
-        stats[2 * c] = count_total;
-        stats[2 * c + 1] = tag;
-      }
+      out.channel(ch, acc.n, (double)pivot + (double)acc.mean, acc.m2);
+      if (ch == 0) out.header();
     }
     return;
   }
@@ -217,12 +242,8 @@ stats_planes_kernel(float *stats, const float *x, int64_t c, int64_t hwv, int64_
   if (threadIdx.x < 32) {
     WelfordD t = warp_merge_partials(partials + 3 * ch * bpc, bpc);
     if (threadIdx.x == 0) {
-      stats[ch] = (float)((double)pivot + t.mean);
-      stats[c + ch] = (float)bk_bn::biased_var(t.n, t.m2);
-      if (ch == 0) {
-        stats[2 * c] = count_total;
-        stats[2 * c + 1] = tag;
-      }
+      out.channel(ch, t.n, (double)pivot + t.mean, t.m2);
+      if (ch == 0) out.header();
     }
   }
 }
@@ -231,8 +252,8 @@ stats_planes_kernel(float *stats, const float *x, int64_t c, int64_t hwv, int64_
 // Block = 32 column lanes x 8 row lanes; blockIdx.x = column tile, blockIdx.y = row split.
 template <int VEC>
 __global__ void __launch_bounds__(kThreads)
-stats_rows_kernel(float *stats, const float *x, int64_t n, int64_t c, int splits, float *partials,
-                  unsigned *counters, float count_total, float tag) {
+stats_rows_kernel(StatsOut out, const float *x, int64_t n, int64_t c, int splits, float *partials,
+                  unsigned *counters) {
   using V = Vec<VEC>;
   using T = typename V::T;
   constexpr int U = 4;  // rows per batch
@@ -290,14 +311,8 @@ stats_rows_kernel(float *stats, const float *x, int64_t n, int64_t c, int splits
     for (int k = 0; k < 8; k++) w.merge(part[k][lc]);
   }
   if (splits == 1) {
-    if (lc < TILE && gcol < c) {
-      stats[gcol] = (float)((double)__ldg(x + gcol) + (double)w.mean);
-      stats[c + gcol] = bk_bn::biased_var(w.n, w.m2);
-    }
-    if (blockIdx.x == 0 && threadIdx.x == 0) {
-    stats[2 * c] = count_total;
-    stats[2 * c + 1] = tag;
-  }
+    if (lc < TILE && gcol < c) out.channel(gcol, w.n, (double)__ldg(x + gcol) + (double)w.mean, w.m2);
+    if (blockIdx.x == 0 && threadIdx.x == 0) out.header();
     return;
   }
   // partials: [tile][split][TILE] x 3
@@ -317,13 +332,9 @@ stats_rows_kernel(float *stats, const float *x, int64_t n, int64_t c, int splits
       const float *q = p + 3 * (int64_t)s * TILE;
       bk_bn::chan_merge(t.n, t.mean, t.m2, (double)__ldcg(q), (double)__ldcg(q + 1), (double)__ldcg(q + 2));
     }
-    stats[gcol] = (float)((double)__ldg(x + gcol) + t.mean);
-    stats[c + gcol] = (float)bk_bn::biased_var(t.n, t.m2);
+    out.channel(gcol, t.n, (double)__ldg(x + gcol) + t.mean, t.m2);
   }
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
-    stats[2 * c] = count_total;
-    stats[2 * c + 1] = tag;
-  }
+  if (blockIdx.x == 0 && threadIdx.x == 0) out.header();
 }
 
 // ---- backward reduce: planes / rows -------------------------------------------------------
@@ -624,10 +635,39 @@ __global__ void invstd_kernel(float *invstd, const float *var, int64_t c, float 
     invstd[ch] = (float)bk_bn::invstd((double)var[ch], (double)eps);
 }
 
-__global__ void empty_stats_kernel(float *stats, int64_t c, float count, float tag) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i <= 2 * c + 1;
+// An empty local batch: zero moments (or sums), then the header.
+__global__ void empty_stats_kernel(StatsOut out) {
+  const int64_t c = out.c;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < 2 * c;
        i += (int64_t)gridDim.x * blockDim.x)
-    stats[i] = i == 2 * c + 1 ? tag : i == 2 * c ? count : 0.f;
+    out.rec[i] = 0.f;
+  if (blockIdx.x == 0 && threadIdx.x == 0) out.header();
+}
+
+// mean = shift + S1/N, var = (S2 - S1^2/N)/N from an all-reduced sums record, then as
+// merge_stats_kernel; shift = mean for the next step (each thread its own channels).
+__global__ void merge_sums_kernel(float *mean, float *invstd, float *count, float *shift, const float *sums,
+                                  int64_t c, float eps, float *running_mean, float *running_var, float factor,
+                                  DeviceError *err) {
+  const float total = sums[2 * c];
+  const int64_t tid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (tid == 0) {
+    *count = total;
+    if (!(total >= 0.f)) raise_device_error(err, DEVERR_BN_COUNT, 0, 0, 1);
+  }
+  const double cnt = total;
+  for (int64_t ch = tid; ch < c; ch += (int64_t)gridDim.x * blockDim.x) {
+    double m, var;
+    bk_bn::sums_moments(cnt, (double)sums[ch], (double)sums[c + ch], (double)shift[ch], m, var);
+    mean[ch] = (float)m;
+    invstd[ch] = (float)bk_bn::invstd(var, (double)eps);
+    if (running_mean && cnt > 1) {
+      running_mean[ch] = (float)bk_bn::running_update((double)running_mean[ch], m, (double)factor);
+      running_var[ch] = (float)bk_bn::running_update((double)running_var[ch],
+                                                     bk_bn::unbiased_var(var, cnt), (double)factor);
+    }
+    if (cnt > 0) shift[ch] = (float)m;
+  }
 }
 
 // ---- launch planning -------------------------------------------------------------------
@@ -679,33 +719,38 @@ using namespace bk;
 
 extern "C" {
 
-BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, int64_t hw,
-                           float tag, void *stream) {
+}  // extern "C"
+
+namespace bk {
+namespace {
+// Both stats entry points: the same kernels, writing `out`.
+int launch_stats(const char *fn, StatsOut out, const float *x, int64_t n, int64_t c, int64_t hw, void *stream) {
   int64_t per = 0, total = 0;
-  BK_TRY(check_sizes("bk_bn_stats_f32", n, c, hw, &per, &total));
-  BK_REQUIRE(stats, "bk_bn_stats_f32: stats is NULL");
-  BK_REQUIRE(total == 0 || x, "bk_bn_stats_f32: x is NULL");
+  BK_TRY(check_sizes(fn, n, c, hw, &per, &total));
+  BK_REQUIRE(out.rec, "%s: stats is NULL", fn);
+  BK_REQUIRE(total == 0 || x, "%s: x is NULL", fn);
   cudaStream_t s = as_stream(stream);
   int dev;
   BK_TRY(current_device(&dev));
-  const float count = (float)per;
+  out.c = c;
+  out.count = (float)per;
   if (total == 0) {
-    empty_stats_kernel<<<grid_for(2 * c + 2, kThreads, dev), kThreads, 0, s>>>(stats, c, count, tag);
+    empty_stats_kernel<<<grid_for(2 * c + 1, kThreads, dev), kThreads, 0, s>>>(out);
     return check_launch("bn_stats");
   }
   if (hw == 1 && c > 1) {
     const int vec = (c % 4 == 0 && aligned16(x)) ? 4 : 1;
     const int64_t tiles = ceil_div(c, 32 * vec);
-    BK_REQUIRE(tiles <= 0x7fffffff, "bk_bn_stats_f32: too many channels");
+    BK_REQUIRE(tiles <= 0x7fffffff, "%s: too many channels", fn);
     const int splits = row_splits(vec == 4 ? (const void *)stats_rows_kernel<4> : (const void *)stats_rows_kernel<1>,
                                   dev, tiles, n);
     Workspace ws{};
     if (splits > 1) BK_TRY(workspace(s, tiles, tiles * splits * 32 * vec * 3, &ws));
     dim3 grid((unsigned)tiles, (unsigned)splits);
     if (vec == 4)
-      stats_rows_kernel<4><<<grid, kThreads, 0, s>>>(stats, x, n, c, splits, ws.partials, ws.counters, count, tag);
+      stats_rows_kernel<4><<<grid, kThreads, 0, s>>>(out, x, n, c, splits, ws.partials, ws.counters);
     else
-      stats_rows_kernel<1><<<grid, kThreads, 0, s>>>(stats, x, n, c, splits, ws.partials, ws.counters, count, tag);
+      stats_rows_kernel<1><<<grid, kThreads, 0, s>>>(out, x, n, c, splits, ws.partials, ws.counters);
     return check_launch("bn_stats");
   }
   const int vec = (hw % 4 == 0 && aligned16(x)) ? 4 : 1;
@@ -713,15 +758,33 @@ BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, i
   const int bpc = blocks_per_channel(
       vec == 4 ? (const void *)stats_planes_kernel<4> : (const void *)stats_planes_kernel<1>, dev, c, per_v,
       vec == 4 ? 8 : 16);
-  BK_REQUIRE(c * bpc <= 0x7fffffff, "bk_bn_stats_f32: too many channels");
+  BK_REQUIRE(c * bpc <= 0x7fffffff, "%s: too many channels", fn);
   Workspace ws{};
   if (bpc > 1) BK_TRY(workspace(s, c, c * bpc * 3, &ws));
   const unsigned grid = (unsigned)(c * bpc);
   if (vec == 4)
-    stats_planes_kernel<4><<<grid, kThreads, 0, s>>>(stats, x, c, hwv, per_v, bpc, ws.partials, ws.counters, count, tag);
+    stats_planes_kernel<4><<<grid, kThreads, 0, s>>>(out, x, c, hwv, per_v, bpc, ws.partials, ws.counters);
   else
-    stats_planes_kernel<1><<<grid, kThreads, 0, s>>>(stats, x, c, hwv, per_v, bpc, ws.partials, ws.counters, count, tag);
+    stats_planes_kernel<1><<<grid, kThreads, 0, s>>>(out, x, c, hwv, per_v, bpc, ws.partials, ws.counters);
   return check_launch("bn_stats");
+}
+}  // namespace
+}  // namespace bk
+
+extern "C" {
+
+BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, int64_t hw,
+                           float tag, void *stream) {
+  StatsOut out{stats, nullptr, c, 0.f, tag, 1, 0, false};
+  return launch_stats("bk_bn_stats_f32", out, x, n, c, hw, stream);
+}
+
+BK_API int bk_bn_stats_sums_f32(float *sums, const float *x, const float *shift, int64_t n, int64_t c,
+                                int64_t hw, int64_t ranks, int64_t rank, float tag, void *stream) {
+  BK_REQUIRE(ranks >= 1 && rank >= 0 && rank < ranks, "bk_bn_stats_sums_f32: rank %lld is not in [0, ranks = %lld)",
+             (long long)rank, (long long)ranks);
+  StatsOut out{sums, shift, c, 0.f, tag, ranks, rank, true};
+  return launch_stats("bk_bn_stats_sums_f32", out, x, n, c, hw, stream);
 }
 
 BK_API int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, const float *stats,
@@ -744,6 +807,24 @@ BK_API int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, const
   merge_stats_kernel<<<grid_for(c > 0 ? c : 1, kThreads, dev), kThreads, 0, as_stream(stream)>>>(
       mean, invstd, count, stats, ranks, c, stride, eps, running_mean, running_var, factor, err);
   return check_launch("bn_merge_stats");
+}
+
+BK_API int bk_bn_merge_sums_f32(float *mean, float *invstd, float *count, float *shift, const float *sums,
+                                int64_t c, float eps, float *running_mean, float *running_var, float factor,
+                                void *stream) {
+  BK_REQUIRE(c >= 0, "bk_bn_merge_sums_f32: c must be >= 0 (got %lld)", (long long)c);
+  BK_REQUIRE(count && sums, "bk_bn_merge_sums_f32: count or sums is NULL");
+  BK_REQUIRE(c == 0 || (mean && invstd && shift), "bk_bn_merge_sums_f32: mean, invstd or shift is NULL");
+  BK_REQUIRE(eps >= 0.f, "bk_bn_merge_sums_f32: eps must be >= 0 (got %g)", (double)eps);
+  BK_REQUIRE((running_mean == nullptr) == (running_var == nullptr),
+             "bk_bn_merge_sums_f32: running_mean and running_var must both be given or both be NULL");
+  DeviceError *err = device_error_slot();
+  BK_REQUIRE(err, "bk_bn_merge_sums_f32: could not allocate the mapped error flag");
+  int dev;
+  BK_TRY(current_device(&dev));
+  merge_sums_kernel<<<grid_for(c > 0 ? c : 1, kThreads, dev), kThreads, 0, as_stream(stream)>>>(
+      mean, invstd, count, shift, sums, c, eps, running_mean, running_var, factor, err);
+  return check_launch("bn_merge_sums");
 }
 
 BK_API int bk_bn_invstd_f32(float *invstd, const float *var, int64_t c, float eps, void *stream) {

@@ -45,6 +45,33 @@ BK_HD inline void chan_merge(T &count, T &mean, T &m2, T count_b, T mean_b, T m2
   count = total;
 }
 
+/* SyncBatchNorm's all-reduce record: a part's (count, mean, M2) as sums shifted by a
+ * value s every rank shares, S1 = sum (x - s), S2 = sum (x - s)^2. Formed from the
+ * part's exact (double) moments, never from rounded means, so the sums of all ranks
+ * add up exactly as counts and sums do (one sum all-reduce). */
+template <class T>
+BK_HD inline void shifted_sums(T count, T mean, T m2, T shift, T &s1, T &s2) {
+  const T d = mean - shift;
+  s1 = count * d;
+  s2 = m2 + count * d * d;
+}
+
+/* The inverse over the whole group: mean = s + S1/N, biased var = (S2 - S1^2/N)/N
+ * (clamped at 0: rounding of S2 may leave it a hair below S1^2/N). The subtraction
+ * is exact enough when s is close to the mean; that is the shift's job. N <= 0: 0, 0. */
+template <class T>
+BK_HD inline void sums_moments(T count, T s1, T s2, T shift, T &mean, T &var) {
+  if (!(count > T(0))) {
+    mean = T(0);
+    var = T(0);
+    return;
+  }
+  const T d = s1 / count;
+  mean = shift + d;
+  const T v = s2 / count - d * d;
+  var = v > T(0) ? v : T(0);
+}
+
 /* Biased variance of a merged record; 0 for an empty one. */
 template <class T>
 BK_HD inline T biased_var(T count, T m2) {

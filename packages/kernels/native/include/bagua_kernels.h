@@ -25,7 +25,7 @@ extern "C" {
 /* The ABI version, bumped on every change of a signature or of what a return value
  * means. Both libraries' bk_abi_version() return it; @bagua/kernels refuses a library
  * whose version differs from the one it was written against (load-library.ts). */
-#define BK_ABI_VERSION 4
+#define BK_ABI_VERSION 5
 
 /* What every `int` returned by a kernel or runtime function means
  * (bk_set_num_threads and bk_cpu_info too). */
@@ -145,6 +145,22 @@ BK_API int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, const
                                  int64_t ranks, int64_t c, int64_t stride, float eps,
                                  float *running_mean /* nullable */, float *running_var /* nullable */,
                                  float factor, void *stream);
+/* SyncBatchNorm's 'allReduce' exchange: the record ranks sum with one all-reduce,
+ * float[2c + 1 + ranks] = S1[c] = sum (x - shift), S2[c] = sum (x - shift)^2 (per channel,
+ * from the same Welford moments as bk_bn_stats_f32), count, then `ranks` tag slots: `tag` in
+ * slot `rank`, 0 in the others (summed over the ranks, slot r holds rank r's tag).
+ * shift: float[c] every rank shares (nullable: 0). Requires 0 <= rank < ranks. */
+BK_API int bk_bn_stats_sums_f32(float *sums, const float *x, const float *shift /* nullable */,
+                                int64_t n, int64_t c, int64_t hw, int64_t ranks, int64_t rank, float tag,
+                                void *stream);
+/* The merge of an all-reduced sums record (its first 2c + 1 floats: S1, S2, count N):
+ * mean = shift + S1 / N, biased var = (S2 - S1^2 / N) / N, invstd and count as
+ * bk_bn_merge_stats_f32, running statistics likewise (only when N > 1). Then shift = mean
+ * (in place, when N > 0): the next step's shift is this step's global mean, the same on
+ * every rank. A negative or NaN N is an error. */
+BK_API int bk_bn_merge_sums_f32(float *mean, float *invstd, float *count, float *shift, const float *sums,
+                                int64_t c, float eps, float *running_mean /* nullable */,
+                                float *running_var /* nullable */, float factor, void *stream);
 /* invstd = 1 / sqrt(var + eps), for evaluation with running statistics. */
 BK_API int bk_bn_invstd_f32(float *invstd, const float *var, int64_t c, float eps, void *stream);
 /* y = (x - mean) * invstd * weight + bias */
