@@ -175,9 +175,9 @@ export async function launch(options: LaunchOptions): Promise<number> {
   const given = options.jobId || process.env['BAGUA_JOB_ID'] || undefined;
   let jobId = given ?? randomBytes(8).toString('hex');
   try {
+    const connect = (ms = options.timeoutMs ?? 300_000) =>
+      StoreClient.connect({ host: masterAddr, port, ...(token ? { token } : {}), connectTimeoutMs: ms });
     if (multi) {
-      const connect = () =>
-        StoreClient.connect({ host: masterAddr, port, ...(token ? { token } : {}), connectTimeoutMs: options.timeoutMs ?? 300_000 });
       ctl = await connect();
       watch = await connect();
       // Every node's ranks must use node 0's job id: node 0 publishes it.
@@ -193,17 +193,36 @@ export async function launch(options: LaunchOptions): Promise<number> {
     const doneKey = (node: number) => `bagua/${jobId}/launch/done/${node}`;
     const resultKey = (node: number) => `bagua/${jobId}/launch/result/${node}`;
     if (multi) {
-      // Another node's failure stops ours; so does losing node 0 (the store) while ranks run:
-      // its connection closing, or no answer within the job's timeout (a frozen node 0; a
-      // store slowed down by load or an attack is not taken for a dead one).
+      // Another node's failure stops ours; so does losing node 0 (the store) while ranks
+      // run: no answer and no new connection within the job's timeout. A store slowed by
+      // load, or a network blip, is not taken for a dead node 0; and where the network is
+      // really gone, this node's ranks fail on their own first, naming their peers.
       const watchMs = Math.min(options.timeoutMs ?? 300_000, 0xfffffff0);
       void (async () => {
+        let lostAt: number | null = null;
         for (;;) {
           try {
+            if (lostAt !== null) {
+              const left = watchMs - (Date.now() - lostAt);
+              if (left <= 0) throw new Error('no new connection');
+              watch?.close();
+              watch = await connect(left);
+              lostAt = null;
+            }
             await watch!.wait(FAILED_KEY, watchMs);
           } catch (e) {
             if (!running) return;
             if (e instanceof StoreTimeoutError) continue;
+            if (lostAt === null) {
+              lostAt = Date.now();
+              log(`lost the connection to the store at ${masterAddr}:${port} (${(e as Error).message}); ` +
+                `reconnecting for up to ${watchMs} ms`);
+              continue;
+            }
+            if (Date.now() - lostAt < watchMs) {
+              await new Promise((r) => setTimeout(r, 200));
+              continue;
+            }
             log(`lost the store at ${masterAddr}:${port} (node 0 is gone): stopping this node's ranks`);
             remoteFailure ??= { node: 0, rank: -1, code: 1 };
             stop.abort('SIGTERM');
@@ -279,7 +298,7 @@ export async function launch(options: LaunchOptions): Promise<number> {
       const keys = Array.from({ length: nnodes }, (_, i) => doneKey(i));
       let failed = code !== 0;
       if (nodeRank === 0 || failed) {
-        const until = failed ? Date.now() + (options.graceMs ?? 2000) * 2 + 5000 : Infinity;
+        const until = failed ? Date.now() + (options.graceMs ?? 2000) * 2 + 2000 : Infinity;
         while (Date.now() < until) {
           try {
             await ctl.wait(keys, Math.min(1000, until - Date.now()));
