@@ -1,6 +1,7 @@
-import { backwardCount, nn, noGrad, tensor, zeros, type optim, type Tensor } from '@bagua/core';
+import { backwardCount, nn, noGrad, zeros, type optim, type Tensor } from '@bagua/core';
 import { defaultGroup, isInitialized, type ProcessGroup } from '@bagua/comm';
 import { commBuffer, movesDeviceMemory } from './comm-buffer.js';
+import { BucketReducer } from './bucket-reducer.js';
 
 /** What withBagua needs of an algorithm: set-up when wrapping, and the work before each optimizer step. */
 export interface Algorithm {
@@ -11,35 +12,79 @@ export interface Algorithm {
 }
 
 export interface GradientAllReduceOptions {
-  /** Gradients are averaged in buckets of about this many bytes (PyTorch DDP's default is 25 MiB). */
+  /** Bucket size cap in MiB (PyTorch DDP's bucket_cap_mb; default 25). */
+  bucketCapMb?: number;
+  /** The same cap in bytes (older name; bucketCapMb wins when both are given). */
   bucketBytes?: number;
+  /**
+   * Start each bucket's all-reduce as soon as its gradients are ready, while
+   * backward goes on (default true). Off: every bucket at the step, blocking.
+   */
+  overlap?: boolean;
+  /**
+   * Parameters that get no gradient in a step count as zero gradients (and
+   * those a backward cannot reach are ready at its start, as in DDP). Without
+   * it, a step that leaves a parameter without a gradient is an error naming it.
+   */
+  findUnusedParameters?: boolean;
 }
 
 /**
  * Bagua's GradientAllReduce: parameters and buffers are broadcast from rank 0
- * when wrapped; after backward, gradients are averaged across the group in
- * buckets (one all-reduce per bucket, parameters in reverse order, as
- * gradients become ready), then the optimizers step as usual.
+ * when wrapped; gradients are averaged across the group in buckets, each
+ * all-reduce started as soon as its bucket is full (BucketReducer), and the
+ * optimizers step once every bucket is back. Device tensors on a group that
+ * moves device memory (NCCL) are reduced tensor by tensor at the step, in
+ * place (no host buffer, no overlap yet).
  */
 export class GradientAllReduce implements Algorithm {
   readonly name = 'gradient_allreduce';
   readonly bucketBytes: number;
+  readonly overlap: boolean;
+  readonly findUnusedParameters: boolean;
+  private reducer: BucketReducer | null = null;
+  private noSyncDepth = 0;
 
   constructor(opts: GradientAllReduceOptions = {}) {
-    this.bucketBytes = opts.bucketBytes ?? 25 << 20;
+    this.bucketBytes = opts.bucketCapMb !== undefined ? Math.round(opts.bucketCapMb * (1 << 20)) : opts.bucketBytes ?? 25 << 20;
     if (!Number.isFinite(this.bucketBytes) || this.bucketBytes <= 0) {
       throw new Error(`GradientAllReduce: bucketBytes must be a positive number, got ${this.bucketBytes}`);
     }
+    this.overlap = opts.overlap ?? true;
+    this.findUnusedParameters = opts.findUnusedParameters ?? false;
   }
 
   init(module: nn.Module, group: ProcessGroup): void {
     for (const t of [...module.parameters(), ...module.buffers()]) {
       if (t.dtype === 'float32') group.broadcast(commBuffer(t), 0); // in place, in the tensor's own storage
     }
+    const named = [...module.namedParameters()].filter(([, p]) => p.requiresGrad);
+    const params = named.map(([, p]) => p);
+    if (params.length && !movesDeviceMemory(group, params[0]!)) {
+      this.reducer?.remove();
+      this.reducer = new BucketReducer(params, new Map(named.map(([n, p]) => [p as Tensor, n])), group,
+        { bucketBytes: this.bucketBytes, overlap: this.overlap, findUnusedParameters: this.findUnusedParameters });
+    }
   }
 
-  /** Buckets of trainable parameters, last parameter first. */
+  /**
+   * Runs fn with gradient reduction off (PyTorch DDP's no_sync): backward
+   * passes in it accumulate local gradients only, and a step after only such
+   * passes is local; the next backward outside reduces the accumulated sum.
+   */
+  noSync<T>(fn: () => T): T {
+    if (this.reducer) return this.reducer.noSync(fn);
+    this.noSyncDepth++;
+    try {
+      return fn();
+    } finally {
+      this.noSyncDepth--;
+    }
+  }
+
+  /** The current buckets of trainable parameters (after the first step: in the order gradients arrived). */
   buckets(module: nn.Module): Tensor[][] {
+    if (this.reducer) return this.reducer.buckets();
     const params = module.parameters().filter((p) => p.requiresGrad).reverse();
     const out: Tensor[][] = [];
     let bucket: Tensor[] = [];
@@ -57,54 +102,19 @@ export class GradientAllReduce implements Algorithm {
     return out;
   }
 
-  /** One host buffer per bucket, kept from step to step (a fresh one per step is garbage and fresh pages). */
-  private readonly stagingBuffers: Float32Array[] = [];
-  private staging(bucket: number, length: number): Float32Array {
-    let b = this.stagingBuffers[bucket];
-    if (b?.length !== length) this.stagingBuffers[bucket] = b = new Float32Array(length);
-    return b;
-  }
-
   beforeStep(module: nn.Module, group: ProcessGroup): void {
     noGrad(() => {
-      for (const [bucketIndex, bucket] of this.buckets(module).entries()) {
-        // NCCL reduces device memory in place, tensor by tensor; CPU groups get one host buffer per bucket.
-        if (movesDeviceMemory(group, bucket[0])) {
-          for (const p of bucket) {
-            p.grad ??= zeros(p.shape, { device: p.device });
-            group.allReduce(commBuffer(p.grad), 'avg');
-          }
-          continue;
-        }
-        const flat = this.staging(bucketIndex, bucket.reduce((n, p) => n + p.numel, 0));
-        let offset = 0;
-        // A parameter without a gradient contributes zeros, so every rank sends the same layout.
+      if (this.reducer) return this.reducer.finish();
+      if (this.noSyncDepth > 0) return;
+      // NCCL reduces device memory in place, tensor by tensor.
+      for (const bucket of this.buckets(module)) {
         for (const p of bucket) {
-          if (p.grad) flat.set(hostData(p.grad), offset);
-          else flat.fill(0, offset, offset + p.numel);
-          offset += p.numel;
-        }
-        group.allReduce(flat, 'avg');
-        offset = 0;
-        for (const p of bucket) {
-          const part = flat.subarray(offset, offset + p.numel);
-          // Back into the gradient's own storage when nothing else shares it; else a new gradient.
-          const g = p.grad;
-          if (g && !g.storage('GradientAllReduce').isShared) g.storage('GradientAllReduce').backend.upload(g.handle('GradientAllReduce'), part);
-          else p.grad = tensor(part, { shape: p.shape, device: p.device });
-          offset += p.numel;
+          p.grad ??= zeros(p.shape, { device: p.device });
+          group.allReduce(commBuffer(p.grad), 'avg');
         }
       }
     });
   }
-}
-
-/** A gradient's values on the host: its own storage on the CPU, a copy from a device. */
-function hostData(t: Tensor): Float32Array {
-  const b = commBuffer(t);
-  if (b instanceof Float32Array) return b;
-  if (ArrayBuffer.isView(b)) throw new Error(`GradientAllReduce: expected a float32 gradient, got ${b.constructor.name}`);
-  return b.toHost() as Float32Array;
 }
 
 export interface BaguaState {

@@ -6,6 +6,8 @@
 
 export {
   CollectiveError,
+  completedWork,
+  startAllReduce,
   DEFAULT_TIMEOUT_MS,
   parseCommDevice,
   type BackendName,
@@ -16,6 +18,7 @@ export {
   type HostBuffer,
   type ProcessGroup,
   type ReduceOp,
+  type Work,
 } from './process-group.js';
 export { MAX_FRAME, StoreOp, StoreStatus } from './store-protocol.js';
 export { allocHost, bytesPerElement, dtypeOf, hostDType, isDeviceBuffer, DTYPE_CODES, type DType } from './buffers.js';

@@ -64,6 +64,17 @@ export interface ProcessGroup {
 
   /** In place: buf = op over all ranks' buf. */
   allReduce(buf: CommBuffer, op?: ReduceOp): void;
+  /**
+   * allReduce, started: returns at once (where the backend can overlap;
+   * elsewhere it runs at the call) and `wait()` completes it. The buffer
+   * belongs to the collective until wait() returns: do not read, write or
+   * free it before. Calls on a group keep their order on every rank: a
+   * synchronous collective issued after it waits for it first. Argument
+   * errors throw here; communication errors throw from wait(). Every group
+   * of this package has it; it is optional so that wrappers written before
+   * it (counting proxies) stay groups: startAllReduce() runs their allReduce.
+   */
+  allReduceAsync?(buf: CommBuffer, op?: ReduceOp): Work;
   /** output = concatenation of every rank's input, in rank order; output.length = size * input.length. */
   allGather(output: CommBuffer, input: CommBuffer): void;
   /** In place: buf = root's buf (root is a group rank). */
@@ -82,6 +93,18 @@ export interface ProcessGroup {
    * can (threads, gloo) and rejected where it cannot (nccl and host memory).
    */
   supports(device: CommDeviceLike): boolean;
+}
+
+/** A started collective (ProcessGroup.allReduceAsync). */
+export interface Work {
+  /**
+   * Blocks until the collective has finished (at most about the group's
+   * timeout past its start) and throws its CollectiveError if it failed;
+   * again on a later call. After it returns the buffer holds the result.
+   */
+  wait(): void;
+  /** Whether it has finished, successfully or not (never blocks, never throws). */
+  done(): boolean;
 }
 
 export class CollectiveError extends Error {
@@ -103,3 +126,25 @@ export class CollectiveError extends Error {
 }
 
 export const DEFAULT_TIMEOUT_MS = 300_000;
+
+/** A Work that ran at creation: `run` now; its CollectiveError is kept for wait(), other errors thrown at once. */
+export function completedWork(run: () => void): Work {
+  let error: CollectiveError | null = null;
+  try {
+    run();
+  } catch (e) {
+    if (!(e instanceof CollectiveError)) throw e;
+    error = e;
+  }
+  return {
+    wait() {
+      if (error) throw error;
+    },
+    done: () => true,
+  };
+}
+
+/** group.allReduceAsync where the group has it, else its allReduce at the call (same order, no overlap). */
+export function startAllReduce(group: ProcessGroup, buf: CommBuffer, op: ReduceOp = 'sum'): Work {
+  return group.allReduceAsync ? group.allReduceAsync(buf, op) : completedWork(() => group.allReduce(buf, op));
+}

@@ -6,6 +6,7 @@
 import { fmt } from './shape.js';
 import { scope } from './lifetime.js';
 import { full, type Tensor } from './tensor.js';
+import { fireBackwardStart, fireGradReady, hasGradReadyHooks } from './hooks.js';
 
 let gradEnabled = true;
 
@@ -133,17 +134,38 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, opts: Ba
   }
   const order = root.gradFn ? topoOrder(root.gradFn) : [];
   const retain = opts.retainGraph ?? false;
+  // A leaf's gradient is final once every node with an edge to it has run:
+  // count those edges per leaf (reachable leaves), and count down as nodes run.
+  const pending = new Map<Tensor, number>();
+  for (const node of order) {
+    for (const e of node.edges) if (e !== null && !(e instanceof GradNode)) pending.set(e, (pending.get(e) ?? 0) + 1);
+  }
+  const received = new Set<Tensor>();
+  const settle = (node: GradNode): void => {
+    for (const e of node.edges) {
+      if (e === null || e instanceof GradNode) continue;
+      const left = pending.get(e)! - 1;
+      pending.set(e, left);
+      // Once per backward, and only for a leaf that got a gradient (an unused one is never "ready").
+      if (left === 0 && received.delete(e)) fireGradReady(e);
+    }
+  };
   backwardRuns++;
+  fireBackwardStart({ reaches: (leaf) => pending.has(leaf) || leaf === root });
   scope(() => noGrad(() => {
     const seed = gradient === undefined ? full(root.shape, 1, { device: root.device }) : gradient.reshape(root.shape);
     if (!root.gradFn) {
       root._accumulateGrad(seed);
+      fireGradReady(root);
       return;
     }
     const grads = new Map<GradNode, Tensor>([[root.gradFn, seed]]);
     for (const node of order) {
       const g = grads.get(node);
-      if (!g) continue;
+      if (!g) {
+        settle(node);
+        continue;
+      }
       grads.delete(node);
       const inGrads = node.run(g, retain);
       // A gradient handed to several inputs reaches each as its own view (shared memory, never written in place).
@@ -160,8 +182,10 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, opts: Ba
           grads.set(edge, prev ? prev._addInto(t) : t);
         } else {
           edge._accumulateGrad(t);
+          if (hasGradReadyHooks(edge)) received.add(edge);
         }
       }
+      settle(node);
     }
   }), 'by backward (made while it ran)');
 }

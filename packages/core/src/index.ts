@@ -9,6 +9,7 @@ export { fmt as formatShape, numelOf, type Shape } from './shape.js';
 export { Tensor, empty, tensor, zeros, ones, full, randn, rand, type ExportedTensor, type TensorOptions } from './tensor.js';
 export { noGrad, isGradEnabled, recordOp, backwardCount, GradNode, type BackwardFn, type BackwardOptions } from './autograd.js';
 export { scope, endStep } from './lifetime.js';
+export { registerGradReadyHook, onBackwardStart, type HookHandle, type GradReadyHook, type BackwardStart } from './hooks.js';
 export { Storage, memoryStats, emptyCache, resetPeakMemoryStats, type MemoryStats } from './memory.js';
 export { setNumThreads, getNumThreads } from './threads.js';
 export * as F from './ops/index.js';

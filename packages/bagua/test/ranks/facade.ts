@@ -22,6 +22,8 @@ const counting: ProcessGroup = new Proxy(world, {
   get(target, prop, receiver) {
     const v = Reflect.get(target, prop, receiver);
     if (prop === 'allReduce') return (...a: Parameters<ProcessGroup['allReduce']>) => (allReduces++, target.allReduce(...a));
+    // GradientAllReduce starts its buckets' all-reduces (overlapped with backward).
+    if (prop === 'allReduceAsync') return (...a: Parameters<ProcessGroup['allReduce']>) => (allReduces++, target.allReduceAsync!(...a));
     return typeof v === 'function' ? v.bind(target) : v;
   },
 });
@@ -61,10 +63,10 @@ const wrapped = bagua.SyncBatchNorm.convertSyncBatchnorm(model).withBagua([opt1,
   const x = randn([5, 3]);
   opt1.zeroGrad();
   opt2.zeroGrad();
+  allReduces = 0; // buckets may start during backward
   wrapped.forward(x).mul(rank + 1).sum().backward();
   const local = wrapped.parameters().map((p) => host(p.grad!).slice());
   const before = wrapped.parameters().map((p) => host(p).slice());
-  allReduces = 0;
   opt1.step();
   opt2.step();
   const buckets = algorithm.buckets(wrapped).length;

@@ -14,7 +14,8 @@
  *
  * Sources (native/gloo/): c_api.cc (this ABI), rendezvous.cc (joining a
  * group), store_adapter.cc (gloo's Store over store_client.cc), small_path.cc
- * (payloads on the synchronous mesh), header.cc (the descriptor exchange),
+ * (payloads on the synchronous mesh), async.cc (the communication thread of
+ * started collectives), header.cc (the descriptor exchange),
  * large_path.cc (gloo's algorithms), reduce.h,
  * attribution.cc (peers' addresses), blame.cc (which peer a failure is
  * about: the verdicts failing ranks send each other), errors.cc (last error).
@@ -29,7 +30,7 @@
 extern "C" {
 #endif
 
-#define BAGUA_GLOO_ABI_VERSION 3
+#define BAGUA_GLOO_ABI_VERSION 4
 
 enum bagua_gloo_status {
   BAGUA_GLOO_OK = 0,
@@ -107,6 +108,7 @@ BAGUA_GLOO_API bagua_gloo_context* bagua_gloo_context_create(
     const char* hostname, int64_t small_bytes, char* err, int err_cap,
     int32_t* err_ranks, int err_ranks_cap, int32_t* err_nranks);
 
+/* Joins the communication thread first: the running call finishes (within its timeouts), queued ones fail. */
 BAGUA_GLOO_API void bagua_gloo_context_destroy(bagua_gloo_context* ctx);
 
 BAGUA_GLOO_API int bagua_gloo_rank(const bagua_gloo_context* ctx);
@@ -128,6 +130,32 @@ BAGUA_GLOO_API int bagua_gloo_broadcast(bagua_gloo_context* ctx, void* buf,
                                         int timeout_ms);
 
 BAGUA_GLOO_API int bagua_gloo_barrier(bagua_gloo_context* ctx, int timeout_ms);
+
+/*
+ * Asynchronous all-reduce (ABI 4): queues the call on the context's
+ * communication thread (one per context, started with the first call) and
+ * returns at once with *ticket set. Started calls run one at a time, in the
+ * order started, and every synchronous call above first waits for them, so
+ * the group's calls keep one order on every rank. `buf` stays the caller's
+ * and must not be touched or freed until bagua_gloo_wait returned for the
+ * ticket (or the context was destroyed). Argument errors return at once;
+ * everything else is reported by bagua_gloo_wait.
+ */
+BAGUA_GLOO_API int bagua_gloo_allreduce_start(bagua_gloo_context* ctx, void* buf,
+                                              int64_t count, int dtype, int op,
+                                              int timeout_ms, int64_t* ticket);
+
+/* 1 when the started call has finished, 0 while it is queued or running, -1 for an unknown ticket. */
+BAGUA_GLOO_API int bagua_gloo_test(bagua_gloo_context* ctx, int64_t ticket);
+
+/*
+ * Blocks until the started call finishes (up to timeout_ms; <= 0: twice the
+ * group's timeout and 5 s) and returns its status, its message and the peers
+ * at fault becoming this thread's last error. A ticket can be waited for
+ * once. BAGUA_GLOO_ERR_TIMEOUT when the wait expires: the call still owns
+ * its buffer then (destroy runs it out).
+ */
+BAGUA_GLOO_API int bagua_gloo_wait(bagua_gloo_context* ctx, int64_t ticket, int timeout_ms);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <string>
 
+#include "async.h"
 #include "bagua_gloo.h"
 #include "context.h"
 #include "errors.h"
@@ -28,6 +29,41 @@ void copyRanks(const std::vector<int>& ranks, int32_t* out, int cap, int32_t* co
   for (size_t i = 0; out != nullptr && i < ranks.size() && i < static_cast<size_t>(std::max(cap, 0)); i++) {
     out[i] = ranks[i];
   }
+}
+
+// Called first by every synchronous call: the group's calls started earlier
+// run first (one order on every rank), and gloo's context is then free for
+// this thread. Each queued call is bounded by its own timeouts; a header
+// exchange and a payload phase each wait up to the group's timeout.
+int drainStarted(bagua_gloo_context* c, const char* what) {
+  if (c == nullptr || !c->async) return BAGUA_GLOO_OK;
+  if (c->async->drain(c->timeout * 2 + milliseconds(5000))) return BAGUA_GLOO_OK;
+  return fail(BAGUA_GLOO_ERR_TIMEOUT, std::string(what) + ": the collectives started before it did not finish within " +
+                                          std::to_string((c->timeout * 2).count()) + " ms");
+}
+
+int allreduceNow(bagua_gloo_context* ctx, void* buf, int64_t count, int dtype, int op, int timeout_ms) {
+  const size_t es = dtypeSize(dtype);
+  if (es == 0) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: unknown dtype");
+  if (op < BAGUA_GLOO_SUM || op > BAGUA_GLOO_PRODUCT) {
+    return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: unknown reduce op");
+  }
+  if (count < 0 || (count > 0 && buf == nullptr)) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: bad buffer");
+  return guarded(ctx, "allreduce", [&] {
+    const size_t n = static_cast<size_t>(count);
+    const Path path = choosePath(ctx, n * es, timeout_ms, true);
+    Descriptor d = nextCall(ctx, 1, dtype, op, 0, count, path);
+    if (ctx->size == 1) return;  // nothing to exchange; avg over 1 rank is identity
+    d.inband = path == kInband ? static_cast<uint32_t>(n * es) : 0;
+    exchangeHeaders(ctx, d, buf);
+    if (path == kInband) {
+      inbandAllreduce(ctx, buf, n, dtype, op);
+    } else if (path == kSync && n > 0) {
+      syncAllreduce(ctx, buf, n, dtype, op);
+    } else if (path == kGloo && n > 0) {
+      largeAllreduce(ctx, buf, n, dtype, op, opTimeout(ctx, timeout_ms));
+    }
+  });
 }
 
 }  // namespace
@@ -79,6 +115,9 @@ bagua_gloo_context* bagua_gloo_context_create(int rank, int size, const char* st
 
 void bagua_gloo_context_destroy(bagua_gloo_context* ctx) {
   if (ctx == nullptr) return;
+  // First: the communication thread finishes the call it runs, fails the
+  // queued ones and exits, so nothing uses the context below.
+  if (ctx->async) ctx->async->stop();
   try {
     ctx->small.clear();
     ctx->headerSend.clear();
@@ -90,6 +129,7 @@ void bagua_gloo_context_destroy(bagua_gloo_context* ctx) {
     ctx->device.reset();
   } catch (...) {
   }
+  ctx->async.reset();
   delete ctx;
 }
 
@@ -97,27 +137,40 @@ int bagua_gloo_rank(const bagua_gloo_context* ctx) { return ctx ? ctx->rank : -1
 int bagua_gloo_size(const bagua_gloo_context* ctx) { return ctx ? ctx->size : -1; }
 
 int bagua_gloo_allreduce(bagua_gloo_context* ctx, void* buf, int64_t count, int dtype, int op, int timeout_ms) {
-  const size_t es = dtypeSize(dtype);
-  if (es == 0) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: unknown dtype");
-  if (op < BAGUA_GLOO_SUM || op > BAGUA_GLOO_PRODUCT) {
-    return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: unknown reduce op");
-  }
+  if (int st = drainStarted(ctx, "allreduce")) return st;
+  return allreduceNow(ctx, buf, count, dtype, op, timeout_ms);
+}
+
+int bagua_gloo_allreduce_start(bagua_gloo_context* ctx, void* buf, int64_t count, int dtype, int op,
+                               int timeout_ms, int64_t* ticket) {
+  if (ticket == nullptr) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce_start: null ticket");
+  *ticket = 0;
+  // The argument errors at once, on the caller's thread; the rest at wait.
+  if (dtypeSize(dtype) == 0) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: unknown dtype");
+  if (op < BAGUA_GLOO_SUM || op > BAGUA_GLOO_PRODUCT) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: unknown reduce op");
   if (count < 0 || (count > 0 && buf == nullptr)) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: bad buffer");
-  return guarded(ctx, "allreduce", [&] {
-    const size_t n = static_cast<size_t>(count);
-    const Path path = choosePath(ctx, n * es, timeout_ms, true);
-    Descriptor d = nextCall(ctx, 1, dtype, op, 0, count, path);
-    if (ctx->size == 1) return;  // nothing to exchange; avg over 1 rank is identity
-    d.inband = path == kInband ? static_cast<uint32_t>(n * es) : 0;
-    exchangeHeaders(ctx, d, buf);
-    if (path == kInband) {
-      inbandAllreduce(ctx, buf, n, dtype, op);
-    } else if (path == kSync && n > 0) {
-      syncAllreduce(ctx, buf, n, dtype, op);
-    } else if (path == kGloo && n > 0) {
-      largeAllreduce(ctx, buf, n, dtype, op, opTimeout(ctx, timeout_ms));
-    }
-  });
+  if (ctx == nullptr || !ctx->ctx) return fail(BAGUA_GLOO_ERR_INVALID, "allreduce: context is destroyed");
+  if (!ctx->async) ctx->async = std::make_unique<AsyncQueue>();
+  *ticket = ctx->async->submit([=] { return allreduceNow(ctx, buf, count, dtype, op, timeout_ms); });
+  return *ticket > 0 ? BAGUA_GLOO_OK : fail(BAGUA_GLOO_ERR_INVALID, "allreduce: the context is being destroyed");
+}
+
+int bagua_gloo_test(bagua_gloo_context* ctx, int64_t ticket) {
+  if (ctx == nullptr || !ctx->async) return -1;
+  return ctx->async->test(ticket);
+}
+
+int bagua_gloo_wait(bagua_gloo_context* ctx, int64_t ticket, int timeout_ms) {
+  if (ctx == nullptr || !ctx->async) return fail(BAGUA_GLOO_ERR_INVALID, "wait: no collective was started on this context");
+  AsyncQueue::Result r;
+  bool known = false;
+  const milliseconds limit = timeout_ms > 0 ? milliseconds(timeout_ms) : ctx->timeout * 2 + milliseconds(5000);
+  if (ctx->async->wait(ticket, limit, &r, &known)) {
+    return r.status == BAGUA_GLOO_OK ? BAGUA_GLOO_OK : fail(r.status, r.message, std::move(r.ranks));
+  }
+  if (!known) return fail(BAGUA_GLOO_ERR_INVALID, "wait: unknown ticket " + std::to_string(ticket) + " (already waited for?)");
+  return fail(BAGUA_GLOO_ERR_TIMEOUT, "the started collective did not finish within " +
+                                          std::to_string(limit.count()) + " ms (it still owns its buffer)");
 }
 
 int bagua_gloo_allgather(bagua_gloo_context* ctx, void* out, const void* in, int64_t count, int dtype,
@@ -127,6 +180,7 @@ int bagua_gloo_allgather(bagua_gloo_context* ctx, void* out, const void* in, int
   if (count < 0 || (count > 0 && (out == nullptr || in == nullptr))) {
     return fail(BAGUA_GLOO_ERR_INVALID, "allgather: bad buffer");
   }
+  if (int st = drainStarted(ctx, "allgather")) return st;
   return guarded(ctx, "allgather", [&] {
     const size_t bytes = static_cast<size_t>(count) * es;
     const Path path = choosePath(ctx, bytes, timeout_ms, false);
@@ -155,6 +209,7 @@ int bagua_gloo_broadcast(bagua_gloo_context* ctx, void* buf, int64_t count, int 
     return fail(BAGUA_GLOO_ERR_INVALID, "broadcast: root " + std::to_string(root) +
                                             " is not a rank of a group of size " + std::to_string(ctx->size));
   }
+  if (int st = drainStarted(ctx, "broadcast")) return st;
   return guarded(ctx, "broadcast", [&] {
     const size_t bytes = static_cast<size_t>(count) * es;
     const Path path = choosePath(ctx, bytes, timeout_ms, false);
@@ -176,6 +231,7 @@ int bagua_gloo_broadcast(bagua_gloo_context* ctx, void* buf, int64_t count, int 
 int bagua_gloo_barrier(bagua_gloo_context* ctx, int timeout_ms) {
   // The header exchange is a barrier (every rank's header is read). It waits
   // up to the group's timeout: the synchronous mesh's is fixed at creation.
+  if (int st = drainStarted(ctx, "barrier")) return st;
   return guarded(ctx, "barrier", [&] { smallBarrier(ctx); });
 }
 

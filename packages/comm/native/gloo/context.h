@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "async.h"
 #include "bagua_gloo.h"
 
 namespace bgloo {
@@ -102,4 +103,7 @@ struct bagua_gloo_context {
   std::vector<std::unique_ptr<gloo::transport::Buffer>> verdictSend, verdictRecv;
   // LRU cache of small-path algorithms: key -> entry, most recent first.
   std::list<std::pair<std::string, std::unique_ptr<bgloo::SmallEntry>>> small;
+  // The communication thread of started collectives (async.h); made on the
+  // first start, joined by destroy.
+  std::unique_ptr<bgloo::AsyncQueue> async;
 };

@@ -18,7 +18,8 @@ export const enum GlooStatus {
 
 export const GLOO_DTYPE = { float32: 0, float64: 1, int32: 2, int64: 3, uint8: 4 } as const;
 export const GLOO_OP = { sum: 0, avg: 1, max: 2, min: 3, product: 4 } as const;
-export const GLOO_ABI_VERSION = 3;
+/** ABI 4: started all-reduces on a communication thread per context (allreduce_start, test, wait). */
+export const GLOO_ABI_VERSION = 4;
 
 type Fn = ReturnType<LibraryHandle['func']>;
 
@@ -30,6 +31,9 @@ export interface GlooLibrary {
   readonly allgather: Fn;
   readonly broadcast: Fn;
   readonly barrier: Fn;
+  readonly allreduceStart: Fn;
+  readonly test: Fn;
+  readonly wait: Fn;
   lastError(): string;
   /** The group ranks at fault in the last failed call on this thread (peers that did not answer, or broke the connection). */
   lastErrorRanks(): number[];
@@ -106,6 +110,12 @@ export function loadGlooLibrary(): GlooLibrary {
           'int bagua_gloo_broadcast(void *ctx, void *buf, int64_t count, int dtype, int root, int timeout_ms)',
         ),
         barrier: lib.func('int bagua_gloo_barrier(void *ctx, int timeout_ms)'),
+        allreduceStart: lib.func(
+          'int bagua_gloo_allreduce_start(void *ctx, void *buf, int64_t count, int dtype, int op, int timeout_ms, ' +
+            '_Out_ int64_t *ticket)',
+        ),
+        test: lib.func('int bagua_gloo_test(void *ctx, int64_t ticket)'),
+        wait: lib.func('int bagua_gloo_wait(void *ctx, int64_t ticket, int timeout_ms)'),
         lastError: () => (lastError() as string | null) ?? '',
         lastErrorRanks: () => {
           let n = lastErrorRanks(rankBuf, rankBuf.length) as number;

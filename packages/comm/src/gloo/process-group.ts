@@ -2,13 +2,16 @@
  * The 'gloo' backend: a ProcessGroup over libbagua_gloo.so (Gloo's TCP
  * transport, rendezvous through the job's store). Collectives are
  * synchronous native calls over host memory; HostStagedGroup stages device
- * buffers through the host.
+ * buffers through the host. allReduceAsync queues the call on the shim's
+ * communication thread (one per group), which overlaps it with the caller's
+ * work (./async-work.ts).
  */
-import { CollectiveError, DEFAULT_TIMEOUT_MS, type HostBuffer, type ProcessGroup, type ReduceOp } from '../process-group.js';
+import { CollectiveError, DEFAULT_TIMEOUT_MS, type HostBuffer, type ProcessGroup, type ReduceOp, type Work } from '../process-group.js';
 import { hostDType } from '../buffers.js';
 import { HostStagedGroup } from '../group/host-staging.js';
 import type { SubgroupSpec } from '../group/base.js';
 import { GLOO_DTYPE, GLOO_OP, GlooStatus, loadGlooLibrary, type GlooLibrary } from './library.js';
+import { GlooWork } from './async-work.js';
 
 /** Where the C++ client finds the rendezvous store. */
 export interface GlooStoreEndpoint {
@@ -176,6 +179,29 @@ export class GlooProcessGroup extends HostStagedGroup {
     this.check('allReduce', this.lib.allreduce(h, buf, buf.length, t, code, clampTimeout(this.timeoutMs)) as number);
   }
 
+  /** Started works not yet waited for: settled before destroy frees the context. */
+  private readonly started = new Set<GlooWork>();
+
+  protected override allReduceHostAsync(buf: HostBuffer, op: ReduceOp): Work {
+    const h = this.live('allReduce');
+    const code = this.reduceOpCode(GLOO_OP, op);
+    const t = GLOO_DTYPE[hostDType(buf)];
+    const ticket = [0n];
+    this.check('allReduce', this.lib.allreduceStart(h, buf, buf.length, t, code, clampTimeout(this.timeoutMs), ticket) as number);
+    const work = new GlooWork(BigInt(ticket[0]!), buf, {
+      test: (id) => (this.handle === null ? 1 : (this.lib.test(this.handle, id) as number)),
+      wait: (id) => {
+        if (this.handle === null) return this.error('allReduce', 'the process group was destroyed before wait()');
+        const status = this.lib.wait(this.handle, id, 0) as number;
+        if (status === GlooStatus.OK) return null;
+        return this.error('allReduce', this.lib.lastError(), this.lib.lastErrorRanks().map((r) => this.ranks[r] ?? r));
+      },
+      settled: (w) => this.started.delete(w),
+    });
+    this.started.add(work);
+    return work;
+  }
+
   protected allGatherHost(output: HostBuffer, input: HostBuffer): void {
     const h = this.live('allGather');
     const dtype = hostDType(input);
@@ -208,8 +234,12 @@ export class GlooProcessGroup extends HostStagedGroup {
   }
 
   protected release(): void {
+    // Each started call finishes (or fails) before the context goes: its
+    // buffer is the caller's again, and a later wait() reports its outcome.
+    for (const w of [...this.started]) w.settle();
     const h = this.handle;
     this.handle = null;
     this.lib.destroy(h);
+    this.started.clear();
   }
 }

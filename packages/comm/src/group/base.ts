@@ -8,6 +8,7 @@
  */
 import {
   CollectiveError,
+  completedWork,
   parseCommDevice,
   type BackendName,
   type CommBuffer,
@@ -15,6 +16,7 @@ import {
   type CommDeviceLike,
   type ProcessGroup,
   type ReduceOp,
+  type Work,
 } from '../process-group.js';
 import type { DType } from '../buffers.js';
 
@@ -72,6 +74,16 @@ export abstract class ProcessGroupBase implements ProcessGroup {
   }
 
   abstract allReduce(buf: CommBuffer, op?: ReduceOp): void;
+
+  /**
+   * For backends that cannot overlap a collective with the caller's work
+   * (threads, nccl today): it runs here, at the call, which keeps the order
+   * and the results; only the overlap is missing. A failure still surfaces at
+   * wait(), as where it really overlaps.
+   */
+  allReduceAsync(buf: CommBuffer, op?: ReduceOp): Work {
+    return completedWork(() => this.allReduce(buf, op));
+  }
   abstract allGather(output: CommBuffer, input: CommBuffer): void;
   abstract broadcast(buf: CommBuffer, root: number): void;
   abstract barrier(): void;

@@ -5,8 +5,9 @@
  * supports the cpu alone: `supports('cuda:0')` is false, so callers know a
  * device buffer costs two host copies here.
  */
-import type { CommBuffer, CommDevice, HostBuffer, ReduceOp } from '../process-group.js';
+import type { CommBuffer, CommDevice, HostBuffer, ReduceOp, Work } from '../process-group.js';
 import { allocHost, isDeviceBuffer } from '../buffers.js';
+import { completedWork } from '../process-group.js';
 import { ProcessGroupBase } from './base.js';
 
 export abstract class HostStagedGroup extends ProcessGroupBase {
@@ -24,6 +25,27 @@ export abstract class HostStagedGroup extends ProcessGroupBase {
     const h = buf.toHost();
     this.allReduceHost(h, op);
     buf.fromHost(h);
+  }
+
+  /** Started over host memory; a backend that can overlap overrides it (default: runs at the call). */
+  protected allReduceHostAsync(buf: HostBuffer, op: ReduceOp): Work {
+    return completedWork(() => this.allReduceHost(buf, op));
+  }
+
+  override allReduceAsync(buf: CommBuffer, op: ReduceOp = 'sum'): Work {
+    if (!isDeviceBuffer(buf)) return this.allReduceHostAsync(buf, op);
+    // The host copy is the collective's buffer; the device gets the result at wait().
+    const h = buf.toHost();
+    const work = this.allReduceHostAsync(h, op);
+    let copied = false;
+    return {
+      wait() {
+        work.wait();
+        if (!copied) buf.fromHost(h);
+        copied = true;
+      },
+      done: () => work.done(),
+    };
   }
 
   allGather(output: CommBuffer, input: CommBuffer): void {
