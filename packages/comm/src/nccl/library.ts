@@ -4,7 +4,7 @@
  * scratch memory). Both are found at run time; see find.ts.
  */
 import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
-import { findLibrary } from './find.js';
+import { findLibrary, type FindLibraryOptions } from './find.js';
 
 type Fn = ReturnType<LibraryHandle['func']>;
 
@@ -82,18 +82,34 @@ export interface CudaRuntime {
   errorString(code: number): string;
 }
 
-const NCCL_NAMES = ['libnccl.so.2', 'libnccl.so'];
-const CUDART_NAMES = ['libcudart.so', 'libcudart.so.12', 'libcudart.so.13', 'libcudart.so.11.0'];
+/** What a library is called, where it is looked for, and what to tell a user who has none. */
+interface LibrarySpec extends FindLibraryOptions {
+  what: string;
+  hint: string;
+}
 
-function loadFirst(
-  what: string,
-  names: readonly string[],
-  envVar: string,
-  wheel: string,
-  versionedPrefix: string | undefined,
-  hint: string,
-): { lib: LibraryHandle; path: string } {
-  const search = findLibrary({ envVar, names, wheel, versionedPrefix });
+const NCCL: LibrarySpec = {
+  what: 'NCCL (libnccl.so.2)',
+  names: ['libnccl.so.2', 'libnccl.so'],
+  envVar: 'BAGUA_NCCL_LIB',
+  wheel: 'nccl',
+  versionedPrefix: 'libnccl.so.',
+  hint: 'install NCCL (e.g. `pip install nvidia-nccl-cu12`, or the libnccl2 package), ' +
+    'or set BAGUA_NCCL_LIB to the library file or its directory',
+};
+
+const CUDART: LibrarySpec = {
+  what: 'the CUDA runtime (libcudart.so)',
+  names: ['libcudart.so', 'libcudart.so.12', 'libcudart.so.13', 'libcudart.so.11.0'],
+  envVar: 'BAGUA_CUDART_LIB',
+  wheel: 'cuda_runtime',
+  versionedPrefix: 'libcudart.so.',
+  hint: 'install the CUDA runtime (e.g. `pip install nvidia-cuda-runtime-cu12`), or set BAGUA_CUDART_LIB',
+};
+
+function loadFirst(spec: LibrarySpec): { lib: LibraryHandle; path: string } {
+  const { what, names, envVar, hint } = spec;
+  const search = findLibrary(spec);
   const failures: string[] = [];
   const explicit = process.env[envVar];
   if (explicit && search.found.length === 0) failures.push(`${envVar}=${explicit}: no such library file`);
@@ -141,15 +157,8 @@ function cachedLoader<T>(load: () => T): { get(): T; reset(): void } {
 }
 
 const nccl = cachedLoader((): NcclLibrary => {
-  const { lib, path } = loadFirst(
-    'NCCL (libnccl.so.2)',
-    NCCL_NAMES,
-    'BAGUA_NCCL_LIB',
-    'nccl',
-    'libnccl.so.',
-    'install NCCL (e.g. `pip install nvidia-nccl-cu12`, or the libnccl2 package), ' +
-      'or set BAGUA_NCCL_LIB to the library file or its directory',
-  );
+  const { lib, path } = loadFirst(NCCL);
+
   const id = ncclUniqueIdType();
   const getVersion = lib.func('int ncclGetVersion(_Out_ int *version)');
   const v = [0];
@@ -196,14 +205,8 @@ export function loadNccl(): NcclLibrary {
 }
 
 const cudart = cachedLoader((): CudaRuntime => {
-  const { lib, path } = loadFirst(
-    'the CUDA runtime (libcudart.so)',
-    CUDART_NAMES,
-    'BAGUA_CUDART_LIB',
-    'cuda_runtime',
-    'libcudart.so.',
-    'install the CUDA runtime (e.g. `pip install nvidia-cuda-runtime-cu12`), or set BAGUA_CUDART_LIB',
-  );
+  const { lib, path } = loadFirst(CUDART);
+
   const errStr = lib.func('const char *cudaGetErrorString(int error)');
   return {
     path,
