@@ -1,4 +1,4 @@
-import { backwardCount, nn, noGrad, zeros, type optim, type Tensor } from '@bagua/core';
+import { backwardCount, nn, noGrad, onBackwardStart, zeros, type HookHandle, type optim, type Tensor } from '@bagua/core';
 import { defaultGroup, isInitialized, type ProcessGroup } from '@bagua/comm';
 import { commBuffer, movesDeviceMemory } from './comm-buffer.js';
 import { BucketReducer } from './bucket-reducer.js';
@@ -44,6 +44,8 @@ export class GradientAllReduce implements Algorithm {
   readonly findUnusedParameters: boolean;
   private reducer: BucketReducer | null = null;
   private noSyncDepth = 0;
+  private deviceSync: HookHandle | null = null;
+  private syncedBackward = false;
 
   constructor(opts: GradientAllReduceOptions = {}) {
     this.bucketBytes = opts.bucketCapMb !== undefined ? Math.round(opts.bucketCapMb * (1 << 20)) : opts.bucketBytes ?? 25 << 20;
@@ -60,10 +62,17 @@ export class GradientAllReduce implements Algorithm {
     }
     const named = [...module.namedParameters()].filter(([, p]) => p.requiresGrad);
     const params = named.map(([, p]) => p);
+    this.reducer?.remove();
+    this.reducer = null;
+    this.deviceSync?.remove();
     if (params.length && !movesDeviceMemory(group, params[0]!)) {
-      this.reducer?.remove();
       this.reducer = new BucketReducer(params, new Map(named.map(([n, p]) => [p as Tensor, n])), group,
         { bucketBytes: this.bucketBytes, overlap: this.overlap, findUnusedParameters: this.findUnusedParameters });
+    } else {
+      // The device path reduces at the step; it still needs to know whether a backward since the last ran outside noSync.
+      this.deviceSync = onBackwardStart((info) => {
+        if (this.noSyncDepth === 0 && params.some((p) => info.reaches(p))) this.syncedBackward = true;
+      });
     }
   }
 
@@ -105,7 +114,8 @@ export class GradientAllReduce implements Algorithm {
   beforeStep(module: nn.Module, group: ProcessGroup): void {
     noGrad(() => {
       if (this.reducer) return this.reducer.finish();
-      if (this.noSyncDepth > 0) return;
+      if (!this.syncedBackward) return; // only noSync backwards since the last step: a local step
+      this.syncedBackward = false;
       // NCCL reduces device memory in place, tensor by tensor.
       for (const bucket of this.buckets(module)) {
         for (const p of bucket) {

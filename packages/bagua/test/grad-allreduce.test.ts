@@ -3,7 +3,8 @@
  * threads (the fallback: each bucket runs when started) and gloo (the shim's
  * communication thread): the same results as the blocking path, bitwise
  * (the same buckets are reduced by the same collectives, only earlier),
- * unused parameters, noSync, bucket rebuild, flat memory, and faults.
+ * unused parameters, noSync, two backwards before a step, bucket rebuild,
+ * flat memory, and faults.
  */
 import test from 'ava';
 import { assertJob, backendReady, runJob, type Backend } from './helpers/job.js';
@@ -15,7 +16,7 @@ for (const backend of ['threads', 'gloo'] as Backend[]) {
       t.timeout(170_000);
       const job = await runJob(backend, n, 'grad-allreduce', ['main'], { timeoutMs: 160_000 });
       t.log(job.lines('MEMORY')[0]?.join(' '));
-      assertJob(t, job, n, 7);
+      assertJob(t, job, n, 8);
     });
   }
 }

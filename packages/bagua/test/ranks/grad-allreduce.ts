@@ -146,6 +146,26 @@ function scenarioMain(): void {
   }
 
   {
+    const check = newCheck('two backward passes before a step: the step averages their sum');
+    manualSeed(5);
+    const m = new nn.Sequential(new nn.Linear(6, 16), new nn.ReLU(), new nn.Linear(16, 3));
+    const opt = new optim.SGD(m.parameters(), { lr: 0.1 });
+    const w = m.withBagua([opt], new bagua.GradientAllReduce({ bucketCapMb: 0.0005 }));
+    manualSeed(40 + rank);
+    const y = sq(w.forward(randn([4, 6]))).sum();
+    y.backward({ retainGraph: true }); // its buckets start here...
+    y.backward(); // ...and are redone from the accumulated gradients here
+    const local = w.parameters().map((p) => host(p.grad!));
+    opt.step();
+    w.parameters().forEach((p, i) => {
+      const sum = local[i]!.slice();
+      world.allReduce(sum, 'sum');
+      expectClose(check, `param ${i}`, p.grad, sum.map((v) => v / size));
+    });
+    report(check);
+  }
+
+  {
     const check = newCheck('buckets are rebuilt after the first step in the order gradients arrived');
     // Registered a, b, c but applied c(b(a(x)))... reversed: a is last in the graph, so its gradient comes first.
     class Reversed extends nn.Module {
