@@ -2,7 +2,7 @@
  * ms per training step with GradientAllReduce's overlap on and off (issue 12).
  * A rank script for bagua-launch:
  *   BAGUA_NUM_THREADS=1 bagua-launch --nproc-per-node 2 --backend gloo dist/bench/overlap-step.js \
- *     [--net train-cnn|cifar] [--batch 16] [--cap-mb 25] [--steps 200] [--warmup 20] [--bn bn|syncbn]
+ *     [--net train-cnn|cifar|mlp] [--batch 16] [--cap-mb 25] [--steps 200] [--warmup 20] [--bn bn|syncbn]
  * Both settings run in one job, alternating in blocks so drift hits both alike;
  * rank 0 prints `OVERLAP <json>` (median ms per step, the slowest rank's).
  */
@@ -30,6 +30,13 @@ const world = bagua.defaultGroup();
 
 function makeNet(): { model: nn.Module; shape: number[] } {
   manualSeed(1234);
+  if (args.net === 'mlp') {
+    // 4 x Linear(1024, 1024): 16 MiB of gradients, where communication is a large part of the step
+    const layers: nn.Module[] = [new nn.Linear(48, 1024)];
+    for (let i = 0; i < 4; i++) layers.push(new nn.ReLU(), new nn.Linear(1024, 1024));
+    layers.push(new nn.ReLU(), new nn.Linear(1024, 10));
+    return { model: new nn.Sequential(...layers), shape: [B, 48] };
+  }
   if (args.net === 'cifar') {
     const block = (i: number, o: number) => [new nn.Conv2d(i, o, 3, { padding: 1 }), new nn.BatchNorm2d(o), new nn.ReLU()];
     return {
