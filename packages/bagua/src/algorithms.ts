@@ -114,7 +114,9 @@ export class GradientAllReduce implements Algorithm {
   beforeStep(module: nn.Module, group: ProcessGroup): void {
     noGrad(() => {
       if (this.reducer) return this.reducer.finish();
-      if (!this.syncedBackward) return; // only noSync backwards since the last step: a local step
+      // Only noSync backwards since the last step: a local step. (Without init, as a plain
+      // function of the module, it reduces whatever the gradients hold, tensor by tensor.)
+      if (this.deviceSync && !this.syncedBackward) return;
       this.syncedBackward = false;
       // NCCL reduces device memory in place, tensor by tensor.
       for (const bucket of this.buckets(module)) {
