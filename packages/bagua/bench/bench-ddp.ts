@@ -135,6 +135,9 @@ function runChild(cmd: string, argv: string[], env: Record<string, string>): Pro
   });
 }
 
+/** The first wrapped job's report: the net's size and GradientAllReduce's buckets, for the footer. */
+let netInfo: JobReport | null = null;
+
 function rankArgs(mode: 'ddp' | 'single', bn: Bn, overlap: string): string[] {
   return ['--mode', mode, '--bn', bn, '--overlap', overlap, '--batch', String(BATCH), '--warmup', String(WARMUP), '--steps', String(STEPS)];
 }
@@ -145,6 +148,7 @@ async function ours(backend: 'threads' | 'gloo' | 'single', world: number, bn: B
     const res = await runThreads(world, RANK_SCRIPT, rankArgs('ddp', bn, overlap), { output: 'capture', env: ONE_THREAD, timeoutMs: 120_000 });
     const wallMs = performance.now() - t0;
     const report = res.exitCode === 0 ? resultLine<JobReport>(res.stdout.join('\n')) : null;
+    if (report) netInfo ??= report;
     return report ? { ok: true, report, wallMs }
       : { ok: false, reason: `exit ${res.exitCode}: ${lastLines(res.stdout.join('\n'), res.stderr.join('\n'))}`, wallMs };
   }
@@ -153,6 +157,7 @@ async function ours(backend: 'threads' | 'gloo' | 'single', world: number, bn: B
     : [RANK_SCRIPT, ...rankArgs('single', bn, overlap)];
   const r = await runChild(process.execPath, argv, ONE_THREAD);
   const report = r.code === 0 ? resultLine<JobReport>(r.out) : null;
+  if (report?.mode === 'ddp') netInfo ??= report;
   return report ? { ok: true, report, wallMs: r.wallMs } : { ok: false, reason: `exit ${r.code}: ${lastLines(r.out, r.err)}`, wallMs: r.wallMs };
 }
 
@@ -317,6 +322,11 @@ async function main(): Promise<void> {
   if (torchOk) {
     console.log(`† PyTorch SyncBatchNorm on CPU: ${[...torchSync.entries()].map(([w, s]) => `x${w} ${s}`).join('; ')}. ` +
       'Those rows are set against PyTorch DDP with plain BatchNorm2d (no statistics exchanged on its side).');
+  }
+  if (netInfo) {
+    console.log(`net: ${netInfo.params} parameters (${(netInfo.params * 4 / 1024).toFixed(0)} KiB of gradients) in ` +
+      `${netInfo.buckets} GradientAllReduce bucket(s)${netInfo.buckets === 1 ? ': the one bucket is ready only when backward ends, ' +
+        'so overlap has nothing to hide behind here (on and off differ by noise)' : ''}`);
   }
   for (const n of threadNotes) console.log(`  NOTE: ${n}`);
   for (const n of notes) console.log(`  FAILED: ${n}`);
