@@ -16,36 +16,50 @@ const { values: args } = parseArgs({
   options: { 'comm-json': { type: 'string' }, batch: { type: 'string', default: '32' } },
 });
 
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+
 // ------------------------------------------------------------------ measured here
-// `pnpm bench:comm -- --json` on 2026-11-30 (2-core AMD EPYC VM, AVX-512; load average 18-38 from
-// other jobs during the run). Keyed by float count (2C+1 for C = 64, 256, 1024): all-reduce(sum) and
-// all-gather latency; then all-reduce time by size in bytes, 1 KiB..64 MiB; rank 0's median per call, us.
+// `pnpm bench:comm -- --repeat 2 --json` on 2026-11-30 (2-core VM, AMD EPYC with AVX-512; load
+// average 7.8 at the start and 14.5 at the end from other jobs), each figure the median of the 2
+// runs. Keyed by float count (2C+1 for C = 64, 256, 1024): all-reduce(sum) and all-gather latency;
+// then all-reduce time by size in bytes, 1 KiB..64 MiB; rank 0's median per call, us.
 const RECORDED = [
   { backend: 'threads', world_size: 2,
-    latency: { 129: [15.6, 15.2], 513: [15.0, 15.0], 2049: [19.1, 16.9] },
-    sizes: { 1024: 14.3, 65536: 30.1, 1048576: 248.4, 16777216: 10175.4, 67108864: 46867.9 } },
+    latency: { 129: [8.1, 15.6], 513: [15.6, 15.4], 2049: [19.5, 17.0] },
+    sizes: { 1024: 14.5, 65536: 29.8, 1048576: 219.2, 16777216: 3923.4, 67108864: 18911.7 } },
   { backend: 'gloo', world_size: 2,
-    latency: { 129: [16.5, 16.2], 513: [15.2, 15.6], 2049: [15.9, 15.7] },
-    sizes: { 1024: 15.0, 65536: 50.7, 1048576: 475.9, 16777216: 16916.1, 67108864: 80757.2 } },
+    latency: { 129: [16.3, 16.0], 513: [15.2, 15.5], 2049: [16.0, 16.1] },
+    sizes: { 1024: 15.2, 65536: 53.5, 1048576: 577.8, 16777216: 20764.0, 67108864: 70861.7 } },
   { backend: 'threads', world_size: 4,
-    latency: { 129: [26.7, 23.3], 513: [25.3, 22.7], 2049: [48.6, 33.0] },
-    sizes: { 1024: 24.5, 65536: 75.7, 1048576: 453.9, 16777216: 13367.1, 67108864: 65096.6 } },
+    latency: { 129: [24.5, 24.3], 513: [27.1, 23.9], 2049: [42.1, 30.6] },
+    sizes: { 1024: 24.4, 65536: 65.7, 1048576: 382.8, 16777216: 7067.7, 67108864: 27745.2 } },
   { backend: 'gloo', world_size: 4,
-    latency: { 129: [86.8, 87.5], 513: [85.6, 87.2], 2049: [88.9, 88.0] },
-    sizes: { 1024: 78.6, 65536: 275.6, 1048576: 8210.6, 16777216: 48833.9, 67108864: 169001.1 } },
+    latency: { 129: [79.6, 79.2], 513: [78.7, 79.1], 2049: [88.8, 90.9] },
+    sizes: { 1024: 82.8, 65536: 289.4, 1048576: 4916.6, 16777216: 47174.6, 67108864: 133942.0 } },
 ];
 
-/** bench:comm's JSON (a list of results) in the shape above; torch-gloo rows are left out. */
+/**
+ * bench:comm's JSON (a list of results, one per run: --repeat R gives R per backend and world size)
+ * in the shape above, each figure the median over the runs; torch-gloo rows are left out.
+ */
 function loadRuns(path) {
   if (!path) return RECORDED;
-  return JSON.parse(readFileSync(path, 'utf8')).filter((r) => r.backend !== 'torch-gloo').map((r) => ({
-    backend: r.backend, world_size: r.world_size,
-    latency: Object.fromEntries(Object.entries(r.latency).map(([c, v]) => [c, [v.allreduce_us, v.allgather_us]])),
-    sizes: Object.fromEntries((r.bandwidths ?? [r.bandwidth]).filter(Boolean).map((b) => [b.bytes, b.time_us])),
+  const groups = new Map();
+  for (const r of JSON.parse(readFileSync(path, 'utf8'))) {
+    if (r.backend === 'torch-gloo') continue;
+    const key = `${r.backend} ${r.world_size}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(r);
+  }
+  return [...groups.values()].map((runs) => ({
+    backend: runs[0].backend, world_size: runs[0].world_size,
+    latency: Object.fromEntries(Object.keys(runs[0].latency).map((c) => [c, [
+      median(runs.map((r) => r.latency[c].allreduce_us)), median(runs.map((r) => r.latency[c].allgather_us))]])),
+    sizes: Object.fromEntries((runs[0].bandwidths ?? [runs[0].bandwidth]).filter(Boolean).map(({ bytes }) => [bytes,
+      median(runs.map((r) => (r.bandwidths ?? [r.bandwidth]).find((b) => b?.bytes === bytes)?.time_us ?? NaN))])),
   }));
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const SMALL = 8 << 10; // up to 8 KiB the time is all latency; from 16 MiB it is all bandwidth
 const LARGE = 16 << 20;
 
