@@ -373,6 +373,14 @@ test('cpu: negative sizes, NULL pointers and wrong storages are errors, not cras
   pg[0] = 56;
   t.is(k.fn.bk_avg_pool2d_f32(new Float32Array(1), new Float32Array(4), pg, null), BK_STATUS.BK_ERR_INVALID_ARGUMENT);
   t.regex(k.library.lastError(), /bk_avg_pool2d_f32: geom->size is 56, expected sizeof\(bk_pool2d_geom\) = 60/);
+  // pooling indexes a plane with int32: sizes whose positions or indices would not fit are refused
+  const big = { planes: 1, h: 50_000, w: 50_000, oh: 25_000, ow: 25_000, kh: 2, kw: 2, strideH: 2, strideW: 2, padH: 0,
+    padW: 0, dilH: 1, dilW: 1, countIncludePad: false };
+  t.is(k.fn.bk_max_pool2d_f32(null, null, null, packPool2d(big), null), BK_STATUS.BK_ERR_INVALID_ARGUMENT);
+  t.regex(k.library.lastError(), /bk_max_pool2d_f32: a plane of 50000x50000 or 25000x25000 elements is too large/);
+  const far = { ...big, h: 4, w: 4, oh: 2, ow: 2, strideH: 2 ** 31 - 1 };
+  t.is(k.fn.bk_avg_pool2d_backward_f32(null, null, packPool2d(far), null), BK_STATUS.BK_ERR_INVALID_ARGUMENT);
+  t.regex(k.library.lastError(), /bk_avg_pool2d_backward_f32: the windows reach past 2\^31 - 1/);
   t.throws(() => be.fill(new Float32Array(2), 3, 0), { message: /fill: out has 2 elements, the sizes given need 3/ });
   t.throws(() => be.copy(new Int32Array(2), new Float32Array(2), 2), { message: /copy: out must be a float32 CPU storage \(Float32Array\), got Int32Array\(2\)/ });
   t.throws(() => be.sum(new Float32Array(1), new Float32Array(5), 1, 6, 1), { message: /sum: x has 5 elements/ });

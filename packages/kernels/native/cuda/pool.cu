@@ -1,8 +1,9 @@
-// 2-D pooling over [planes, h, w]. Backward passes gather (each input sums the
-// outputs whose window holds it) instead of scattering with atomics: deterministic.
+// 2-D pooling over [planes, h, w]: one thread per element of the math in
+// bagua_pool_math.h, shared with the CPU library. Backward passes gather (each input
+// sums the outputs whose window holds it) instead of scattering with atomics: deterministic.
 #include "common.cuh"
 #include "bagua_geom.h"
-#include "pool_hd.cuh"
+#include "bagua_pool_math.h"
 
 namespace bk {
 namespace {

@@ -1,5 +1,6 @@
 // Host-side check of the CUDA library's per-element code against the CPU library,
-// without a GPU: the pooling element functions (pool_hd.cuh), the strided
+// without a GPU: the pooling element functions (bagua_pool_math.h, over flat indices as
+// the kernels call them; the CPU library walks rows), the strided
 // elementwise offsets (strided_hd.cuh) and the whole conv2d orchestration
 // (conv_impl.cuh: im2col/col2im, group/image batching, chunking, pointwise path,
 // and the row-major to column-major GEMM mapping, run here against a reference
@@ -16,9 +17,9 @@
 #include <vector>
 
 #include "bagua_kernels.h"
+#include "bagua_pool_math.h"
 #include "conv_impl.cuh"
 #include "emu/reference_gemm.h"
-#include "pool_hd.cuh"
 #include "strided_hd.cuh"
 
 namespace bk {

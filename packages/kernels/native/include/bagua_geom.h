@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "bagua_kernels.h"
+#include "bagua_pool_math.h"
 
 namespace bk {
 
@@ -67,18 +68,23 @@ inline bool conv_pointwise(const ConvGeom &g) {
   return g.r == 1 && g.s == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
 }
 
-// G is the library's own pooling geometry (64-bit sizes on the CPU, 32-bit on the GPU)
-// with the fields planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, include_pad.
-// Adaptive pooling reads only the first five.
-template <class G>
-int pool_parse(G &g, const bk_pool2d_geom *geom, bool adaptive, const char *fn) {
-  g = G{};
+// Both libraries pool over a PGeom (bagua_pool_math.h), whose spatial sizes are int:
+// besides the sizes' own ranges, the positions the window math forms (o*stride - pad +
+// k*dil, size + pad + stride) and in-plane indices (h*w, oh*ow: int32 indices) must fit,
+// else the geometry is refused here rather than wrapping in a kernel.
+// Adaptive pooling reads only planes, h, w, oh, ow.
+inline int pool_parse(PGeom &g, const bk_pool2d_geom *geom, bool adaptive, const char *fn) {
+  g = PGeom{};
   if (!geom) return fail("%s: geom is NULL", fn);
   if (geom_size_check(geom->size, (int32_t)sizeof(bk_pool2d_geom), "bk_pool2d_geom", fn)) return 1;
   g.planes = geom->planes; g.h = geom->h; g.w = geom->w; g.oh = geom->oh; g.ow = geom->ow;
   if (g.planes < 0 || g.h < 0 || g.w < 0 || g.oh < 0 || g.ow < 0)
-    return fail("%s: sizes must be >= 0 (planes %lld, h %lld, w %lld, oh %lld, ow %lld)", fn,
-                (long long)g.planes, (long long)g.h, (long long)g.w, (long long)g.oh, (long long)g.ow);
+    return fail("%s: sizes must be >= 0 (planes %lld, h %d, w %d, oh %d, ow %d)", fn, (long long)g.planes, g.h,
+                g.w, g.oh, g.ow);
+  const int64_t kIntMax = 0x7fffffff;
+  if ((int64_t)g.h * g.w > kIntMax || (int64_t)g.oh * g.ow > kIntMax)
+    return fail("%s: a plane of %dx%d or %dx%d elements is too large (pooling indexes a plane with int32)", fn,
+                g.h, g.w, g.oh, g.ow);
   if (adaptive) {
     // an empty window would average nothing
     if ((g.oh > 0 && g.h == 0) || (g.ow > 0 && g.w == 0))
@@ -90,6 +96,15 @@ int pool_parse(G &g, const bk_pool2d_geom *geom, bool adaptive, const char *fn) 
   if (g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1)
     return fail("%s: kernel size, stride and dilation must be >= 1", fn);
   if (g.ph < 0 || g.pw < 0) return fail("%s: padding must be >= 0", fn);
+  // the farthest position a window reaches, and the largest a backward pass forms
+  auto reach = [](int64_t size, int64_t out, int64_t k, int64_t s, int64_t p, int64_t d) {
+    const int64_t last = (out > 0 ? out - 1 : 0) * s + (k - 1) * d;
+    return last > size + p + s ? last : size + p + s;
+  };
+  if (reach(g.h, g.oh, g.kh, g.sh, g.ph, g.dh) > kIntMax || reach(g.w, g.ow, g.kw, g.sw, g.pw, g.dw) > kIntMax)
+    return fail("%s: the windows reach past 2^31 - 1 (size %dx%d, output %dx%d, kernel %dx%d, stride %dx%d, "
+                "padding %dx%d, dilation %dx%d)", fn, g.h, g.w, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw,
+                g.dh, g.dw);
   return 0;
 }
 

@@ -1,0 +1,221 @@
+// 2-D pooling: the per-element math of bagua_pool_math.h (the CUDA library's), run
+// over ranges of elements on the kernel threads.
+#include <stdlib.h>
+
+#include <algorithm>
+
+#include "bagua_geom.h"
+#include "bagua_pool_math.h"
+#include "common.h"
+
+using bk::PGeom;
+using bk::PlanePos;
+using bk::pool_parse;
+using bk::Span;
+
+namespace {
+
+// Runs f(i0, i1) over [0, n) on as many threads as `work` units are worth. Ranges are
+// cut at multiples of 16 elements, so no two threads write one cache line.
+template <class F>
+void by_ranges(int64_t n, int64_t work, const F &f) {
+  bk::parallel_ranges(bk::threads_for(work, bk::kParallelMin), n, 16, [&](int64_t i0, int64_t i1) {
+    f(i0, i1);
+    return 0;
+  });
+}
+
+// a * b, or INT64_MAX where it overflows (a thread count only)
+int64_t work_of(int64_t a, int64_t b) {
+  int64_t r;
+  return bk::mul_ok(a, b, &r) ? r : INT64_MAX;
+}
+
+// Calls f(p, y, x0, x1, i0) for the row pieces of elements [lo, hi) of [planes, rows,
+// cols]: columns [x0, x1) of row y of plane p, whose first element is i0. One division
+// per range instead of two per element.
+template <class F>
+void each_row(int64_t lo, int64_t hi, int rows, int cols, const F &f) {
+  PlanePos q = bk::plane_pos(lo, rows, cols);
+  for (int64_t i = lo; i < hi;) {
+    const int x1 = (int)std::min<int64_t>(cols, q.x + (hi - i));
+    f(q.p, q.y, q.x, x1, i);
+    i += x1 - q.x;
+    q.x = 0;
+    if (++q.y == rows) {
+      q.y = 0;
+      ++q.p;
+    }
+  }
+}
+
+// bk::PoolAxes's answers, looked up: the per-axis functions run once per row, column
+// and output row / column of a call (tables of h + w + oh + ow entries) instead of per
+// element or window, where their divisions and tap loops would dominate.
+class AxisTables {
+ public:
+  AxisTables() = default;
+  AxisTables(const AxisTables &) = delete;
+  AxisTables &operator=(const AxisTables &) = delete;
+  ~AxisTables() { free(mem_); }
+
+  // false: out of memory
+  bool fill(const PGeom &g, bool adaptive) {
+    const bk::PoolAxes ax{&g};
+    const size_t n_in = (size_t)g.h + g.w, n_out = (size_t)g.oh + g.ow;
+    mem_ = malloc((n_in + n_out) * sizeof(Span) + n_out * sizeof(int) + 1);
+    if (!mem_) return false;
+    in_y_ = (Span *)mem_;
+    in_x_ = in_y_ + g.h;
+    out_y_ = in_x_ + g.w;
+    out_x_ = out_y_ + g.oh;
+    count_y_ = (int *)(out_x_ + g.ow);
+    count_x_ = count_y_ + g.oh;
+    // fixed windows: candidates per input, divisor factors per output; adaptive: the
+    // first candidate per input (in lo), the window per output
+    for (int i = 0; i < g.h; ++i) in_y_[i] = adaptive ? Span{ax.first_y(i), 0} : ax.cand_y(i);
+    for (int i = 0; i < g.w; ++i) in_x_[i] = adaptive ? Span{ax.first_x(i), 0} : ax.cand_x(i);
+    for (int o = 0; o < g.oh; ++o) {
+      if (adaptive)
+        out_y_[o] = ax.win_y(o);
+      else
+        count_y_[o] = ax.count_y(o);
+    }
+    for (int o = 0; o < g.ow; ++o) {
+      if (adaptive)
+        out_x_[o] = ax.win_x(o);
+      else
+        count_x_[o] = ax.count_x(o);
+    }
+    return true;
+  }
+
+  Span cand_y(int iy) const { return in_y_[iy]; }
+  Span cand_x(int ix) const { return in_x_[ix]; }
+  int count_y(int oy) const { return count_y_[oy]; }
+  int count_x(int ox) const { return count_x_[ox]; }
+  Span win_y(int oy) const { return out_y_[oy]; }
+  Span win_x(int ox) const { return out_x_[ox]; }
+  int first_y(int iy) const { return in_y_[iy].lo; }
+  int first_x(int ix) const { return in_x_[ix].lo; }
+
+ private:
+  void *mem_ = nullptr;
+  Span *in_y_ = nullptr, *in_x_ = nullptr, *out_y_ = nullptr, *out_x_ = nullptr;
+  int *count_y_ = nullptr, *count_x_ = nullptr;
+};
+
+// Runs body(t, i0, i1) over ranges of [0, n) once the tables are filled.
+template <class F>
+int with_tables(const PGeom &g, bool adaptive, int64_t n, int64_t work, const char *fn, const F &body) {
+  if (n == 0) return 0;
+  AxisTables t;
+  if (!t.fill(g, adaptive)) return bk::fail_status(BK_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
+  by_ranges(n, work, [&](int64_t i0, int64_t i1) { body(t, i0, i1); });
+  return 0;
+}
+
+// The forward passes: out(t, p, oy, ox, i) for each output element i.
+template <class F>
+int outputs(const PGeom &g, bool adaptive, int64_t work, const char *fn, const F &out) {
+  return with_tables(g, adaptive, g.planes * g.oh * g.ow, work, fn, [&](const AxisTables &t, int64_t lo, int64_t hi) {
+    each_row(lo, hi, g.oh, g.ow, [&](int64_t p, int oy, int x0, int x1, int64_t i0) {
+      for (int ox = x0; ox < x1; ++ox) out(t, p, oy, ox, i0 + (ox - x0));
+    });
+  });
+}
+
+// The backward passes: dx in row pieces, zeroed, then summed into by grad(t, p, iy, x0,
+// x1, sink), one of bagua_pool_math.h's *_in functions.
+template <class F>
+int input_grads(float *dx, const PGeom &g, bool adaptive, int64_t work, const char *fn, const F &grad) {
+  return with_tables(g, adaptive, g.planes * g.h * g.w, work, fn, [&](const AxisTables &t, int64_t lo, int64_t hi) {
+    each_row(lo, hi, g.h, g.w, [&](int64_t p, int iy, int x0, int x1, int64_t i0) {
+      std::fill(dx + i0, dx + i0 + (x1 - x0), 0.0f);
+      bk::RowSum sink{dx + i0 - x0};
+      grad(t, p, iy, x0, x1, sink);
+    });
+  });
+}
+
+}  // namespace
+
+extern "C" int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const bk_pool2d_geom *geom,
+                                 void *) {
+  PGeom g;
+  if (pool_parse(g, geom, false, __func__)) return 1;
+  const int64_t total = g.planes * g.oh * g.ow, hw = (int64_t)g.h * g.w;
+  BK_NOTNULL_IF(total > 0, y, indices);
+  BK_NOTNULL_IF(total > 0 && hw > 0, x);
+  return outputs(g, false, work_of(total, (int64_t)g.kh * g.kw), __func__,
+                 [&](const AxisTables &, int64_t p, int oy, int ox, int64_t i) {
+                   bk::max_pool_out(x + p * hw, g, oy, ox, y[i], indices[i]);
+                 });
+}
+
+extern "C" int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int32_t *indices,
+                                          const bk_pool2d_geom *geom, void *) {
+  PGeom g;
+  if (pool_parse(g, geom, false, __func__)) return 1;
+  const int64_t hw = (int64_t)g.h * g.w, ohw = (int64_t)g.oh * g.ow;
+  BK_NOTNULL_IF(g.planes > 0 && hw > 0, dx);
+  BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy, indices);
+  // indices come from outside: check them all before writing
+  for (int64_t i = 0; i < g.planes * ohw; ++i)
+    if (indices[i] < -1 || indices[i] >= hw)
+      return bk::fail("%s: index %d at output %lld is outside the plane of %lld elements",
+                      __func__, indices[i], (long long)i, (long long)hw);
+  return input_grads(dx, g, false, work_of(g.planes, hw + ohw), __func__,
+                     [&](const AxisTables &t, int64_t p, int iy, int x0, int x1, bk::RowSum &sink) {
+                       bk::max_pool_in(dy + p * ohw, indices + p * ohw, g, t, iy, x0, x1, sink);
+                     });
+}
+
+extern "C" int bk_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geom, void *) {
+  PGeom g;
+  if (pool_parse(g, geom, false, __func__)) return 1;
+  const int64_t total = g.planes * g.oh * g.ow, hw = (int64_t)g.h * g.w;
+  BK_NOTNULL_IF(total > 0, y);
+  BK_NOTNULL_IF(total > 0 && hw > 0, x);
+  return outputs(g, false, work_of(total, (int64_t)g.kh * g.kw), __func__,
+                 [&](const AxisTables &t, int64_t p, int oy, int ox, int64_t i) {
+                   y[i] = bk::avg_pool_out(x + p * hw, g, t, oy, ox);
+                 });
+}
+
+extern "C" int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const bk_pool2d_geom *geom,
+                                          void *) {
+  PGeom g;
+  if (pool_parse(g, geom, false, __func__)) return 1;
+  const int64_t hw = (int64_t)g.h * g.w, ohw = (int64_t)g.oh * g.ow;
+  BK_NOTNULL_IF(g.planes > 0 && hw > 0, dx);
+  BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy);
+  return input_grads(dx, g, false, work_of(g.planes, hw + ohw), __func__,
+                     [&](const AxisTables &t, int64_t p, int iy, int x0, int x1, bk::RowSum &sink) {
+                       bk::avg_pool_in(dy + p * ohw, g, t, iy, x0, x1, sink);
+                     });
+}
+
+extern "C" int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geom, void *) {
+  PGeom g;
+  if (pool_parse(g, geom, true, __func__)) return 1;
+  const int64_t total = g.planes * g.oh * g.ow, hw = (int64_t)g.h * g.w;
+  BK_NOTNULL_IF(total > 0, y, x);
+  return outputs(g, true, work_of(g.planes, hw + (int64_t)g.oh * g.ow), __func__,
+                 [&](const AxisTables &t, int64_t p, int oy, int ox, int64_t i) {
+                   y[i] = bk::adaptive_avg_out(x + p * hw, g, t, oy, ox);
+                 });
+}
+
+extern "C" int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy,
+                                                   const bk_pool2d_geom *geom, void *) {
+  PGeom g;
+  if (pool_parse(g, geom, true, __func__)) return 1;
+  const int64_t hw = (int64_t)g.h * g.w, ohw = (int64_t)g.oh * g.ow;
+  BK_NOTNULL_IF(g.planes > 0 && hw > 0, dx);
+  BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy);
+  return input_grads(dx, g, true, work_of(g.planes, hw + ohw), __func__,
+                     [&](const AxisTables &t, int64_t p, int iy, int x0, int x1, bk::RowSum &sink) {
+                       bk::adaptive_avg_in(dy + p * ohw, g, t, iy, x0, x1, sink);
+                     });
+}
