@@ -17,16 +17,15 @@
  */
 import { parseArgs } from 'node:util';
 import { getNumThreads, manualSeed, nn, optim, randn, setNumThreads, tensor } from '@bagua/core';
-import {
-  destroyProcessGroup, GradientAllReduce, initProcessGroup, SyncBatchNorm, withBagua, type GradientAllReduceOptions,
-} from '../src/index.js';
+import { benchCnn } from '@bagua/testing';
+import { destroyProcessGroup, GradientAllReduce, initProcessGroup, SyncBatchNorm, withBagua } from '../src/index.js';
 
 export interface JobReport {
   mode: 'ddp' | 'single';
   backend: string; // 'none' in single mode
   world: number;
   bn: 'bn' | 'syncbn';
-  /** What GradientAllReduce was given and kept: 'off' / 'on', or 'n/a' when it has no overlap option. */
+  /** GradientAllReduce's overlap: 'on' / 'off'. */
   overlap: string;
   kernelThreads: number[]; // per rank, read back with getNumThreads()
   params: number;
@@ -51,36 +50,12 @@ const BATCH = Number(args.batch);
 const WARMUP = Number(args.warmup);
 const STEPS = Number(args.steps);
 
-function block(cin: number, cout: number): nn.Module[] {
-  return [new nn.Conv2d(cin, cout, 3, { padding: 1 }), new nn.BatchNorm2d(cout), new nn.ReLU()];
-}
 
-/** The same net as bench:step and tools/bench_ddp_torch.py. */
-function makeModel(): nn.Sequential {
-  return new nn.Sequential(
-    ...block(3, 32), ...block(32, 32), new nn.MaxPool2d(2),
-    ...block(32, 64), ...block(64, 64),
-    new nn.AdaptiveAvgPool2d(1), new nn.Flatten(), new nn.Linear(64, 10),
-  );
-}
-
-/**
- * GradientAllReduce with the overlap asked for, if it knows the option. Today it has none
- * (the gradients are averaged after backward, before the step: overlap off by construction),
- * so an option it does not keep is reported as 'n/a' rather than silently ignored.
- */
+/** GradientAllReduce with overlap on, off, or its default ('default'). */
 function makeAlgorithm(overlap: string): { algorithm: GradientAllReduce; overlap: string } {
-  if (overlap === 'default') return { algorithm: new GradientAllReduce(), overlap: describeOverlap(new GradientAllReduce()) };
-  const want = overlap === 'on';
-  const algorithm = new GradientAllReduce({ overlap: want } as GradientAllReduceOptions);
-  const kept = (algorithm as unknown as { overlap?: unknown }).overlap;
-  if (kept !== want) throw new Error(`GradientAllReduce did not take overlap: ${want} (it has overlap = ${String(kept)})`);
-  return { algorithm, overlap: want ? 'on' : 'off' };
-}
-
-function describeOverlap(a: GradientAllReduce): string {
-  const v = (a as unknown as { overlap?: unknown }).overlap;
-  return typeof v === 'boolean' ? (v ? 'on' : 'off') : 'n/a';
+  if (!['default', 'on', 'off'].includes(overlap)) throw new Error(`--overlap is on, off or default, got ${overlap}`);
+  const algorithm = new GradientAllReduce(overlap === 'default' ? {} : { overlap: overlap === 'on' });
+  return { algorithm, overlap: algorithm.overlap ? 'on' : 'off' };
 }
 
 async function main(): Promise<void> {
@@ -95,7 +70,7 @@ async function main(): Promise<void> {
   const group = MODE === 'ddp' ? await initProcessGroup({ timeoutMs: 120_000 }) : null;
   const rank = group?.rank ?? 0;
   manualSeed(0); // same initial weights everywhere (withBagua broadcasts rank 0's anyway)
-  let model: nn.Module = makeModel();
+  let model: nn.Module = benchCnn();
   if (BN === 'syncbn') model = SyncBatchNorm.convertSyncBatchnorm(model);
   model.train();
   const optimizer = new optim.SGD(model.parameters(), { lr: 0.01, momentum: 0.9 });

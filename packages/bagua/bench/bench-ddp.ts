@@ -6,8 +6,7 @@
  * batch, in the same run:
  *
  *   ours     --backends threads,gloo x --ranks 1,2,4 x {BatchNorm2d, SyncBatchNorm}
- *            x overlap {off, on} (GradientAllReduce's `overlap` option, where it has one:
- *            without it the column reads n/a and the header says which config ran)
+ *            x overlap {off, on} (GradientAllReduce's `overlap` option)
  *   PyTorch  DistributedDataParallel over gloo (tools/bench_ddp_torch.py, ranks spawned
  *            by torch.multiprocessing) at the same rank counts; its SyncBatchNorm is
  *            tried too, and PyTorch 1.13 refuses it on CPU: that cell reads n/a, and the
@@ -33,7 +32,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { glooAvailability, runThreads } from '@bagua/comm';
-import { GradientAllReduce, type GradientAllReduceOptions } from '../src/index.js';
+import { GradientAllReduce } from '../src/index.js';
 import type { JobReport } from './bench-ddp-rank.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // <bagua>/dist/bench
@@ -74,24 +73,6 @@ const ONE_THREAD = { BAGUA_NUM_THREADS: '1', OMP_NUM_THREADS: '1', OPENBLAS_NUM_
 const BNS = ['bn', 'syncbn'] as const;
 type Bn = (typeof BNS)[number];
 const BN_NAME: Record<Bn, string> = { bn: 'BatchNorm2d', syncbn: 'SyncBatchNorm' };
-
-/**
- * Whether GradientAllReduce takes an `overlap` option here: it must keep the value it was
- * given (an unknown option would be dropped without a word, so it is read back, not assumed).
- */
-function overlapSupport(): { supported: boolean; note: string } {
-  const on = new GradientAllReduce({ overlap: true } as GradientAllReduceOptions) as unknown as { overlap?: unknown };
-  const off = new GradientAllReduce({ overlap: false } as GradientAllReduceOptions) as unknown as { overlap?: unknown };
-  const dflt = (new GradientAllReduce() as unknown as { overlap?: unknown }).overlap;
-  if (on.overlap === true && off.overlap === false) {
-    return { supported: true, note: `GradientAllReduce has an overlap option (default ${String(dflt)}): both settings run` };
-  }
-  return {
-    supported: false,
-    note: 'GradientAllReduce has NO overlap option in this build: it averages gradients after backward (overlap off ' +
-      'by construction); the "overlap on" column reads n/a',
-  };
-}
 
 // ---------------------------------------------------------------- jobs
 
@@ -222,10 +203,7 @@ const ratio = (a: number | null, b: number | null) => (a === null || b === null 
 
 async function main(): Promise<void> {
   const started = performance.now();
-  const overlap = overlapSupport();
-  const overlapsRun = OVERLAPS.filter((o) => o === 'off' || overlap.supported);
   // Without the option the single run is GradientAllReduce's default (the rank script passes nothing).
-  const overlapArg = (o: string) => (overlap.supported ? o : 'default');
   const gloo = glooAvailability();
   const backends = BACKENDS.filter((b) => b === 'threads' || gloo.available);
   const torchOk = !args['no-torch'] && existsSync(PYTHON);
@@ -234,7 +212,7 @@ async function main(): Promise<void> {
     `max pool, GAP, Linear(64,10)), batch [${BATCH},3,32,32] per rank, cross-entropy, SGD momentum 0.9`);
   console.log(`  ours: withBagua + GradientAllReduce (default 25 MiB buckets), backends ${backends.join(', ')}; ` +
     `BatchNorm2d, and SyncBatchNorm via convertSyncBatchnorm`);
-  console.log(`  overlap: ${overlap.note}; ran: ${overlapsRun.join(', ')}`);
+  console.log(`  overlap: GradientAllReduce({ overlap }) (default ${new GradientAllReduce().overlap ? 'on' : 'off'}); ran: ${OVERLAPS.join(', ')}`);
   console.log(`  PyTorch: DDP over gloo (defaults: 25 MiB buckets, all-reduce overlapped with backward, broadcast_buffers)` +
     `${torchOk ? '' : ' NOT MEASURED (--no-torch or no /usr/bin/python3)'}`);
   console.log(`  one kernel thread per rank on both sides; ranks ${RANKS.join(', ')}; ${WARMUP} warm-up + ${STEPS} timed ` +
@@ -264,9 +242,9 @@ async function main(): Promise<void> {
       }
       for (const backend of backends) {
         for (const bn of BNS) {
-          for (const o of overlapsRun) {
-            const label = `ours ${backend} x${world} ${bn} overlap ${overlap.supported ? o : 'n/a'}`;
-            record(oursKey(backend, world, bn, o), label, await ours(backend as 'threads' | 'gloo', world, bn, overlapArg(o)),
+          for (const o of OVERLAPS) {
+            const label = `ours ${backend} x${world} ${bn} overlap ${o}`;
+            record(oursKey(backend, world, bn, o), label, await ours(backend as 'threads' | 'gloo', world, bn, o),
               (r) => r.ms, (r) => r.kernelThreads);
           }
         }
@@ -288,7 +266,7 @@ async function main(): Promise<void> {
     for (const bn of BNS) {
       for (const world of RANKS) {
         const off = get(oursKey(backend, world, bn, 'off'));
-        const on = overlap.supported && OVERLAPS.includes('on') ? get(oursKey(backend, world, bn, 'on')) : null;
+        const on = OVERLAPS.includes('on') ? get(oursKey(backend, world, bn, 'on')) : null;
         const pt = torchOk ? get(torchKey(world)) : null;
         const ptMs = pt?.median ?? null;
         // PyTorch has no CPU SyncBatchNorm: those rows are set against DDP + BatchNorm2d (the dagger).

@@ -30,6 +30,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { manualSeed, nn, optim, randn, tensor } from '@bagua/core';
 import { cpuBackend } from '../src/index.js';
+import { benchCnn } from '@bagua/testing';
 import { busyWarning, JsonLineChild, loud, median, tableHeader, tableRow, turnEventLoop, useKernelThreads } from './common.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // <kernels>/dist/bench
@@ -56,20 +57,9 @@ for (const [name, v, min] of [['steps', STEPS, 1], ['warmup', WARMUP, 0], ['roun
 }
 if (THREADS.some((t) => !Number.isInteger(t) || t < 1)) throw new Error(`bench-step: --threads is a list like 1,2`);
 
-function block(cin: number, cout: number): nn.Module[] {
-  return [new nn.Conv2d(cin, cout, 3, { padding: 1 }), new nn.BatchNorm2d(cout), new nn.ReLU()];
-}
-
-function makeModel(): nn.Sequential {
-  return new nn.Sequential(
-    ...block(3, 32), ...block(32, 32), new nn.MaxPool2d(2),
-    ...block(32, 64), ...block(64, 64),
-    new nn.AdaptiveAvgPool2d(1), new nn.Flatten(), new nn.Linear(64, 10),
-  );
-}
 
 manualSeed(0);
-const model = makeModel();
+const model = benchCnn();
 model.train();
 const optimizer = new optim.SGD(model.parameters(), { lr: 0.01, momentum: 0.9 });
 const lossFn = new nn.CrossEntropyLoss();

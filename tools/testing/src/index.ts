@@ -2,3 +2,4 @@ export * from './fixtures.js';
 export * from './require.js';
 export * from './random.js';
 export * from './geometry.js';
+export * from './models.js';
