@@ -9,7 +9,7 @@
 import { manualSeed, memoryStats, nn, optim, randn, tensor, type Tensor } from '@bagua/core';
 import { CollectiveError, type ProcessGroup } from '@bagua/comm';
 import * as bagua from '../../src/index.js';
-import { expectClose, fail, newCheck, report } from './report.js';
+import { expectClose, fail, newCheck, report, type Check } from './report.js';
 
 await bagua.initProcessGroup();
 const rank = bagua.getRank();
@@ -56,6 +56,15 @@ class TwoHeads extends nn.Module {
   }
 }
 
+/** Each parameter's gradient after the step is the group's average of the local ones. */
+function expectAveraged(check: Check, what: string, params: Tensor[], local: Float32Array[]): void {
+  params.forEach((p, i) => {
+    const sum = local[i]!.slice();
+    world.allReduce(sum, 'sum');
+    expectClose(check, `${what} ${i}`, p.grad, sum.map((v) => v / size));
+  });
+}
+
 function scenarioMain(): void {
   for (const bn of ['bn', 'syncbn'] as const) {
     const check = newCheck(`overlapped buckets equal the non-overlapped path bitwise (${bn})`);
@@ -78,11 +87,7 @@ function scenarioMain(): void {
     w.forward(randn([5, 3])).sum().backward();
     const local = w.parameters().map((p) => (p.grad ? host(p.grad) : new Float32Array(p.numel)));
     opt.step();
-    w.parameters().forEach((p, i) => {
-      const sum = local[i]!.slice();
-      world.allReduce(sum, 'sum');
-      expectClose(check, `param ${i}`, p.grad, sum.map((v) => v / size));
-    });
+    expectAveraged(check, 'param', w.parameters(), local);
     report(check);
   }
 
@@ -157,11 +162,7 @@ function scenarioMain(): void {
     y.backward(); // ...and are redone from the accumulated gradients here
     const local = w.parameters().map((p) => host(p.grad!));
     opt.step();
-    w.parameters().forEach((p, i) => {
-      const sum = local[i]!.slice();
-      world.allReduce(sum, 'sum');
-      expectClose(check, `param ${i}`, p.grad, sum.map((v) => v / size));
-    });
+    expectAveraged(check, 'param', w.parameters(), local);
     report(check);
   }
 
@@ -191,11 +192,7 @@ function scenarioMain(): void {
       w.forward(randn([2, 3])).sum().backward();
       const local = w.parameters().map((p) => host(p.grad!));
       opt.step();
-      w.parameters().forEach((p, i) => {
-        const sum = local[i]!.slice();
-        world.allReduce(sum, 'sum');
-        expectClose(check, `step ${s} param ${i}`, p.grad, sum.map((v) => v / size));
-      });
+      expectAveraged(check, `step ${s} param`, w.parameters(), local);
       const after = order();
       if (!after.startsWith('a.')) fail(check, `after step ${s}: ${after}`);
     }
