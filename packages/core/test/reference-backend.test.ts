@@ -2,7 +2,7 @@
  * Self-checks of the backend stand-in against hand-computed values, so that a
  * wrong stand-in cannot make core's tests pass vacuously.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { ReferenceBackend } from './helpers/reference-backend.js';
 import type { Handle } from '../src/index.js';
 
@@ -112,6 +112,20 @@ test('conv2d with padding, stride and bias', (t) => {
   t.deepEqual(read(y2), [1, 3, 7, 9]);
 });
 
+/** A one-channel merge's outputs, the running statistics starting at mean 0, var 1. */
+function mergeOutputs() {
+  return { mean: zeros(1), invstd: zeros(1), count: zeros(1), rm: f([0]), rv: f([1]) };
+}
+
+/** What merging ranks {1, 2} and {3, 4} gives: mean 2.5, biased var 1.25, N 4, momentum 0.1. */
+function expectMerged1234(t: ExecutionContext, o: ReturnType<typeof mergeOutputs>): void {
+  t.true(near(read(o.mean), [2.5]));
+  t.true(near(read(o.invstd), [1 / Math.sqrt(1.25 + 1e-5)]));
+  t.deepEqual(read(o.count), [4]);
+  t.true(near(read(o.rm), [0.25]));
+  t.true(near(read(o.rv), [0.9 + 0.1 * 1.25 * 4 / 3]), 'the running variance is unbiased');
+}
+
 test('batch-norm statistics, their merge across ranks, the running update and normalisation', (t) => {
   // x [2, 1, 2]: channel 0 holds 1, 2, 3, 4 (mean 2.5, biased var 1.25, count 4), then the tag
   const stats = zeros(4);
@@ -123,18 +137,10 @@ test('batch-norm statistics, their merge across ranks, the running update and no
   t.deepEqual(read(stats2), [2, 10, 1, 0, 2, 0]);
   // ranks {1, 2} and {3, 4} (means 1.5, 3.5, var 0.25 each) merge to the same mean and variance;
   // a rank with no data is skipped; records are 4 floats apart (the tag column is not read)
-  const mean = zeros(1);
-  const invstd = zeros(1);
-  const count = zeros(1);
-  const rm = f([0]);
-  const rv = f([1]);
-  b.bnMergeStats(mean, invstd, count, f([1.5, 0.25, 2, 5, 3.5, 0.25, 2, 5, 9, 9, 0, 5]), 3, 1, 4, 1e-5, rm, rv,
-    0.1);
-  t.true(near(read(mean), [2.5]));
-  t.true(near(read(invstd), [1 / Math.sqrt(1.25 + 1e-5)]));
-  t.deepEqual(read(count), [4]);
-  t.true(near(read(rm), [0.25]));
-  t.true(near(read(rv), [0.9 + 0.1 * 1.25 * 4 / 3]), 'the running variance is unbiased');
+  const o = mergeOutputs();
+  b.bnMergeStats(o.mean, o.invstd, o.count, f([1.5, 0.25, 2, 5, 3.5, 0.25, 2, 5, 9, 9, 0, 5]), 3, 1, 4, 1e-5,
+    o.rm, o.rv, 0.1);
+  expectMerged1234(t, o);
   const y = zeros(4);
   b.bnElemt(y, f([1, 2, 3, 4]), f([2.5]), f([2]), f([3]), f([1]), 2, 1, 2);
   t.deepEqual(read(y), [-8, -2, 4, 10]);
@@ -146,18 +152,10 @@ test("batch-norm shifted sums ('allReduce' exchange): tag slots, the merge from 
   b.bnStatsSums(sums, f([1, 2, 3, 4]), f([2]), 2, 1, 2, 3, 1, 7);
   t.deepEqual(read(sums), [2, 6, 4, 0, 7, 0]);
   // ranks {1, 2} and {3, 4} shifted by 2, summed: S1 = -1 + 3 = 2, S2 = 1 + 0 + 1 + 4 = 6, N = 4
-  const mean = zeros(1);
-  const invstd = zeros(1);
-  const count = zeros(1);
+  const o = mergeOutputs();
   const shift = f([2]);
-  const rm = f([0]);
-  const rv = f([1]);
-  b.bnMergeSums(mean, invstd, count, shift, f([2, 6, 4, 5, 5]), 1, 1e-5, rm, rv, 0.1);
-  t.true(near(read(mean), [2.5]));
-  t.true(near(read(invstd), [1 / Math.sqrt(1.25 + 1e-5)]));
-  t.deepEqual(read(count), [4]);
-  t.true(near(read(rm), [0.25]));
-  t.true(near(read(rv), [0.9 + 0.1 * 1.25 * 4 / 3]), 'the running variance is unbiased');
+  b.bnMergeSums(o.mean, o.invstd, o.count, shift, f([2, 6, 4, 5, 5]), 1, 1e-5, o.rm, o.rv, 0.1);
+  expectMerged1234(t, o);
   t.deepEqual(read(shift), [2.5], 'the shift follows the merged mean');
   // no shift is a shift of 0
   b.bnStatsSums(sums, f([1, 2, 3, 4]), null, 2, 1, 2, 1, 0, 3);
