@@ -17,7 +17,7 @@
  */
 import { parseArgs } from 'node:util';
 import { getNumThreads, manualSeed, nn, optim, randn, setNumThreads, tensor } from '@bagua/core';
-import { benchCnn } from '@bagua/testing';
+import { benchCnn, intOptions } from '@bagua/testing';
 import { destroyProcessGroup, GradientAllReduce, initProcessGroup, SyncBatchNorm, withBagua } from '../src/index.js';
 
 export interface JobReport {
@@ -46,9 +46,7 @@ const { values: args } = parseArgs({
 });
 const MODE = args.mode as JobReport['mode'];
 const BN = args.bn as JobReport['bn'];
-const BATCH = Number(args.batch);
-const WARMUP = Number(args.warmup);
-const STEPS = Number(args.steps);
+const { batch: BATCH, warmup: WARMUP, steps: STEPS } = intOptions('bench-ddp-rank', args, { batch: 1, warmup: 0, steps: 1 });
 
 
 /** GradientAllReduce with overlap on, off, or its default ('default'). */
@@ -61,9 +59,6 @@ function makeAlgorithm(overlap: string): { algorithm: GradientAllReduce; overlap
 async function main(): Promise<void> {
   if (!['ddp', 'single'].includes(MODE)) throw new Error(`--mode is ddp or single, got ${MODE}`);
   if (!['bn', 'syncbn'].includes(BN)) throw new Error(`--bn is bn or syncbn, got ${BN}`);
-  for (const [name, v, min] of [['batch', BATCH, 1], ['warmup', WARMUP, 0], ['steps', STEPS, 1]] as const) {
-    if (!Number.isInteger(v) || v < min) throw new Error(`--${name} must be an integer >= ${min}, got ${v}`);
-  }
   // BAGUA_NUM_THREADS=1 is the default the orchestrator sets; setting it here too makes every rank's count explicit.
   setNumThreads(Number(process.env.BAGUA_NUM_THREADS ?? 1));
 

@@ -32,6 +32,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { glooAvailability, runThreads } from '@bagua/comm';
+import { intOptions } from '@bagua/testing';
 import { GradientAllReduce } from '../src/index.js';
 import type { JobReport } from './bench-ddp-rank.js';
 
@@ -56,14 +57,9 @@ const { values: args } = parseArgs({
 });
 const RANKS = args.ranks!.split(',').map(Number);
 const BACKENDS = args.backends!.split(',').map((s) => s.trim());
-const STEPS = Number(args.steps);
-const WARMUP = Number(args.warmup);
-const ROUNDS = Number(args.rounds);
-const BATCH = Number(args.batch);
+const { steps: STEPS, warmup: WARMUP, rounds: ROUNDS, batch: BATCH } =
+  intOptions('bench-ddp', args, { steps: 1, warmup: 0, rounds: 1, batch: 2 });
 const OVERLAPS = args.overlap!.split(',').map((s) => s.trim());
-for (const [name, v, min] of [['steps', STEPS, 1], ['warmup', WARMUP, 0], ['rounds', ROUNDS, 1], ['batch', BATCH, 2]] as const) {
-  if (!Number.isInteger(v) || v < min) throw new Error(`bench-ddp: --${name} must be an integer >= ${min}, got ${v}`);
-}
 if (RANKS.some((r) => !Number.isInteger(r) || r < 1)) throw new Error('bench-ddp: --ranks is a list like 1,2,4');
 for (const b of BACKENDS) if (b !== 'threads' && b !== 'gloo') throw new Error(`bench-ddp: unknown backend '${b}' (threads, gloo)`);
 for (const o of OVERLAPS) if (o !== 'off' && o !== 'on') throw new Error(`bench-ddp: --overlap is a list of off, on; got '${o}'`);

@@ -30,7 +30,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { manualSeed, nn, optim, randn, tensor } from '@bagua/core';
 import { cpuBackend } from '../src/index.js';
-import { benchCnn } from '@bagua/testing';
+import { benchCnn, intOptions } from '@bagua/testing';
 import { busyWarning, JsonLineChild, loud, median, tableHeader, tableRow, turnEventLoop, useKernelThreads } from './common.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // <kernels>/dist/bench
@@ -46,15 +46,11 @@ const { values: args } = parseArgs({
     yield: { type: 'boolean', default: process.env.BENCH_YIELD === '1' },
   },
 });
-const STEPS = Number(args.steps);
-const WARMUP = Number(args.warmup);
-const ROUNDS = Math.max(1, Math.min(Number(args.rounds), STEPS));
+const { steps: STEPS, warmup: WARMUP, rounds, batch: BATCH } =
+  intOptions('bench-step', args, { steps: 1, warmup: 0, rounds: 1, batch: 1 });
+const ROUNDS = Math.min(rounds, STEPS);
 const THREADS = args.threads!.split(',').map(Number);
-const BATCH = Number(args.batch);
 const YIELD = args.yield!;
-for (const [name, v, min] of [['steps', STEPS, 1], ['warmup', WARMUP, 0], ['rounds', ROUNDS, 1], ['batch', BATCH, 1]] as const) {
-  if (!Number.isInteger(v) || v < min) throw new Error(`bench-step: --${name} must be an integer >= ${min}, got ${v}`);
-}
 if (THREADS.some((t) => !Number.isInteger(t) || t < 1)) throw new Error(`bench-step: --threads is a list like 1,2`);
 
 

@@ -3,3 +3,4 @@ export * from './require.js';
 export * from './random.js';
 export * from './geometry.js';
 export * from './models.js';
+export * from './cli.js';
