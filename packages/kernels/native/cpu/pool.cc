@@ -165,10 +165,21 @@ extern "C" int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int3
     if (indices[i] < -1 || indices[i] >= hw)
       return bk::fail("%s: index %d at output %lld is outside the plane of %lld elements",
                       __func__, indices[i], (long long)i, (long long)hw);
-  return input_grads(dx, g, false, work_of(g.planes, hw + ohw), __func__,
-                     [&](const AxisTables &t, int64_t p, int iy, int x0, int x1, bk::RowSum &sink) {
-                       bk::max_pool_in(dy + p * ohw, indices + p * ohw, g, t, iy, x0, x1, sink);
-                     });
+  // A scatter by the saved indices, a plane at a time, outputs in ascending order: each input
+  // sums its outputs in the order the shared gather (max_pool_in, the GPU's) does, so the bits
+  // agree; one pass over the outputs, where the gather looks at each from every row it covers.
+  const int nt = bk::threads_for(work_of(g.planes, hw + ohw), bk::kParallelMin);
+  return bk::parallel_ranges(nt, g.planes, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float *d = dx + p * hw;
+      const float *o = dy + p * ohw;
+      const int32_t *ix = indices + p * ohw;
+      std::fill(d, d + hw, 0.0f);
+      for (int64_t i = 0; i < ohw; ++i)
+        if (ix[i] >= 0) d[ix[i]] += o[i];
+    }
+    return 0;
+  });
 }
 
 extern "C" int bk_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geom, void *) {
