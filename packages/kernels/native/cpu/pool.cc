@@ -138,6 +138,22 @@ int input_grads(float *dx, const PGeom &g, bool adaptive, int64_t work, const ch
   });
 }
 
+// The input gradient of the average poolings (plain or adaptive): each input row's
+// gather `in(g, tables, dy of its plane, iy, x0, x1, sink)`.
+template <class In>
+int average_backward(float *dx, const float *dy, const bk_pool2d_geom *geom, bool adaptive, const char *fn,
+                     const In &in) {
+  PGeom g;
+  if (pool_parse(g, geom, adaptive, fn)) return 1;
+  const int64_t hw = (int64_t)g.h * g.w, ohw = (int64_t)g.oh * g.ow;
+  if (g.planes > 0 && hw > 0 && !dx) return bk::fail("%s: dx is NULL", fn);
+  if (g.planes > 0 && ohw > 0 && !dy) return bk::fail("%s: dy is NULL", fn);
+  return input_grads(dx, g, adaptive, work_of(g.planes, hw + ohw), fn,
+                     [&](const AxisTables &t, int64_t p, int iy, int x0, int x1, bk::RowSum &sink) {
+                       in(g, t, dy + p * ohw, iy, x0, x1, sink);
+                     });
+}
+
 }  // namespace
 
 extern "C" int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const bk_pool2d_geom *geom,
@@ -196,15 +212,9 @@ extern "C" int bk_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom 
 
 extern "C" int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const bk_pool2d_geom *geom,
                                           void *) {
-  PGeom g;
-  if (pool_parse(g, geom, false, __func__)) return 1;
-  const int64_t hw = (int64_t)g.h * g.w, ohw = (int64_t)g.oh * g.ow;
-  BK_NOTNULL_IF(g.planes > 0 && hw > 0, dx);
-  BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy);
-  return input_grads(dx, g, false, work_of(g.planes, hw + ohw), __func__,
-                     [&](const AxisTables &t, int64_t p, int iy, int x0, int x1, bk::RowSum &sink) {
-                       bk::avg_pool_in(dy + p * ohw, g, t, iy, x0, x1, sink);
-                     });
+  return average_backward(dx, dy, geom, false, __func__,
+                          [&](const PGeom &g, const AxisTables &t, const float *dyp, int iy, int x0, int x1,
+                              bk::RowSum &sink) { bk::avg_pool_in(dyp, g, t, iy, x0, x1, sink); });
 }
 
 extern "C" int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geom, void *) {
@@ -220,13 +230,7 @@ extern "C" int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const bk_poo
 
 extern "C" int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy,
                                                    const bk_pool2d_geom *geom, void *) {
-  PGeom g;
-  if (pool_parse(g, geom, true, __func__)) return 1;
-  const int64_t hw = (int64_t)g.h * g.w, ohw = (int64_t)g.oh * g.ow;
-  BK_NOTNULL_IF(g.planes > 0 && hw > 0, dx);
-  BK_NOTNULL_IF(g.planes > 0 && ohw > 0, dy);
-  return input_grads(dx, g, true, work_of(g.planes, hw + ohw), __func__,
-                     [&](const AxisTables &t, int64_t p, int iy, int x0, int x1, bk::RowSum &sink) {
-                       bk::adaptive_avg_in(dy + p * ohw, g, t, iy, x0, x1, sink);
-                     });
+  return average_backward(dx, dy, geom, true, __func__,
+                          [&](const PGeom &g, const AxisTables &t, const float *dyp, int iy, int x0, int x1,
+                              bk::RowSum &sink) { bk::adaptive_avg_in(dyp, g, t, iy, x0, x1, sink); });
 }
