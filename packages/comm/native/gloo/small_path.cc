@@ -100,11 +100,26 @@ SmallEntry& gatherAll(bagua_gloo_context* c, const void* payload, size_t bytes) 
 
 }  // namespace
 
+// The all-reduce table: which path moves a payload fastest, chosen by
+// measurement (issue 12; 2 cores, loopback, bus bandwidth in GB/s, 3-6
+// interleaved runs of bench-comm-rank; sync = this mesh, ring = gloo's ring
+// with 4 MiB segments, the same as PyTorch's):
+//   2 ranks   512K sync 1.7 ring 1.7 | 896K 3.8 / 2.5 | 1M 1.8 / 2.7 | 2M 2.3 / 2.8
+//   4 ranks   512K sync 0.9 ring 0.5 | 1M 0.65 / 0.35-1.0 | 2M 0.55 / 1.4 | 16M 0.5 / 1.1
+// At 2 ranks the mesh drops sharply once a rank's block reaches 1 MiB, so the
+// ring takes over there; at 3+ ranks (whole buffers gathered) only above
+// small_bytes. Past the mesh, gloo's other algorithms lost to its ring at
+// every size from 2 to 64 MiB (2 ranks: ring 1.5-2.3, ring-chunked 1.0-1.3,
+// halving-doubling 0.9-1.9, bcube 1.3-2.0; 4 ranks: ring 0.8-1.6, ring-chunked
+// 0.4-1.0, halving-doubling 0.6-0.9, bcube 0.6-1.0), so the ring stays.
+const size_t kTwoRankRingFrom = 1u << 20;
+
 Path choosePath(const bagua_gloo_context* c, size_t payloadBytes, int timeout_ms, bool allreduce) {
   // Per-call timeouts other than the group's need gloo's algorithms (the
   // synchronous mesh's timeout is fixed at creation).
   if (payloadBytes > c->smallBytes || (timeout_ms > 0 && milliseconds(timeout_ms) != c->timeout)) return kGloo;
   if (allreduce && payloadBytes * static_cast<size_t>(c->size) > 4 * c->smallBytes) return kGloo;
+  if (allreduce && c->size == 2 && payloadBytes >= kTwoRankRingFrom) return kGloo;
   return payloadBytes <= kInbandBytes ? kInband : kSync;
 }
 
