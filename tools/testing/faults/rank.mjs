@@ -33,17 +33,22 @@ async function until(name, ms = 60_000) {
   }
 }
 
+/** initProcessGroup, timed: INIT_OK with its time, or the failure and exit code 3. */
+async function probeInit() {
+  const t0 = performance.now();
+  try {
+    await initProcessGroup();
+    report('INIT_OK', { ms: Math.round(performance.now() - t0) });
+  } catch (e) {
+    failed(e, t0);
+    process.exit(3);
+  }
+}
+
 switch (mode) {
   // initProcessGroup against whatever the environment names; how long until it fails.
   case 'init-probe': {
-    const t0 = performance.now();
-    try {
-      await initProcessGroup();
-      report('INIT_OK', { ms: Math.round(performance.now() - t0) });
-    } catch (e) {
-      failed(e, t0);
-      process.exit(3);
-    }
+    await probeInit();
     break;
   }
 
@@ -51,14 +56,7 @@ switch (mode) {
   case 'late-init': {
     report('STARTED', {});
     await until('go');
-    const t0 = performance.now();
-    try {
-      await initProcessGroup();
-      report('INIT_OK', { ms: Math.round(performance.now() - t0) });
-    } catch (e) {
-      failed(e, t0);
-      process.exit(3);
-    }
+    await probeInit();
     break;
   }
 
