@@ -30,7 +30,7 @@ for (const [n, env] of CASES) {
     const rows = job.results as (typeof job.results[number] & { hashes?: Record<string, string> })[];
     for (const r of rows) t.true(r.ok, `rank ${r.rank}: ${r.message ?? ''}`);
     const first = rows[0]?.hashes ?? {};
-    t.is(Object.keys(first).length, 13);
+    t.is(Object.keys(first).length, 14);
     for (const r of rows.slice(1)) t.deepEqual(r.hashes, first, `rank ${r.rank}'s results differ from rank 0's`);
   });
 }

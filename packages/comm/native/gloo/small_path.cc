@@ -4,6 +4,7 @@
 #include <gloo/transport/buffer.h>
 #include <string.h>
 
+#include <algorithm>
 #include <string>
 
 #include "header.h"
@@ -23,12 +24,16 @@ const size_t kMaxSmallStagingBytes = 64u << 20;
 // sync mode data lands only while its receiver reads, so no ready-to-receive
 // notifications are needed (unlike gloo::AllgatherRing, which sends before
 // it receives and stalls once a block outgrows the socket buffers).
+// Blocks travel in pieces of kPieceBytes: whole blocks of 1 MiB or more (more
+// than the socket buffers take) halved the bandwidth, and cost a 4 ms
+// scheduler tick per call next to a busy process (measured, issue 12).
 // Small blocks go out eagerly on every rank (a rank runs at most size-1
 // blocks ahead of its right neighbour, and that much fits in the kernel's
 // default socket buffering), which halves the rounds' latency.
 class SyncRingAllgather : public gloo::Algorithm {
  public:
   static constexpr size_t kEagerBytes = 32 << 10;
+  static constexpr size_t kPieceBytes = 512u << 10;
 
   SyncRingAllgather(const std::shared_ptr<gloo::Context>& context, char* out, size_t stride)
       : gloo::Algorithm(context),
@@ -46,14 +51,18 @@ class SyncRingAllgather : public gloo::Algorithm {
     const int r = contextRank_;
     for (int k = 0; k < p - 1; k++) {
       const size_t block = static_cast<size_t>((r - k + p) % p) * stride_;  // forwarded to the right
-      if (eager_ || r % 2 == 0) {
-        send_->send(block, stride_, block);
-        send_->waitSend();
-        recv_->waitRecv();
-      } else {
-        recv_->waitRecv();
-        send_->send(block, stride_, block);
-        send_->waitSend();
+      for (size_t off = 0; off < stride_; off += kPieceBytes) {
+        const size_t at = block + off;
+        const size_t len = std::min(kPieceBytes, stride_ - off);
+        if (eager_ || r % 2 == 0) {
+          send_->send(at, len, at);
+          send_->waitSend();
+          recv_->waitRecv();
+        } else {
+          recv_->waitRecv();
+          send_->send(at, len, at);
+          send_->waitSend();
+        }
       }
     }
   }
@@ -101,25 +110,29 @@ SmallEntry& gatherAll(bagua_gloo_context* c, const void* payload, size_t bytes) 
 }  // namespace
 
 // The all-reduce table: which path moves a payload fastest, chosen by
-// measurement (issue 12; 2 cores, loopback, bus bandwidth in GB/s, 3-6
-// interleaved runs of bench-comm-rank; sync = this mesh, ring = gloo's ring
-// with 4 MiB segments, the same as PyTorch's):
-//   2 ranks   512K sync 1.7 ring 1.7 | 896K 3.8 / 2.5 | 1M 1.8 / 2.7 | 2M 2.3 / 2.8
-//   4 ranks   512K sync 0.9 ring 0.5 | 1M 0.65 / 0.35-1.0 | 2M 0.55 / 1.4 | 16M 0.5 / 1.1
-// At 2 ranks the mesh drops sharply once a rank's block reaches 1 MiB, so the
-// ring takes over there; at 3+ ranks (whole buffers gathered) only above
-// small_bytes. Past the mesh, gloo's other algorithms lost to its ring at
-// every size from 2 to 64 MiB (2 ranks: ring 1.5-2.3, ring-chunked 1.0-1.3,
-// halving-doubling 0.9-1.9, bcube 1.3-2.0; 4 ranks: ring 0.8-1.6, ring-chunked
-// 0.4-1.0, halving-doubling 0.6-0.9, bcube 0.6-1.0), so the ring stays.
-const size_t kTwoRankRingFrom = 1u << 20;
-
+// measurement (issue 12; 2 cores, loopback, bus bandwidth in GB/s, 2-6
+// interleaved runs of bench-comm-rank; mesh = this path with 512 KiB pieces,
+// ring = gloo's ring with 4 MiB segments, the same as PyTorch's):
+//   2 ranks   1M mesh 3.35 ring 2.4 | 2M 3.4 / 2.7 | 4M 2.8 / 2.2 | 16M 1.7 / 1.9
+//     (with one busy process on the machine: 1M 2.8 / 0.26 | 2M 2.8 / 0.52 |
+//     4M 2.3 / 0.82 | 16M 1.6 / 1.1; torch-gloo 1.6 / 0.8 / 0.8 / 0.9)
+//   4 ranks   512K mesh 0.8 ring 0.7 | 1M 0.75 / 0.4-1.0 | 2M 0.6 / 1.5 | 4M 0.6 / 0.9
+// So the mesh takes 2-rank all-reduces up to 4 x small_bytes (it gathers 2 x
+// the payload), and at 3+ ranks (whole buffers gathered) up to small_bytes.
+// Past the mesh, gloo's other algorithms lost to its ring at every size from
+// 2 to 64 MiB (2 ranks: ring 1.5-2.3, ring-chunked 1.0-1.3, halving-doubling
+// 0.9-1.9, bcube 1.3-2.0; 4 ranks: ring 0.8-1.6, ring-chunked 0.4-1.0,
+// halving-doubling 0.6-0.9, bcube 0.6-1.0), so the ring stays.
 Path choosePath(const bagua_gloo_context* c, size_t payloadBytes, int timeout_ms, bool allreduce) {
   // Per-call timeouts other than the group's need gloo's algorithms (the
   // synchronous mesh's timeout is fixed at creation).
-  if (payloadBytes > c->smallBytes || (timeout_ms > 0 && milliseconds(timeout_ms) != c->timeout)) return kGloo;
-  if (allreduce && payloadBytes * static_cast<size_t>(c->size) > 4 * c->smallBytes) return kGloo;
-  if (allreduce && c->size == 2 && payloadBytes >= kTwoRankRingFrom) return kGloo;
+  if (timeout_ms > 0 && milliseconds(timeout_ms) != c->timeout) return kGloo;
+  if (allreduce && c->size == 2) {
+    if (payloadBytes > 4 * c->smallBytes) return kGloo;
+  } else if (payloadBytes > c->smallBytes ||
+             (allreduce && payloadBytes * static_cast<size_t>(c->size) > 4 * c->smallBytes)) {
+    return kGloo;
+  }
   return payloadBytes <= kInbandBytes ? kInband : kSync;
 }
 

@@ -16,9 +16,9 @@ namespace bgloo {
 // How a call's payload travels (Descriptor::path).
 enum Path { kGloo = 0, kInband = 1, kSync = 2 };
 
-// The path of a call moving payloadBytes per rank (an all-reduce: whole
-// buffers are gathered, so at most 4 x small_bytes in all; at 2 ranks from
-// 1 MiB on, gloo's ring: the measured table in small_path.cc).
+// The path of a call moving payloadBytes per rank: the measured table in
+// small_path.cc (an all-reduce gathers whole buffers: at most 4 x small_bytes
+// in all at 3+ ranks, 8 x at 2).
 Path choosePath(const bagua_gloo_context* c, size_t payloadBytes, int timeout_ms, bool allreduce);
 
 // After the exchange of a kInband call: the result from the gathered headers.
