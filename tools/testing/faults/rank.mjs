@@ -9,14 +9,14 @@ import { performance } from 'node:perf_hooks';
 import { defaultStore, destroyProcessGroup, initProcessGroup } from '../../../packages/comm/dist/src/index.js';
 
 const mode = process.argv[2];
-const dir = process.env.FAULT_DIR ?? '.';
+const dir = process.env.FAULT_DIR; // no files without it (ranks run directly say it on stdout only)
 const rankEnv = process.env.RANK ?? '?';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function report(tag, fields) {
   const rec = { rank: Number(rankEnv), pid: process.pid, ...fields };
   try {
-    writeFileSync(join(dir, `${tag}-rank${rankEnv}.json`), JSON.stringify(rec));
+    if (dir) writeFileSync(join(dir, `${tag}-rank${rankEnv}.json`), JSON.stringify(rec));
   } catch {
     /* the line below still says it */
   }
@@ -26,6 +26,7 @@ const failed = (e, t0) => report('FAILED', { ms: Math.round(performance.now() - 
 
 /** Waits for a file the suite creates to move this rank on. */
 async function until(name, ms = 60_000) {
+  if (!dir) throw new Error(`rank ${rankEnv}: FAULT_DIR is not set: nothing to wait for`);
   const end = Date.now() + ms;
   while (!existsSync(join(dir, name))) {
     if (Date.now() > end) throw new Error(`rank ${rankEnv}: '${name}' never came`);
