@@ -87,10 +87,15 @@ def gen():
                     'worldSize': ws, 'sizes': sizes, 'module': mod_name, 'numFeatures': c,
                     'options': {'eps': 1e-5, 'momentum': momentum, 'affine': affine, 'trackRunningStats': track},
                     'initial': initial, 'steps': steps})
-    out = {'format': 1, 'generator': 'tools/gen-syncbn-fixtures.py', 'torch': torch.__version__,
-           'reference': 'float64 rounded to float32', 'expectedCounts': {'cases': len(cases)}, 'cases': cases}
-    gf.dump('syncbn.json', out)
+    dump_cases('syncbn.json', cases)
 
+
+
+def dump_cases(name, cases):
+    """Writes a fixture file of SyncBatchNorm cases, with what made it."""
+    gf.dump(name, {'format': 1, 'generator': 'tools/gen-syncbn-fixtures.py', 'torch': torch.__version__,
+                   'reference': 'float64 rounded to float32', 'expectedCounts': {'cases': len(cases)},
+                   'cases': cases})
 
 LARGE = [  # (worldSize, sizes, module, spatial, momentum, affine)
     (2, [6, 3], 'BatchNorm1d', [], 1.0, True),
@@ -164,9 +169,7 @@ def gen_largemean():
             'worldSize': ws, 'sizes': sizes, 'module': mod_name, 'numFeatures': c,
             'options': {'eps': 1e-5, 'momentum': momentum, 'affine': affine, 'trackRunningStats': True},
             'initial': initial, 'steps': steps})
-    out = {'format': 1, 'generator': 'tools/gen-syncbn-fixtures.py', 'torch': torch.__version__,
-           'reference': 'float64 rounded to float32', 'expectedCounts': {'cases': len(cases)}, 'cases': cases}
-    gf.dump('syncbn-largemean.json', out)
+    dump_cases('syncbn-largemean.json', cases)
 
 
 if __name__ == '__main__':

@@ -800,10 +800,9 @@ BK_API int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, const
   BK_REQUIRE(eps >= 0.f, "bk_bn_merge_stats_f32: eps must be >= 0 (got %g)", (double)eps);
   BK_REQUIRE((running_mean == nullptr) == (running_var == nullptr),
              "bk_bn_merge_stats_f32: running_mean and running_var must both be given or both be NULL");
-  DeviceError *err = device_error_slot();
-  BK_REQUIRE(err, "bk_bn_merge_stats_f32: could not allocate the mapped error flag");
+  DeviceError *err;
   int dev;
-  BK_TRY(current_device(&dev));
+  BK_TRY(error_flag_launch("bk_bn_merge_stats_f32", &err, &dev));
   merge_stats_kernel<<<grid_for(c > 0 ? c : 1, kThreads, dev), kThreads, 0, as_stream(stream)>>>(
       mean, invstd, count, stats, ranks, c, stride, eps, running_mean, running_var, factor, err);
   return check_launch("bn_merge_stats");
@@ -818,10 +817,9 @@ BK_API int bk_bn_merge_sums_f32(float *mean, float *invstd, float *count, float 
   BK_REQUIRE(eps >= 0.f, "bk_bn_merge_sums_f32: eps must be >= 0 (got %g)", (double)eps);
   BK_REQUIRE((running_mean == nullptr) == (running_var == nullptr),
              "bk_bn_merge_sums_f32: running_mean and running_var must both be given or both be NULL");
-  DeviceError *err = device_error_slot();
-  BK_REQUIRE(err, "bk_bn_merge_sums_f32: could not allocate the mapped error flag");
+  DeviceError *err;
   int dev;
-  BK_TRY(current_device(&dev));
+  BK_TRY(error_flag_launch("bk_bn_merge_sums_f32", &err, &dev));
   merge_sums_kernel<<<grid_for(c > 0 ? c : 1, kThreads, dev), kThreads, 0, as_stream(stream)>>>(
       mean, invstd, count, shift, sums, c, eps, running_mean, running_var, factor, err);
   return check_launch("bn_merge_sums");

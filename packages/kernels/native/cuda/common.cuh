@@ -89,6 +89,9 @@ struct DeviceError {
 };
 enum { DEVERR_NLL_TARGET = 1, DEVERR_NLL_BACKWARD_TARGET = 2, DEVERR_POOL_INDEX = 3, DEVERR_BN_COUNT = 4 };
 BK_HIDDEN DeviceError *device_error_slot();  // device-visible pointer (mapped, portable)
+// The flag and the current device for a launch that reports bad data through it;
+// fails naming `fn` when the flag cannot be allocated.
+BK_HIDDEN int error_flag_launch(const char *fn, DeviceError **err, int *dev);
 BK_HIDDEN int take_device_error();           // returns fail(...) if one was recorded, else 0
 
 __device__ inline void raise_device_error(DeviceError *slot, int code, int value, long long row,

@@ -63,6 +63,12 @@ DeviceError *device_error_slot() {
   return t_error_slot.slot;
 }
 
+int error_flag_launch(const char *fn, DeviceError **err, int *dev) {
+  *err = device_error_slot();
+  if (!*err) return fail("%s: could not allocate the mapped error flag", fn);
+  return current_device(dev);
+}
+
 int take_device_error() {
   DeviceError *e = t_error_slot.slot;
   if (!e) return 0;

@@ -278,10 +278,9 @@ BK_API int bk_nll_loss_f32(float *out, const float *logp, const int32_t *target,
   BK_REQUIRE(rows >= 0 && cols >= 0, "nll_loss: negative size");
   if (rows == 0) return 0;
   BK_REQUIRE(out && logp && target, "nll_loss: null pointer");
-  DeviceError *err = device_error_slot();
-  BK_REQUIRE(err, "nll_loss: could not allocate the mapped error flag");
+  DeviceError *err;
   int dev;
-  BK_TRY(current_device(&dev));
+  BK_TRY(error_flag_launch("nll_loss", &err, &dev));
   nll_kernel<<<grid_for(rows, kThreads, dev), kThreads, 0, as_stream(stream)>>>(out, logp, target, rows,
                                                                              cols, err);
   return check_launch("nll_loss");
@@ -293,10 +292,9 @@ BK_API int bk_nll_loss_backward_f32(float *dlogp, const float *dout, const int32
   int64_t n = rows * cols;
   if (n == 0) return 0;
   BK_REQUIRE(dlogp && dout && target, "nll_loss_backward: null pointer");
-  DeviceError *err = device_error_slot();
-  BK_REQUIRE(err, "nll_loss_backward: could not allocate the mapped error flag");
+  DeviceError *err;
   int dev;
-  BK_TRY(current_device(&dev));
+  BK_TRY(error_flag_launch("nll_loss_backward", &err, &dev));
   unsigned grid = grid_for(n, kThreads, dev);
   // 32-bit indices only when the grid-stride loop cannot step past INT_MAX
   if (n + (int64_t)grid * kThreads < (int64_t(1) << 31))
