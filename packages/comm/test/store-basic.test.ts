@@ -88,7 +88,9 @@ test('the wire format matches the protocol (raw frames; WAIT with timeout 0 answ
   const set = frame(Buffer.concat([Buffer.from([1]), bytesField('k'), bytesField('v')]));
   const wait0 = frame(Buffer.concat([Buffer.from([4]), u32(1), bytesField('absent'), u32(0)]));
   const add = frame(Buffer.concat([Buffer.from([3]), bytesField('c'), Buffer.from([7, 0, 0, 0, 0, 0, 0, 0])]));
-  const { reply } = await exchange(port, [set, wait0, add], 300);
+  const t0 = Date.now();
+  const { reply } = await exchange(port, [set, wait0, add], 10_000, 23);
+  t.true(Date.now() - t0 < 5000, `WAIT with timeout 0 answers at once (took ${Date.now() - t0} ms)`);
   // OK, TIMEOUT, OK + i64 7: each as a frame.
   t.deepEqual([...reply], [1, 0, 0, 0, 0, 1, 0, 0, 0, 2, 9, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]);
 });

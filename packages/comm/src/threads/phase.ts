@@ -20,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { CollectiveError } from '../process-group.js';
 import {
   ABORT,
+  ABORT_RANK,
   abortGroup,
   AbortReason,
   ARRIVE,
@@ -189,7 +190,12 @@ export class PhaseBarrier {
   }
 
   private abortError(op: string, ph?: number): CollectiveError {
-    const missing = ph === undefined ? [] : this.missing(ph);
-    return new CollectiveError(op, this.g.name, this.g.globalRank, abortDetail(this.ctrl), missing);
+    // A rank known to have failed is the one at fault: peers that had not come yet were only
+    // stopped for it. A timeout names whoever had not arrived.
+    const reason = Atomics.load(this.ctrl, ABORT) as AbortReason;
+    const who = Atomics.load(this.ctrl, ABORT_RANK);
+    const failed = (reason === AbortReason.RANK_FAILED || reason === AbortReason.EXITED) && who >= 0;
+    const atFault = failed ? [who] : ph === undefined ? [] : this.missing(ph);
+    return new CollectiveError(op, this.g.name, this.g.globalRank, abortDetail(this.ctrl), atFault);
   }
 }

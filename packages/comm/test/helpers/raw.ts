@@ -1,8 +1,11 @@
 /** Raw TCP helpers for store protocol tests. */
 import * as net from 'node:net';
 
-/** Sends bytes, then collects what comes back until the peer closes or `ms` passes. */
-export function exchange(port: number, data: Buffer | Buffer[], ms = 1000): Promise<{ reply: Buffer; closed: boolean }> {
+/**
+ * Sends bytes, then collects what comes back until the peer closes, `ms` passes, or
+ * `expectBytes` have come (so a loaded machine gets the whole bound, a quick one no wait).
+ */
+export function exchange(port: number, data: Buffer | Buffer[], ms = 1000, expectBytes = Infinity): Promise<{ reply: Buffer; closed: boolean }> {
   return new Promise((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port });
     const chunks: Buffer[] = [];
@@ -18,7 +21,12 @@ export function exchange(port: number, data: Buffer | Buffer[], ms = 1000): Prom
     s.on('connect', () => {
       for (const d of Array.isArray(data) ? data : [data]) s.write(d);
     });
-    s.on('data', (d) => chunks.push(d));
+    let got = 0;
+    s.on('data', (d) => {
+      chunks.push(d);
+      got += d.length;
+      if (got >= expectBytes) finish(false);
+    });
     s.on('error', () => finish(true));
     s.on('close', () => finish(true));
   });
