@@ -32,7 +32,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { glooAvailability, runThreads } from '@bagua/comm';
-import { intOptions } from '@bagua/testing';
+import { intOptions, median } from '@bagua/testing';
 import { GradientAllReduce } from '../src/index.js';
 import type { JobReport } from './bench-ddp-rank.js';
 
@@ -148,11 +148,6 @@ async function torch(mode: 'ddp' | 'single', world: number, bn: Bn, steps = STEP
 
 // ---------------------------------------------------------------- bookkeeping
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 /** Timed steps of one configuration over all rounds, and its per-round medians. */
 class Series {

@@ -32,6 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { runThreads } from '@bagua/comm';
 import type { CollectiveCounts } from './counting-group.js';
 import type { PhaseCounts, RankReport, ShapeResult } from './syncbn-rank.js';
+import { median } from '@bagua/testing';
 
 const here = dirname(fileURLToPath(import.meta.url)); // <package>/dist/bench
 const RANK_SCRIPT = join(here, 'syncbn-rank.js');
@@ -137,11 +138,6 @@ interface Row {
   diff: string;
 }
 
-function median(values: readonly number[]): number {
-  const s = [...values].sort((p, q) => p - q);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
 
 /**
  * Median over reps of a / b within the same rep: the three variants of a rep

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { F, manualSeed, nn, optim, randn, tensor } from '@bagua/core';
 import * as bagua from '../src/index.js';
+import { median } from '@bagua/testing';
 
 const { values: args } = parseArgs({
   options: {
@@ -89,7 +90,6 @@ for (let done = 0; done < STEPS; done += block) {
     }
   }
 }
-const median = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1]!;
 const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
 if (rank === 0) {
   console.log(`OVERLAP ${JSON.stringify({

@@ -27,6 +27,7 @@ import { manualSeed, nn, noGrad, randn, type Tensor } from '@bagua/core';
 import { destroyProcessGroup, initProcessGroup, SyncBatchNorm, type ProcessGroup } from '../src/index.js';
 import { BaguaWaySyncBatchNorm } from './bagua-way-batchnorm.js';
 import { CountingGroup, diffCounts, totalCollectives, type CollectiveCounts } from './counting-group.js';
+import { median } from '@bagua/testing';
 
 export const VARIANTS = ['plain', 'ours', 'oursReduce', 'bagua'] as const;
 export type Variant = (typeof VARIANTS)[number];
@@ -102,11 +103,6 @@ function maxAbsDiff(a: Tensor | null, b: Tensor | null): number {
   return m;
 }
 
-function median(values: readonly number[]): number {
-  const s = [...values].sort((p, q) => p - q);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
 
 function randomise(layer: nn._BatchNorm, seed: number): void {
   // Same (non-trivial) affine parameters on every rank.

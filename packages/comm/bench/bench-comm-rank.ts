@@ -8,6 +8,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { initProcessGroup } from '../src/index.js';
+import { median } from '@bagua/testing';
 
 const iters = Number(process.argv[2] ?? 1000);
 const bwIters = Number(process.argv[3] ?? 10);
@@ -17,10 +18,6 @@ const warmup = Math.max(20, Math.min(500, iters >> 2));
 
 const g = await initProcessGroup();
 
-function median(xs: Float64Array): number {
-  const s = Float64Array.from(xs).sort();
-  return s[s.length >> 1]!;
-}
 
 function timed(call: () => void, n: number, warm: number): number {
   for (let i = 0; i < warm; i++) call();

@@ -20,6 +20,7 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { runThreads } from '../src/launch/threads.js';
 import { glooAvailability } from '../src/gloo/library.js';
+import { median } from '@bagua/testing';
 
 interface Result {
   backend: string;
@@ -132,8 +133,8 @@ const gl = glooAvailability();
 if (!gl.available && !noGloo) console.warn(`gloo unavailable, skipping it: ${gl.reason.split('\n')[0]}`);
 
 function medianOf(xs: number[]): number | undefined {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  return v.length ? v[v.length >> 1] : undefined;
+  const v = xs.filter((x) => Number.isFinite(x));
+  return v.length ? median(v) : undefined;
 }
 
 /** Per-figure median over repeated runs of one backend. */

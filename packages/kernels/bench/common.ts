@@ -4,6 +4,9 @@ import { existsSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { getNumThreads, setNumThreads } from '@bagua/core';
 import { createInterface } from 'node:readline';
+import { median } from '@bagua/testing';
+
+export { median };
 
 /** [n, c, ...spatial] as batch norm sees it: n, c, hw (the spatial product) and the element count. */
 export function bnDims(shape: readonly number[]): { n: number; c: number; hw: number; total: number } {
@@ -33,12 +36,6 @@ export function tableHeader(titles: readonly string[], widths: readonly number[]
   return `${tableRow(titles, widths)}\n${widths.map((w) => '-'.repeat(w)).join(' ')}`;
 }
 
-/** The median of a non-empty list. */
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 /** Lets the event loop turn once (finalizers and other queued work run there, outside a timed region). */
 export const turnEventLoop = (): Promise<void> => new Promise((done) => setImmediate(done));

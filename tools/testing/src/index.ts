@@ -4,3 +4,4 @@ export * from './random.js';
 export * from './geometry.js';
 export * from './models.js';
 export * from './cli.js';
+export * from './stats.js';
