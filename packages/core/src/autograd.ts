@@ -6,7 +6,7 @@
 import { fmt } from './shape.js';
 import { scope } from './lifetime.js';
 import { full, type Tensor } from './tensor.js';
-import { fireBackwardStart, fireGradReady, hasGradReadyHooks } from './hooks.js';
+import { fireBackwardStart, fireGradReady, gradHooksInUse, hasGradReadyHooks } from './hooks.js';
 
 let gradEnabled = true;
 
@@ -136,12 +136,17 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, opts: Ba
   const retain = opts.retainGraph ?? false;
   // A leaf's gradient is final once every node with an edge to it has run:
   // count those edges per leaf (reachable leaves), and count down as nodes run.
+  // Only where hooks listen: a plain backward does none of this.
+  const tracking = gradHooksInUse();
   const pending = new Map<Tensor, number>();
-  for (const node of order) {
-    for (const e of node.edges) if (e !== null && !(e instanceof GradNode)) pending.set(e, (pending.get(e) ?? 0) + 1);
+  if (tracking) {
+    for (const node of order) {
+      for (const e of node.edges) if (e !== null && !(e instanceof GradNode)) pending.set(e, (pending.get(e) ?? 0) + 1);
+    }
   }
   const received = new Set<Tensor>();
   const settle = (node: GradNode): void => {
+    if (!tracking) return;
     for (const e of node.edges) {
       if (e === null || e instanceof GradNode) continue;
       const left = pending.get(e)! - 1;
@@ -151,7 +156,7 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, opts: Ba
     }
   };
   backwardRuns++;
-  fireBackwardStart({ reaches: (leaf) => pending.has(leaf) || leaf === root });
+  if (tracking) fireBackwardStart({ reaches: (leaf) => pending.has(leaf) || leaf === root });
   scope(() => noGrad(() => {
     const seed = gradient === undefined ? full(root.shape, 1, { device: root.device }) : gradient.reshape(root.shape);
     if (!root.gradFn) {
@@ -182,7 +187,7 @@ export function runBackward(root: Tensor, gradient: Tensor | undefined, opts: Ba
           grads.set(edge, prev ? prev._addInto(t) : t);
         } else {
           edge._accumulateGrad(t);
-          if (hasGradReadyHooks(edge)) received.add(edge);
+          if (tracking && hasGradReadyHooks(edge)) received.add(edge);
         }
       }
       settle(node);

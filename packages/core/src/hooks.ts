@@ -15,6 +15,8 @@ export interface HookHandle {
 export type GradReadyHook = (leaf: Tensor) => void;
 
 const gradReady = new WeakMap<Tensor, Set<GradReadyHook>>();
+/** Leaves with hooks (a leaf collected without remove() stays counted: backward then only tracks more than it needs). */
+let hookedLeaves = 0;
 
 /**
  * Registers fn to run when backward has finished accumulating into `leaf.grad`
@@ -28,15 +30,26 @@ export function registerGradReadyHook(leaf: Tensor, fn: GradReadyHook): HookHand
     throw new Error('registerGradReadyHook: the tensor is not a leaf (it was made by an op that records a gradient)');
   }
   let hooks = gradReady.get(leaf);
-  if (!hooks) gradReady.set(leaf, (hooks = new Set()));
+  if (!hooks) {
+    gradReady.set(leaf, (hooks = new Set()));
+    hookedLeaves++;
+  }
   hooks.add(fn);
   const set = hooks;
   return {
     remove() {
       set.delete(fn);
-      if (set.size === 0 && gradReady.get(leaf) === set) gradReady.delete(leaf);
+      if (set.size === 0 && gradReady.get(leaf) === set) {
+        gradReady.delete(leaf);
+        hookedLeaves--;
+      }
     },
   };
+}
+
+/** @internal backward's: whether any hook or listener is registered (else it tracks nothing). */
+export function gradHooksInUse(): boolean {
+  return hookedLeaves > 0 || starts.size > 0;
 }
 
 /** @internal backward's: whether `leaf` has hooks (only those leaves are tracked). */
