@@ -3,7 +3,8 @@
  * `pnpm --filter @bagua/comm native` where Debian's libgloo-dev is installed).
  */
 import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi, { type LibraryHandle } from 'koffi';
 
@@ -48,8 +49,9 @@ export class GlooUnavailableError extends Error {
     super(
       `the gloo backend is unavailable: ${detail}\n` +
         `  looked for libbagua_gloo.so at:\n${tried.map((p) => `    ${p}`).join('\n')}\n` +
-        `  build it with \`apt-get install libgloo-dev && pnpm --filter @bagua/comm native\`, ` +
-        `or point BAGUA_GLOO_LIB at a built copy`,
+        `  ${prebuiltGlooNote()}\n` +
+        `  build it with \`apt-get install libgloo-dev && pnpm --filter @bagua/comm native\` (in a checkout of the ` +
+        `bagua-ts sources), or point BAGUA_GLOO_LIB at a built copy`,
     );
     this.name = 'GlooUnavailableError';
   }
@@ -57,12 +59,46 @@ export class GlooUnavailableError extends Error {
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** Where the shim is looked for, in order: $BAGUA_GLOO_LIB, then the package's native/build. */
+/** Platforms with a prebuilt shim, @bagua/comm-<tag> (packages/comm-<tag>). */
+export const GLOO_PREBUILT_PLATFORMS: readonly string[] = ['linux-x64-gnu'];
+
+/** This machine's platform package name, as esbuild names them: @bagua/comm-linux-x64-gnu, -musl, darwin-arm64. */
+export function glooPlatformPackage(): { name: string; dir: string | null; tag: string } {
+  let tag = `${process.platform}-${process.arch}`;
+  if (process.platform === 'linux') {
+    // glibc's version is in Node's report; musl builds have none
+    const header = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header;
+    tag += header?.glibcVersionRuntime ? '-gnu' : '-musl';
+  }
+  const name = `@bagua/comm-${tag}`;
+  let dir: string | null = null;
+  try {
+    dir = dirname(createRequire(import.meta.url).resolve(`${name}/package.json`));
+  } catch {
+    // not installed: optional, or no such platform
+  }
+  return { name, dir, tag };
+}
+
+function prebuiltGlooNote(): string {
+  const p = glooPlatformPackage();
+  const where = `this machine is ${p.tag} (process.platform ${process.platform}, arch ${process.arch})`;
+  if (!GLOO_PREBUILT_PLATFORMS.includes(p.tag)) return `${where}: a prebuilt shim exists for ${GLOO_PREBUILT_PLATFORMS.join(', ')} only`;
+  if (p.dir === null) return `${where}: its prebuilt package ${p.name} is not installed (an optional dependency: --omit=optional?)`;
+  return `${where}: ${p.name} (${p.dir}) was packed without libbagua_gloo.so`;
+}
+
+/**
+ * Where the shim is looked for, in order: $BAGUA_GLOO_LIB, the package's native/build (a
+ * source checkout: its fresh build before a prebuilt copy), then the platform package's lib/.
+ */
 export function glooLibraryCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
   const out: string[] = [];
   if (env.BAGUA_GLOO_LIB) out.push(resolve(env.BAGUA_GLOO_LIB));
   // this module is <package>/dist/src/gloo/library.js
   out.push(resolve(here, '../../../native/build/libbagua_gloo.so'));
+  const prebuilt = glooPlatformPackage().dir;
+  if (prebuilt !== null) out.push(join(prebuilt, 'lib', 'libbagua_gloo.so'));
   return out;
 }
 
