@@ -11,13 +11,15 @@
  * descriptor, checked on every rank. Device buffers are staged through the
  * host by HostStagedGroup; this class sees typed arrays only. Small
  * all-reduces take one phase; large ones are pipelined (./pipeline.ts).
+ * allReduceAsync runs on a communication thread of the rank (./async.ts).
  */
-import { DEFAULT_TIMEOUT_MS, type HostBuffer, type ProcessGroup, type ReduceOp } from '../process-group.js';
+import { DEFAULT_TIMEOUT_MS, completedWork, type HostBuffer, type ProcessGroup, type ReduceOp, type Work } from '../process-group.js';
 import { DTYPE_CODES, hostDType, type DType } from '../buffers.js';
 import { HostStagedGroup } from '../group/host-staging.js';
 import type { SubgroupSpec } from '../group/base.js';
 import { CHUNK_BYTES, createGroupMemory, ctrlBytes, LINE, MAGIC, MAGIC_VALUE, memoryOf, OpCode, REDOP_CODES, SIZE } from './layout.js';
 import type { ThreadsLink } from './link.js';
+import { ThreadsAsyncEngine } from './async.js';
 import { defaultSpin, PhaseBarrier } from './phase.js';
 import { PipelinedAllReduce } from './pipeline.js';
 import { reduceBig, reduceNum, type NumArray } from './reduce.js';
@@ -64,6 +66,10 @@ export class ThreadsProcessGroup extends HostStagedGroup {
   private readonly slots: SharedSlots;
   private readonly memory: WasmMemory | null;
   private readonly large: PipelinedAllReduce;
+  private readonly spin: number | undefined;
+  private readonly sab: SharedArrayBuffer;
+  /** The communication thread of allReduceAsync; null until the first call. */
+  private engine: ThreadsAsyncEngine | null = null;
   /** Whether large reductions run on the SIMD kernels (else on JS loops). */
   readonly simd: boolean;
 
@@ -85,6 +91,33 @@ export class ThreadsProcessGroup extends HostStagedGroup {
     const simd = this.size > 1 && process.env['BAGUA_THREADS_SIMD'] !== '0' ? SimdKernels.over(this.memory) : null;
     this.large = new PipelinedAllReduce(this.sync, this.slots, opts.rank, this.size, simd);
     this.simd = simd !== null;
+    this.spin = opts.spin;
+    this.sab = sab;
+  }
+
+  /** Started on this rank's communication thread: returns at once (./async.ts). */
+  protected override allReduceHostAsync(h: HostBuffer, op: ReduceOp): Work {
+    this.ensureOpen('allReduce');
+    let dt: DType;
+    try {
+      dt = hostDType(h);
+      this.reduceOpCode(REDOP_CODES, op);
+    } catch {
+      // Bad arguments fail here, and on the peers too: the synchronous path's invalid phase.
+      this.allReduceHost(h, op);
+      throw new Error('unreachable: allReduceHost accepted what allReduceAsync rejected');
+    }
+    if (this.size === 1) return completedWork(() => this.allReduceHost(h, op));
+    this.engine ??= new ThreadsAsyncEngine(
+      { sab: this.sab, memory: this.memory, ranks: this.ranks, rank: this.rank, name: this.name, key: this.key, spin: this.spin },
+      this,
+    );
+    return this.engine.submit(h, dt, op, this.timeoutMs);
+  }
+
+  /** @internal the communication thread's group: takes up the phase count the rank's thread left. */
+  takeUpPhase(): void {
+    this.sync.reload();
   }
 
   barrier(): void {
@@ -122,6 +155,8 @@ export class ThreadsProcessGroup extends HostStagedGroup {
   }
 
   protected release(): void {
+    this.engine?.close();
+    this.engine = null;
     if (this.size > 1) this.link?.send({ t: 'release', key: this.key, rank: this.globalRank });
   }
 
@@ -229,6 +264,8 @@ export class ThreadsProcessGroup extends HostStagedGroup {
 
   private begin(op: string): void {
     this.ensureOpen(op);
+    // Started all-reduces come first (same order on every rank); then this thread's phase count is theirs.
+    if (this.engine?.drain()) this.sync.reload();
     this.sync.begin(op);
   }
 }

@@ -80,6 +80,15 @@ export class PhaseBarrier {
     this.phase = Atomics.load(ctrl, this.me + PHASE);
   }
 
+  /**
+   * Takes up the phase count this rank's line holds: after another thread of
+   * this rank (the communication thread of ./async.ts) ran collectives over
+   * the same control block. Only one of them is ever inside a collective.
+   */
+  reload(): void {
+    this.phase = Atomics.load(this.ctrl, this.me + PHASE);
+  }
+
   /** Starts a collective: fails at once if the group was aborted. */
   begin(op: string): void {
     if (Atomics.load(this.ctrl, ABORT) !== AbortReason.NONE) throw this.abortError(op);
