@@ -15,3 +15,4 @@ export { setNumThreads, getNumThreads } from './threads.js';
 export * as F from './ops/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
+export * as data from './data/index.js';
