@@ -5,10 +5,11 @@ import { launch, LaunchError, type LaunchOptions } from './launcher.js';
 export const USAGE = `usage: bagua-launch --nproc-per-node N [--backend threads|gloo|nccl]
                     [--nnodes M --node-rank R --master-addr A --master-port P]
                     [--timeout-ms T] [--grace-ms G] [--token S | --no-token] [--no-prefix]
-                    script.js [args...]
+                    script.js|script.ts [args...]
 
-Runs script.js as N ranks on this node: worker threads of this process with
---backend threads (the default), child processes with gloo or nccl. Each rank
+Runs the script as N ranks on this node: worker threads of this process with
+--backend threads (the default), child processes with gloo or nccl. A .ts, .mts
+or .cts script runs through tsx (bundled with @bagua/comm; no type check). Each rank
 sees RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT
 and BAGUA_BACKEND; node 0 serves the rendezvous store at MASTER_ADDR:MASTER_PORT
 (port 0: a free one).

@@ -10,6 +10,7 @@ import type { FailureReport } from '../report.js';
 import type { RankEnd } from './blame.js';
 import { RankOutput, type OutputMode } from './output.js';
 import { checkRankCount, rankEnv, runResult, stopExitCode, type RunResult } from './threads.js';
+import { isTypeScript, typeScriptExecArgv } from './typescript.js';
 
 /** The child's fd on which a rank writes its failure report (see report.ts). */
 const REPORT_FD = 3;
@@ -47,6 +48,7 @@ export function runProcesses(
 ): Promise<RunResult> {
   checkRankCount('runProcesses', n);
   const path = typeof script === 'string' ? (script.startsWith('file:') ? fileURLToPath(script) : resolve(script)) : fileURLToPath(script);
+  const execArgv = [...(options.execArgv ?? process.execArgv), ...(isTypeScript(path) ? typeScriptExecArgv() : [])];
   const offset = options.rankOffset ?? 0;
   const world = options.worldSize ?? n;
   const output = new RankOutput(n, options.output ?? 'inherit', (i) => offset + i);
@@ -95,7 +97,7 @@ export function runProcesses(
       env['BAGUA_REPORT_FD'] = String(REPORT_FD);
       if (options.dieWithParent ?? true) env['BAGUA_LAUNCHER_PID'] = String(process.pid);
       else delete env['BAGUA_LAUNCHER_PID'];
-      const child = spawn(process.execPath, [...(options.execArgv ?? process.execArgv), path, ...args], {
+      const child = spawn(process.execPath, [...execArgv, path, ...args], {
         env,
         stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
       });

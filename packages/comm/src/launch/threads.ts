@@ -13,6 +13,7 @@ import type { ThreadsWorkerInfo } from '../threads/bootstrap.js';
 import { buildReport, readThreadReport, THREAD_REPORT_BYTES } from '../report.js';
 import { assignBlame, type Blame, type RankEnd } from './blame.js';
 import { RankOutput, type OutputMode } from './output.js';
+import { isTypeScript, typeScriptWorkerEntry } from './typescript.js';
 
 export interface RunThreadsOptions {
   /** Extra environment for the ranks (on top of process.env and the rank variables). */
@@ -110,6 +111,8 @@ export function runThreads(
 ): Promise<RunResult> {
   checkRankCount('runThreads', n);
   const url = scriptUrl(script);
+  // A TypeScript script starts behind an entry that registers tsx in the thread (typescript.ts).
+  const entry = isTypeScript(url) ? typeScriptWorkerEntry() : url;
   const envChunk = Number(process.env['BAGUA_THREADS_CHUNK_BYTES'] || NaN);
   const coord = new ThreadsCoordinator(n, options.chunkBytes ?? (envChunk > 0 ? envChunk : undefined));
   const output = new RankOutput(n, options.output ?? 'inherit', (i) => i);
@@ -157,11 +160,11 @@ export function runThreads(
         ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
       };
       const env = rankEnv(options.env, { rank: r, localRank: r, worldSize: n, localWorldSize: n, backend: 'threads' });
-      const w = new Worker(url, {
+      const w = new Worker(entry, {
         argv: [...args],
         env,
         // baguaReport: where the rank writes its failure report on exit (report.ts), read once it has ended.
-        workerData: { bagua: info, data: options.data, baguaReport: reportBufs[r] },
+        workerData: { bagua: info, data: options.data, baguaReport: reportBufs[r], ...(entry !== url ? { baguaScript: url.href } : {}) },
         transferList: [port2],
         stdout: true,
         stderr: true,
