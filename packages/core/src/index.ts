@@ -16,3 +16,4 @@ export * as F from './ops/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export * as data from './data/index.js';
+export * as serialize from './serialize/index.js';

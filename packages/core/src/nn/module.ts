@@ -177,10 +177,19 @@ export abstract class Module {
 
   protected loadExtraState(_state: Record<string, Tensor>): void {}
 
-  stateDict(): Record<string, Tensor> {
+  /**
+   * Every parameter, buffer and extra entry by dotted path, in PyTorch's
+   * order. `torchNames`: with PyTorch's entry names (running_mean,
+   * num_batches_tracked; see torchStateName), as PyTorch's load_state_dict
+   * expects them.
+   */
+  stateDict(opts: { torchNames?: boolean } = {}): Record<string, Tensor> {
     const out: Record<string, Tensor> = {};
     for (const [prefix, m] of this.namedModules()) {
-      const at = (name: string) => (prefix ? `${prefix}.${name}` : name);
+      const at = (name: string) => {
+        const key = prefix ? `${prefix}.${name}` : name;
+        return opts.torchNames ? torchStateName(key) : key;
+      };
       for (const [name, p] of m._parameters) if (p) out[at(name)] = p;
       for (const [name, b] of m._buffers) if (b) out[at(name)] = b;
       for (const [name, t] of Object.entries(m.extraState())) out[at(name)] = t;
@@ -188,9 +197,13 @@ export abstract class Module {
     return out;
   }
 
-  /** Copies values into the existing tensors; strict: keys must match exactly. */
+  /**
+   * Copies values into the existing tensors; strict: keys must match exactly.
+   * Keys may be this library's or PyTorch's (stateDict({ torchNames: true })).
+   */
   loadStateDict(state: Record<string, Tensor>, strict = true): void {
     const own = this.stateDict();
+    state = fromTorchNames(Object.keys(own), state);
     if (strict) {
       const missing = Object.keys(own).filter((k) => !(k in state));
       const unexpected = Object.keys(state).filter((k) => !(k in own));
@@ -217,3 +230,34 @@ export abstract class Module {
   }
 }
 
+
+/**
+ * PyTorch's name for a state-dict key: the entry's own name (after the last
+ * '.') in snake_case (runningMean -> running_mean, numBatchesTracked ->
+ * num_batches_tracked); the module path stays as the modules were named
+ * ("0.weight", "layer1.0.bn1.running_mean"). The one place where this
+ * library's state-dict names meet PyTorch's.
+ */
+export function torchStateName(key: string): string {
+  const dot = key.lastIndexOf('.');
+  return key.slice(0, dot + 1) + key.slice(dot + 1).replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** `state` with every key that is PyTorch's name of one of `ownKeys` renamed to that key. */
+function fromTorchNames(ownKeys: readonly string[], state: Record<string, Tensor>): Record<string, Tensor> {
+  const ours = new Map<string, string>();
+  for (const k of ownKeys) {
+    const t = torchStateName(k);
+    if (t !== k) ours.set(t, k);
+  }
+  if (ours.size === 0) return state;
+  const out: Record<string, Tensor> = {};
+  for (const [k, v] of Object.entries(state)) {
+    const own = ours.get(k);
+    if (own !== undefined && own in state) {
+      throw new Error(`loadStateDict: both '${own}' and PyTorch's name for it, '${k}', are given`);
+    }
+    out[own ?? k] = v;
+  }
+  return out;
+}
