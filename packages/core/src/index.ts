@@ -10,6 +10,7 @@ export { Tensor, empty, tensor, zeros, ones, full, randn, rand, type ExportedTen
 export { noGrad, isGradEnabled, recordOp, backwardCount, GradNode, type BackwardFn, type BackwardOptions } from './autograd.js';
 export { scope, endStep } from './lifetime.js';
 export { registerGradReadyHook, onBackwardStart, type HookHandle, type GradReadyHook, type BackwardStart } from './hooks.js';
+export { type MemoryFormat, MEMORY_FORMATS } from './memory-format.js';
 export { Storage, memoryStats, emptyCache, resetPeakMemoryStats, type MemoryStats } from './memory.js';
 export { setNumThreads, getNumThreads } from './threads.js';
 export * as F from './ops/index.js';

@@ -4,6 +4,10 @@ import { Device, type DeviceName } from './device.js';
 import { type DType, type HostArray, hostArray } from './dtype.js';
 import { clock, currentScope, handOverToStep, type Scope } from './lifetime.js';
 import { GradSlot, Storage } from './memory.js';
+import {
+  checkFormat, checkFormatRank, formatStrides, hostPermute, isLaidOutAs, layoutAware, permuteStorage, storageFormat,
+  tagStorage, type MemoryFormat,
+} from './memory-format.js';
 import { defaultGenerator, fillNormal, fillUniform } from './random.js';
 import { checkShape, fmt, numelOf, type Shape } from './shape.js';
 import * as ops from './ops/index.js';
@@ -28,6 +32,9 @@ export interface ExportedTensor {
   readonly shape: readonly number[];
   /** The storage itself, on host-memory devices; null on a device. */
   readonly host: HostArray | null;
+  /** The order of the elements in `host`, `ptr` and toHost/fromHost: `strides[i]` elements apart along dimension i. */
+  readonly memoryFormat: MemoryFormat;
+  readonly strides: readonly number[];
   /** The device address (0n on the host, or for an empty storage) and its stream. */
   readonly ptr: bigint;
   readonly stream: bigint;
@@ -49,11 +56,16 @@ export class Tensor {
   _owner: Scope | null = null;
   /** The step of the last use (steps release what they did not use). @internal */
   _usedIn = clock.step;
+  /** A row-major copy of a channels-last storage lent to one op by floatInputs (see handle). */
+  private _lent: { op: string; storage: Storage } | null = null;
 
   /** Takes over one reference to `storage`. */
   constructor(storage: Storage, shape: Shape, owner?: typeof OWNED) {
     if (numelOf(shape) !== storage.numel) {
       throw new Error(`tensor: shape ${fmt(shape)} does not match a storage of ${storage.numel} elements`);
+    }
+    if (storageFormat(storage, shape) === null) {
+      throw new Error(`tensor: a channels-last storage cannot be read as shape ${fmt(shape)}; call contiguous() first`);
     }
     this.shape = Object.isFrozen(shape) ? (shape as readonly number[]) : Object.freeze([...shape]);
     this._storage = storage;
@@ -71,6 +83,25 @@ export class Tensor {
   }
   get ndim(): number {
     return this.shape.length;
+  }
+  /**
+   * The order of the elements in the storage: 'contiguous' (row-major) or
+   * 'channelsLast' (NHWC / NDHWC for a 4D / 5D tensor whose shape stays [N, C, ...]).
+   */
+  get memoryFormat(): MemoryFormat {
+    return this.ndim < 4 ? 'contiguous' : storageFormat(this.storage('memoryFormat'), this.shape)!;
+  }
+  /** The distance in elements between neighbours along each dimension, in the storage. */
+  get strides(): number[] {
+    return formatStrides(this.shape, this.memoryFormat);
+  }
+  /**
+   * Whether the storage is in `format` order. As in PyTorch, a tensor can be in
+   * both (sizes of 1 where the orders differ: [N, C, 1, 1], [N, 1, H, W]).
+   */
+  isContiguous(format: MemoryFormat = 'contiguous'): boolean {
+    checkFormat('isContiguous', format);
+    return isLaidOutAs(this.shape, this.memoryFormat, format);
   }
   /** Whether the storage was released (by its scope or step, dispose(), or its owner). */
   get isReleased(): boolean {
@@ -134,9 +165,30 @@ export class Tensor {
     return this._storage;
   }
 
-  /** The backend handle, for kernels; `op` names the caller in errors. */
+  /**
+   * The backend handle, for kernels; `op` names the caller in errors. Kernels
+   * read it in row-major order, so a channels-last tensor answers only ops that
+   * read its storage order themselves (memory-format.ts, LAYOUT_AWARE_OPS) or
+   * the op floatInputs lent a row-major copy to; any other caller gets an error
+   * rather than misread data (an op writing in place must be layout-aware).
+   */
   handle(op: string): Handle {
-    return this.storage(op).handle;
+    const s = this.storage(op);
+    if (this.ndim < 4 || layoutAware(op) || storageFormat(s, this.shape) !== 'channelsLast' ||
+      isLaidOutAs(this.shape, 'channelsLast', 'contiguous')) return s.handle;
+    if (this._lent?.op === op) return this._lent.storage.handle;
+    throw new Error(`${op}: reads its input in row-major order but got a channels-last tensor of shape ` +
+      `${fmt(this.shape)}; call contiguous() first`);
+  }
+
+  /** @internal floatInputs': a row-major copy of this channels-last tensor for `op` to read through handle(). */
+  _lendRowMajor(op: string): void {
+    const s = this.storage(op);
+    this._lent?.storage.release();
+    this._lent = null;
+    const copy = Storage.alloc(s.dtype, s.numel, s.device);
+    permuteStorage(copy, s, this.shape, 'channelsLast', 'contiguous');
+    this._lent = { op, storage: copy };
   }
 
   /** Takes this tensor out of its scope or step: it lives until dispose() (or the collector). */
@@ -154,6 +206,8 @@ export class Tensor {
   /** @internal */
   _release(why: string): void {
     if (this._storage === null) return;
+    this._lent?.storage.release();
+    this._lent = null;
     this._storage.release();
     this._storage = null;
     this._releasedWhy = why;
@@ -179,6 +233,12 @@ export class Tensor {
 
   /** @internal backward's: adds `g` (which the engine owns) to this leaf's gradient, in place when unshared. */
   _accumulateGrad(g: Tensor): void {
+    // Gradients have the format of their tensor (as PyTorch's).
+    if (this._storage !== null && !g.isContiguous(this.memoryFormat)) {
+      const moved = ops.contiguous(g, this.memoryFormat);
+      g._release(USED);
+      g = moved;
+    }
     if (this._storage !== null) {
       if (this._grad === null) this.grad = g;
       else if (!this._grad.storage('backward').isShared) ops.addInPlace(this._grad, g);
@@ -209,8 +269,13 @@ export class Tensor {
     if (source.numel !== this.numel) {
       throw new Error(`assign: shape ${fmt(source.shape)} does not match ${fmt(this.shape)}`);
     }
+    if (storageFormat(source.storage('assign'), this.shape) === null) {
+      throw new Error(`assign: a channels-last ${fmt(source.shape)} storage cannot be read as ${fmt(this.shape)}`);
+    }
     const s = source.storage('assign').retain();
     this.storage('assign').release();
+    this._lent?.storage.release();
+    this._lent = null;
     this._storage = s;
     if (this._owner === null) s.guard();
   }
@@ -223,7 +288,8 @@ export class Tensor {
     if (!host && !info) throw new Error(`dlpack: the ${s.device.type} backend exposes neither host nor device memory`);
     return {
       device: s.device, dtype: s.dtype, shape: this.shape, host, ptr: info?.ptr ?? 0n, stream: info?.stream ?? 0n,
-      toHost: () => this.toArray(),
+      memoryFormat: this.memoryFormat, strides: this.strides,
+      toHost: () => this.toArray({ order: 'storage' }),
       fromHost: (src) => {
         if (src.length !== this.numel) throw new Error(`dlpack: ${src.length} elements for a tensor of ${this.numel}`);
         s.backend.upload(s.handle, src);
@@ -231,9 +297,16 @@ export class Tensor {
     };
   }
 
-  toArray(): HostArray {
+  /**
+   * A host copy of the values in logical (row-major, NCHW) order whatever the
+   * memory format, so the same tensor reads the same in either; `order: 'storage'`
+   * gives the storage's own order instead (NHWC for a channels-last tensor).
+   */
+  toArray(opts: { order?: 'logical' | 'storage' } = {}): HostArray {
     const s = this.storage('toArray');
-    return s.backend.download(s.handle, s.dtype, s.numel);
+    const raw = s.backend.download(s.handle, s.dtype, s.numel);
+    if (opts.order === 'storage' || this.memoryFormat === 'contiguous') return raw;
+    return hostPermute(raw, this.shape, 'channelsLast', 'contiguous');
   }
 
   item(): number {
@@ -260,6 +333,8 @@ export class Tensor {
   }
 
   to(device: DeviceName | Device | string): Tensor { return ops.to(this, device); }
+  /** This tensor in `format` order (default row-major): itself when it already is, else a differentiable copy. */
+  contiguous(format: MemoryFormat = 'contiguous'): Tensor { return ops.contiguous(this, format); }
   clone(): Tensor { return ops.clone(this); }
   add(o: Tensor | number): Tensor { return ops.add(this, o); }
   sub(o: Tensor | number): Tensor { return ops.sub(this, o); }
@@ -281,10 +356,14 @@ export class Tensor {
   logSoftmax(dim: number): Tensor { return ops.logSoftmax(this, dim); }
 }
 
-/** A fresh, uninitialised tensor: the output buffer of a kernel. */
-export function empty(shape: Shape, dtype: DType = 'float32', device: Device = Device.cpu): Tensor {
+/** A fresh, uninitialised tensor: the output buffer of a kernel (in `format` order). */
+export function empty(shape: Shape, dtype: DType = 'float32', device: Device = Device.cpu,
+  format: MemoryFormat = 'contiguous'): Tensor {
   checkShape('empty', shape);
-  return new Tensor(Storage.alloc(dtype, numelOf(shape), device), shape);
+  checkFormatRank('empty', shape, checkFormat('empty', format));
+  const storage = Storage.alloc(dtype, numelOf(shape), device);
+  tagStorage(storage, shape, format);
+  return new Tensor(storage, shape);
 }
 
 // ---- factories ------------------------------------------------------------

@@ -1,19 +1,20 @@
 import { fmt } from '../shape.js';
 import { recordOp } from '../autograd.js';
 import { empty, full, type Tensor } from '../tensor.js';
-import { floatInputs, finite } from './util.js';
+import { floatInputs, finite, inLayoutOf } from './util.js';
 
 /**
  * Batch normalisation as the primitives SyncBatchNorm composes around its
  * collectives (PyTorch's batch_norm_stats / gather_stats / elemt /
  * backward_reduce / backward_elemt), and plain batchNorm built from them.
- * An input [N, C, *] is seen as [n, c, hw].
+ * An input [N, C, *] is seen as [n, c, hw]; a channels-last one, stored as a
+ * row-major [N*H*W, C] matrix, as [N*H*W, C, 1]: the same kernels, no transposes.
  */
 export function bnLayout(op: string, x: Tensor): { n: number; c: number; hw: number } {
   if (x.ndim < 2) throw new Error(`${op}: expected an input of at least 2 dimensions [N, C, ...], got ${fmt(x.shape)}`);
   const [n, c] = x.shape;
   const hw = x.shape.slice(2).reduce((a, b) => a * b, 1);
-  return { n, c, hw };
+  return x.isContiguous() ? { n, c, hw } : { n: n * hw, c, hw: 1 };
 }
 
 function channelVector(op: string, name: string, t: Tensor | null, c: number): void {
@@ -138,7 +139,7 @@ export function batchNormElemt(x: Tensor, mean: Tensor, invstd: Tensor, weight: 
   for (const [name, t] of [['mean', mean], ['invstd', invstd], ['weight', weight], ['bias', bias]] as const) {
     channelVector(op, name, t, c);
   }
-  const y = empty(x.shape, 'float32', x.device);
+  const y = empty(x.shape, 'float32', x.device, x.memoryFormat);
   backend.bnElemt(y.handle(op), x.handle(op), mean.handle(op), invstd.handle(op), weight?.handle(op) ?? null,
     bias?.handle(op) ?? null, n, c, hw);
   return y;
@@ -157,11 +158,14 @@ export function batchNormBackwardReduce(dy: Tensor, x: Tensor, mean: Tensor, inv
   const backend = floatInputs(op, dy, x, mean, invstd);
   const { n, c, hw } = bnLayout(op, x);
   if (dy.numel !== x.numel) throw new Error(`${op}: gradient ${fmt(dy.shape)} does not match input ${fmt(x.shape)}`);
+  const dyIn = dy;
+  dy = inLayoutOf(dy, x); // the kernel walks dy in x's order
   const sums = empty([2 * c], 'float32', x.device);
   const gradWeight = needWeightGrad ? empty([c], 'float32', x.device) : null;
   const gradBias = needWeightGrad ? empty([c], 'float32', x.device) : null;
   backend.bnBackwardReduce(sums.handle(op), gradWeight?.handle(op) ?? null, gradBias?.handle(op) ?? null,
     dy.handle(op), x.handle(op), mean.handle(op), invstd.handle(op), n, c, hw);
+  if (dy !== dyIn) dy.dispose();
   return { sums, gradWeight, gradBias };
 }
 
@@ -171,9 +175,11 @@ export function batchNormBackwardElemt(dy: Tensor, x: Tensor, mean: Tensor, invs
   const op = 'batchNormBackwardElemt';
   const backend = floatInputs(op, dy, x, mean, invstd, weight, sums, count);
   const { n, c, hw } = bnLayout(op, x);
-  const dx = empty(x.shape, 'float32', x.device);
-  backend.bnBackwardElemt(dx.handle(op), dy.handle(op), x.handle(op), mean.handle(op), invstd.handle(op),
+  const dx = empty(x.shape, 'float32', x.device, x.memoryFormat);
+  const d = inLayoutOf(dy, x); // the kernel walks dy in x's order
+  backend.bnBackwardElemt(dx.handle(op), d.handle(op), x.handle(op), mean.handle(op), invstd.handle(op),
     weight?.handle(op) ?? null, sums.handle(op), count.handle(op), n, c, hw);
+  if (d !== dy) d.dispose();
   return dx;
 }
 

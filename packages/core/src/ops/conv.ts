@@ -3,6 +3,25 @@ import { fmt, pair } from '../shape.js';
 import { recordOp } from '../autograd.js';
 import { empty, type Tensor } from '../tensor.js';
 import { expectRank, floatInputs } from './util.js';
+import { permuteStorage, tagStorage, type MemoryFormat } from '../memory-format.js';
+
+/**
+ * The kernels compute NCHW; a channels-last input reaches them as the row-major
+ * copy floatInputs lends it, and the output goes back to the input's format
+ * (one permutation in, one out: bench:cpu measures what they cost).
+ */
+function inFormat(op: string, y: Tensor, format: MemoryFormat): Tensor {
+  if (format === 'contiguous') return y;
+  const s = y.storage(op);
+  if (y.isContiguous(format)) {
+    tagStorage(s, y.shape, format); // [N, C, 1, 1]: the same order either way
+    return y;
+  }
+  const out = empty(y.shape, s.dtype, s.device, format);
+  permuteStorage(out.storage(op), s, y.shape, 'contiguous', format);
+  y.dispose();
+  return out;
+}
 
 type Pair = number | readonly [number, number];
 
@@ -47,20 +66,25 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
     oh: outSize(op, h, r, strideH, padH, dilH, x), ow: outSize(op, wd, s, strideW, padW, dilW, x),
     strideH, strideW, padH, padW, dilH, dilW, groups,
   };
-  const y = empty([n, k, g.oh, g.ow], 'float32', x.device);
+  const format = x.memoryFormat;
+  let y = empty([n, k, g.oh, g.ow], 'float32', x.device);
   if (y.numel) backend.conv2d(y.handle(op), x.handle(op), w.handle(op), bias ? bias.handle(op) : null, g);
+  y = inFormat(op, y, format);
   // The input gradient reads the weight, the weight gradient the input: only those are kept.
   return recordOp(y, op, [x, w, bias ?? null], [x.requiresGrad ? w : null, w.requiresGrad ? x : null],
     (dy, [sw, sx], needs) => {
+      floatInputs(op, dy, sw, sx); // row-major copies of channels-last ones
       let dx: Tensor | null = null;
       let dw: Tensor | null = null;
       if (needs[0]) {
         dx = empty(x.shape, 'float32', dy.device);
         backend.conv2dBackwardInput(dx.handle(op), dy.handle(op), sw!.handle(op), g);
+        dx = inFormat(op, dx, format);
       }
       if (needs[1]) {
         dw = empty(w.shape, 'float32', dy.device);
         backend.conv2dBackwardWeight(dw.handle(op), dy.handle(op), sx!.handle(op), g);
+        dw = inFormat(op, dw, w.memoryFormat);
       }
       return [dx, dw, needs[2] ? dy.sum([0, 2, 3]) : null];
     });
@@ -100,13 +124,17 @@ export function maxPool2d(x: Tensor, kernelSize: Pair,
   const op = 'maxPool2d';
   const backend = floatInputs(op, x);
   const g = poolGeometry(op, x, { kernelSize, ...opts });
-  const y = empty(pooledShape(x, g), 'float32', x.device);
+  const format = x.memoryFormat;
+  let y = empty(pooledShape(x, g), 'float32', x.device);
+  // Indices into each row-major H x W plane, whatever the format.
   const indices = empty(y.shape, 'int32', x.device);
   if (y.numel) backend.maxPool2d(y.handle(op), indices.handle(op), x.handle(op), g);
+  y = inFormat(op, y, format);
   const rec = recordOp(y, op, [x], [indices], (dy, [idx]) => {
+    floatInputs(op, dy);
     const dx = empty(x.shape, 'float32', dy.device);
     backend.maxPool2dBackward(dx.handle(op), dy.handle(op), idx!.handle(op), g);
-    return [dx];
+    return [inFormat(op, dx, format)];
   });
   indices.dispose(); // the node holds its own reference when it needs one
   return rec;
@@ -137,11 +165,14 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
 
 /** The average poolings: their gradient needs nothing saved but the geometry. */
 function averagePool(op: 'avgPool2d' | 'adaptiveAvgPool2d', backend: Backend, x: Tensor, g: Pool2dGeometry): Tensor {
-  const y = empty(pooledShape(x, g), 'float32', x.device);
+  const format = x.memoryFormat;
+  let y = empty(pooledShape(x, g), 'float32', x.device);
   if (y.numel) backend[op](y.handle(op), x.handle(op), g);
+  y = inFormat(op, y, format);
   return recordOp(y, op, [x], [], (dy) => {
+    floatInputs(op, dy);
     const dx = empty(x.shape, 'float32', dy.device);
     backend[`${op}Backward` as const](dx.handle(op), dy.handle(op), g);
-    return [dx];
+    return [inFormat(op, dx, format)];
   });
 }

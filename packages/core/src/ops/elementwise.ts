@@ -1,28 +1,60 @@
 import type { BinaryOp, UnaryOp } from '../backend.js';
 import { broadcastShapes, broadcastStrides, fmt } from '../shape.js';
-import { recordOp } from '../autograd.js';
+import { noGrad, recordOp } from '../autograd.js';
+import { formatStrides, storageOrder, type MemoryFormat } from '../memory-format.js';
 import { empty, type Tensor } from '../tensor.js';
 import { sumTo } from './reduce.js';
-import { floatInputs } from './util.js';
+import { contiguous } from './shape.js';
+import { floatInputs, inLayoutOf } from './util.js';
+
+/**
+ * The output's memory format, as PyTorch's: that of the first operand with the
+ * output's full shape (so channels-last x + bias[1, C, 1, 1] stays channels-last,
+ * and x + y keeps x's format when they differ).
+ */
+function outputFormat(shape: readonly number[], a: Tensor, b: Tensor): MemoryFormat {
+  for (const t of [a, b]) {
+    if (t.ndim === shape.length && t.numel === numel(shape)) return t.memoryFormat;
+  }
+  return 'contiguous';
+}
+
+const numel = (shape: readonly number[]) => shape.reduce((p, q) => p * q, 1);
+
+/** Strides reading `t` (in its storage order) as if it had `outShape` (0 on broadcast dimensions). */
+function operandStrides(t: Tensor, outShape: readonly number[]): number[] {
+  if (t.ndim < 4) return broadcastStrides(t.shape, outShape);
+  const own = formatStrides(t.shape, t.memoryFormat);
+  const offset = outShape.length - t.ndim;
+  return outShape.map((_, i) => (i < offset || t.shape[i - offset] === 1 ? 0 : own[i - offset]));
+}
 
 function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const backend = floatInputs(op, a, b);
   const shape = broadcastShapes(op, a.shape, b.shape);
-  const out = empty(shape, 'float32', a.device);
+  const format = outputFormat(shape, a, b);
+  const out = empty(shape, 'float32', a.device, format);
   const same = a.shape.length === shape.length && b.shape.length === shape.length &&
-    a.numel === out.numel && b.numel === out.numel;
-  // Same-shape operands go through as one flat dimension: the kernel's fast path.
-  const flat = same ? [out.numel] : shape;
-  const as = same ? [1] : broadcastStrides(a.shape, shape);
-  const bs = same ? [1] : broadcastStrides(b.shape, shape);
+    a.numel === out.numel && b.numel === out.numel && a.isContiguous(format) && b.isContiguous(format);
+  // Same-shape, same-order operands go through as one flat dimension: the kernel's fast path.
+  // Otherwise the kernel walks the output's storage order, each operand by its own strides.
+  const order = storageOrder(shape.length, format);
+  const flat = same ? [out.numel] : order.map((d) => shape[d]);
+  const as = same ? [1] : permute(operandStrides(a, shape), order);
+  const bs = same ? [1] : permute(operandStrides(b, shape), order);
   backend.binary(op, out.handle(op), a.handle(op), as, b.handle(op), bs, flat);
   return out;
 }
 
+const permute = (v: readonly number[], order: readonly number[]) => order.map((d) => v[d]);
+
+/** A gradient in the memory format of its tensor (as PyTorch's); the original stays the caller's. */
+const like = (g: Tensor | null, t: Tensor): Tensor | null => g && inLayoutOf(g, t);
+
 /** out = alpha * x + beta: the scalar forms of add/sub/mul/div. */
 export function affine(x: Tensor, alpha: number, beta: number, op = 'affine'): Tensor {
   const backend = floatInputs(op, x);
-  const out = empty(x.shape, 'float32', x.device);
+  const out = empty(x.shape, 'float32', x.device, x.memoryFormat);
   backend.affine(out.handle(op), x.handle(op), x.numel, alpha, beta);
   return recordOp(out, op, [x], [], (g) => [alpha === 1 ? g : affine(g, alpha, 0)]);
 }
@@ -30,34 +62,34 @@ export function affine(x: Tensor, alpha: number, beta: number, op = 'affine'): T
 export function add(a: Tensor, b: Tensor | number): Tensor {
   if (typeof b === 'number') return affine(a, 1, b, 'add');
   return recordOp(binaryKernel('add', a, b), 'add', [a, b], [], (g, _, needs) => [
-    needs[0] ? sumTo(g, a.shape) : null, needs[1] ? sumTo(g, b.shape) : null]);
+    needs[0] ? like(sumTo(g, a.shape), a) : null, needs[1] ? like(sumTo(g, b.shape), b) : null]);
 }
 
 export function sub(a: Tensor, b: Tensor | number): Tensor {
   if (typeof b === 'number') return affine(a, 1, -b, 'sub');
   return recordOp(binaryKernel('sub', a, b), 'sub', [a, b], [], (g, _, needs) => [
-    needs[0] ? sumTo(g, a.shape) : null, needs[1] ? sumTo(neg(g), b.shape) : null]);
+    needs[0] ? like(sumTo(g, a.shape), a) : null, needs[1] ? like(sumTo(neg(g), b.shape), b) : null]);
 }
 
 export function mul(a: Tensor, b: Tensor | number): Tensor {
   if (typeof b === 'number') return affine(a, b, 0, 'mul');
   return recordOp(binaryKernel('mul', a, b), 'mul', [a, b], [a, b], (g, [sa, sb], needs) => [
-    needs[0] ? sumTo(mul(g, sb), a.shape) : null,
-    needs[1] ? sumTo(mul(g, sa), b.shape) : null,
+    needs[0] ? like(sumTo(mul(g, sb), a.shape), a) : null,
+    needs[1] ? like(sumTo(mul(g, sa), b.shape), b) : null,
   ]);
 }
 
 export function div(a: Tensor, b: Tensor | number): Tensor {
   if (typeof b === 'number') return affine(a, 1 / b, 0, 'div');
   return recordOp(binaryKernel('div', a, b), 'div', [a, b], [a, b], (g, [sa, sb], needs) => [
-    needs[0] ? sumTo(div(g, sb), a.shape) : null,
-    needs[1] ? sumTo(neg(div(mul(g, sa), mul(sb, sb))), b.shape) : null,
+    needs[0] ? like(sumTo(div(g, sb), a.shape), a) : null,
+    needs[1] ? like(sumTo(neg(div(mul(g, sa), mul(sb, sb))), b.shape), b) : null,
   ]);
 }
 
 function unaryKernel(op: UnaryOp, x: Tensor): Tensor {
   const backend = floatInputs(op, x);
-  const out = empty(x.shape, 'float32', x.device);
+  const out = empty(x.shape, 'float32', x.device, x.memoryFormat);
   backend.unary(op, out.handle(op), x.handle(op), x.numel);
   return out;
 }
@@ -69,8 +101,10 @@ export function neg(x: Tensor): Tensor {
 export function relu(x: Tensor): Tensor {
   return recordOp(unaryKernel('relu', x), 'relu', [x], [x], (g, [sx]) => {
     const backend = floatInputs('relu', g, sx);
-    const dx = empty(sx.shape, 'float32', sx.device);
-    backend.reluBackward(dx.handle('relu'), g.handle('relu'), sx.handle('relu'), sx.numel);
+    // The kernel is flat: dy in x's order, dx too.
+    const dy = like(g, sx)!;
+    const dx = empty(sx.shape, 'float32', sx.device, sx.memoryFormat);
+    backend.reluBackward(dx.handle('relu'), dy.handle('relu'), sx.handle('relu'), sx.numel);
     return [dx];
   });
 }
@@ -106,5 +140,12 @@ export function addInPlace(a: Tensor, b: Tensor): void {
   const backend = floatInputs('addInPlace', a, b);
   if (a.numel !== b.numel) throw new Error(`addInPlace: ${fmt(b.shape)} does not match ${fmt(a.shape)}`);
   const h = a.handle('addInPlace');
-  backend.binary('add', h, h, [1], b.handle('addInPlace'), [1], [a.numel]);
+  // Flat over a's storage: b in the same order first (gradients of one leaf may come in either).
+  const sameShape = a.ndim === b.ndim && a.shape.every((d, i) => d === b.shape[i]);
+  if (!sameShape && !(a.isContiguous() && b.isContiguous())) {
+    throw new Error(`addInPlace: ${fmt(b.shape)} and ${fmt(a.shape)} differ in shape and one is channels-last`);
+  }
+  const bb = !sameShape || b.isContiguous(a.memoryFormat) ? b : noGrad(() => contiguous(b, a.memoryFormat));
+  backend.binary('add', h, h, [1], bb.handle('addInPlace'), [1], [a.numel]);
+  if (bb !== b) bb.dispose();
 }

@@ -1,5 +1,5 @@
 export { add, sub, mul, div, neg, relu, exp, log, sqrt, affine, expand, addInPlace } from './elementwise.js';
-export { reshape, flatten, transpose, clone, to } from './shape.js';
+export { reshape, flatten, transpose, clone, to, contiguous } from './shape.js';
 export { sum, mean, sumTo } from './reduce.js';
 export { matmul, linear } from './linalg.js';
 export { softmax, logSoftmax } from './softmax.js';
