@@ -85,7 +85,7 @@ export class BucketReducer {
       const offsets: number[] = [];
       let n = 0;
       for (const p of group) offsets.push(n), (n += p.numel);
-      const bucket: Bucket = { params: group, offsets, flat: new Float32Array(n), pending: group.length, work: null };
+      const bucket: Bucket = { params: group, offsets, flat: this.flatBuffer(n), pending: group.length, work: null };
       group.forEach((p, i) => this.where.set(p, { bucket, offset: offsets[i]! }));
       this.layout.push(bucket);
       group = [];
@@ -97,6 +97,16 @@ export class BucketReducer {
       bytes += p.numel * 4;
     }
     close();
+  }
+
+  /**
+   * A bucket's buffer. On threads groups it lives in a SharedArrayBuffer: the
+   * rank's communication thread then reduces it in place while backward goes
+   * on (elsewhere a started all-reduce would stage it through a copy).
+   */
+  private flatBuffer(n: number): Float32Array {
+    if (this.group.backend !== 'threads') return new Float32Array(n);
+    return new Float32Array(new SharedArrayBuffer(n * 4) as unknown as ArrayBuffer);
   }
 
   private onBackward(reaches: (p: Tensor) => boolean): void {

@@ -1,6 +1,6 @@
 /**
  * GradientAllReduce overlapping its bucket all-reduces with backward, on
- * threads (the fallback: each bucket runs when started) and gloo (the shim's
+ * threads (each rank's communication thread) and gloo (the shim's
  * communication thread): the same results as the blocking path, bitwise
  * (the same buckets are reduced by the same collectives, only earlier),
  * unused parameters, noSync, two backwards before a step, bucket rebuild,
@@ -21,11 +21,12 @@ for (const backend of ['threads', 'gloo'] as Backend[]) {
   }
 }
 
-for (const scenario of ['killed', 'mismatch']) {
-  test.serial(`a ${scenario} peer during an overlapped bucket: CollectiveError at the step, not a hang (gloo)`, async (t) => {
-    if (!(await backendReady(t, 'gloo'))) return;
-    const job = await runJob('gloo', 3, 'grad-allreduce', [scenario], { timeoutMs: 60_000, env: { BAGUA_TIMEOUT_MS: '4000' } });
-    const survivors = scenario === 'killed' ? 2 : 3;
+const FAULTS: [Backend, string][] = [['gloo', 'killed'], ['gloo', 'mismatch'], ['threads', 'dies'], ['threads', 'mismatch']];
+for (const [backend, scenario] of FAULTS) {
+  test.serial(`a ${scenario} peer during an overlapped bucket: CollectiveError at the step, not a hang (${backend})`, async (t) => {
+    if (!(await backendReady(t, backend))) return;
+    const job = await runJob(backend, 3, 'grad-allreduce', [scenario], { timeoutMs: 60_000, env: { BAGUA_TIMEOUT_MS: '4000' } });
+    const survivors = scenario === 'mismatch' ? 3 : 2;
     const faults = job.lines('FAULT').flat().map((l) => JSON.parse(l) as { ms: number; missing: number[]; message: string });
     t.log(faults.map((f) => `${f.ms} ms: ${f.message}`).join('\n'));
     for (let r = 0; r < survivors; r++) {
@@ -34,8 +35,9 @@ for (const scenario of ['killed', 'mismatch']) {
     t.is(faults.length, survivors);
     for (const f of faults) {
       t.true(f.ms < 15_000, `failed after ${f.ms} ms`);
-      if (scenario === 'killed') t.deepEqual(f.missing, [2]);
-      else t.regex(f.message, /different collectives/);
+      if (scenario !== 'mismatch') t.deepEqual(f.missing, [2]);
+      if (scenario === 'dies') t.regex(f.message, /rank 2 failed \(exit code 1\)/);
+      if (scenario === 'mismatch') t.regex(f.message, backend === 'gloo' ? /different collectives/ : /collective mismatch/);
     }
   });
 }
