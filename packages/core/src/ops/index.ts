@@ -9,3 +9,6 @@ export {
   batchNormBackwardReduce, batchNormBackwardElemt, batchNormInvstd, bnLayout, type MergedStats, type BackwardSums,
 } from './batchnorm.js';
 export { mseLoss, nllLoss, crossEntropy, type Reduction } from './loss.js';
+export { layerNorm, groupNorm } from './norm.js';
+export { dropout } from './dropout.js';
+export { conv1d, conv3d, avgPool1d, avgPool3d, type Conv1dOptions, type Conv3dOptions } from './conv-nd.js';
