@@ -96,3 +96,30 @@ test('a model without batch norm comes back unchanged', (t) => {
   t.is(convertBatchNorms(model, toMarked), model);
   t.deepEqual([...model.children()], children);
 });
+
+test('batch norms inside a ModuleList and a ModuleDict are replaced there, and revert back', (t) => {
+  const list = new nn.ModuleList([new nn.Conv2d(2, 4, 1), new nn.BatchNorm2d(4), new nn.ModuleList([new nn.BatchNorm1d(3)])]);
+  const dict = new nn.ModuleDict({ norm: new nn.BatchNorm2d(4), id: new nn.Identity(), deep: new nn.ModuleDict({ bn: new nn.BatchNorm3d(2) }) });
+  const root = new nn.Sequential(list, dict);
+  const keys = Object.keys(root.stateDict());
+  const params = root.parameters();
+  const weight = (list.at(1) as nn.BatchNorm2d).weight;
+  convertBatchNorms(root, toMarked);
+  t.true(list.at(1) instanceof Marked, 'ModuleList entry');
+  t.true((list.at(2) as nn.ModuleList).at(0) instanceof Marked, 'nested ModuleList entry');
+  t.true(dict.get('norm') instanceof Marked, 'ModuleDict entry');
+  t.true((dict.get('deep') as nn.ModuleDict).get('bn') instanceof Marked, 'nested ModuleDict entry');
+  t.true(dict.get('id') instanceof nn.Identity);
+  t.is((list.at(1) as Marked).weight, weight, 'parameters shared');
+  t.deepEqual(Object.keys(root.stateDict()), keys, 'state-dict keys are unchanged');
+  t.deepEqual(root.parameters(), params, 'the same parameters, in the same order');
+  t.deepEqual([...dict.keys()], ['norm', 'id', 'deep'], 'the dict keeps its order');
+  (list.at(1) as Marked).forward(randn([2, 4, 3, 3]));
+  (dict.get('norm') as Marked).forward(randn([2, 4, 3, 3]));
+  ((list.at(2) as nn.ModuleList).at(0) as Marked).forward(randn([4, 3]));
+  ((dict.get('deep') as nn.ModuleDict).get('bn') as Marked).forward(randn([2, 2, 2, 2, 2]));
+  revertBatchNorms(root, isMarked);
+  t.true(list.at(1) instanceof nn.BatchNorm2d && dict.get('norm') instanceof nn.BatchNorm2d);
+  t.true((list.at(2) as nn.ModuleList).at(0) instanceof nn.BatchNorm1d);
+  t.true((dict.get('deep') as nn.ModuleDict).get('bn') instanceof nn.BatchNorm3d);
+});
