@@ -65,6 +65,14 @@ export interface Backend {
   fill(out: Handle, n: number, value: number): void;
   copy(out: Handle, x: Handle, n: number): void;
   stridedCopy(out: Handle, x: Handle, shape: readonly number[], xStrides: readonly number[]): void;
+  /**
+   * float32 <-> float16 / bfloat16 (round to nearest even). Optional, as every half-type
+   * kernel below: a backend without them refuses those dtypes by name.
+   */
+  castF32ToBf16?(out: Handle, x: Handle, n: number): void;
+  castF32ToF16?(out: Handle, x: Handle, n: number): void;
+  castBf16ToF32?(out: Handle, x: Handle, n: number): void;
+  castF16ToF32?(out: Handle, x: Handle, n: number): void;
 
   binary(op: BinaryOp, out: Handle, a: Handle, aStrides: readonly number[], b: Handle,
     bStrides: readonly number[], shape: readonly number[]): void;
@@ -116,6 +124,28 @@ export interface Backend {
   bnBackwardReduce(sums: Handle, gradWeight: Handle | null, gradBias: Handle | null, dy: Handle,
     x: Handle, mean: Handle, invstd: Handle, n: number, c: number, hw: number): void;
   bnBackwardElemt(dx: Handle, dy: Handle, x: Handle, mean: Handle, invstd: Handle,
+    weight: Handle | null, sums: Handle, count: Handle, n: number, c: number, hw: number): void;
+  /**
+   * The five kernels above on bfloat16 / float16 x, y, dy and dx (raw-bit storages of that
+   * dtype); statistics, records, sums and per-channel operands stay float32. Optional.
+   */
+  bnStatsBf16?(stats: Handle, x: Handle, n: number, c: number, hw: number, tag: number): void;
+  bnStatsSumsBf16?(sums: Handle, x: Handle, shift: Handle | null, n: number, c: number, hw: number, ranks: number,
+    rank: number, tag: number): void;
+  bnElemtBf16?(y: Handle, x: Handle, mean: Handle, invstd: Handle, weight: Handle | null,
+    bias: Handle | null, n: number, c: number, hw: number): void;
+  bnBackwardReduceBf16?(sums: Handle, gradWeight: Handle | null, gradBias: Handle | null, dy: Handle,
+    x: Handle, mean: Handle, invstd: Handle, n: number, c: number, hw: number): void;
+  bnBackwardElemtBf16?(dx: Handle, dy: Handle, x: Handle, mean: Handle, invstd: Handle,
+    weight: Handle | null, sums: Handle, count: Handle, n: number, c: number, hw: number): void;
+  bnStatsF16?(stats: Handle, x: Handle, n: number, c: number, hw: number, tag: number): void;
+  bnStatsSumsF16?(sums: Handle, x: Handle, shift: Handle | null, n: number, c: number, hw: number, ranks: number,
+    rank: number, tag: number): void;
+  bnElemtF16?(y: Handle, x: Handle, mean: Handle, invstd: Handle, weight: Handle | null,
+    bias: Handle | null, n: number, c: number, hw: number): void;
+  bnBackwardReduceF16?(sums: Handle, gradWeight: Handle | null, gradBias: Handle | null, dy: Handle,
+    x: Handle, mean: Handle, invstd: Handle, n: number, c: number, hw: number): void;
+  bnBackwardElemtF16?(dx: Handle, dy: Handle, x: Handle, mean: Handle, invstd: Handle,
     weight: Handle | null, sums: Handle, count: Handle, n: number, c: number, hw: number): void;
 
   sgd(param: Handle, momentumBuf: Handle | null, grad: Handle, n: number, lr: number,

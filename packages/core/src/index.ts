@@ -1,4 +1,8 @@
 export { type DType, type DLDataType, type HostArray, DLPACK_DTYPES, bytesPerElement, hostArray } from './dtype.js';
+export {
+  type HalfDType, isHalfDType, isFloatDType, isDType, floatToBf16Bits, bf16BitsToFloat, floatToF16Bits, f16BitsToFloat,
+  toFloats, fromFloats,
+} from './dtype.js';
 export { Device, DLPACK_DEVICE_CODES, type DeviceName, type DeviceType } from './device.js';
 export {
   registerBackend, getBackend, hasBackend, type Backend, type Handle, type Conv2dGeometry, type Pool2dGeometry,

@@ -1,7 +1,7 @@
 import type { Handle } from './backend.js';
 import { runBackward, USED_GRADIENT as USED, type BackwardOptions, type GradNode } from './autograd.js';
 import { Device, type DeviceName } from './device.js';
-import { type DType, type HostArray, hostArray } from './dtype.js';
+import { type DType, type HostArray, fromFloats, hostArray, isFloatDType, isHalfDType, toFloats } from './dtype.js';
 import { clock, currentScope, handOverToStep, type Scope } from './lifetime.js';
 import { GradSlot, Storage } from './memory.js';
 import {
@@ -119,8 +119,8 @@ export class Tensor {
   }
   set requiresGrad(value: boolean) {
     if (value && !this.isLeaf) throw new Error('requiresGrad can only be set on leaf tensors');
-    if (value && this.dtype !== 'float32') {
-      throw new Error(`requiresGrad: only floating-point tensors can require gradients, got ${this.dtype}`);
+    if (value && !isFloatDType(this.dtype)) {
+      throw new Error(`requiresGrad: only floating-point tensors (float32, float16, bfloat16) can require gradients, got ${this.dtype}`);
     }
     this._requiresGrad = value;
   }
@@ -311,7 +311,9 @@ export class Tensor {
 
   item(): number {
     if (this.numel !== 1) throw new Error(`item: tensor of shape ${fmt(this.shape)} has ${this.numel} elements, not 1`);
-    return Number(this.toArray()[0]);
+    const s = this.storage('item');
+    // half types are held as raw bits: decoded here
+    return isHalfDType(s.dtype) ? toFloats(s.dtype, this.toArray())[0]! : Number(this.toArray()[0]);
   }
 
   /** Shares storage, drops the graph. */
@@ -332,7 +334,8 @@ export class Tensor {
     else runBackward(this, undefined, gradient);
   }
 
-  to(device: DeviceName | Device | string): Tensor { return ops.to(this, device); }
+  /** A copy on another device, or (given a dtype) in another float dtype, rounded to nearest even; differentiable. */
+  to(target: DeviceName | Device | string | DType): Tensor { return ops.to(this, target); }
   /** This tensor in `format` order (default row-major): itself when it already is, else a differentiable copy. */
   contiguous(format: MemoryFormat = 'contiguous'): Tensor { return ops.contiguous(this, format); }
   clone(): Tensor { return ops.clone(this); }
@@ -409,6 +412,8 @@ export function tensor(
 
 function fromHostValues(values: ArrayLike<number>, dtype: DType): HostArray {
   if (dtype === 'float32' && values instanceof Float32Array) return values;
+  // numbers become half bits rounded to nearest even (float32 first, as PyTorch does)
+  if (isHalfDType(dtype)) return fromFloats(dtype, values);
   const host = hostArray(dtype, values.length);
   if (host instanceof BigInt64Array) for (let i = 0; i < values.length; i++) host[i] = BigInt(values[i]);
   else host.set(values);

@@ -68,7 +68,7 @@ function describe(h: unknown): string {
 }
 
 /** The typed array a CPU storage of each operand dtype is. */
-const HOST_ARRAYS = { float32: Float32Array, int32: Int32Array } as const;
+const HOST_ARRAYS = { float32: Float32Array, int32: Int32Array, float16: Uint16Array, bfloat16: Uint16Array } as const;
 
 /**
  * The CPU's operand policy: a storage is the host typed array itself, of the

@@ -13,10 +13,11 @@
  * Adding a kernel: the header, its implementations, and one entry here.
  */
 import type { BinaryOp, UnaryOp } from '@bagua/core';
+import koffi from 'koffi';
 import { conv2dSizes, declareGeometryTypes, GEOM_CTYPES } from './geometry.js';
 
 /** The dtypes a kernel operand can have, with the C type of its elements. */
-export const OPERAND_CTYPES = { float32: 'float', int32: 'int32_t' } as const;
+export const OPERAND_CTYPES = { float32: 'float', int32: 'int32_t', float16: 'bk_float16', bfloat16: 'bk_bfloat16' } as const;
 export type OperandDType = keyof typeof OPERAND_CTYPES;
 
 /** The call's JavaScript arguments by parameter name, as size rules see them. */
@@ -79,6 +80,8 @@ const code = (codes: Readonly<Record<string, number>>): ValueParam => ({ kind: '
 const geom = (kind: 'conv' | 'pool'): ValueParam => ({ kind, name: 'g', cname: 'geom' });
 const opt = { optional: true } as const;
 const int32 = { dtype: 'int32' } as const;
+const bf16 = { dtype: 'bfloat16' } as const;
+const f16 = { dtype: 'float16' } as const;
 
 /** One entry: the JavaScript method name keys it; `kernel` keeps the C name's literal type. */
 const kernel = <const C extends string>(cname: C, params: KernelParam[]) => ({ cname, params }) as const;
@@ -131,6 +134,11 @@ export const UNARY_CODES: Readonly<Record<UnaryOp, number>> = { neg: 0, relu: 1,
 export const KERNELS = {
   fill: kernel('bk_fill_f32', [out('out', N), i64('n'), f32('value')]),
   copy: kernel('bk_copy_f32', [out('out', N), inp('x', N), i64('n')]),
+  // float32 <-> float16 / bfloat16 (round to nearest even; the half types as raw bits)
+  castF32ToBf16: kernel('bk_cast_f32_bf16', [out('out', N, bf16), inp('x', N), i64('n')]),
+  castF32ToF16: kernel('bk_cast_f32_f16', [out('out', N, f16), inp('x', N), i64('n')]),
+  castBf16ToF32: kernel('bk_cast_bf16_f32', [out('out', N), inp('x', N, bf16), i64('n')]),
+  castF16ToF32: kernel('bk_cast_f16_f32', [out('out', N), inp('x', N, f16), i64('n')]),
   stridedCopy: kernel('bk_strided_copy_f32', [
     out('out', SHAPE), inp('x', (a) => extentOf(a.shape, a.xStrides)), shape(), strides('xStrides', 'x_strides'), ndim()]),
 
@@ -205,6 +213,37 @@ export const KERNELS = {
     out('dx', NCHW), inp('dy', NCHW), inp('x', NCHW), inp('mean', C), inp('invstd', C), inp('weight', C, opt),
     inp('sums', SUMS), inp('count', ONE), i64('n'), i64('c'), i64('hw')]),
 
+  // the batch-norm kernels on bfloat16 / float16 x, y, dy, dx (everything else float32)
+  bnStatsBf16: kernel('bk_bn_stats_bf16', [
+    out('stats', (a) => 2 * a.c + 2), inp('x', NCHW, bf16), i64('n'), i64('c'), i64('hw'), f32('tag')]),
+  bnStatsSumsBf16: kernel('bk_bn_stats_sums_bf16', [
+    out('sums', (a) => 2 * a.c + 1 + a.ranks), inp('x', NCHW, bf16), inp('shift', C, opt), i64('n'), i64('c'), i64('hw'),
+    i64('ranks'), i64('rank'), f32('tag')]),
+  bnElemtBf16: kernel('bk_bn_elemt_bf16', [
+    out('y', NCHW, bf16), inp('x', NCHW, bf16), inp('mean', C), inp('invstd', C), inp('weight', C, opt), inp('bias', C, opt),
+    i64('n'), i64('c'), i64('hw')]),
+  bnBackwardReduceBf16: kernel('bk_bn_backward_reduce_bf16', [
+    out('sums', SUMS), out('gradWeight', C, { ...opt, cname: 'grad_weight' }),
+    out('gradBias', C, { ...opt, cname: 'grad_bias' }), inp('dy', NCHW, bf16), inp('x', NCHW, bf16), inp('mean', C),
+    inp('invstd', C), i64('n'), i64('c'), i64('hw')]),
+  bnBackwardElemtBf16: kernel('bk_bn_backward_elemt_bf16', [
+    out('dx', NCHW, bf16), inp('dy', NCHW, bf16), inp('x', NCHW, bf16), inp('mean', C), inp('invstd', C), inp('weight', C, opt),
+    inp('sums', SUMS), inp('count', ONE), i64('n'), i64('c'), i64('hw')]),
+  bnStatsF16: kernel('bk_bn_stats_f16', [
+    out('stats', (a) => 2 * a.c + 2), inp('x', NCHW, f16), i64('n'), i64('c'), i64('hw'), f32('tag')]),
+  bnStatsSumsF16: kernel('bk_bn_stats_sums_f16', [
+    out('sums', (a) => 2 * a.c + 1 + a.ranks), inp('x', NCHW, f16), inp('shift', C, opt), i64('n'), i64('c'), i64('hw'),
+    i64('ranks'), i64('rank'), f32('tag')]),
+  bnElemtF16: kernel('bk_bn_elemt_f16', [
+    out('y', NCHW, f16), inp('x', NCHW, f16), inp('mean', C), inp('invstd', C), inp('weight', C, opt), inp('bias', C, opt),
+    i64('n'), i64('c'), i64('hw')]),
+  bnBackwardReduceF16: kernel('bk_bn_backward_reduce_f16', [
+    out('sums', SUMS), out('gradWeight', C, { ...opt, cname: 'grad_weight' }),
+    out('gradBias', C, { ...opt, cname: 'grad_bias' }), inp('dy', NCHW, f16), inp('x', NCHW, f16), inp('mean', C),
+    inp('invstd', C), i64('n'), i64('c'), i64('hw')]),
+  bnBackwardElemtF16: kernel('bk_bn_backward_elemt_f16', [
+    out('dx', NCHW, f16), inp('dy', NCHW, f16), inp('x', NCHW, f16), inp('mean', C), inp('invstd', C), inp('weight', C, opt),
+    inp('sums', SUMS), inp('count', ONE), i64('n'), i64('c'), i64('hw')]),
   sgd: kernel('bk_sgd_f32', [
     inout('param', N), inout('momentumBuf', N, { ...opt, cname: 'momentum_buf' }), inp('grad', N), i64('n'), f32('lr'),
     f32('momentum'), f32('dampening'), f32('weightDecay', 'weight_decay'), flag('nesterov'),
@@ -248,7 +287,19 @@ export type KernelFn = (...args: unknown[]) => number;
 /** Declares every kernel of the table in a loaded library (koffi throws for a missing one). */
 export function declareKernels(lib: { func(decl: string): unknown }): Record<KernelName, KernelFn> {
   declareGeometryTypes();
+  declareHalfTypes();
   const fn = {} as Record<KernelName, KernelFn>;
   for (const m of KERNEL_METHODS) fn[KERNELS[m].cname] = lib.func(kernelSignature(KERNELS[m])) as KernelFn;
   return fn;
+}
+
+/** The header's half typedefs (bk_float16, bk_bfloat16: raw 16 bits) for koffi, once per koffi instance. */
+function declareHalfTypes(): void {
+  for (const name of [OPERAND_CTYPES.float16, OPERAND_CTYPES.bfloat16]) {
+    try {
+      koffi.sizeof(name);
+    } catch {
+      koffi.alias(name, 'uint16_t');
+    }
+  }
 }

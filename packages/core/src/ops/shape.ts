@@ -1,5 +1,7 @@
 import { Device } from '../device.js';
 import { checkFormat, checkFormatRank, permuteStorage, type MemoryFormat } from '../memory-format.js';
+import { type DType, isDType, isFloatDType } from '../dtype.js';
+import { storageFormat, tagStorage } from '../memory-format.js';
 import { contiguousStrides, fmt, inferShape, normAxis, type Shape } from '../shape.js';
 import { recordOp } from '../autograd.js';
 import { empty, Tensor } from '../tensor.js';
@@ -75,8 +77,12 @@ export function clone(x: Tensor): Tensor {
   return recordOp(out, 'clone', [x], [], (g) => [g]);
 }
 
-/** A copy on another device (differentiable: the gradient moves back). */
-export function to(x: Tensor, device: string | Device): Tensor {
+/**
+ * A copy on another device (differentiable: the gradient moves back), or, given a dtype,
+ * the same values in that float dtype (rounded to nearest even; the gradient is cast back).
+ */
+export function to(x: Tensor, device: string | Device | DType): Tensor {
+  if (isDType(device)) return cast(x, device);
   const target = Device.parse(device);
   const s = x.storage('to');
   if (s.device.equals(target)) return x;
@@ -84,4 +90,48 @@ export function to(x: Tensor, device: string | Device): Tensor {
   out.storage('to').backend.upload(out.handle('to'), s.backend.download(s.handle, s.dtype, s.numel));
   const from = s.device;
   return recordOp(out, 'to', [x], [], (g) => [to(g, from)]);
+}
+
+/**
+ * x in another float dtype: float32 <-> float16 / bfloat16 by the backend's cast kernels
+ * (round to nearest even), float16 <-> bfloat16 through float32 (exact: every half value
+ * is a float32). Elementwise over the storage, so the memory format is kept. The
+ * gradient is the incoming one cast back to x's dtype.
+ */
+export function cast(x: Tensor, dtype: DType): Tensor {
+  const s = x.storage('to');
+  if (s.dtype === dtype) return x;
+  if (!isFloatDType(s.dtype) || !isFloatDType(dtype)) {
+    throw new Error(`to: only float32, float16 and bfloat16 convert to each other (got ${s.dtype} to ${dtype})`);
+  }
+  if (s.dtype !== 'float32' && dtype !== 'float32') {
+    const mid = cast(x, 'float32');
+    const out = cast(mid, dtype);
+    mid.dispose();
+    return out;
+  }
+  const out = empty(x.shape, dtype, x.device);
+  const format = storageFormat(s, x.shape);
+  if (format) tagStorage(out.storage('to'), x.shape, format);
+  castInto(out, x, 'to');
+  const from = s.dtype;
+  return recordOp(out, 'to', [x], [], (g) => [cast(g, from)]);
+}
+
+/** Writes x converted to out's dtype into out (same numel; one of the two float32), not recorded. */
+export function castInto(out: Tensor, x: Tensor, op: string): void {
+  const so = out.storage(op), sx = x.storage(op);
+  if (so.numel !== sx.numel) throw new Error(`${op}: cast of ${sx.numel} elements into ${so.numel}`);
+  if (sx.numel === 0) return;
+  const b = sx.backend;
+  const kernel =
+    sx.dtype === 'float32' && so.dtype === 'bfloat16' ? b.castF32ToBf16 :
+    sx.dtype === 'float32' && so.dtype === 'float16' ? b.castF32ToF16 :
+    sx.dtype === 'bfloat16' && so.dtype === 'float32' ? b.castBf16ToF32 :
+    sx.dtype === 'float16' && so.dtype === 'float32' ? b.castF16ToF32 : undefined;
+  if (!kernel) {
+    if (sx.dtype === so.dtype && sx.dtype === 'float32') return b.copy(so.handle, sx.handle, sx.numel);
+    throw new Error(`${op}: the ${x.device.type} backend cannot convert ${sx.dtype} to ${so.dtype}`);
+  }
+  kernel.call(b, out.handle(op), x.handle(op), sx.numel);
 }

@@ -9,6 +9,10 @@
 // Statistics use the corrected two-pass algorithm on L1-resident chunks (the
 // second pass reads the cache, not memory), merged in double by Chan's formula.
 //
+// Element types: x, y, dy and dx are float32, bfloat16 or float16 (E: bagua_half.h's element
+// kinds), read and written through VecIO<E> / E::load / E::store; everything else (per-channel
+// arrays, records, accumulators) is float32 or double whatever E is: one source for all three.
+//
 // Threads: reductions split over channels (planes) or over 16-column strips (rows),
 // so every channel is reduced exactly as on one thread, whatever the thread count;
 // the elementwise passes split the elements anywhere.
@@ -18,6 +22,7 @@
 
 #include "bagua_bn_math.h"
 #include "common.h"
+#include "half_simd.h"
 
 namespace {
 
@@ -67,19 +72,20 @@ void elementwise(int nt, int64_t n, int64_t c, int64_t hw, bool rows, const F &f
 // Pass 1 estimates the mean m in float, pass 2 sums d = x - m and d^2 over the same,
 // now L1-resident, data; mean = m + S1/count and M2 = S2 - S1^2/count correct for the
 // error in m (the corrected two-pass algorithm). Float lanes hold few terms each.
-BK_CLONES void chunk_stats(const float *x, int64_t stride, int64_t planes, int64_t len,
+template <class E>
+BK_CLONES void chunk_stats(const typename E::storage *x, int64_t stride, int64_t planes, int64_t len,
                            double *mean_out, double *m2_out) {
   bk_v16 a0 = {}, a1 = {};
   double s = 0;
   for (int64_t p = 0; p < planes; ++p) {
-    const float *xp = x + p * stride;
+    const typename E::storage *xp = x + p * stride;
     int64_t i = 0;
     for (; i + 32 <= len; i += 32) {
-      a0 += v16_load(xp + i);
-      a1 += v16_load(xp + i + 16);
+      a0 += VecIO<E>::load(xp + i);
+      a1 += VecIO<E>::load(xp + i + 16);
     }
-    for (; i + 16 <= len; i += 16) a0 += v16_load(xp + i);
-    for (; i < len; ++i) s += xp[i];
+    for (; i + 16 <= len; i += 16) a0 += VecIO<E>::load(xp + i);
+    for (; i < len; ++i) s += E::load(xp[i]);
   }
   const double cnt = (double)(planes * len);
   s += v16_hsum(a0 + a1);
@@ -88,26 +94,26 @@ BK_CLONES void chunk_stats(const float *x, int64_t stride, int64_t planes, int64
   bk_v16 s1a = {}, s1b = {}, s2a = {}, s2b = {};
   double s1 = 0, s2 = 0;
   for (int64_t p = 0; p < planes; ++p) {
-    const float *xp = x + p * stride;
+    const typename E::storage *xp = x + p * stride;
     int64_t i = 0;
     for (; i + 32 <= len; i += 32) {
       // keep memory busy while this pass runs from L1: fetch what follows each run
       // (the next piece of a long plane, or the next channel's plane of this image)
       __builtin_prefetch(xp + len + i);
       __builtin_prefetch(xp + len + i + 16);
-      const bk_v16 d0 = v16_load(xp + i) - mv, d1 = v16_load(xp + i + 16) - mv;
+      const bk_v16 d0 = VecIO<E>::load(xp + i) - mv, d1 = VecIO<E>::load(xp + i + 16) - mv;
       s1a += d0;
       s1b += d1;
       s2a += d0 * d0;
       s2b += d1 * d1;
     }
     for (; i + 16 <= len; i += 16) {
-      const bk_v16 d0 = v16_load(xp + i) - mv;
+      const bk_v16 d0 = VecIO<E>::load(xp + i) - mv;
       s1a += d0;
       s2a += d0 * d0;
     }
     for (; i < len; ++i) {
-      const float d = xp[i] - m;
+      const float d = E::load(xp[i]) - m;
       s1 += d;
       s2 += (double)d * d;
     }
@@ -124,15 +130,15 @@ BK_CLONES void chunk_stats(const float *x, int64_t stride, int64_t planes, int64
 // L1 sets, so re-reading them in place would miss L1. Merged per column into the
 // double state (mean, m2) that has already seen `seen` rows, by Chan's formula with a
 // count shared by all columns.
-template <int V>
-BK_INLINE void strip_stats(const float *x, int64_t ld, int64_t rows, double seen, double *cmean,
+template <class E, int V>
+BK_INLINE void strip_stats(const typename E::storage *x, int64_t ld, int64_t rows, double seen, double *cmean,
                            double *cm2) {
   float buf[kRowBlock * 16 * V];
   bk_v16 acc[V];
   for (int q = 0; q < V; ++q) acc[q] = bk_v16{};
   for (int64_t r = 0; r < rows; ++r)
     for (int q = 0; q < V; ++q) {
-      const bk_v16 v = v16_load(x + r * ld + 16 * q);
+      const bk_v16 v = VecIO<E>::load(x + r * ld + 16 * q);
       v16_store(buf + (r * V + q) * 16, v);
       acc[q] += v;
     }
@@ -166,14 +172,15 @@ BK_INLINE void strip_stats(const float *x, int64_t ld, int64_t rows, double seen
 }
 
 // One block of rows across all L columns: strips of 64, then 16, then single columns.
-BK_CLONES void block_stats(const float *x, int64_t ld, int64_t rows, int64_t L, double seen,
+template <class E>
+BK_CLONES void block_stats(const typename E::storage *x, int64_t ld, int64_t rows, int64_t L, double seen,
                            double *cmean, double *cm2) {
   int64_t j = 0;
-  for (; j + 64 <= L; j += 64) strip_stats<4>(x + j, ld, rows, seen, cmean + j, cm2 + j);
-  for (; j + 16 <= L; j += 16) strip_stats<1>(x + j, ld, rows, seen, cmean + j, cm2 + j);
+  for (; j + 64 <= L; j += 64) strip_stats<E, 4>(x + j, ld, rows, seen, cmean + j, cm2 + j);
+  for (; j + 16 <= L; j += 16) strip_stats<E, 1>(x + j, ld, rows, seen, cmean + j, cm2 + j);
   for (; j < L; ++j) {
     double cnt = 0, mean = 0, m2 = 0;
-    for (int64_t r = 0; r < rows; ++r) bk_bn::welford_push(cnt, mean, m2, (double)x[r * ld + j]);
+    for (int64_t r = 0; r < rows; ++r) bk_bn::welford_push(cnt, mean, m2, (double)E::load(x[r * ld + j]));
     double seen_j = seen;  // chan_merge advances its count; each column starts from `seen`
     bk_bn::chan_merge(seen_j, cmean[j], cm2[j], cnt, mean, m2);
   }
@@ -185,8 +192,8 @@ namespace {
 
 // Per-channel moments of x: emit(ch, count, mean, m2) in double, once per channel,
 // after every thread has finished (so emit may write anywhere). per > 0.
-template <class Emit>
-int local_moments(const float *x, int64_t n, int64_t c, int64_t hw, int64_t total, const Emit &emit) {
+template <class E, class Emit>
+int local_moments(const typename E::storage *x, int64_t n, int64_t c, int64_t hw, int64_t total, const Emit &emit) {
   if (hw >= kSmallHw) {
     double *st;  // count, mean, m2 per channel
     BK_SCRATCH(st, bk::scratch_d(0, (size_t)(3 * c)));
@@ -198,12 +205,12 @@ int local_moments(const float *x, int64_t n, int64_t c, int64_t hw, int64_t tota
       for (int64_t i0 = 0; i0 < n; i0 += group) {
         const int64_t planes = std::min(group, n - i0);
         for (int64_t ch = c0; ch < c1; ++ch) {
-          const float *base = x + (i0 * c + ch) * hw;
+          const typename E::storage *base = x + (i0 * c + ch) * hw;
           double *s = st + 3 * ch;
           for (int64_t off = 0; off < hw; off += kChunk) {
             const int64_t len = std::min(kChunk, hw - off);
             double cm, cm2;
-            chunk_stats(base + off, c * hw, planes, len, &cm, &cm2);
+            chunk_stats<E>(base + off, c * hw, planes, len, &cm, &cm2);
             bk_bn::chan_merge(s[0], s[1], s[2], (double)(planes * len), cm, cm2);
           }
         }
@@ -221,7 +228,7 @@ int local_moments(const float *x, int64_t n, int64_t c, int64_t hw, int64_t tota
   std::fill(cm2, cm2 + L, 0.0);
   split(threads_for(total), L, 16, [&](int64_t j0, int64_t j1) {
     for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
-      block_stats(x + r0 * L + j0, L, std::min(kRowBlock, n - r0), j1 - j0, (double)r0, cmean + j0,
+      block_stats<E>(x + r0 * L + j0, L, std::min(kRowBlock, n - r0), j1 - j0, (double)r0, cmean + j0,
                   cm2 + j0);
   });
   for (int64_t ch = 0; ch < c; ++ch) {
@@ -235,11 +242,13 @@ int local_moments(const float *x, int64_t n, int64_t c, int64_t hw, int64_t tota
 
 }  // namespace
 
-extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, int64_t hw,
-                               float tag, void *) {
-  BK_SIZES3(n, c, hw, per, total);
-  BK_NOTNULL(stats);
-  BK_NOTNULL_IF(total > 0, x);
+namespace {
+
+// The bodies of the entry points, for every element type; the entry points (BK_BN_ENTRIES,
+// below) check the arguments, naming themselves, and call these.
+template <class E>
+int bn_stats(float *stats, const typename E::storage *x, int64_t n, int64_t c, int64_t hw, int64_t per,
+             int64_t total, float tag) {
   float *smean = stats, *svar = stats + c;
   stats[2 * c] = (float)per;
   stats[2 * c + 1] = tag;
@@ -248,7 +257,7 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
     std::fill(stats, stats + 2 * c, 0.0f);
     return 0;
   }
-  return local_moments(x, n, c, hw, total, [&](int64_t ch, double cnt, double mean, double m2) {
+  return local_moments<E>(x, n, c, hw, total, [&](int64_t ch, double cnt, double mean, double m2) {
     smean[ch] = (float)mean;
     svar[ch] = (float)bk_bn::biased_var(cnt, m2);
   });
@@ -256,27 +265,24 @@ extern "C" int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t 
 
 // The shifted sums come from the double moments: S1 = n (mean - s) keeps the digits
 // that rounding the mean to float first would lose when |mean| >> std.
-extern "C" int bk_bn_stats_sums_f32(float *sums, const float *x, const float *shift, int64_t n,
-                                    int64_t c, int64_t hw, int64_t ranks, int64_t rank, float tag,
-                                    void *) {
-  BK_SIZES3(n, c, hw, per, total);
-  BK_NOTNULL(sums);
-  BK_NOTNULL_IF(total > 0, x);
-  BK_REQUIRE(ranks >= 1 && rank >= 0 && rank < ranks, "%s: rank %lld is not in [0, ranks = %lld)",
-             __func__, (long long)rank, (long long)ranks);
+template <class E>
+int bn_stats_sums(float *sums, const typename E::storage *x, const float *shift, int64_t n, int64_t c,
+                  int64_t hw, int64_t per, int64_t total, int64_t ranks, int64_t rank, float tag) {
   sums[2 * c] = (float)per;
   for (int64_t r = 0; r < ranks; ++r) sums[2 * c + 1 + r] = r == rank ? tag : 0.0f;
   if (per == 0) {
     std::fill(sums, sums + 2 * c, 0.0f);  // adds nothing to the group's sums
     return 0;
   }
-  return local_moments(x, n, c, hw, total, [&](int64_t ch, double cnt, double mean, double m2) {
+  return local_moments<E>(x, n, c, hw, total, [&](int64_t ch, double cnt, double mean, double m2) {
     double s1, s2;
     bk_bn::shifted_sums(cnt, mean, m2, shift ? (double)shift[ch] : 0.0, s1, s2);
     sums[ch] = (float)s1;
     sums[c + ch] = (float)s2;
   });
 }
+
+}  // namespace
 
 namespace {
 
@@ -394,36 +400,34 @@ namespace {
 
 // y = (x - mean) * scale + bias over one plane. Explicit 16-lane vectors: each
 // block is loaded before it is stored, so y may alias x exactly.
-BK_CLONES void elemt_plane(float *y, const float *x, int64_t len, float mean, float scale,
-                           float bias) {
+template <class E>
+BK_CLONES void elemt_plane(typename E::storage *y, const typename E::storage *x, int64_t len, float mean,
+                           float scale, float bias) {
   const bk_v16 mv = v16_splat(mean), sv = v16_splat(scale), bv = v16_splat(bias);
   int64_t i = 0;
-  for (; i + 16 <= len; i += 16) v16_store(y + i, (v16_load(x + i) - mv) * sv + bv);
-  for (; i < len; ++i) y[i] = bk_bn::elemt(x[i], mean, scale, bias);
+  for (; i + 16 <= len; i += 16) VecIO<E>::store(y + i, (VecIO<E>::load(x + i) - mv) * sv + bv);
+  for (; i < len; ++i) y[i] = bk_bn::elemt_e<E>(x[i], mean, scale, bias);
 }
 
 // Row layout: per-column mean / scale / bias arrays of length L. Software prefetch
 // (2 KB ahead, y for writing) helps when x and y sit in L2, where the hardware
 // prefetchers bring lines to L1 too late for a loop this short (measured ~15%).
-BK_CLONES void elemt_row(float *y, const float *x, int64_t len, const float *mean,
+template <class E>
+BK_CLONES void elemt_row(typename E::storage *y, const typename E::storage *x, int64_t len, const float *mean,
                          const float *scale, const float *bias) {
   int64_t i = 0;
   for (; i + 16 <= len; i += 16) {
     __builtin_prefetch(y + i + 512, 1);
     __builtin_prefetch(x + i + 512, 0);
-    v16_store(y + i, (v16_load(x + i) - v16_load(mean + i)) * v16_load(scale + i) +
-                         v16_load(bias + i));
+    VecIO<E>::store(y + i, (VecIO<E>::load(x + i) - v16_load(mean + i)) * v16_load(scale + i) +
+                               v16_load(bias + i));
   }
-  for (; i < len; ++i) y[i] = bk_bn::elemt(x[i], mean[i], scale[i], bias[i]);
+  for (; i < len; ++i) y[i] = bk_bn::elemt_e<E>(x[i], mean[i], scale[i], bias[i]);
 }
 
-}  // namespace
-
-extern "C" int bk_bn_elemt_f32(float *y, const float *x, const float *mean, const float *invstd,
-                               const float *weight, const float *bias, int64_t n, int64_t c,
-                               int64_t hw, void *) {
-  BK_SIZES3(n, c, hw, per, total);
-  BK_NOTNULL_IF(total > 0, y, x, mean, invstd);
+template <class E>
+int bn_elemt(typename E::storage *y, const typename E::storage *x, const float *mean, const float *invstd,
+             const float *weight, const float *bias, int64_t n, int64_t c, int64_t hw, int64_t total) {
   if (total == 0) return 0;
   // per-channel constants computed once
   float *k;
@@ -436,7 +440,7 @@ extern "C" int bk_bn_elemt_f32(float *y, const float *x, const float *mean, cons
   const int nt = threads_for(total);
   if (hw >= kSmallHw) {
     elementwise(nt, n, c, hw, false, [&](int64_t off, int64_t len, int64_t ch, int64_t) {
-      elemt_plane(y + off, x + off, len, mean[ch], scale[ch], shift[ch]);
+      elemt_plane<E>(y + off, x + off, len, mean[ch], scale[ch], shift[ch]);
     });
     return 0;
   }
@@ -448,17 +452,20 @@ extern "C" int bk_bn_elemt_f32(float *y, const float *x, const float *mean, cons
   spread_channels(cs, scale, c, hw);
   spread_channels(cb, shift, c, hw);
   elementwise(nt, n, c, hw, true, [&](int64_t off, int64_t len, int64_t, int64_t pos) {
-    elemt_row(y + off, x + off, len, cm + pos, cs + pos, cb + pos);
+    elemt_row<E>(y + off, x + off, len, cm + pos, cs + pos, cb + pos);
   });
   return 0;
 }
+
+}  // namespace
 
 // ---- backward ------------------------------------------------------------------
 
 namespace {
 
 // sum dy and sum dy * (x - mean) over one plane; float lanes per chunk, double totals.
-BK_CLONES void reduce_plane(const float *dy, const float *x, int64_t len, float mean,
+template <class E>
+BK_CLONES void reduce_plane(const typename E::storage *dy, const typename E::storage *x, int64_t len, float mean,
                             double *sdy_out, double *sdx_out) {
   const bk_v16 mv = v16_splat(mean);
   double sdy = 0, sdx = 0;
@@ -467,17 +474,18 @@ BK_CLONES void reduce_plane(const float *dy, const float *x, int64_t len, float 
     const int64_t end = std::min(len, i + kChunk);
     bk_v16 a0 = {}, a1 = {}, b0 = {}, b1 = {};
     for (; i + 32 <= end; i += 32) {
-      const bk_v16 g0 = v16_load(dy + i), g1 = v16_load(dy + i + 16);
+      const bk_v16 g0 = VecIO<E>::load(dy + i), g1 = VecIO<E>::load(dy + i + 16);
       a0 += g0;
       a1 += g1;
-      b0 += g0 * (v16_load(x + i) - mv);
-      b1 += g1 * (v16_load(x + i + 16) - mv);
+      b0 += g0 * (VecIO<E>::load(x + i) - mv);
+      b1 += g1 * (VecIO<E>::load(x + i + 16) - mv);
     }
     sdy += v16_hsum(a0 + a1);
     sdx += v16_hsum(b0) + v16_hsum(b1);
     for (; i < end; ++i) {
-      sdy += dy[i];
-      sdx += (double)dy[i] * (x[i] - mean);
+      const float g = E::load(dy[i]);
+      sdy += g;
+      sdx += (double)g * (E::load(x[i]) - mean);
     }
   }
   *sdy_out += sdy;
@@ -486,8 +494,8 @@ BK_CLONES void reduce_plane(const float *dy, const float *x, int64_t len, float 
 
 // Row layout: per-column sums over a block of rows, a strip of 16 * V columns at a
 // time with float accumulators in registers, added to the double totals.
-template <int V>
-BK_INLINE void strip_reduce(const float *dy, const float *x, int64_t ld, int64_t rows,
+template <class E, int V>
+BK_INLINE void strip_reduce(const typename E::storage *dy, const typename E::storage *x, int64_t ld, int64_t rows,
                             const float *cmean, double *sdy, double *sdx) {
   bk_v16 a[V], b[V], m[V];
   for (int q = 0; q < V; ++q) {
@@ -496,9 +504,9 @@ BK_INLINE void strip_reduce(const float *dy, const float *x, int64_t ld, int64_t
   }
   for (int64_t r = 0; r < rows; ++r)
     for (int q = 0; q < V; ++q) {
-      const bk_v16 g = v16_load(dy + r * ld + 16 * q);
+      const bk_v16 g = VecIO<E>::load(dy + r * ld + 16 * q);
       a[q] += g;
-      b[q] += g * (v16_load(x + r * ld + 16 * q) - m[q]);
+      b[q] += g * (VecIO<E>::load(x + r * ld + 16 * q) - m[q]);
     }
   float fa[16 * V], fb[16 * V];
   for (int q = 0; q < V; ++q) {
@@ -511,29 +519,24 @@ BK_INLINE void strip_reduce(const float *dy, const float *x, int64_t ld, int64_t
   }
 }
 
-BK_CLONES void reduce_block(const float *dy, const float *x, int64_t ld, int64_t rows, int64_t L,
+template <class E>
+BK_CLONES void reduce_block(const typename E::storage *dy, const typename E::storage *x, int64_t ld, int64_t rows, int64_t L,
                             const float *cmean, double *sdy, double *sdx) {
   int64_t j = 0;
-  for (; j + 64 <= L; j += 64) strip_reduce<4>(dy + j, x + j, ld, rows, cmean + j, sdy + j, sdx + j);
-  for (; j + 16 <= L; j += 16) strip_reduce<1>(dy + j, x + j, ld, rows, cmean + j, sdy + j, sdx + j);
+  for (; j + 64 <= L; j += 64) strip_reduce<E, 4>(dy + j, x + j, ld, rows, cmean + j, sdy + j, sdx + j);
+  for (; j + 16 <= L; j += 16) strip_reduce<E, 1>(dy + j, x + j, ld, rows, cmean + j, sdy + j, sdx + j);
   for (; j < L; ++j)
     for (int64_t r = 0; r < rows; ++r) {
-      const float g = dy[r * ld + j];
+      const float g = E::load(dy[r * ld + j]);
       sdy[j] += g;
-      sdx[j] += (double)g * (x[r * ld + j] - cmean[j]);
+      sdx[j] += (double)g * (E::load(x[r * ld + j]) - cmean[j]);
     }
 }
 
-}  // namespace
-
-extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float *grad_bias,
-                                         const float *dy, const float *x, const float *mean,
-                                         const float *invstd, int64_t n, int64_t c, int64_t hw,
-                                         void *) {
-  BK_SIZES3(n, c, hw, per, total);
-  BK_NOTNULL_IF(c > 0, sums);
-  BK_NOTNULL_IF(total > 0, dy, x, mean);
-  BK_NOTNULL_IF(c > 0 && grad_weight != nullptr, invstd);
+template <class E>
+int bn_backward_reduce(float *sums, float *grad_weight, float *grad_bias, const typename E::storage *dy,
+                       const typename E::storage *x, const float *mean, const float *invstd, int64_t n,
+                       int64_t c, int64_t hw, int64_t total) {
   double *acc;  // sum_dy[c], sum_dy_xmu[c]
   BK_SCRATCH(acc, bk::scratch_d(0, (size_t)(2 * c)));
   std::fill(acc, acc + 2 * c, 0.0);
@@ -542,7 +545,7 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
       for (int64_t i = 0; i < n; ++i)
         for (int64_t ch = c0; ch < c1; ++ch) {
           const int64_t off = (i * c + ch) * hw;
-          reduce_plane(dy + off, x + off, hw, mean[ch], acc + ch, acc + c + ch);
+          reduce_plane<E>(dy + off, x + off, hw, mean[ch], acc + ch, acc + c + ch);
         }
     });
   } else if (total > 0) {
@@ -555,7 +558,7 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
     spread_channels(cmean, mean, c, hw);
     split(threads_for(total), L, 16, [&](int64_t j0, int64_t j1) {
       for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
-        reduce_block(dy + r0 * L + j0, x + r0 * L + j0, L, std::min(kRowBlock, n - r0), j1 - j0,
+        reduce_block<E>(dy + r0 * L + j0, x + r0 * L + j0, L, std::min(kRowBlock, n - r0), j1 - j0,
                      cmean + j0, col + j0, col + L + j0);
     });
     for (int64_t ch = 0; ch < c; ++ch)
@@ -573,42 +576,38 @@ extern "C" int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float 
   return 0;
 }
 
-namespace {
-
 // dx = (dy - mdy - (x - mean) * k) * a over one plane (dx may alias dy or x exactly).
-BK_CLONES void bwd_elemt_plane(float *dx, const float *dy, const float *x, int64_t len, float mean,
-                               float mdy, float k, float a) {
+template <class E>
+BK_CLONES void bwd_elemt_plane(typename E::storage *dx, const typename E::storage *dy, const typename E::storage *x,
+                               int64_t len, float mean, float mdy, float k, float a) {
   const bk_v16 mv = v16_splat(mean), dv = v16_splat(mdy), kv = v16_splat(k), av = v16_splat(a);
   int64_t i = 0;
   for (; i + 16 <= len; i += 16)
-    v16_store(dx + i, (v16_load(dy + i) - dv - (v16_load(x + i) - mv) * kv) * av);
+    VecIO<E>::store(dx + i, (VecIO<E>::load(dy + i) - dv - (VecIO<E>::load(x + i) - mv) * kv) * av);
   bk_bn::BackwardCoeffs co;
   co.a = a;
   co.mdy = mdy;
   co.k = k;
-  for (; i < len; ++i) dx[i] = bk_bn::backward_elemt(dy[i], x[i], mean, co);
+  for (; i < len; ++i) dx[i] = bk_bn::backward_elemt_e<E>(dy[i], x[i], mean, co);
 }
 
 // Row layout: per-column constants, packed as [mean, mdy, k, a] arrays of length L.
-BK_CLONES void bwd_elemt_row(float *dx, const float *dy, const float *x, int64_t len,
-                             const float *cm, const float *cd, const float *ck, const float *ca) {
+template <class E>
+BK_CLONES void bwd_elemt_row(typename E::storage *dx, const typename E::storage *dy, const typename E::storage *x,
+                             int64_t len, const float *cm, const float *cd, const float *ck, const float *ca) {
   int64_t i = 0;
   for (; i + 16 <= len; i += 16)
-    v16_store(dx + i, (v16_load(dy + i) - v16_load(cd + i) -
-                       (v16_load(x + i) - v16_load(cm + i)) * v16_load(ck + i)) *
-                          v16_load(ca + i));
-  for (; i < len; ++i) dx[i] = (dy[i] - cd[i] - (x[i] - cm[i]) * ck[i]) * ca[i];
+    VecIO<E>::store(dx + i, (VecIO<E>::load(dy + i) - v16_load(cd + i) -
+                             (VecIO<E>::load(x + i) - v16_load(cm + i)) * v16_load(ck + i)) *
+                                v16_load(ca + i));
+  for (; i < len; ++i)
+    dx[i] = E::store((E::load(dy[i]) - cd[i] - (E::load(x[i]) - cm[i]) * ck[i]) * ca[i]);
 }
 
-}  // namespace
-
-extern "C" int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float *x,
-                                        const float *mean, const float *invstd,
-                                        const float *weight, const float *sums,
-                                        const float *count, int64_t n, int64_t c, int64_t hw,
-                                        void *) {
-  BK_SIZES3(n, c, hw, per, total);
-  BK_NOTNULL_IF(total > 0, dx, dy, x, mean, invstd, sums, count);
+template <class E>
+int bn_backward_elemt(typename E::storage *dx, const typename E::storage *dy, const typename E::storage *x,
+                      const float *mean, const float *invstd, const float *weight, const float *sums,
+                      const float *count, int64_t n, int64_t c, int64_t hw, int64_t total) {
   if (total == 0) return 0;
   const float N = *count;
   float *k;
@@ -625,7 +624,7 @@ extern "C" int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float 
   const int nt = threads_for(total);
   if (hw >= kSmallHw) {
     elementwise(nt, n, c, hw, false, [&](int64_t off, int64_t len, int64_t ch, int64_t) {
-      bwd_elemt_plane(dx + off, dy + off, x + off, len, km[ch], kd[ch], kk[ch], ka[ch]);
+      bwd_elemt_plane<E>(dx + off, dy + off, x + off, len, km[ch], kd[ch], kk[ch], ka[ch]);
     });
     return 0;
   }
@@ -634,8 +633,60 @@ extern "C" int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float 
   BK_SCRATCH(cols, bk::scratch(1, (size_t)(4 * L)));
   for (int64_t q = 0; q < 4; ++q) spread_channels(cols + q * L, k + q * c, c, hw);
   elementwise(nt, n, c, hw, true, [&](int64_t off, int64_t len, int64_t, int64_t pos) {
-    bwd_elemt_row(dx + off, dy + off, x + off, len, cols + pos, cols + L + pos,
-                  cols + 2 * L + pos, cols + 3 * L + pos);
+    bwd_elemt_row<E>(dx + off, dy + off, x + off, len, cols + pos, cols + L + pos,
+                     cols + 2 * L + pos, cols + 3 * L + pos);
   });
   return 0;
 }
+
+}  // namespace
+
+// The entry points of one element type: argument checks (messages name the entry point),
+// then the shared bodies above.
+#define BK_BN_ENTRIES(SFX, E, T)                                                                   \
+  extern "C" int bk_bn_stats_##SFX(float *stats, const T *x, int64_t n, int64_t c, int64_t hw,      \
+                                   float tag, void *) {                                             \
+    BK_SIZES3(n, c, hw, per, total);                                                                \
+    BK_NOTNULL(stats);                                                                              \
+    BK_NOTNULL_IF(total > 0, x);                                                                    \
+    return bn_stats<E>(stats, x, n, c, hw, per, total, tag);                                        \
+  }                                                                                                 \
+  extern "C" int bk_bn_stats_sums_##SFX(float *sums, const T *x, const float *shift, int64_t n,     \
+                                        int64_t c, int64_t hw, int64_t ranks, int64_t rank,         \
+                                        float tag, void *) {                                        \
+    BK_SIZES3(n, c, hw, per, total);                                                                \
+    BK_NOTNULL(sums);                                                                               \
+    BK_NOTNULL_IF(total > 0, x);                                                                    \
+    BK_REQUIRE(ranks >= 1 && rank >= 0 && rank < ranks, "%s: rank %lld is not in [0, ranks = %lld)", \
+               __func__, (long long)rank, (long long)ranks);                                        \
+    return bn_stats_sums<E>(sums, x, shift, n, c, hw, per, total, ranks, rank, tag);                \
+  }                                                                                                 \
+  extern "C" int bk_bn_elemt_##SFX(T *y, const T *x, const float *mean, const float *invstd,        \
+                                   const float *weight, const float *bias, int64_t n, int64_t c,    \
+                                   int64_t hw, void *) {                                            \
+    BK_SIZES3(n, c, hw, per, total);                                                                \
+    BK_NOTNULL_IF(total > 0, y, x, mean, invstd);                                                   \
+    return bn_elemt<E>(y, x, mean, invstd, weight, bias, n, c, hw, total);                          \
+  }                                                                                                 \
+  extern "C" int bk_bn_backward_reduce_##SFX(float *sums, float *grad_weight, float *grad_bias,     \
+                                             const T *dy, const T *x, const float *mean,            \
+                                             const float *invstd, int64_t n, int64_t c, int64_t hw, \
+                                             void *) {                                              \
+    BK_SIZES3(n, c, hw, per, total);                                                                \
+    BK_NOTNULL_IF(c > 0, sums);                                                                     \
+    BK_NOTNULL_IF(total > 0, dy, x, mean);                                                          \
+    BK_NOTNULL_IF(c > 0 && grad_weight != nullptr, invstd);                                         \
+    return bn_backward_reduce<E>(sums, grad_weight, grad_bias, dy, x, mean, invstd, n, c, hw, total); \
+  }                                                                                                 \
+  extern "C" int bk_bn_backward_elemt_##SFX(T *dx, const T *dy, const T *x, const float *mean,      \
+                                            const float *invstd, const float *weight,               \
+                                            const float *sums, const float *count, int64_t n,       \
+                                            int64_t c, int64_t hw, void *) {                        \
+    BK_SIZES3(n, c, hw, per, total);                                                                \
+    BK_NOTNULL_IF(total > 0, dx, dy, x, mean, invstd, sums, count);                                 \
+    return bn_backward_elemt<E>(dx, dy, x, mean, invstd, weight, sums, count, n, c, hw, total);      \
+  }
+
+BK_BN_ENTRIES(f32, bk_half::F32, float)
+BK_BN_ENTRIES(bf16, bk_half::BF16, bk_bfloat16)
+BK_BN_ENTRIES(f16, bk_half::F16, bk_float16)

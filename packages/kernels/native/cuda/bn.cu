@@ -16,10 +16,15 @@
 // the backward pass is read from device memory).
 // Elementwise passes stream the whole tensor with a grid-stride loop, computing
 // the per-channel scale/shift on the fly (the formulas of bagua_bn_math.h).
+// Element types: x, y, dy and dx are float32, bfloat16 or float16 (E, bagua_half.h's kinds);
+// EVec<E, VEC> loads VEC of them at once (16 or 8 bytes) and widens them to float, so every
+// kernel below is one source for the three; per-channel data and partials stay float.
 #include <initializer_list>
+#include <type_traits>
 
 #include "common.cuh"
 #include "bagua_bn_math.h"
+#include "bagua_half.h"
 #include "bn_walk.cuh"
 
 namespace bk {
@@ -163,6 +168,31 @@ template <> struct Vec<1> {
   static __device__ __forceinline__ float pack(const float *o) { return o[0]; }
 };
 
+// VEC stored elements of kind E as one load: float4 / float for float32, 8 / 2 bytes for the
+// 16-bit kinds (unpacked to float, packed with round to nearest even).
+template <class E, int VEC>
+struct EVec {
+  using T = typename std::conditional<VEC == 4, unsigned long long, unsigned short>::type;
+  static __device__ __forceinline__ void unpack(const T &v, float *o) {
+#pragma unroll
+    for (int j = 0; j < VEC; j++) o[j] = E::load((uint16_t)(v >> (16 * j)));
+  }
+  static __device__ __forceinline__ T pack(const float *o) {
+    T r = 0;
+#pragma unroll
+    for (int j = 0; j < VEC; j++) r |= (T)E::store(o[j]) << (16 * j);
+    return r;
+  }
+};
+template <int VEC>
+struct EVec<bk_half::F32, VEC> : Vec<VEC> {};
+
+// Whether p suits VEC = 4 loads of E (16 bytes for float, 8 for the 16-bit kinds).
+template <class E>
+inline bool aligned_vec(const void *p) {
+  return ((uintptr_t)p & (4 * sizeof(typename E::storage) - 1)) == 0;
+}
+
 // ---- where statistics go ------------------------------------------------------------
 // The stats kernels end with each channel's (count, mean, M2); this writes them as the
 // all-gather record (mean, biased var; one tag slot) or, `sums`, as the all-reduce record
@@ -193,11 +223,11 @@ struct StatsOut {
 };
 
 // ---- statistics: planes ---------------------------------------------------------------
-template <int VEC>
+template <class E, int VEC>
 __global__ void __launch_bounds__(kThreads)
-stats_planes_kernel(StatsOut out, const float *x, int64_t c, int64_t hwv, int64_t per_v, int bpc,
+stats_planes_kernel(StatsOut out, const typename E::storage *x, int64_t c, int64_t hwv, int64_t per_v, int bpc,
                     float *partials, unsigned *counters) {
-  using V = Vec<VEC>;
+  using V = EVec<E, VEC>;
   using T = typename V::T;
   constexpr int U = VEC == 4 ? 4 : 8;  // vectors per batch: 16 or 8 values
   constexpr int K = U * VEC;
@@ -206,7 +236,7 @@ stats_planes_kernel(StatsOut out, const float *x, int64_t c, int64_t hwv, int64_
   const int64_t stride = (int64_t)bpc * kThreads;
   int64_t v = (int64_t)b * kThreads + threadIdx.x;
   const T *xv = reinterpret_cast<const T *>(x);
-  const float pivot = __ldg(x + ch * hwv * VEC);  // element 0 of the channel
+  const float pivot = E::load(__ldg(x + ch * hwv * VEC));  // element 0 of the channel
   Welford acc{0.f, 0.f, 0.f};
   walk_channel<U>(
       v, stride, per_v, hwv, c, ch,
@@ -250,11 +280,11 @@ stats_planes_kernel(StatsOut out, const float *x, int64_t c, int64_t hwv, int64_
 
 // ---- statistics: rows (hw == 1) ---------------------------------------------------------
 // Block = 32 column lanes x 8 row lanes; blockIdx.x = column tile, blockIdx.y = row split.
-template <int VEC>
+template <class E, int VEC>
 __global__ void __launch_bounds__(kThreads)
-stats_rows_kernel(StatsOut out, const float *x, int64_t n, int64_t c, int splits, float *partials,
+stats_rows_kernel(StatsOut out, const typename E::storage *x, int64_t n, int64_t c, int splits, float *partials,
                   unsigned *counters) {
-  using V = Vec<VEC>;
+  using V = EVec<E, VEC>;
   using T = typename V::T;
   constexpr int U = 4;  // rows per batch
   constexpr int TILE = 32 * VEC;
@@ -270,7 +300,7 @@ stats_rows_kernel(StatsOut out, const float *x, int64_t n, int64_t c, int splits
 #pragma unroll
   for (int j = 0; j < VEC; j++) {
     acc[j] = Welford{0.f, 0.f, 0.f};
-    pivot[j] = valid ? __ldg(x + col + j) : 0.f;
+    pivot[j] = valid ? E::load(__ldg(x + col + j)) : 0.f;
   }
   int64_t r = (int64_t)blockIdx.y * 8 + ty;
   if (valid) {
@@ -311,7 +341,7 @@ stats_rows_kernel(StatsOut out, const float *x, int64_t n, int64_t c, int splits
     for (int k = 0; k < 8; k++) w.merge(part[k][lc]);
   }
   if (splits == 1) {
-    if (lc < TILE && gcol < c) out.channel(gcol, w.n, (double)__ldg(x + gcol) + (double)w.mean, w.m2);
+    if (lc < TILE && gcol < c) out.channel(gcol, w.n, (double)E::load(__ldg(x + gcol)) + (double)w.mean, w.m2);
     if (blockIdx.x == 0 && threadIdx.x == 0) out.header();
     return;
   }
@@ -332,7 +362,7 @@ stats_rows_kernel(StatsOut out, const float *x, int64_t n, int64_t c, int splits
       const float *q = p + 3 * (int64_t)s * TILE;
       bk_bn::chan_merge(t.n, t.mean, t.m2, (double)__ldcg(q), (double)__ldcg(q + 1), (double)__ldcg(q + 2));
     }
-    out.channel(gcol, t.n, (double)__ldg(x + gcol) + t.mean, t.m2);
+    out.channel(gcol, t.n, (double)E::load(__ldg(x + gcol)) + t.mean, t.m2);
   }
   if (blockIdx.x == 0 && threadIdx.x == 0) out.header();
 }
@@ -346,12 +376,12 @@ __device__ __forceinline__ void write_sums(float *sums, float *gw, float *gb, co
   if (gb) gb[ch] = sdy;
 }
 
-template <int VEC>
+template <class E, int VEC>
 __global__ void __launch_bounds__(kThreads)
-reduce_planes_kernel(float *sums, float *gw, float *gb, const float *dy, const float *x,
+reduce_planes_kernel(float *sums, float *gw, float *gb, const typename E::storage *dy, const typename E::storage *x,
                      const float *mean, const float *invstd, int64_t c, int64_t hwv, int64_t per_v,
                      int bpc, float *partials, unsigned *counters) {
-  using V = Vec<VEC>;
+  using V = EVec<E, VEC>;
   using T = typename V::T;
   constexpr int U = VEC == 4 ? 2 : 8;  // two tensors are read: 2 x U loads in flight
   const int64_t ch = blockIdx.x / bpc;
@@ -403,12 +433,12 @@ reduce_planes_kernel(float *sums, float *gw, float *gb, const float *dy, const f
   }
 }
 
-template <int VEC>
+template <class E, int VEC>
 __global__ void __launch_bounds__(kThreads)
-reduce_rows_kernel(float *sums, float *gw, float *gb, const float *dy, const float *x,
+reduce_rows_kernel(float *sums, float *gw, float *gb, const typename E::storage *dy, const typename E::storage *x,
                    const float *mean, const float *invstd, int64_t n, int64_t c, int splits,
                    float *partials, unsigned *counters) {
-  using V = Vec<VEC>;
+  using V = EVec<E, VEC>;
   using T = typename V::T;
   constexpr int U = 4;
   constexpr int TILE = 32 * VEC;
@@ -507,11 +537,11 @@ __device__ __forceinline__ void load_channel(float *out, const float *arr, int64
   }
 }
 
-template <int VEC, bool ROW>
+template <class E, int VEC, bool ROW>
 __global__ void __launch_bounds__(kThreads)
-elemt_kernel(float *y, const float *x, const float *mean, const float *invstd, const float *weight,
+elemt_kernel(typename E::storage *y, const typename E::storage *x, const float *mean, const float *invstd, const float *weight,
              const float *bias, int64_t c, int64_t hwv, int64_t total_v) {
-  using V = Vec<VEC>;
+  using V = EVec<E, VEC>;
   using T = typename V::T;
   constexpr int U = 4;
   const int64_t stride = (int64_t)gridDim.x * kThreads;
@@ -543,12 +573,13 @@ elemt_kernel(float *y, const float *x, const float *mean, const float *invstd, c
   });
 }
 
-template <int VEC, bool ROW>
+template <class E, int VEC, bool ROW>
 __global__ void __launch_bounds__(kThreads)
-backward_elemt_kernel(float *dx, const float *dy, const float *x, const float *mean,
+backward_elemt_kernel(typename E::storage *dx, const typename E::storage *dy, const typename E::storage *x,
+                      const float *mean,
                       const float *invstd, const float *weight, const float *sums,
                       const float *count, int64_t c, int64_t hwv, int64_t total_v) {
-  using V = Vec<VEC>;
+  using V = EVec<E, VEC>;
   using T = typename V::T;
   constexpr int U = 2;
   const int64_t stride = (int64_t)gridDim.x * kThreads;
@@ -704,11 +735,20 @@ bool all_aligned(std::initializer_list<const void *> ps) {
   return true;
 }
 
-// Which elementwise variant: 0 planes float4, 1 rows float4, 2 scalar.
+template <class E>
+bool all_aligned_vec(std::initializer_list<const void *> ps) {
+  for (const void *p : ps)
+    if (p && !aligned_vec<E>(p)) return false;
+  return true;
+}
+
+// Which elementwise variant: 0 planes 4-vectors, 1 rows 4-vectors, 2 scalar. `big` holds E
+// elements, `per_channel` floats (loaded as float4 in the rows variant).
+template <class E>
 int elemt_variant(int64_t c, int64_t hw, std::initializer_list<const void *> big,
                   std::initializer_list<const void *> per_channel) {
-  if (hw % 4 == 0 && all_aligned(big)) return 0;
-  if (hw == 1 && c % 4 == 0 && all_aligned(big) && all_aligned(per_channel)) return 1;
+  if (hw % 4 == 0 && all_aligned_vec<E>(big)) return 0;
+  if (hw == 1 && c % 4 == 0 && all_aligned_vec<E>(big) && all_aligned(per_channel)) return 1;
   return 2;
 }
 
@@ -724,7 +764,9 @@ extern "C" {
 namespace bk {
 namespace {
 // Both stats entry points: the same kernels, writing `out`.
-int launch_stats(const char *fn, StatsOut out, const float *x, int64_t n, int64_t c, int64_t hw, void *stream) {
+template <class E>
+int launch_stats(const char *fn, StatsOut out, const typename E::storage *x, int64_t n, int64_t c, int64_t hw,
+                 void *stream) {
   int64_t per = 0, total = 0;
   BK_TRY(check_sizes(fn, n, c, hw, &per, &total));
   BK_REQUIRE(out.rec, "%s: stats is NULL", fn);
@@ -739,53 +781,174 @@ int launch_stats(const char *fn, StatsOut out, const float *x, int64_t n, int64_
     return check_launch("bn_stats");
   }
   if (hw == 1 && c > 1) {
-    const int vec = (c % 4 == 0 && aligned16(x)) ? 4 : 1;
+    const int vec = (c % 4 == 0 && aligned_vec<E>(x)) ? 4 : 1;
     const int64_t tiles = ceil_div(c, 32 * vec);
     BK_REQUIRE(tiles <= 0x7fffffff, "%s: too many channels", fn);
-    const int splits = row_splits(vec == 4 ? (const void *)stats_rows_kernel<4> : (const void *)stats_rows_kernel<1>,
+    const int splits = row_splits(vec == 4 ? (const void *)stats_rows_kernel<E, 4> : (const void *)stats_rows_kernel<E, 1>,
                                   dev, tiles, n);
     Workspace ws{};
     if (splits > 1) BK_TRY(workspace(s, tiles, tiles * splits * 32 * vec * 3, &ws));
     dim3 grid((unsigned)tiles, (unsigned)splits);
     if (vec == 4)
-      stats_rows_kernel<4><<<grid, kThreads, 0, s>>>(out, x, n, c, splits, ws.partials, ws.counters);
+      stats_rows_kernel<E, 4><<<grid, kThreads, 0, s>>>(out, x, n, c, splits, ws.partials, ws.counters);
     else
-      stats_rows_kernel<1><<<grid, kThreads, 0, s>>>(out, x, n, c, splits, ws.partials, ws.counters);
+      stats_rows_kernel<E, 1><<<grid, kThreads, 0, s>>>(out, x, n, c, splits, ws.partials, ws.counters);
     return check_launch("bn_stats");
   }
-  const int vec = (hw % 4 == 0 && aligned16(x)) ? 4 : 1;
+  const int vec = (hw % 4 == 0 && aligned_vec<E>(x)) ? 4 : 1;
   const int64_t hwv = hw / vec, per_v = n * hwv;
   const int bpc = blocks_per_channel(
-      vec == 4 ? (const void *)stats_planes_kernel<4> : (const void *)stats_planes_kernel<1>, dev, c, per_v,
+      vec == 4 ? (const void *)stats_planes_kernel<E, 4> : (const void *)stats_planes_kernel<E, 1>, dev, c, per_v,
       vec == 4 ? 8 : 16);
   BK_REQUIRE(c * bpc <= 0x7fffffff, "%s: too many channels", fn);
   Workspace ws{};
   if (bpc > 1) BK_TRY(workspace(s, c, c * bpc * 3, &ws));
   const unsigned grid = (unsigned)(c * bpc);
   if (vec == 4)
-    stats_planes_kernel<4><<<grid, kThreads, 0, s>>>(out, x, c, hwv, per_v, bpc, ws.partials, ws.counters);
+    stats_planes_kernel<E, 4><<<grid, kThreads, 0, s>>>(out, x, c, hwv, per_v, bpc, ws.partials, ws.counters);
   else
-    stats_planes_kernel<1><<<grid, kThreads, 0, s>>>(out, x, c, hwv, per_v, bpc, ws.partials, ws.counters);
+    stats_planes_kernel<E, 1><<<grid, kThreads, 0, s>>>(out, x, c, hwv, per_v, bpc, ws.partials, ws.counters);
   return check_launch("bn_stats");
 }
+
+template <class E>
+int bn_stats(const char *fn, float *stats, const typename E::storage *x, int64_t n, int64_t c, int64_t hw,
+             float tag, void *stream) {
+  StatsOut out{stats, nullptr, c, 0.f, tag, 1, 0, false};
+  return launch_stats<E>(fn, out, x, n, c, hw, stream);
+}
+
+template <class E>
+int bn_stats_sums(const char *fn, float *sums, const typename E::storage *x, const float *shift, int64_t n,
+                  int64_t c, int64_t hw, int64_t ranks, int64_t rank, float tag, void *stream) {
+  BK_REQUIRE(ranks >= 1 && rank >= 0 && rank < ranks, "%s: rank %lld is not in [0, ranks = %lld)", fn,
+             (long long)rank, (long long)ranks);
+  StatsOut out{sums, shift, c, 0.f, tag, ranks, rank, true};
+  return launch_stats<E>(fn, out, x, n, c, hw, stream);
+}
+
+template <class E>
+int bn_elemt(const char *fn, typename E::storage *y, const typename E::storage *x, const float *mean,
+             const float *invstd, const float *weight, const float *bias, int64_t n, int64_t c, int64_t hw,
+             void *stream) {
+  int64_t per = 0, total = 0;
+  BK_TRY(check_sizes(fn, n, c, hw, &per, &total));
+  if (total == 0) return 0;
+  BK_REQUIRE(y && x && mean && invstd, "%s: null pointer", fn);
+  int dev;
+  BK_TRY(current_device(&dev));
+  cudaStream_t s = as_stream(stream);
+  switch (elemt_variant<E>(c, hw, {y, x}, {mean, invstd, weight, bias})) {
+    case 0: {
+      const int64_t tv = total / 4;
+      elemt_kernel<E, 4, false><<<wave_grid((const void *)elemt_kernel<E, 4, false>, tv, kThreads * 4, dev), kThreads, 0, s>>>(
+          y, x, mean, invstd, weight, bias, c, hw / 4, tv);
+      break;
+    }
+    case 1: {
+      const int64_t tv = total / 4;
+      elemt_kernel<E, 4, true><<<wave_grid((const void *)elemt_kernel<E, 4, true>, tv, kThreads * 4, dev), kThreads, 0, s>>>(
+          y, x, mean, invstd, weight, bias, c, 1, tv);
+      break;
+    }
+    default:
+      elemt_kernel<E, 1, false><<<wave_grid((const void *)elemt_kernel<E, 1, false>, total, kThreads * 4, dev), kThreads, 0, s>>>(
+          y, x, mean, invstd, weight, bias, c, hw, total);
+  }
+  return check_launch("bn_elemt");
+}
+
+template <class E>
+int bn_backward_reduce(const char *fn, float *sums, float *grad_weight, float *grad_bias,
+                       const typename E::storage *dy, const typename E::storage *x, const float *mean,
+                       const float *invstd, int64_t n, int64_t c, int64_t hw, void *stream) {
+  int64_t per = 0, total = 0;
+  BK_TRY(check_sizes(fn, n, c, hw, &per, &total));
+  if (c == 0) return 0;
+  BK_REQUIRE(sums, "%s: sums is NULL", fn);
+  BK_REQUIRE(total == 0 || (dy && x && mean), "%s: null pointer", fn);
+  BK_REQUIRE(!grad_weight || invstd, "%s: invstd is NULL", fn);
+  cudaStream_t s = as_stream(stream);
+  int dev;
+  BK_TRY(current_device(&dev));
+  if (total == 0) {
+    // no local data: zero sums and gradients (sums = [0]*2c)
+    BK_TRY(bk_fill_f32(sums, 2 * c, 0.f, stream));
+    if (grad_weight) BK_TRY(bk_fill_f32(grad_weight, c, 0.f, stream));
+    if (grad_bias) BK_TRY(bk_fill_f32(grad_bias, c, 0.f, stream));
+    return 0;
+  }
+  if (hw == 1 && c > 1) {
+    const int vec = (c % 4 == 0 && aligned_vec<E>(x) && aligned_vec<E>(dy)) ? 4 : 1;
+    const int64_t tiles = ceil_div(c, 32 * vec);
+    BK_REQUIRE(tiles <= 0x7fffffff, "%s: too many channels", fn);
+    const int splits = row_splits(vec == 4 ? (const void *)reduce_rows_kernel<E, 4> : (const void *)reduce_rows_kernel<E, 1>,
+                                  dev, tiles, n);
+    Workspace ws{};
+    if (splits > 1) BK_TRY(workspace(s, tiles, tiles * splits * 32 * vec * 2, &ws));
+    dim3 grid((unsigned)tiles, (unsigned)splits);
+    if (vec == 4)
+      reduce_rows_kernel<E, 4><<<grid, kThreads, 0, s>>>(sums, grad_weight, grad_bias, dy, x, mean, invstd,
+                                                      n, c, splits, ws.partials, ws.counters);
+    else
+      reduce_rows_kernel<E, 1><<<grid, kThreads, 0, s>>>(sums, grad_weight, grad_bias, dy, x, mean, invstd,
+                                                      n, c, splits, ws.partials, ws.counters);
+    return check_launch("bn_backward_reduce");
+  }
+  const int vec = (hw % 4 == 0 && aligned_vec<E>(x) && aligned_vec<E>(dy)) ? 4 : 1;
+  const int64_t hwv = hw / vec, per_v = n * hwv;
+  const int bpc = blocks_per_channel(
+      vec == 4 ? (const void *)reduce_planes_kernel<E, 4> : (const void *)reduce_planes_kernel<E, 1>, dev, c, per_v,
+      vec == 4 ? 4 : 16);
+  BK_REQUIRE(c * bpc <= 0x7fffffff, "%s: too many channels", fn);
+  Workspace ws{};
+  if (bpc > 1) BK_TRY(workspace(s, c, c * bpc * 2, &ws));
+  const unsigned grid = (unsigned)(c * bpc);
+  if (vec == 4)
+    reduce_planes_kernel<E, 4><<<grid, kThreads, 0, s>>>(sums, grad_weight, grad_bias, dy, x, mean, invstd,
+                                                      c, hwv, per_v, bpc, ws.partials, ws.counters);
+  else
+    reduce_planes_kernel<E, 1><<<grid, kThreads, 0, s>>>(sums, grad_weight, grad_bias, dy, x, mean, invstd,
+                                                      c, hwv, per_v, bpc, ws.partials, ws.counters);
+  return check_launch("bn_backward_reduce");
+}
+
+template <class E>
+int bn_backward_elemt(const char *fn, typename E::storage *dx, const typename E::storage *dy,
+                      const typename E::storage *x, const float *mean, const float *invstd, const float *weight,
+                      const float *sums, const float *count, int64_t n, int64_t c, int64_t hw, void *stream) {
+  int64_t per = 0, total = 0;
+  BK_TRY(check_sizes(fn, n, c, hw, &per, &total));
+  if (total == 0) return 0;
+  BK_REQUIRE(dx && dy && x && mean && invstd && sums && count,
+             "%s: null pointer", fn);
+  int dev;
+  BK_TRY(current_device(&dev));
+  cudaStream_t s = as_stream(stream);
+  switch (elemt_variant<E>(c, hw, {dx, dy, x}, {mean, invstd, weight, sums})) {
+    case 0: {
+      const int64_t tv = total / 4;
+      backward_elemt_kernel<E, 4, false><<<wave_grid((const void *)backward_elemt_kernel<E, 4, false>, tv, kThreads * 2, dev), kThreads, 0, s>>>(
+          dx, dy, x, mean, invstd, weight, sums, count, c, hw / 4, tv);
+      break;
+    }
+    case 1: {
+      const int64_t tv = total / 4;
+      backward_elemt_kernel<E, 4, true><<<wave_grid((const void *)backward_elemt_kernel<E, 4, true>, tv, kThreads * 2, dev), kThreads, 0, s>>>(
+          dx, dy, x, mean, invstd, weight, sums, count, c, 1, tv);
+      break;
+    }
+    default:
+      backward_elemt_kernel<E, 1, false><<<wave_grid((const void *)backward_elemt_kernel<E, 1, false>, total, kThreads * 2, dev), kThreads, 0, s>>>(
+          dx, dy, x, mean, invstd, weight, sums, count, c, hw, total);
+  }
+  return check_launch("bn_backward_elemt");
+}
+
 }  // namespace
 }  // namespace bk
 
 extern "C" {
-
-BK_API int bk_bn_stats_f32(float *stats, const float *x, int64_t n, int64_t c, int64_t hw,
-                           float tag, void *stream) {
-  StatsOut out{stats, nullptr, c, 0.f, tag, 1, 0, false};
-  return launch_stats("bk_bn_stats_f32", out, x, n, c, hw, stream);
-}
-
-BK_API int bk_bn_stats_sums_f32(float *sums, const float *x, const float *shift, int64_t n, int64_t c,
-                                int64_t hw, int64_t ranks, int64_t rank, float tag, void *stream) {
-  BK_REQUIRE(ranks >= 1 && rank >= 0 && rank < ranks, "bk_bn_stats_sums_f32: rank %lld is not in [0, ranks = %lld)",
-             (long long)rank, (long long)ranks);
-  StatsOut out{sums, shift, c, 0.f, tag, ranks, rank, true};
-  return launch_stats("bk_bn_stats_sums_f32", out, x, n, c, hw, stream);
-}
 
 BK_API int bk_bn_merge_stats_f32(float *mean, float *invstd, float *count, const float *stats,
                                  int64_t ranks, int64_t c, int64_t stride, float eps, float *running_mean,
@@ -836,121 +999,39 @@ BK_API int bk_bn_invstd_f32(float *invstd, const float *var, int64_t c, float ep
   return check_launch("bn_invstd");
 }
 
-BK_API int bk_bn_elemt_f32(float *y, const float *x, const float *mean, const float *invstd,
-                           const float *weight, const float *bias, int64_t n, int64_t c, int64_t hw,
-                           void *stream) {
-  int64_t per = 0, total = 0;
-  BK_TRY(check_sizes("bk_bn_elemt_f32", n, c, hw, &per, &total));
-  if (total == 0) return 0;
-  BK_REQUIRE(y && x && mean && invstd, "bk_bn_elemt_f32: null pointer");
-  int dev;
-  BK_TRY(current_device(&dev));
-  cudaStream_t s = as_stream(stream);
-  switch (elemt_variant(c, hw, {y, x}, {mean, invstd, weight, bias})) {
-    case 0: {
-      const int64_t tv = total / 4;
-      elemt_kernel<4, false><<<wave_grid((const void *)elemt_kernel<4, false>, tv, kThreads * 4, dev), kThreads, 0, s>>>(
-          y, x, mean, invstd, weight, bias, c, hw / 4, tv);
-      break;
-    }
-    case 1: {
-      const int64_t tv = total / 4;
-      elemt_kernel<4, true><<<wave_grid((const void *)elemt_kernel<4, true>, tv, kThreads * 4, dev), kThreads, 0, s>>>(
-          y, x, mean, invstd, weight, bias, c, 1, tv);
-      break;
-    }
-    default:
-      elemt_kernel<1, false><<<wave_grid((const void *)elemt_kernel<1, false>, total, kThreads * 4, dev), kThreads, 0, s>>>(
-          y, x, mean, invstd, weight, bias, c, hw, total);
-  }
-  return check_launch("bn_elemt");
-}
-
-BK_API int bk_bn_backward_reduce_f32(float *sums, float *grad_weight, float *grad_bias,
-                                     const float *dy, const float *x, const float *mean,
-                                     const float *invstd, int64_t n, int64_t c, int64_t hw,
-                                     void *stream) {
-  int64_t per = 0, total = 0;
-  BK_TRY(check_sizes("bk_bn_backward_reduce_f32", n, c, hw, &per, &total));
-  if (c == 0) return 0;
-  BK_REQUIRE(sums, "bk_bn_backward_reduce_f32: sums is NULL");
-  BK_REQUIRE(total == 0 || (dy && x && mean), "bk_bn_backward_reduce_f32: null pointer");
-  BK_REQUIRE(!grad_weight || invstd, "bk_bn_backward_reduce_f32: invstd is NULL");
-  cudaStream_t s = as_stream(stream);
-  int dev;
-  BK_TRY(current_device(&dev));
-  if (total == 0) {
-    // no local data: zero sums and gradients (sums = [0]*2c)
-    BK_TRY(bk_fill_f32(sums, 2 * c, 0.f, stream));
-    if (grad_weight) BK_TRY(bk_fill_f32(grad_weight, c, 0.f, stream));
-    if (grad_bias) BK_TRY(bk_fill_f32(grad_bias, c, 0.f, stream));
-    return 0;
-  }
-  if (hw == 1 && c > 1) {
-    const int vec = (c % 4 == 0 && aligned16(x) && aligned16(dy)) ? 4 : 1;
-    const int64_t tiles = ceil_div(c, 32 * vec);
-    BK_REQUIRE(tiles <= 0x7fffffff, "bk_bn_backward_reduce_f32: too many channels");
-    const int splits = row_splits(vec == 4 ? (const void *)reduce_rows_kernel<4> : (const void *)reduce_rows_kernel<1>,
-                                  dev, tiles, n);
-    Workspace ws{};
-    if (splits > 1) BK_TRY(workspace(s, tiles, tiles * splits * 32 * vec * 2, &ws));
-    dim3 grid((unsigned)tiles, (unsigned)splits);
-    if (vec == 4)
-      reduce_rows_kernel<4><<<grid, kThreads, 0, s>>>(sums, grad_weight, grad_bias, dy, x, mean, invstd,
-                                                      n, c, splits, ws.partials, ws.counters);
-    else
-      reduce_rows_kernel<1><<<grid, kThreads, 0, s>>>(sums, grad_weight, grad_bias, dy, x, mean, invstd,
-                                                      n, c, splits, ws.partials, ws.counters);
-    return check_launch("bn_backward_reduce");
-  }
-  const int vec = (hw % 4 == 0 && aligned16(x) && aligned16(dy)) ? 4 : 1;
-  const int64_t hwv = hw / vec, per_v = n * hwv;
-  const int bpc = blocks_per_channel(
-      vec == 4 ? (const void *)reduce_planes_kernel<4> : (const void *)reduce_planes_kernel<1>, dev, c, per_v,
-      vec == 4 ? 4 : 16);
-  BK_REQUIRE(c * bpc <= 0x7fffffff, "bk_bn_backward_reduce_f32: too many channels");
-  Workspace ws{};
-  if (bpc > 1) BK_TRY(workspace(s, c, c * bpc * 2, &ws));
-  const unsigned grid = (unsigned)(c * bpc);
-  if (vec == 4)
-    reduce_planes_kernel<4><<<grid, kThreads, 0, s>>>(sums, grad_weight, grad_bias, dy, x, mean, invstd,
-                                                      c, hwv, per_v, bpc, ws.partials, ws.counters);
-  else
-    reduce_planes_kernel<1><<<grid, kThreads, 0, s>>>(sums, grad_weight, grad_bias, dy, x, mean, invstd,
-                                                      c, hwv, per_v, bpc, ws.partials, ws.counters);
-  return check_launch("bn_backward_reduce");
-}
-
-BK_API int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float *x, const float *mean,
-                                    const float *invstd, const float *weight, const float *sums,
-                                    const float *count, int64_t n, int64_t c, int64_t hw,
-                                    void *stream) {
-  int64_t per = 0, total = 0;
-  BK_TRY(check_sizes("bk_bn_backward_elemt_f32", n, c, hw, &per, &total));
-  if (total == 0) return 0;
-  BK_REQUIRE(dx && dy && x && mean && invstd && sums && count,
-             "bk_bn_backward_elemt_f32: null pointer");
-  int dev;
-  BK_TRY(current_device(&dev));
-  cudaStream_t s = as_stream(stream);
-  switch (elemt_variant(c, hw, {dx, dy, x}, {mean, invstd, weight, sums})) {
-    case 0: {
-      const int64_t tv = total / 4;
-      backward_elemt_kernel<4, false><<<wave_grid((const void *)backward_elemt_kernel<4, false>, tv, kThreads * 2, dev), kThreads, 0, s>>>(
-          dx, dy, x, mean, invstd, weight, sums, count, c, hw / 4, tv);
-      break;
-    }
-    case 1: {
-      const int64_t tv = total / 4;
-      backward_elemt_kernel<4, true><<<wave_grid((const void *)backward_elemt_kernel<4, true>, tv, kThreads * 2, dev), kThreads, 0, s>>>(
-          dx, dy, x, mean, invstd, weight, sums, count, c, 1, tv);
-      break;
-    }
-    default:
-      backward_elemt_kernel<1, false><<<wave_grid((const void *)backward_elemt_kernel<1, false>, total, kThreads * 2, dev), kThreads, 0, s>>>(
-          dx, dy, x, mean, invstd, weight, sums, count, c, hw, total);
-  }
-  return check_launch("bn_backward_elemt");
-}
-
 }  // extern "C"
+
+// The entry points of the element-typed kernels, for each element type.
+#define BK_BN_ENTRIES(SFX, E, T)                                                                          \
+  extern "C" BK_API int bk_bn_stats_##SFX(float *stats, const T *x, int64_t n, int64_t c, int64_t hw,      \
+                                          float tag, void *stream) {                                      \
+    return bn_stats<E>("bk_bn_stats_" #SFX, stats, x, n, c, hw, tag, stream);                              \
+  }                                                                                                        \
+  extern "C" BK_API int bk_bn_stats_sums_##SFX(float *sums, const T *x, const float *shift, int64_t n,     \
+                                               int64_t c, int64_t hw, int64_t ranks, int64_t rank,        \
+                                               float tag, void *stream) {                                 \
+    return bn_stats_sums<E>("bk_bn_stats_sums_" #SFX, sums, x, shift, n, c, hw, ranks, rank, tag, stream); \
+  }                                                                                                        \
+  extern "C" BK_API int bk_bn_elemt_##SFX(T *y, const T *x, const float *mean, const float *invstd,        \
+                                          const float *weight, const float *bias, int64_t n, int64_t c,   \
+                                          int64_t hw, void *stream) {                                     \
+    return bn_elemt<E>("bk_bn_elemt_" #SFX, y, x, mean, invstd, weight, bias, n, c, hw, stream);           \
+  }                                                                                                        \
+  extern "C" BK_API int bk_bn_backward_reduce_##SFX(float *sums, float *grad_weight, float *grad_bias,     \
+                                                    const T *dy, const T *x, const float *mean,           \
+                                                    const float *invstd, int64_t n, int64_t c,            \
+                                                    int64_t hw, void *stream) {                           \
+    return bn_backward_reduce<E>("bk_bn_backward_reduce_" #SFX, sums, grad_weight, grad_bias, dy, x, mean,  \
+                                 invstd, n, c, hw, stream);                                                \
+  }                                                                                                        \
+  extern "C" BK_API int bk_bn_backward_elemt_##SFX(T *dx, const T *dy, const T *x, const float *mean,      \
+                                                   const float *invstd, const float *weight,              \
+                                                   const float *sums, const float *count, int64_t n,      \
+                                                   int64_t c, int64_t hw, void *stream) {                 \
+    return bn_backward_elemt<E>("bk_bn_backward_elemt_" #SFX, dx, dy, x, mean, invstd, weight, sums, count, \
+                                n, c, hw, stream);                                                         \
+  }
+
+BK_BN_ENTRIES(f32, bk_half::F32, float)
+BK_BN_ENTRIES(bf16, bk_half::BF16, bk_bfloat16)
+BK_BN_ENTRIES(f16, bk_half::F16, bk_float16)

@@ -14,6 +14,8 @@
 
 #include <math.h>
 
+#include "bagua_half.h"
+
 #if defined(__CUDACC__)
 #define BK_HD __host__ __device__
 #else
@@ -124,6 +126,18 @@ BK_HD inline BackwardCoeffs backward_coeffs(float invstd, float weight, float su
 }
 BK_HD inline float backward_elemt(float dy, float x, float mean, BackwardCoeffs co) {
   return (dy - co.mdy - (x - mean) * co.k) * co.a;
+}
+
+/* The elementwise formulas on stored elements of any kind E (bagua_half.h: F32, BF16, F16):
+ * loaded to float, computed in float, stored rounded (nearest even) once. */
+template <class E>
+BK_HD inline typename E::storage elemt_e(typename E::storage x, float mean, float scale, float bias) {
+  return E::store(elemt(E::load(x), mean, scale, bias));
+}
+template <class E>
+BK_HD inline typename E::storage backward_elemt_e(typename E::storage dy, typename E::storage x, float mean,
+                                                  BackwardCoeffs co) {
+  return E::store(backward_elemt(E::load(dy), E::load(x), mean, co));
 }
 
 }  // namespace bk_bn

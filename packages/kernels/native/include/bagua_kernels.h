@@ -50,6 +50,17 @@ BK_API int bk_copy_f32(float *out, const float *x, int64_t n, void *stream);
 BK_API int bk_strided_copy_f32(float *out, const float *x, const int64_t *shape,
                                const int64_t *x_strides, int32_t ndim, void *stream);
 
+/* ---- float16 / bfloat16 ---------------------------------------------------
+ * Half types travel as their raw 16 bits. Conversions from float32 round to nearest,
+ * ties to even (NaN -> a quiet NaN, overflow -> inf), as PyTorch's; to float32 they are
+ * exact (bagua_half.h, shared by both libraries). */
+typedef uint16_t bk_float16;  /* IEEE binary16 */
+typedef uint16_t bk_bfloat16; /* the upper 16 bits of a float32 */
+BK_API int bk_cast_f32_bf16(bk_bfloat16 *out, const float *x, int64_t n, void *stream);
+BK_API int bk_cast_f32_f16(bk_float16 *out, const float *x, int64_t n, void *stream);
+BK_API int bk_cast_bf16_f32(float *out, const bk_bfloat16 *x, int64_t n, void *stream);
+BK_API int bk_cast_f16_f32(float *out, const bk_float16 *x, int64_t n, void *stream);
+
 /* ---- elementwise ------------------------------------------------------ */
 enum { BK_ADD = 0, BK_SUB = 1, BK_MUL = 2, BK_DIV = 3 };
 /* out (contiguous, `shape`) = a op b, with a and b read through their strides. */
@@ -179,6 +190,39 @@ BK_API int bk_bn_backward_elemt_f32(float *dx, const float *dy, const float *x, 
                                     const float *invstd, const float *weight /* nullable */,
                                     const float *sums, const float *count,
                                     int64_t n, int64_t c, int64_t hw, void *stream);
+/* The same five on bfloat16 / float16 x, y, dy and dx (PyTorch's mixed rule): statistics,
+ * records, sums and every per-channel operand stay float32, accumulation is float32 or
+ * double as above, and y / dx are rounded to the input's type once, at the store. */
+BK_API int bk_bn_stats_bf16(float *stats, const bk_bfloat16 *x, int64_t n, int64_t c, int64_t hw, float tag,
+                            void *stream);
+BK_API int bk_bn_stats_sums_bf16(float *sums, const bk_bfloat16 *x, const float *shift /* nullable */, int64_t n,
+                                 int64_t c, int64_t hw, int64_t ranks, int64_t rank, float tag, void *stream);
+BK_API int bk_bn_elemt_bf16(bk_bfloat16 *y, const bk_bfloat16 *x, const float *mean, const float *invstd,
+                            const float *weight /* nullable */, const float *bias /* nullable */,
+                            int64_t n, int64_t c, int64_t hw, void *stream);
+BK_API int bk_bn_backward_reduce_bf16(float *sums, float *grad_weight /* nullable */,
+                                      float *grad_bias /* nullable */, const bk_bfloat16 *dy, const bk_bfloat16 *x,
+                                      const float *mean, const float *invstd, int64_t n, int64_t c,
+                                      int64_t hw, void *stream);
+BK_API int bk_bn_backward_elemt_bf16(bk_bfloat16 *dx, const bk_bfloat16 *dy, const bk_bfloat16 *x, const float *mean,
+                                     const float *invstd, const float *weight /* nullable */,
+                                     const float *sums, const float *count, int64_t n, int64_t c,
+                                     int64_t hw, void *stream);
+BK_API int bk_bn_stats_f16(float *stats, const bk_float16 *x, int64_t n, int64_t c, int64_t hw, float tag,
+                            void *stream);
+BK_API int bk_bn_stats_sums_f16(float *sums, const bk_float16 *x, const float *shift /* nullable */, int64_t n,
+                                 int64_t c, int64_t hw, int64_t ranks, int64_t rank, float tag, void *stream);
+BK_API int bk_bn_elemt_f16(bk_float16 *y, const bk_float16 *x, const float *mean, const float *invstd,
+                            const float *weight /* nullable */, const float *bias /* nullable */,
+                            int64_t n, int64_t c, int64_t hw, void *stream);
+BK_API int bk_bn_backward_reduce_f16(float *sums, float *grad_weight /* nullable */,
+                                      float *grad_bias /* nullable */, const bk_float16 *dy, const bk_float16 *x,
+                                      const float *mean, const float *invstd, int64_t n, int64_t c,
+                                      int64_t hw, void *stream);
+BK_API int bk_bn_backward_elemt_f16(bk_float16 *dx, const bk_float16 *dy, const bk_float16 *x, const float *mean,
+                                     const float *invstd, const float *weight /* nullable */,
+                                     const float *sums, const float *count, int64_t n, int64_t c,
+                                     int64_t hw, void *stream);
 
 /* ---- optimiser ----------------------------------------------------------- */
 /* PyTorch's SGD step on one parameter, in place. momentum_buf nullable when momentum == 0;

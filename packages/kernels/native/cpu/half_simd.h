@@ -1,0 +1,77 @@
+// 16-lane float16 / bfloat16 loads and stores for the CPU library's vector loops: the
+// conversions of bagua_half.h (same rounding, same special values) written over GCC
+// vector types, so a load widens 16 values and a store rounds 16 with no branches.
+// VecIO<E>::load / store for the element kinds of bagua_half.h (F32, BF16, F16): kernels
+// templated on E read and write their big operands through these, in float lanes.
+#pragma once
+
+#include "bagua_half.h"
+#include "common.h"
+
+typedef uint16_t bk_u16x16 __attribute__((vector_size(32)));
+typedef uint32_t bk_u32x16 __attribute__((vector_size(64)));
+typedef int32_t bk_i32x16 __attribute__((vector_size(64)));
+
+BK_INLINE bk_v16 v16_from_bits(bk_u32x16 u) {
+  bk_v16 v;
+  memcpy(&v, &u, sizeof v);
+  return v;
+}
+BK_INLINE bk_u32x16 v16_bits(bk_v16 v) {
+  bk_u32x16 u;
+  memcpy(&u, &v, sizeof u);
+  return u;
+}
+BK_INLINE bk_u32x16 u16x16_load(const uint16_t *p) {
+  bk_u16x16 h;
+  memcpy(&h, p, sizeof h);
+  return __builtin_convertvector(h, bk_u32x16);
+}
+BK_INLINE void u16x16_store(uint16_t *p, bk_u32x16 u) {
+  const bk_u16x16 h = __builtin_convertvector(u, bk_u16x16);
+  memcpy(p, &h, sizeof h);
+}
+
+template <class E>
+struct VecIO;
+
+template <>
+struct VecIO<bk_half::F32> {
+  static BK_INLINE bk_v16 load(const float *p) { return v16_load(p); }
+  static BK_INLINE void store(float *p, bk_v16 v) { v16_store(p, v); }
+};
+
+template <>
+struct VecIO<bk_half::BF16> {
+  static BK_INLINE bk_v16 load(const uint16_t *p) { return v16_from_bits(u16x16_load(p) << 16); }
+  static BK_INLINE void store(uint16_t *p, bk_v16 v) {
+    const bk_u32x16 u = v16_bits(v);
+    const bk_u32x16 r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const bk_u32x16 nan = bk_u32x16{} + 0x7fc0u;
+    u16x16_store(p, (u & 0x7fffffffu) > 0x7f800000u ? nan : r);
+  }
+};
+
+template <>
+struct VecIO<bk_half::F16> {
+  static BK_INLINE bk_v16 load(const uint16_t *p) {
+    const bk_u32x16 h = u16x16_load(p);
+    const bk_u32x16 sign = (h & 0x8000u) << 16, em = h & 0x7fffu, m = em & 0x3ffu;
+    const bk_u32x16 normal = (em << 13) + ((127u - 15u) << 23);
+    const bk_u32x16 sub = v16_bits(__builtin_convertvector((bk_i32x16)em, bk_v16) * 0x1p-24f);
+    const bk_u32x16 quiet = m != 0u ? bk_u32x16{} + 0x00400000u : bk_u32x16{};
+    const bk_u32x16 special = 0x7f800000u | m << 13 | quiet;
+    const bk_u32x16 out = em >= 0x7c00u ? special : em >= 0x0400u ? normal : sub;
+    return v16_from_bits(out | sign);
+  }
+  static BK_INLINE void store(uint16_t *p, bk_v16 v) {
+    const bk_u32x16 u = v16_bits(v);
+    const bk_u32x16 sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    const bk_u32x16 reb = a - ((127u - 15u) << 23);
+    const bk_u32x16 normal = (reb + 0xfffu + ((reb >> 13) & 1u)) >> 13;
+    const bk_u32x16 sub = v16_bits(v16_from_bits(a) + 0.5f) - 0x3f000000u;
+    const bk_u32x16 big = a > 0x7f800000u ? bk_u32x16{} + 0x7e00u : bk_u32x16{} + 0x7c00u;
+    const bk_u32x16 r = a >= 0x477ff000u ? big : a >= 0x38800000u ? normal : sub;
+    u16x16_store(p, r | sign);
+  }
+};
