@@ -1,0 +1,180 @@
+/**
+ * Channels-last against PyTorch (fixtures/channels-last.json, tools/gen-layout-fixtures.py):
+ * batch norm modules (4D/5D, every affine/momentum/running-stats combination, 3 training
+ * steps and 1 eval step), conv2d, pooling and the elementwise format rule, on channels-last
+ * inputs; values, and that outputs and input gradients are channels-last where PyTorch's are.
+ * Runs on the CPU and (the package's test script) on the emulated cuda:0.
+ */
+import test, { type ExecutionContext } from 'ava';
+import '@bagua/kernels';
+import { F, nn, type Tensor } from '@bagua/core';
+import { assertClose, DEFAULT_TOL, loadFixture, testDevice, toTensor, type FixtureTensor } from '@bagua/testing';
+
+type T = FixtureTensor;
+type TN = FixtureTensor | null;
+
+interface BnCase {
+  name: string; module: 'BatchNorm2d' | 'BatchNorm3d'; numFeatures: number;
+  options: { eps: number; momentum: number | null; affine: boolean; trackRunningStats: boolean };
+  initial: { weight: TN; bias: TN; runningMean: TN; runningVar: TN };
+  steps: {
+    training: boolean; input: T; output: T; gradOutput: T; gradInput: T; gradWeight: TN; gradBias: TN;
+    runningMean: TN; runningVar: TN; numBatchesTracked: number | null;
+    outputChannelsLast: boolean; gradInputChannelsLast: boolean;
+  }[];
+}
+interface ConvCase {
+  name: string; x: T; w: T; b: TN;
+  attrs: { stride: [number, number]; padding: [number, number]; dilation: [number, number]; groups: number };
+  output: T; gradOutput: T; grads: Record<string, T>; outputChannelsLast: boolean; gradInputChannelsLast: boolean;
+}
+interface PoolCase {
+  name: string; op: 'maxPool2d' | 'avgPool2d' | 'adaptiveAvgPool2d'; x: T;
+  attrs: { kernelSize?: [number, number]; stride?: [number, number]; padding?: [number, number];
+    countIncludePad?: boolean; outputSize?: [number, number] };
+  output: T; gradOutput: T; gradInput: T; outputChannelsLast: boolean; gradInputChannelsLast: boolean;
+}
+interface ElementwiseCase {
+  name: string; op: 'add' | 'sub' | 'mul' | 'relu' | 'mulScalar'; a: T; aChannelsLast: boolean; b: TN;
+  bChannelsLast: boolean; output: T; outputChannelsLast: boolean; outputContiguous: boolean;
+}
+interface LayoutFixture {
+  expectedCounts: Record<string, number>;
+  torch32Worst: Record<string, number>;
+  batchnorm: BnCase[]; conv: ConvCase[]; pool: PoolCase[]; elementwise: ElementwiseCase[];
+}
+
+const fx = loadFixture<LayoutFixture>('channels-last.json');
+const device = testDevice();
+// PyTorch's own float32 convolution misses the default tolerance by up to 1.33x (torch32Worst.conv):
+// sums of 27-54 products rounded in another order. 4x the default covers it with margin.
+const CONV_TOL = { rtol: 4e-5, atol: 4e-6 };
+
+const EXPECTED = { batchnorm: 16, conv: 4, pool: 6, elementwise: 7, sync: 4 };
+
+test('parity channels-last.json: fixture holds every expected case', (t) => {
+  t.deepEqual(fx.expectedCounts, EXPECTED);
+  t.is(fx.batchnorm.length, EXPECTED.batchnorm);
+  t.true(fx.torch32Worst.conv! < CONV_TOL.rtol / DEFAULT_TOL.rtol, 'the conv tolerance covers PyTorch float32');
+});
+
+/** A channels-last tensor from a fixture (values in logical order), optionally a leaf that requires grad. */
+function cl(ft: T, requiresGrad = false): Tensor {
+  const x = toTensor(ft).contiguous('channelsLast').detach();
+  if (requiresGrad) x.requiresGrad = true;
+  return x;
+}
+
+/** Our tensor is channels-last exactly where PyTorch's is (and stored so when it is not also row-major). */
+function checkFormat(t: ExecutionContext, y: Tensor | null, torchCl: boolean, label: string): void {
+  t.truthy(y, `${label}: missing`);
+  if (!y) return;
+  t.is(y.isContiguous('channelsLast'), torchCl, `${label}: channels-last as PyTorch's`);
+  if (torchCl && !y.isContiguous()) t.is(y.memoryFormat, 'channelsLast', `${label}: memoryFormat`);
+}
+
+for (const c of fx.batchnorm) {
+  test(`parity channels-last batchnorm: ${c.name}`, (t) => {
+    const m = new nn[c.module](c.numFeatures, c.options);
+    const state: Record<string, Tensor> = { ...m.stateDict() };
+    for (const k of ['weight', 'bias', 'runningMean', 'runningVar'] as const) {
+      const v = c.initial[k];
+      if (v) state[k] = toTensor(v, { device: 'cpu' });
+    }
+    m.loadStateDict(state);
+    if (device !== 'cpu') m.to(device);
+    c.steps.forEach((s, i) => {
+      const label = `${c.name} step ${i} (${s.training ? 'train' : 'eval'})`;
+      m.train(s.training);
+      m.zeroGrad();
+      const x = cl(s.input, true);
+      const y = m.forward(x);
+      assertClose(t, y, s.output, `${label} output`);
+      checkFormat(t, y, s.outputChannelsLast, `${label} output`);
+      y.backward(toTensor(s.gradOutput).contiguous('channelsLast'));
+      assertClose(t, x.grad, s.gradInput, `${label} grad input`);
+      checkFormat(t, x.grad, s.gradInputChannelsLast, `${label} grad input`);
+      if (c.options.affine) {
+        // per-channel sums of up to 120 terms that may cancel: 8x the default absolute tolerance
+        assertClose(t, m.weight?.grad, s.gradWeight!, `${label} grad weight`, { rtol: 1e-5, atol: 8e-6 });
+        assertClose(t, m.bias?.grad, s.gradBias!, `${label} grad bias`, { rtol: 1e-5, atol: 8e-6 });
+      }
+      if (c.options.trackRunningStats) {
+        assertClose(t, m.runningMean, s.runningMean!, `${label} runningMean`);
+        assertClose(t, m.runningVar, s.runningVar!, `${label} runningVar`);
+        t.is(m.numBatchesTracked, s.numBatchesTracked ?? NaN);
+      }
+    });
+  });
+}
+
+test('parity channels-last batchnorm: a row-major dy into channels-last batch norm gives the same gradient', (t) => {
+  const c = fx.batchnorm[0]!;
+  const s = c.steps[0]!;
+  const x = cl(s.input, true);
+  const y = F.batchNorm(x, null, null, null, null, true, 0.1, c.options.eps);
+  y.backward(toTensor(s.gradOutput)); // row-major, as a layer that does not keep the format would send
+  t.is(x.grad!.memoryFormat, 'channelsLast');
+  const xr = toTensor(s.input, { requiresGrad: true });
+  F.batchNorm(xr, null, null, null, null, true, 0.1, c.options.eps).backward(toTensor(s.gradOutput));
+  assertClose(t, x.grad, { shape: s.input.shape, data: Array.from(xr.grad!.toArray() as Float32Array) }, 'grad x');
+});
+
+for (const c of fx.conv) {
+  test(`parity channels-last ${c.name}`, (t) => {
+    const x = cl(c.x, true);
+    const w = toTensor(c.w, { requiresGrad: true });
+    const b = c.b ? toTensor(c.b, { requiresGrad: true }) : null;
+    const y = F.conv2d(x, w, b, c.attrs);
+    assertClose(t, y, c.output, `${c.name} output`, CONV_TOL);
+    checkFormat(t, y, c.outputChannelsLast, `${c.name} output`);
+    y.backward(toTensor(c.gradOutput).contiguous('channelsLast'));
+    assertClose(t, x.grad, c.grads.x!, `${c.name} grad x`, CONV_TOL);
+    checkFormat(t, x.grad, c.gradInputChannelsLast, `${c.name} grad x`);
+    assertClose(t, w.grad, c.grads.w!, `${c.name} grad w`, CONV_TOL);
+    t.is(w.grad!.memoryFormat, 'contiguous', 'the weight gradient keeps the weight\'s format');
+    if (b) assertClose(t, b.grad, c.grads.b!, `${c.name} grad b`, CONV_TOL);
+  });
+}
+
+for (const c of fx.pool) {
+  test(`parity channels-last ${c.name}`, (t) => {
+    const x = cl(c.x, true);
+    const a = c.attrs;
+    const y = c.op === 'maxPool2d' ? F.maxPool2d(x, a.kernelSize!, { stride: a.stride, padding: a.padding })
+      : c.op === 'avgPool2d'
+        ? F.avgPool2d(x, a.kernelSize!, { stride: a.stride, padding: a.padding, countIncludePad: a.countIncludePad })
+        : F.adaptiveAvgPool2d(x, a.outputSize!);
+    assertClose(t, y, c.output, `${c.name} output`);
+    checkFormat(t, y, c.outputChannelsLast, `${c.name} output`);
+    y.backward(toTensor(c.gradOutput));
+    assertClose(t, x.grad, c.gradInput, `${c.name} grad input`);
+    checkFormat(t, x.grad, c.gradInputChannelsLast, `${c.name} grad input`);
+  });
+}
+
+for (const c of fx.elementwise) {
+  test(`parity channels-last elementwise ${c.name}`, (t) => {
+    const a = c.aChannelsLast ? cl(c.a) : toTensor(c.a);
+    const b = c.b ? (c.bChannelsLast ? cl(c.b) : toTensor(c.b)) : null;
+    const y = c.op === 'relu' ? a.relu() : c.op === 'mulScalar' ? a.mul(2.5)
+      : c.op === 'add' ? a.add(b!) : c.op === 'sub' ? a.sub(b!) : a.mul(b!);
+    assertClose(t, y, c.output, `${c.name} output`);
+    t.is(y.isContiguous('channelsLast'), c.outputChannelsLast, `${c.name}: channels-last as PyTorch's`);
+    t.is(y.isContiguous(), c.outputContiguous, `${c.name}: row-major as PyTorch's`);
+  });
+}
+
+test('channels-last survives clone, and to(device) both ways', (t) => {
+  const x = cl(fx.conv[0]!.x);
+  const c = x.clone();
+  t.is(c.memoryFormat, 'channelsLast');
+  const moved = x.to('cpu'); // from cuda:0 a download; on the CPU the tensor itself
+  t.is(moved.device.type, 'cpu');
+  t.is(moved.memoryFormat, 'channelsLast');
+  const back = moved.to(device);
+  t.is(back.memoryFormat, 'channelsLast');
+  assertClose(t, back, fx.conv[0]!.x, 'values after the round trip', { rtol: 0, atol: 0 });
+  t.deepEqual(Array.from(back.toArray({ order: 'storage' }) as Float32Array),
+    Array.from(x.toArray({ order: 'storage' }) as Float32Array));
+});
