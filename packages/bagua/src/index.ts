@@ -15,6 +15,9 @@ export {
 } from '@bagua/comm';
 export { SyncBatchNorm, type SyncBatchNormOptions, type StatsExchange } from './sync-batchnorm.js';
 export { withBagua, GradientAllReduce, type Algorithm, type BaguaModule, type GradientAllReduceOptions } from './algorithms.js';
+export {
+  saveCheckpoint, loadCheckpoint, optimizerPath, type CheckpointParts, type CheckpointOptions, type Stateful,
+} from './checkpoint.js';
 
 /** A sub-group of the default group; every rank calls it with the same ranks (null for non-members). */
 export async function newGroup(ranks: readonly number[]): Promise<ProcessGroup | null> {
