@@ -22,8 +22,14 @@
  * comes and goes lands on both sides; figures are medians over all timed steps of all
  * rounds, ratios are ours / PyTorch (below 1: ours faster).
  *
+ * A second table, for overlap where communication is a large part of the step: the
+ * MLP of overlap-step.ts (Linear 48-1024, 4 x Linear(1024,1024), Linear(1024,10): 16 MiB of
+ * gradients) at a small batch, in --comm-cap-mb buckets, overlap on and off alternating in
+ * blocks within one job (overlap-step.ts), one job per backend and round at --comm-ranks.
+ *
  *   pnpm bench:ddp [--ranks 1,2,4] [--backends threads,gloo] [--steps 15] [--warmup 4]
  *                  [--rounds 2] [--batch 16] [--overlap off,on] [--no-torch]
+ *                  [--comm-ranks 2] [--comm-batch 8] [--comm-cap-mb 4] [--comm-steps 100] [--no-comm]
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -38,6 +44,7 @@ import type { JobReport } from './bench-ddp-rank.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // <bagua>/dist/bench
 const RANK_SCRIPT = join(here, 'bench-ddp-rank.js');
+const OVERLAP_SCRIPT = join(here, 'overlap-step.js');
 const LAUNCH_CLI = join(here, 'launch-cli.js');
 const TORCH_SCRIPT = join(here, '../../../../tools/bench_ddp_torch.py');
 const PYTHON = '/usr/bin/python3'; // Debian's python3-torch; the python3 first on PATH may lack torch
@@ -53,8 +60,18 @@ const { values: args } = parseArgs({
     batch: { type: 'string', default: '16' },
     overlap: { type: 'string', default: 'off,on' },
     'no-torch': { type: 'boolean', default: false },
+    'comm-ranks': { type: 'string', default: '2' },
+    'comm-batch': { type: 'string', default: '8' },
+    'comm-cap-mb': { type: 'string', default: '4' },
+    'comm-steps': { type: 'string', default: '100' },
+    'no-comm': { type: 'boolean', default: false },
   },
 });
+const COMM_RANKS = args['comm-ranks']!.split(',').map(Number);
+const { 'comm-batch': COMM_BATCH, 'comm-steps': COMM_STEPS } = intOptions('bench-ddp', args, { 'comm-batch': 1, 'comm-steps': 20 });
+const COMM_CAP_MB = Number(args['comm-cap-mb']);
+if (COMM_RANKS.some((r) => !Number.isInteger(r) || r < 2)) throw new Error('bench-ddp: --comm-ranks is a list like 2,4 (2 or more)');
+if (!(COMM_CAP_MB > 0)) throw new Error(`bench-ddp: --comm-cap-mb must be a positive number, got ${args['comm-cap-mb']}`);
 const RANKS = args.ranks!.split(',').map(Number);
 const BACKENDS = args.backends!.split(',').map((s) => s.trim());
 const { steps: STEPS, warmup: WARMUP, rounds: ROUNDS, batch: BATCH } =
@@ -146,6 +163,35 @@ async function torch(mode: 'ddp' | 'single', world: number, bn: Bn, steps = STEP
   return { ok: true, report: JSON.parse(line) as TorchReport, wallMs: r.wallMs };
 }
 
+/** What overlap-step.ts prints (rank 0): medians of the slowest rank's step, on and off. */
+interface OverlapReport {
+  buckets: number;
+  onMedianMs: number;
+  offMedianMs: number;
+}
+
+/** One overlap-step job: the MLP, overlap on and off alternating in blocks of 20 steps. */
+async function commHeavy(backend: 'threads' | 'gloo', world: number): Promise<Outcome<OverlapReport>> {
+  const argv = ['--net', 'mlp', '--bn', 'bn', '--batch', String(COMM_BATCH), '--cap-mb', String(COMM_CAP_MB),
+    '--steps', String(COMM_STEPS), '--warmup', '10'];
+  const parse = (out: string) => {
+    const m = /OVERLAP (\{.*\})$/m.exec(out);
+    return m ? (JSON.parse(m[1]!) as OverlapReport) : null;
+  };
+  if (backend === 'threads') {
+    const t0 = performance.now();
+    const res = await runThreads(world, OVERLAP_SCRIPT, argv, { output: 'capture', env: ONE_THREAD, timeoutMs: 120_000 });
+    const report = res.exitCode === 0 ? parse(res.stdout.join('\n')) : null;
+    const wallMs = performance.now() - t0;
+    return report ? { ok: true, report, wallMs }
+      : { ok: false, reason: `exit ${res.exitCode}: ${lastLines(res.stdout.join('\n'), res.stderr.join('\n'))}`, wallMs };
+  }
+  const r = await runChild(process.execPath, [LAUNCH_CLI, '--nproc-per-node', String(world), '--backend', 'gloo',
+    '--timeout-ms', '120000', OVERLAP_SCRIPT, ...argv], ONE_THREAD);
+  const report = r.code === 0 ? parse(r.out) : null;
+  return report ? { ok: true, report, wallMs: r.wallMs } : { ok: false, reason: `exit ${r.code}: ${lastLines(r.out, r.err)}`, wallMs: r.wallMs };
+}
+
 // ---------------------------------------------------------------- bookkeeping
 
 
@@ -172,6 +218,7 @@ function get(key: string): Series {
 const oursKey = (backend: string, world: number, bn: Bn, overlap: string) => `ours ${backend} ${world} ${bn} ${overlap}`;
 const torchKey = (world: number) => `torch ddp ${world}`;
 const threadNotes = new Set<string>();
+let commBuckets: number | null = null;
 
 function record<T>(key: string, label: string, o: Outcome<T>, msOf: (r: T) => number[] | null, threadsOf: (r: T) => number[]): void {
   const s = get(key);
@@ -241,6 +288,24 @@ async function main(): Promise<void> {
         }
       }
     }
+    if (!args['no-comm']) {
+      for (const world of COMM_RANKS) {
+        for (const backend of backends) {
+          const o = await commHeavy(backend as 'threads' | 'gloo', world);
+          const label = `ours ${backend} x${world} MLP 16 MiB, overlap on / off`;
+          if (!o.ok) {
+            get(`comm ${backend} ${world} on`).failure = o.reason;
+            process.stdout.write(`  ${label}: FAILED: ${o.reason}\n`);
+            continue;
+          }
+          commBuckets = o.report.buckets;
+          get(`comm ${backend} ${world} on`).add([o.report.onMedianMs]);
+          get(`comm ${backend} ${world} off`).add([o.report.offMedianMs]);
+          process.stdout.write(`  ${label}: ${o.report.onMedianMs.toFixed(1)} / ${o.report.offMedianMs.toFixed(1)} ms ` +
+            `(job ${(o.wallMs / 1000).toFixed(1)} s)\n`);
+        }
+      }
+    }
   }
 
   // ------------------------------------------------------------ table
@@ -296,6 +361,30 @@ async function main(): Promise<void> {
     console.log(`net: ${netInfo.params} parameters (${(netInfo.params * 4 / 1024).toFixed(0)} KiB of gradients) in ` +
       `${netInfo.buckets} GradientAllReduce bucket(s)${netInfo.buckets === 1 ? ': the one bucket is ready only when backward ends, ' +
         'so overlap has nothing to hide behind here (on and off differ by noise)' : ''}`);
+  }
+  if (!args['no-comm']) {
+    console.log('');
+    console.log(`Overlap where communication is a large part of the step: MLP 48-1024-1024-1024-1024-1024-10 (16 MiB of ` +
+      `gradients in ${commBuckets ?? '?'} buckets of at most ${COMM_CAP_MB} MiB), batch ${COMM_BATCH} per rank, BatchNorm-free; ` +
+      `on and off alternate in blocks of 20 steps within each job; median over rounds of each job's median (slowest rank)`);
+    const ch = ['backend', 'ranks', 'ms overlap off', 'ms overlap on', 'on vs off', 'per round (on/off)'];
+    const crows: string[][] = [];
+    for (const world of COMM_RANKS) {
+      for (const backend of backends) {
+        const on = get(`comm ${backend} ${world} on`);
+        const off = get(`comm ${backend} ${world} off`);
+        const gain = on.median !== null && off.median !== null ? ((off.median - on.median) / off.median) * 100 : null;
+        const speed = gain === null ? 'n/a' : `${Math.abs(gain).toFixed(1)}% ${gain >= 0 ? 'faster' : 'slower'}`;
+        crows.push([backend, `${world}${world > CORES ? '*' : ''}`, on.failure ? 'FAILED' : fmt(off.median),
+          on.failure ? 'FAILED' : fmt(on.median), speed,
+          on.perRound.map((v, i) => (off.perRound[i] ? (v / off.perRound[i]!).toFixed(2) : 'n/a')).join(' ')]);
+      }
+    }
+    const cw = ch.map((h, i) => Math.max(h.length, ...crows.map((r) => r[i]!.length)));
+    const cline = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(cw[i]!) : c.padStart(cw[i]!))).join(' | ')} |`;
+    console.log(cline(ch));
+    console.log(`|${cw.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+    for (const r of crows) console.log(cline(r));
   }
   for (const n of threadNotes) console.log(`  NOTE: ${n}`);
   for (const n of notes) console.log(`  FAILED: ${n}`);

@@ -109,7 +109,12 @@ export class ThreadsProcessGroup extends HostStagedGroup {
     }
     if (this.size === 1) return completedWork(() => this.allReduceHost(h, op));
     this.engine ??= new ThreadsAsyncEngine(
-      { sab: this.sab, memory: this.memory, ranks: this.ranks, rank: this.rank, name: this.name, key: this.key, spin: this.spin },
+      {
+        sab: this.sab, memory: this.memory, ranks: this.ranks, rank: this.rank, name: this.name, key: this.key,
+        // The communication threads double the busy threads: they spin as if there were twice the ranks,
+        // so that one waiting for a descheduled peer gives its core back to computing threads.
+        spin: this.spin ?? defaultSpin(2 * this.size),
+      },
       this,
     );
     return this.engine.submit(h, dt, op, this.timeoutMs);
