@@ -151,6 +151,14 @@ export interface Backend {
   sgd(param: Handle, momentumBuf: Handle | null, grad: Handle, n: number, lr: number,
     momentum: number, dampening: number, weightDecay: number, nesterov: boolean,
     firstStep: boolean): void;
+  /**
+   * PyTorch's Adam / AdamW step on one parameter, in place (bk_adam_f32): paramScale is AdamW's
+   * 1 - lr * wd (1 for Adam), weightDecay Adam's L2 term (0 for AdamW); stepSize = lr / (1 - beta1^t)
+   * and biasCorrection2Sqrt = sqrt(1 - beta2^t) come from the caller, in double.
+   */
+  adam(param: Handle, expAvg: Handle, expAvgSq: Handle, maxExpAvgSq: Handle | null, grad: Handle, n: number,
+    beta1: number, beta2: number, oneMinusBeta1: number, oneMinusBeta2: number, eps: number, weightDecay: number,
+    paramScale: number, stepSize: number, biasCorrection2Sqrt: number, amsgrad: boolean, maximize: boolean): void;
 }
 
 const backends = new Map<DeviceType, Backend>();

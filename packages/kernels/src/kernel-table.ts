@@ -248,6 +248,12 @@ export const KERNELS = {
     inout('param', N), inout('momentumBuf', N, { ...opt, cname: 'momentum_buf' }), inp('grad', N), i64('n'), f32('lr'),
     f32('momentum'), f32('dampening'), f32('weightDecay', 'weight_decay'), flag('nesterov'),
     flag('firstStep', 'first_step')]),
+  adam: kernel('bk_adam_f32', [
+    inout('param', N), inout('expAvg', N, { cname: 'exp_avg' }), inout('expAvgSq', N, { cname: 'exp_avg_sq' }),
+    inout('maxExpAvgSq', N, { ...opt, cname: 'max_exp_avg_sq' }), inp('grad', N), i64('n'), f32('beta1'), f32('beta2'),
+    f32('oneMinusBeta1', 'one_minus_beta1'), f32('oneMinusBeta2', 'one_minus_beta2'), f32('eps'),
+    f32('weightDecay', 'weight_decay'), f32('paramScale', 'param_scale'), f32('stepSize', 'step_size'),
+    f32('biasCorrection2Sqrt', 'bias_correction2_sqrt'), flag('amsgrad'), flag('maximize')]),
 } as const;
 
 export type KernelMethod = keyof typeof KERNELS;

@@ -1,6 +1,7 @@
-import { fmt } from '../shape.js';
-import { endStep } from '../lifetime.js';
 import { zeros, type Tensor } from '../tensor.js';
+import {
+  isBoolean, nonNegative, Optimizer, stateTensor, type ParamGroup, type Params, type StateEntry,
+} from './optimizer.js';
 
 export interface SGDOptions {
   lr: number;
@@ -10,56 +11,64 @@ export interface SGDOptions {
   nesterov?: boolean;
 }
 
-/** PyTorch's SGD, one fused kernel call per parameter; each step() also ends a step of tensor lifetimes (endStep). */
-export class SGD {
-  readonly params: Tensor[];
-  readonly options: Required<SGDOptions>;
-  private readonly momentumBuffers = new Map<Tensor, Tensor>();
+type SGDGroupOptions = Required<SGDOptions>;
+export type SGDParamGroup = ParamGroup<SGDGroupOptions>;
 
-  constructor(params: Iterable<Tensor>, opts: SGDOptions) {
-    this.params = [...params];
-    this.options = { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...opts };
-    const { lr, momentum, dampening, weightDecay, nesterov } = this.options;
-    for (const [name, v] of Object.entries({ lr, momentum, dampening, weightDecay })) {
-      if (!Number.isFinite(v) || v < 0) throw new Error(`SGD: ${name} must be a finite non-negative number, got ${v}`);
-    }
-    if (nesterov && (momentum <= 0 || dampening !== 0)) {
+interface SGDState {
+  /** null until a step with momentum (PyTorch's momentum_buffer None) */
+  momentumBuffer: Tensor | null;
+}
+
+/**
+ * PyTorch's SGD (torch.optim.SGD, foreach=False), one fused kernel call per parameter;
+ * parameter groups as PyTorch. (PyTorch's `maximize` is not implemented.)
+ */
+export class SGD extends Optimizer<SGDGroupOptions, SGDState> {
+  constructor(params: Params<SGDGroupOptions>, opts: SGDOptions) {
+    super('SGD', params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...opts });
+  }
+
+  /** The defaults (the constructor's options); each group's own values are in paramGroups. */
+  get options(): Readonly<SGDGroupOptions> {
+    return this.defaults;
+  }
+
+  protected validate(g: SGDParamGroup): void {
+    for (const key of ['lr', 'momentum', 'dampening', 'weightDecay'] as const) nonNegative('SGD', key, g[key]);
+    isBoolean('SGD', 'nesterov', g.nesterov);
+    if (g.nesterov && (g.momentum <= 0 || g.dampening !== 0)) {
       throw new Error('SGD: nesterov momentum requires a momentum and zero dampening');
     }
-    for (const p of this.params) {
-      if (!p.requiresGrad) throw new Error(`SGD: parameter of shape ${fmt(p.shape)} does not require grad`);
+  }
+
+  protected update(p: Tensor, grad: Tensor, g: SGDParamGroup): void {
+    let s = this.state.get(p);
+    if (!s) this.state.set(p, (s = { momentumBuffer: null }));
+    // PyTorch's first momentum step copies the gradient into a new buffer (no dampening).
+    const first = g.momentum !== 0 && s.momentumBuffer === null;
+    if (first) s.momentumBuffer = zeros(p.shape, { device: p.device }).keep();
+    const storage = p.storage('SGD.step');
+    storage.backend.sgd(storage.handle, g.momentum !== 0 ? s.momentumBuffer!.handle('SGD.step') : null,
+      grad.handle('SGD.step'), p.numel, g.lr, g.momentum, g.dampening, g.weightDecay, g.nesterov, first);
+  }
+
+  protected saveState(s: SGDState): StateEntry {
+    return { momentum_buffer: s.momentumBuffer };
+  }
+
+  protected loadState(p: Tensor, e: Record<string, unknown>, where: string): SGDState {
+    for (const k of Object.keys(e)) {
+      if (k !== 'momentum_buffer') throw new Error(`${where}: unknown SGD state '${k}' (expected momentum_buffer)`);
     }
+    const buf = e.momentum_buffer;
+    return { momentumBuffer: buf === null || buf === undefined ? null : stateTensor(buf, p, `${where}.momentum_buffer`) };
   }
 
-  /** The learning rate can change between steps (schedulers). */
-  get lr(): number {
-    return this.options.lr;
-  }
-  set lr(v: number) {
-    if (!Number.isFinite(v) || v < 0) throw new Error(`SGD: lr must be a finite non-negative number, got ${v}`);
-    this.options.lr = v;
+  protected stateTensors(s: SGDState): Tensor[] {
+    return s.momentumBuffer ? [s.momentumBuffer] : [];
   }
 
-  step(): void {
-    const { lr, momentum, dampening, weightDecay, nesterov } = this.options;
-    for (const p of this.params) {
-      const g = p.grad;
-      if (!g) continue;
-      if (g.numel !== p.numel) throw new Error(`SGD: grad ${fmt(g.shape)} does not match parameter ${fmt(p.shape)}`);
-      let buf = this.momentumBuffers.get(p) ?? null;
-      const first = momentum !== 0 && buf === null;
-      if (first) {
-        buf = zeros(p.shape, { device: p.device }).keep();
-        this.momentumBuffers.set(p, buf);
-      }
-      const storage = p.storage('SGD.step');
-      storage.backend.sgd(storage.handle, buf ? buf.handle('SGD.step') : null, g.handle('SGD.step'), p.numel, lr,
-        momentum, dampening, weightDecay, nesterov, first);
-    }
-    endStep(this);
-  }
-
-  zeroGrad(): void {
-    for (const p of this.params) p._clearGrad();
+  protected override torchGroupKeys(): Record<string, unknown> {
+    return { maximize: false, foreach: null, differentiable: false };
   }
 }

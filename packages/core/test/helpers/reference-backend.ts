@@ -465,6 +465,33 @@ export class ReferenceBackend implements Backend {
       p[i] -= lr * (nesterov ? d + momentum * b : b);
     }
   }
+
+  /** PyTorch's single-tensor Adam/AdamW, every operation rounded to float32 (Math.fround) in PyTorch's order. */
+  adam(param: Handle, expAvg: Handle, expAvgSq: Handle, maxExpAvgSq: Handle | null, grad: Handle, n: number,
+    beta1: number, beta2: number, oneMinusBeta1: number, oneMinusBeta2: number, eps: number, weightDecay: number,
+    paramScale: number, stepSize: number, biasCorrection2Sqrt: number, amsgrad: boolean, maximize: boolean): void {
+    arity('adam', arguments, 17);
+    const r = Math.fround;
+    const [p, m, v, g] = [f32(param), f32(expAvg), f32(expAvgSq), f32(grad)];
+    const vmax = amsgrad ? f32(maxExpAvgSq ?? unsupported('adam with amsgrad and no max_exp_avg_sq')) : null;
+    const [b1, b2, omb1, omb2, e, wd, scale, negStep, bc2] =
+      [beta1, beta2, oneMinusBeta1, oneMinusBeta2, eps, weightDecay, paramScale, -stepSize, biasCorrection2Sqrt].map(r);
+    for (let i = 0; i < n; i++) {
+      let x = p[i];
+      if (scale !== 1) x = r(x * scale);
+      let d = maximize ? -g[i] : g[i];
+      if (wd !== 0) d = r(d + r(wd * x));
+      m[i] = r(r(m[i] * b1) + r(omb1 * d));
+      v[i] = r(r(v[i] * b2) + r(r(omb2 * d) * d));
+      let vi = v[i];
+      if (vmax) {
+        vi = vmax[i] >= vi || Number.isNaN(vmax[i]) ? vmax[i] : vi;
+        vmax[i] = vi;
+      }
+      const denom = r(r(r(Math.sqrt(vi)) / bc2) + e);
+      p[i] = r(x + r(r(negStep * m[i]) / denom));
+    }
+  }
 }
 
 /** The stand-in every test file of core shares (one per worker thread). */

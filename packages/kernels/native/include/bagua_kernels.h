@@ -230,6 +230,22 @@ BK_API int bk_bn_backward_elemt_f16(bk_float16 *dx, const bk_float16 *dy, const 
 BK_API int bk_sgd_f32(float *param, float *momentum_buf /* nullable */, const float *grad, int64_t n, float lr,
                       float momentum, float dampening, float weight_decay, int32_t nesterov,
                       int32_t first_step, void *stream);
+/* PyTorch's Adam and AdamW step (foreach=False) on one parameter, in place, in PyTorch's
+ * float32 order:
+ *   param *= param_scale                       (AdamW's decoupled decay 1 - lr * wd; 1 for Adam)
+ *   g = maximize ? -grad : grad;  g += weight_decay * param   (Adam's L2 term; 0 for AdamW)
+ *   exp_avg = exp_avg * beta1 + one_minus_beta1 * g
+ *   exp_avg_sq = exp_avg_sq * beta2 + one_minus_beta2 * g * g
+ *   amsgrad: max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq), used below instead of exp_avg_sq
+ *   param += -step_size * exp_avg / (sqrt(exp_avg_sq) / bias_correction2_sqrt + eps)
+ * The scalars derived from the step count (step_size = lr / (1 - beta1^t),
+ * bias_correction2_sqrt = sqrt(1 - beta2^t)) and 1 - beta are computed by the caller in
+ * double, as PyTorch computes them in Python, then rounded once to float.
+ * max_exp_avg_sq nullable unless amsgrad. */
+BK_API int bk_adam_f32(float *param, float *exp_avg, float *exp_avg_sq, float *max_exp_avg_sq /* nullable */,
+                       const float *grad, int64_t n, float beta1, float beta2, float one_minus_beta1,
+                       float one_minus_beta2, float eps, float weight_decay, float param_scale, float step_size,
+                       float bias_correction2_sqrt, int32_t amsgrad, int32_t maximize, void *stream);
 
 /* ---- CPU library only ------------------------------------------------------ */
 /* Kernel threads of the calling thread (each thread has its own count, e.g. one rank
