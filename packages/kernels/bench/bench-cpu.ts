@@ -300,4 +300,159 @@ async function main(): Promise<void> {
   }
 }
 
+/**
+ * Channels-last rows (issue 13): batch norm on the same data stored NCHW and NHWC, 1 thread.
+ * Kernel path: the C ABI on [n, c, hw] and on the NHWC storage as [N*H*W, C, 1] (what core's
+ * bnLayout passes); module path: nn.BatchNorm2d/3d forward (+ backward) on a row-major and a
+ * channels-last tensor. Interleaved rounds; the ratio is the median of per-round NHWC / NCHW
+ * times (above 1: channels-last slower). Goal: within 10%. BENCH_CHANNELS_LAST=0 skips it.
+ */
+async function channelsLastRows(): Promise<void> {
+  const shapes = SHAPES.filter((s) => s.length === 4 || s.length === 5);
+  if (process.env.BENCH_CHANNELS_LAST === '0' || shapes.length === 0) return;
+  const GOAL = 1.1;
+  const header = ['shape', 'path', 'pass', 'ms NCHW', 'ms NHWC', 'NHWC/NCHW', 'goal <= 1.10'];
+  const widths = [18, 6, 8, 9, 9, 10, 12];
+  console.log('');
+  console.log(`channels-last batch norm against NCHW on the same data (1 thread, ${ROUNDS} interleaved rounds):`);
+  console.log(tableHeader(header, widths));
+  for (const shape of shapes) {
+    const { n, c, hw, total } = bnDims(shape);
+    // kept: the module rows end a step between repetitions
+    const xt = tensor(randomArray(total, 1), { shape }).keep();
+    const dyt = tensor(randomArray(total, 2), { shape }).keep();
+    const xcl = xt.contiguous('channelsLast').detach().keep();
+    const dycl = dyt.contiguous('channelsLast').detach().keep();
+    const kernel = (x: Float32Array, dy: Float32Array, rows: number, inner: number) => {
+      const y = new Float32Array(total), dx = new Float32Array(total);
+      const w = randomArray(c, 3), b = randomArray(c, 4), rm = new Float32Array(c), rv = new Float32Array(c).fill(1);
+      const stats = new Float32Array(2 * c + 2), mean = new Float32Array(c), invstd = new Float32Array(c);
+      const count = new Float32Array(1), sums = new Float32Array(2 * c), gw = new Float32Array(c), gb = new Float32Array(c);
+      const fwd = () => {
+        be.bnStats(stats, x, rows, c, inner, 0);
+        be.bnMergeStats(mean, invstd, count, stats, 1, c, 2 * c + 2, 1e-5, rm, rv, 0.1);
+        be.bnElemt(y, x, mean, invstd, w, b, rows, c, inner);
+      };
+      return {
+        fwd: () => timeIt(fwd),
+        fwdBwd: () => timeIt(() => {
+          fwd();
+          be.bnBackwardReduce(sums, gw, gb, dy, x, mean, invstd, rows, c, inner);
+          be.bnBackwardElemt(dx, dy, x, mean, invstd, w, sums, count, rows, c, inner);
+        }),
+      };
+    };
+    const host = (t: Tensor) => t.toArray({ order: 'storage' }) as Float32Array;
+    const kNchw = kernel(host(xt), host(dyt), n, hw);
+    const kNhwc = kernel(host(xcl), host(dycl), n * hw, 1);
+    const module = (x: Tensor, dy: Tensor) => {
+      const bn = shape.length === 4 ? new nn.BatchNorm2d(c) : new nn.BatchNorm3d(c);
+      const leaf = x.detach().keep();
+      leaf.requiresGrad = true;
+      const zero = () => {
+        bn.zeroGrad();
+        leaf.grad = null;
+        endStep();
+      };
+      return {
+        fwd: () => timeModule(() => { bn.forward(leaf); }, zero),
+        fwdBwd: () => timeModule(() => { bn.forward(leaf).backward(dy); }, zero),
+      };
+    };
+    const mNchw = module(xt, dyt);
+    const mNhwc = module(xcl, dycl);
+    const rows: [string, string, () => number | Promise<number>, () => number | Promise<number>][] = [];
+    if (PATHS.has('kernel')) rows.push(['kernel', 'fwd', kNchw.fwd, kNhwc.fwd], ['kernel', 'fwd+bwd', kNchw.fwdBwd, kNhwc.fwdBwd]);
+    if (PATHS.has('module')) rows.push(['module', 'fwd', mNchw.fwd, mNhwc.fwd], ['module', 'fwd+bwd', mNchw.fwdBwd, mNhwc.fwdBwd]);
+    const times = rows.map(() => ({ a: [] as number[], b: [] as number[], r: [] as number[] }));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let i = 0; i < rows.length; i++) {
+        const a = await rows[i]![2]();
+        const b = await rows[i]![3]();
+        times[i]!.a.push(a);
+        times[i]!.b.push(b);
+        times[i]!.r.push(b / a);
+      }
+    }
+    for (const t of [xt, dyt, xcl, dycl]) t.dispose();
+    rows.forEach(([path, pass], i) => {
+      const r = median(times[i]!.r);
+      console.log(tableRow([`[${shape.join(',')}]`, path, pass, (median(times[i]!.a) * 1e3).toFixed(3),
+        (median(times[i]!.b) * 1e3).toFixed(3), `${r.toFixed(2)}x`, r <= GOAL ? 'met' : 'NOT met'], widths));
+    });
+  }
+}
+
 await main();
+await channelsLastRows();
+
+/**
+ * The Adam row (issue 14): one Adam step (bk_adam_f32, lr 1e-3, weight decay 0, no amsgrad) over
+ * BENCH_ADAM_PARAMS parameters (default 25M; 0 skips it) on 1 thread, against the copy bound of
+ * the same run: the step reads param, grad, exp_avg and exp_avg_sq and writes three of them,
+ * 7 x 4 bytes per parameter; GB/s counts those. PyTorch's torch.optim.Adam (foreach=False, 1
+ * thread, its default on the CPU) on the same count, in a child process. Interleaved rounds;
+ * medians; of bound and ratio (PyTorch time over ours) are medians of per-round ratios.
+ */
+async function adamRow(): Promise<void> {
+  const n = Number(process.env.BENCH_ADAM_PARAMS ?? 25_000_000);
+  if (n === 0) return;
+  if (!Number.isInteger(n) || n < 0) throw new Error(`BENCH_ADAM_PARAMS: a parameter count, got '${process.env.BENCH_ADAM_PARAMS}'`);
+  useKernelThreads(1);
+  const p = randomArray(n, 11), g = randomArray(n, 12), m = new Float32Array(n), v = new Float32Array(n);
+  const tmp = new Float32Array(n);
+  let step = 0;
+  const adam = () => {
+    step += 1;
+    const b1 = 0.9, b2 = 0.999;
+    be.adam(p, m, v, null, g, n, b1, b2, 1 - b1, 1 - b2, 1e-8, 0, 1, 1e-3 / (1 - b1 ** step), Math.sqrt(1 - b2 ** step),
+      false, false);
+  };
+  const script = `
+import json, sys, time, statistics
+import torch
+torch.set_num_threads(1)
+seconds = float(sys.argv[1]); n = int(sys.argv[2])
+p = torch.rand(n).requires_grad_(); p.grad = torch.rand(n)
+opt = torch.optim.Adam([p], lr=1e-3, foreach=False)
+print(json.dumps({"version": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+for line in sys.stdin:
+    times = []; start = time.perf_counter(); i = 0
+    while i < 2 or len(times) < 5 or (time.perf_counter() - start < seconds and len(times) < 1000):
+        t0 = time.perf_counter(); opt.step(); t = time.perf_counter() - t0
+        if i >= 2: times.append(t)
+        i += 1
+    print(json.dumps({"step": statistics.median(times)}), flush=True)
+`;
+  const started = await JsonLineChild.start(['-c', script, String(SECONDS), String(n)], {
+    OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1',
+  });
+  const torch = typeof started === 'string' ? null : started.child;
+  const rounds: { copy: number; ours: number; torch: number | null }[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const copy = (2 * n * 4) / Math.min(timeIt(() => be.copy(tmp, p, n)), timeIt(() => tmp.set(p))) / 1e9;
+    const ours = timeIt(adam);
+    const t = torch ? (await torch.request<{ step: number }>({})).step : null;
+    rounds.push({ copy, ours, torch: t });
+  }
+  torch?.stop();
+  const bytes = 7 * n * 4;
+  const header = ['params', 'step', 'ms ours', 'ms torch', 'ratio', 'GB/s', 'copy GB/s', 'of bound'];
+  const widths = [10, 14, 9, 9, 7, 7, 9, 8];
+  console.log('');
+  console.log(`Adam step (bk_adam_f32, 1 thread, ${ROUNDS} interleaved rounds; 7 x 4 bytes per parameter): ` +
+    (typeof started === 'string' ? `PyTorch NOT measured: ${started}`
+      : `PyTorch ${String(started.hello.version)} torch.optim.Adam(foreach=False), 1 thread`));
+  console.log(tableHeader(header, widths));
+  const ours = median(rounds.map((x) => x.ours));
+  const measured = rounds.every((x) => x.torch !== null);
+  console.log(tableRow([
+    `${(n / 1e6).toFixed(0)}M`, 'Adam', (ours * 1e3).toFixed(2),
+    measured ? (median(rounds.map((x) => x.torch!)) * 1e3).toFixed(2) : 'n/a',
+    measured ? `${median(rounds.map((x) => x.torch! / x.ours)).toFixed(2)}x` : 'n/a',
+    (bytes / ours / 1e9).toFixed(2), median(rounds.map((x) => x.copy)).toFixed(2),
+    `${(median(rounds.map((x) => bytes / x.ours / 1e9 / x.copy)) * 100).toFixed(0)}%`,
+  ], widths));
+}
+
+await adamRow();
