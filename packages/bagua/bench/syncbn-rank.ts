@@ -108,8 +108,7 @@ function randomise(layer: nn._BatchNorm, seed: number): void {
   // Same (non-trivial) affine parameters on every rank.
   manualSeed(seed);
   noGrad(() => {
-    layer.weight!._assign(randn([layer.numFeatures]).mul(0.5).add(1));
-    layer.bias!._assign(randn([layer.numFeatures]).mul(0.1));
+    layer.loadStateDict({ weight: randn([layer.numFeatures]).mul(0.5).add(1), bias: randn([layer.numFeatures]).mul(0.1) }, false);
   });
 }
 

@@ -1,6 +1,6 @@
 import type { Handle } from './backend.js';
 import { runBackward, USED_GRADIENT as USED, type BackwardOptions, type GradNode } from './autograd.js';
-import { Device, type DeviceName } from './device.js';
+import { Device, type DeviceLike } from './device.js';
 import { type DType, type HostArray, fromFloats, hostArray, isFloatDType, isHalfDType, toFloats } from './dtype.js';
 import { clock, currentScope, handOverToStep, type Scope } from './lifetime.js';
 import { GradSlot, Storage } from './memory.js';
@@ -14,9 +14,30 @@ import * as ops from './ops/index.js';
 
 export interface TensorOptions {
   dtype?: DType;
-  device?: DeviceName | Device | string;
+  /**
+   * Also any string (checked at run time): test suites and tools pass device names
+   * from tables and the environment. `to()` takes only DeviceLike.
+   */
+  device?: DeviceLike | string;
   requiresGrad?: boolean;
 }
+
+export interface ToArrayOptions {
+  /** 'logical' (default): row-major whatever the memory format; 'storage': the storage's own order. */
+  order?: 'logical' | 'storage';
+}
+
+/** The host arrays of each dtype (half types as their raw bits), as toArray(dtype) types them. */
+interface HostArrays {
+  float32: Float32Array;
+  int32: Int32Array;
+  int64: BigInt64Array;
+  uint8: Uint8Array;
+  float16: Uint16Array;
+  bfloat16: Uint16Array;
+}
+/** What `toArray(dtype)` returns for `D`: Float32Array for 'float32', BigInt64Array for 'int64', ... */
+export type HostArrayOf<D extends DType> = D extends keyof HostArrays ? HostArrays[D] : HostArray;
 
 /** Marks a tensor owned by whoever made it (a node, a leaf), never by a scope or step. */
 const OWNED = Symbol('owned');
@@ -264,7 +285,7 @@ export class Tensor {
     return sum;
   }
 
-  /** Replaces the contents in place with another tensor's storage (same shape), keeping identity. */
+  /** @internal Replaces the contents in place with another tensor's storage (same shape), keeping identity. */
   _assign(source: Tensor): void {
     if (source.numel !== this.numel) {
       throw new Error(`assign: shape ${fmt(source.shape)} does not match ${fmt(this.shape)}`);
@@ -302,8 +323,22 @@ export class Tensor {
    * memory format, so the same tensor reads the same in either; `order: 'storage'`
    * gives the storage's own order instead (NHWC for a channels-last tensor).
    */
-  toArray(opts: { order?: 'logical' | 'storage' } = {}): HostArray {
+  toArray(opts?: ToArrayOptions): HostArray;
+  /**
+   * The same, typed by dtype: `toArray('float32')` is a Float32Array, `toArray('int64')`
+   * a BigInt64Array (HostArrayOf). The dtype is checked: a tensor of another one is an
+   * error naming both, so the static type is never a guess.
+   */
+  toArray<D extends DType>(dtype: D, opts?: ToArrayOptions): HostArrayOf<D>;
+  toArray(dtypeOrOpts?: DType | ToArrayOptions, orderOpts?: ToArrayOptions): HostArray {
     const s = this.storage('toArray');
+    let opts = dtypeOrOpts ?? {};
+    if (typeof opts === 'string') {
+      if (opts !== s.dtype) {
+        throw new Error(`toArray('${opts}'): this tensor is ${s.dtype}; ask toArray('${s.dtype}'), or convert it first with to()`);
+      }
+      opts = orderOpts ?? {};
+    }
     const raw = s.backend.download(s.handle, s.dtype, s.numel);
     if (opts.order === 'storage' || this.memoryFormat === 'contiguous') return raw;
     return hostPermute(raw, this.shape, 'channelsLast', 'contiguous');
@@ -335,7 +370,7 @@ export class Tensor {
   }
 
   /** A copy on another device, or (given a dtype) in another float dtype, rounded to nearest even; differentiable. */
-  to(target: DeviceName | Device | string | DType): Tensor { return ops.to(this, target); }
+  to(target: DeviceLike | DType): Tensor { return ops.to(this, target); }
   /** This tensor in `format` order (default row-major): itself when it already is, else a differentiable copy. */
   contiguous(format: MemoryFormat = 'contiguous'): Tensor { return ops.contiguous(this, format); }
   clone(): Tensor { return ops.clone(this); }
@@ -384,11 +419,16 @@ function flattenNested(data: Nested, shape: number[], out: number[], depth: numb
   for (const d of data) flattenNested(d, shape, out, depth + 1);
 }
 
+/**
+ * A tensor of `data`, a nested array (float32 unless `dtype` says otherwise) or a typed
+ * array: Float32Array (float32), Int32Array (int32), BigInt64Array (int64, as
+ * stateDict() gives numBatchesTracked; exact while it stays int64). `shape` reshapes it.
+ */
 export function tensor(
-  data: Nested | Float32Array | Int32Array,
+  data: Nested | Float32Array | Int32Array | BigInt64Array,
   opts: TensorOptions & { shape?: Shape } = {},
 ): Tensor {
-  let flat: ArrayLike<number>;
+  let flat: ArrayLike<number> | BigInt64Array;
   let shape: number[];
   if (ArrayBuffer.isView(data)) {
     flat = data;
@@ -406,12 +446,16 @@ export function tensor(
     }
     shape = [...opts.shape];
   }
-  const dtype = opts.dtype ?? (data instanceof Int32Array ? 'int32' : 'float32');
+  const dtype = opts.dtype ?? (data instanceof Int32Array ? 'int32' : data instanceof BigInt64Array ? 'int64' : 'float32');
   return fromHost(flat, shape, dtype, opts);
 }
 
-function fromHostValues(values: ArrayLike<number>, dtype: DType): HostArray {
+function fromHostValues(values: ArrayLike<number> | BigInt64Array, dtype: DType): HostArray {
   if (dtype === 'float32' && values instanceof Float32Array) return values;
+  if (values instanceof BigInt64Array) {
+    if (dtype === 'int64') return values;
+    values = Array.from(values, Number); // int64 into another dtype: through numbers, as tensor([...]) would
+  }
   // numbers become half bits rounded to nearest even (float32 first, as PyTorch does)
   if (isHalfDType(dtype)) return fromFloats(dtype, values);
   const host = hostArray(dtype, values.length);
@@ -420,7 +464,7 @@ function fromHostValues(values: ArrayLike<number>, dtype: DType): HostArray {
   return host;
 }
 
-function fromHost(values: ArrayLike<number>, shape: Shape, dtype: DType, opts: TensorOptions): Tensor {
+function fromHost(values: ArrayLike<number> | BigInt64Array, shape: Shape, dtype: DType, opts: TensorOptions): Tensor {
   const t = empty(shape, dtype, Device.parse(opts.device ?? 'cpu'));
   t.storage('tensor').backend.upload(t.handle('tensor'), fromHostValues(values, dtype));
   if (opts.requiresGrad) t.requiresGrad = true;

@@ -64,6 +64,7 @@ test('views share storage; dispose frees only after the last view, and use after
 test('to() on the same device is the tensor itself; an unknown device is refused', (t) => {
   const x = zeros([2]);
   t.is(x.to('cpu'), x);
+  // @ts-expect-error: not a device name, refused at compile time too (DeviceLike); a name read at run time is checked
   t.throws(() => x.to('tpu:0'), { message: /unknown device 'tpu:0'/ });
 });
 

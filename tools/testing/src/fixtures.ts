@@ -6,7 +6,7 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
-import { tensor, type Tensor } from '@bagua/core';
+import { Device, tensor, type DeviceName, type Tensor } from '@bagua/core';
 
 export interface FixtureTensor {
   shape: number[];
@@ -31,9 +31,10 @@ export interface Tolerance {
 export const DEFAULT_TOL: Tolerance = { rtol: 1e-5, atol: 1e-6 };
 
 /** The device the parity tests run on: 'cpu' unless BAGUA_TEST_DEVICE names another ('cuda:0'). */
-export function testDevice(): string {
+export function testDevice(): DeviceName {
   const d = process.env.BAGUA_TEST_DEVICE;
-  return d === undefined || d === '' ? 'cpu' : d;
+  // parsed: a typo fails here, and the name has the literal type to() takes
+  return d === undefined || d === '' ? 'cpu' : Device.parse(d).toString();
 }
 
 /** The repository root: the nearest directory above this file that holds pnpm-workspace.yaml. */

@@ -47,8 +47,8 @@ for (const c of cases) {
   const check = newCheck(c.name);
   try {
     const plain = new nn[c.module](c.numFeatures, c.options);
-    if (c.initial.weight) plain.weight!._assign(tensor(c.initial.weight.data));
-    if (c.initial.bias) plain.bias!._assign(tensor(c.initial.bias.data));
+    if (c.initial.weight) plain.loadStateDict({ weight: tensor(c.initial.weight.data) }, false);
+    if (c.initial.bias) plain.loadStateDict({ bias: tensor(c.initial.bias.data) }, false);
     const sync = bagua.SyncBatchNorm.convertSyncBatchnorm(plain, undefined, { statsExchange });
     if (!(sync instanceof bagua.SyncBatchNorm)) throw new Error('convertSyncBatchnorm did not return a SyncBatchNorm');
     sync.to(device);
