@@ -26,7 +26,30 @@ The inputs are not stored: both sides form them by the same rule, from integers.
   c10::BFloat16 writes 0x7FC0; both are NaN, and the tests accept any NaN where torch
   has a NaN (every other output must match bit for bit).
 
-batchnorm-dtypes.json: see write_batchnorm below.
+batchnorm-dtypes.json
+---------------------
+Tensor: {"shape": [...], "dtype": "float32" | "float16" | "bfloat16", "b64": base64 of the
+little-endian raw bits (float32 or the 16-bit patterns)}.
+"modules": [ {
+   "name", "dtype": the input's dtype, "module": "BatchNorm1d" | "BatchNorm2d" | "BatchNorm3d",
+   "numFeatures", "options": {"eps", "momentum" (number | null), "affine", "trackRunningStats"},
+   "paramDtype": "float32" (PyTorch's mixed rule: float32 weight, bias, running statistics)
+                 or the input's dtype (same-dtype modules),
+   "reference": "torch" (bfloat16: PyTorch 1.13's own CPU kernels computed it, outputs in
+                 bfloat16) or "float64" (float16, which PyTorch's CPU lacks: the same module in
+                 float64 on the float16 inputs as given, float64 parameters from the float16 /
+                 float32 ones, results rounded to float32, running statistics of a float16
+                 module rounded to float16 after every step, as its storage would),
+   "initial": {"weight", "bias", "runningMean", "runningVar": Tensor | null},
+   "torchHalfPath": true where torch's bfloat16 kernels ran their all-bfloat16 path (no float32
+                 parameter or buffer), which rounds intermediates to bfloat16,
+   "steps": [ {"training", "input" (the dtype), "gradOutput" (the dtype), "output", "gradInput",
+               "gradWeight" | null, "gradBias" | null, "runningMean" | null, "runningVar" | null,
+               "float64": {"output", "gradInput", "gradWeight", "gradBias"} (torchHalfPath only:
+               the float64 reference, as for float16)} ]
+ } ]   2 training steps, then 1 eval step (fresh inputs each).
+Shapes cover both CPU work layouts (planes of >= 64 elements, rows) with vector bodies
+and scalar tails: 2D [16, 18], 4D [2, 2, 8, 8], 5D [2, 2, 2, 3, 4].
 """
 import base64
 import json
@@ -81,9 +104,143 @@ def write_conversions():
     print(f'wrote {path} ({os.path.getsize(path)} bytes)')
 
 
+def t_json(t):
+    t = t.detach().contiguous()
+    if t.dtype in (torch.float16, torch.bfloat16):
+        raw = t.view(torch.int16).numpy().view(np.uint16).astype('<u2').tobytes()
+        dt = 'float16' if t.dtype == torch.float16 else 'bfloat16'
+    else:
+        raw = t.float().numpy().astype('<f4').tobytes()
+        dt = 'float32'
+    return {'shape': list(t.shape), 'dtype': dt, 'b64': base64.b64encode(raw).decode()}
+
+
+def t_opt(t):
+    return None if t is None else t_json(t)
+
+
+SHAPES = {'BatchNorm1d': (16, 18), 'BatchNorm2d': (2, 2, 8, 8), 'BatchNorm3d': (2, 2, 2, 3, 4)}
+TORCH_DT = {'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+def bn_case(gen, dtype, kind, affine, momentum, track, same_dtype):
+    shape = SHAPES[kind]
+    c = shape[1]
+    dt = TORCH_DT[dtype]
+    cls = getattr(torch.nn, kind)
+    opts = dict(eps=1e-5, momentum=momentum, affine=affine, track_running_stats=track)
+    m = cls(c, **opts)
+    with torch.no_grad():
+        if affine:
+            m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.bias.copy_(torch.randn(c, generator=gen) * 0.5)
+        if track:
+            m.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
+            m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+    if same_dtype:
+        m = m.to(dt)  # parameters and running statistics rounded to the dtype
+    initial = {
+        'weight': t_opt(m.weight), 'bias': t_opt(m.bias),
+        'runningMean': t_opt(m.running_mean), 'runningVar': t_opt(m.running_var),
+    }
+    # torch's bfloat16 CPU path keeps its intermediates in bfloat16 when no parameter or
+    # buffer is float32 (no affine and no running statistics, or a same-dtype module): there
+    # a float64 reference is stored too ("float64" in each step)
+    torch_half_path = dtype == 'bfloat16' and (same_dtype or not (affine or track))
+    ref64 = None
+    if dtype == 'float16' or torch_half_path:
+        ref64 = cls(c, **opts).double()
+        with torch.no_grad():
+            for name in ('weight', 'bias', 'running_mean', 'running_var'):
+                src = getattr(m, name)
+                if src is not None:
+                    getattr(ref64, name).copy_(src.double())
+    steps = []
+    for step in range(3):
+        training = step < 2
+        # inputs with a mean offset per channel, so (x - mean) matters
+        x32 = torch.randn(shape, generator=gen) * 1.5 + 0.75
+        g32 = torch.randn(shape, generator=gen)
+        x = x32.to(dt)
+        g = g32.to(dt)
+        extra = None
+        if ref64 is not None:
+            ref64.train(training)
+            ref64.zero_grad()
+            xi = x.double().requires_grad_()
+            y = ref64(xi)
+            y.backward(g.double())
+            extra = {
+                'output': t_json(y.float()), 'gradInput': t_json(xi.grad.float()),
+                'gradWeight': None if ref64.weight is None else t_json(ref64.weight.grad.float()),
+                'gradBias': None if ref64.bias is None else t_json(ref64.bias.grad.float()),
+            }
+            if same_dtype and track:
+                with torch.no_grad():  # a 16-bit buffer holds the update rounded
+                    ref64.running_mean.copy_(ref64.running_mean.to(dt).double())
+                    ref64.running_var.copy_(ref64.running_var.to(dt).double())
+        if dtype == 'bfloat16':
+            m.train(training)
+            m.zero_grad()
+            xi = x.clone().requires_grad_()
+            y = m(xi)
+            y.backward(g)
+            out, gin = y, xi.grad
+            gw = None if m.weight is None else m.weight.grad
+            gb = None if m.bias is None else m.bias.grad
+            rm, rv = m.running_mean, m.running_var
+        else:
+            out, gin = extra['output'], extra['gradInput']
+            gw, gb = extra['gradWeight'], extra['gradBias']
+            extra = None
+            rm = None if ref64.running_mean is None else ref64.running_mean.to(dt if same_dtype else torch.float32)
+            rv = None if ref64.running_var is None else ref64.running_var.to(dt if same_dtype else torch.float32)
+        js = lambda v: v if v is None or isinstance(v, dict) else t_json(v)
+        step_out = {
+            'training': training, 'input': t_json(x), 'gradOutput': t_json(g),
+            'output': js(out), 'gradInput': js(gin),
+            'gradWeight': js(gw), 'gradBias': js(gb),
+            'runningMean': t_opt(rm), 'runningVar': t_opt(rv),
+        }
+        if extra is not None:
+            step_out['float64'] = extra
+        steps.append(step_out)
+    mom = 'None' if momentum is None else momentum
+    name = f'{dtype}/{kind}/affine={affine}/track={track}/momentum={mom}' + ('/same-dtype' if same_dtype else '')
+    return {
+        'name': name, 'dtype': dtype, 'module': kind, 'numFeatures': c,
+        'options': {'eps': 1e-5, 'momentum': momentum, 'affine': affine, 'trackRunningStats': track},
+        'paramDtype': dtype if same_dtype else 'float32',
+        'reference': 'torch' if dtype == 'bfloat16' else 'float64', 'torchHalfPath': torch_half_path,
+        'initial': initial, 'steps': steps,
+    }
+
+
+def write_batchnorm():
+    gen = torch.Generator().manual_seed(1313)
+    cases = []
+    for dtype in ('bfloat16', 'float16'):
+        for kind in ('BatchNorm1d', 'BatchNorm2d', 'BatchNorm3d'):
+            for affine in (True, False):
+                for track in (True, False):
+                    for momentum in (0.1, None):
+                        cases.append(bn_case(gen, dtype, kind, affine, momentum, track, False))
+        for kind in ('BatchNorm1d', 'BatchNorm2d'):
+            for momentum in (0.1, None):
+                cases.append(bn_case(gen, dtype, kind, True, momentum, True, True))
+    out = {'format': 1, 'generator': 'tools/gen-dtype-fixtures.py', 'torch': torch.__version__,
+           'expectedCounts': {'modules': len(cases)}, 'modules': cases}
+    path = os.path.join(ROOT, 'fixtures', 'batchnorm-dtypes.json')
+    with open(path, 'w') as f:
+        json.dump(out, f)
+        f.write('\n')
+    print(f'wrote {path} ({os.path.getsize(path)} bytes, {len(cases)} modules)')
+
+
 def main():
     torch.set_num_threads(1)
     write_conversions()
+    write_batchnorm()
 
 
 if __name__ == '__main__':

@@ -10,7 +10,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { inflateSync } from 'node:zlib';
 import '@bagua/kernels';
-import { Device, empty, tensor, type HalfDType, type Tensor } from '@bagua/core';
+import { Device, empty, nn, tensor, toFloats, type DType, type HalfDType, type Tensor } from '@bagua/core';
 import { loadFixture, testDevice } from '@bagua/testing';
 
 const device = testDevice();
@@ -112,4 +112,169 @@ test(`conversions: tensor(data, {dtype}) rounds numbers to nearest even, and to(
   const hb = tensor([2048, 2050, 65504], { dtype: 'float16', device }).to('bfloat16');
   t.deepEqual([...(hb.toArray() as Uint16Array)], [0x4500, 0x4500, 0x4780]);
   t.throws(() => tensor([1], { dtype: 'int32', device }).to('bfloat16'), { message: /only float32, float16 and bfloat16/ });
+});
+
+// ---------------------------------------------------------------- batch norm on half inputs
+//
+// Tolerances, from the dtype's unit roundoff u (2^-8 bfloat16, 2^-11 float16):
+//  - outputs and input gradients (in the half dtype): both sides compute in float32 or
+//    wider and round once to the half type, each within u |v| of the exact value; two
+//    such roundings may land one ulp apart (<= 2u |v|), so rtol = 2u, with an atol of
+//    2u * 2^-5 * max|v| for values near 0, where the float32 arithmetic before the rounding
+//    (a few 2^-24 of the terms' size) can decide it;
+//  - weight / bias gradients and running statistics in float32: sums of exactly known
+//    half values accumulated in float32 / double on both sides: 2^-20 of the sum of the
+//    terms' magnitudes (as parity-batchnorm), and 1e-5 relative for running statistics;
+//    in a half dtype (same-dtype modules) they are rounded once more: 2u relative;
+//  - where torch's bfloat16 kernels ran their all-bfloat16 path (no float32 parameter or
+//    buffer: "torchHalfPath"), torch rounds its intermediates (the statistics, x - mean) to
+//    bfloat16, an error of about u |mean| invstd |w| on every element whatever its size: against
+//    torch the atol is then 2u max|v| (|mean| invstd <= max|y| for these inputs), and the same
+//    step is held to the float64 reference at the tolerances above.
+
+interface DTensor { shape: number[]; dtype: 'float32' | HalfDType; b64: string }
+interface BnStep {
+  training: boolean; input: DTensor; gradOutput: DTensor; output: DTensor; gradInput: DTensor;
+  gradWeight: DTensor | null; gradBias: DTensor | null; runningMean: DTensor | null; runningVar: DTensor | null;
+  float64?: { output: DTensor; gradInput: DTensor; gradWeight: DTensor | null; gradBias: DTensor | null };
+}
+interface BnCase {
+  name: string; dtype: HalfDType; module: 'BatchNorm1d' | 'BatchNorm2d' | 'BatchNorm3d'; numFeatures: number;
+  options: { eps: number; momentum: number | null; affine: boolean; trackRunningStats: boolean };
+  paramDtype: 'float32' | HalfDType; reference: 'torch' | 'float64'; torchHalfPath: boolean;
+  initial: Record<'weight' | 'bias' | 'runningMean' | 'runningVar', DTensor | null>;
+  steps: BnStep[];
+}
+const bnfx = loadFixture<{ expectedCounts: { modules: number }; modules: BnCase[] }>('batchnorm-dtypes.json');
+
+const UNIT_ROUNDOFF: Record<'float32' | HalfDType, number> = { bfloat16: 2 ** -8, float16: 2 ** -11, float32: 2 ** -24 };
+
+function rawOf(d: DTensor): Float32Array | Uint16Array {
+  const b = Buffer.from(d.b64, 'base64');
+  const buf = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+  return d.dtype === 'float32' ? new Float32Array(buf) : new Uint16Array(buf);
+}
+const valuesOf = (d: DTensor): Float32Array => toFloats(d.dtype, rawOf(d));
+function fxTensor(d: DTensor, dev: string, requiresGrad = false): Tensor {
+  const x = empty(d.shape, d.dtype, Device.parse(dev));
+  x.dlpack().fromHost(rawOf(d));
+  if (requiresGrad) x.requiresGrad = true;
+  return x;
+}
+
+/** |got - want| <= atol + rtol |want| (plus scale-based slack), got's dtype checked first. */
+function closeTo(t: ExecutionContext, got: Tensor | null | undefined, want: DTensor, what: string,
+  o: { rtol: number; atolOfMax?: number; scale?: Float64Array; scaleRtol?: number; dtype?: string }): void {
+  if (!got) return void t.fail(`${what}: missing`);
+  t.is(got.dtype, (o.dtype ?? want.dtype) as DType, `${what}: dtype`);
+  t.deepEqual(got.shape, want.shape, `${what}: shape`);
+  const g = toFloats(got.dtype, got.toArray()), w = valuesOf(want);
+  let max = 0;
+  for (const v of w) max = Math.max(max, Math.abs(v));
+  const atol = (o.atolOfMax ?? 0) * max + 1e-30;
+  const per = w.length / (o.scale?.length ?? 1);
+  let worst = 0, at = -1;
+  for (let i = 0; i < w.length; i++) {
+    const tol = atol + o.rtol * Math.abs(w[i]!) + (o.scale ? o.scale[Math.floor(i / per) % o.scale.length]! * o.scaleRtol! : 0);
+    const r = Math.abs(g[i]! - w[i]!) / tol;
+    if (!(r <= worst)) { worst = r; at = i; }
+  }
+  if (!(worst <= 1)) t.fail(`${what}: element ${at}: got ${g[at]}, expected ${w[at]} (${worst.toFixed(2)} x the tolerance)`);
+  else t.pass();
+}
+
+/** Per channel sum |dy| |x - mean| invstd and sum |dy| (the terms of grad weight / bias). */
+function termScales(x: Float32Array, dy: Float32Array, shape: number[], mean: ArrayLike<number>, v: ArrayLike<number>,
+  eps: number): { weight: Float64Array; bias: Float64Array } {
+  const [n, c] = shape as [number, number];
+  const inner = x.length / (n * c);
+  const weight = new Float64Array(c), bias = new Float64Array(c);
+  for (let ni = 0; ni < n; ni++) for (let ch = 0; ch < c; ch++) for (let k = 0; k < inner; k++) {
+    const i = (ni * c + ch) * inner + k;
+    weight[ch] += Math.abs(dy[i]!) * Math.abs(x[i]! - mean[ch]!) / Math.sqrt(v[ch]! + eps);
+    bias[ch] += Math.abs(dy[i]!);
+  }
+  return { weight, bias };
+}
+function batchMoments(x: Float32Array, shape: number[]): { mean: Float64Array; v: Float64Array } {
+  const [n, c] = shape as [number, number];
+  const inner = x.length / (n * c);
+  const mean = new Float64Array(c), v = new Float64Array(c);
+  for (let ni = 0; ni < n; ni++) for (let ch = 0; ch < c; ch++) for (let k = 0; k < inner; k++) mean[ch] += x[(ni * c + ch) * inner + k]!;
+  for (let ch = 0; ch < c; ch++) mean[ch] /= n * inner;
+  for (let ni = 0; ni < n; ni++) for (let ch = 0; ch < c; ch++) for (let k = 0; k < inner; k++) v[ch] += (x[(ni * c + ch) * inner + k]! - mean[ch]!) ** 2;
+  for (let ch = 0; ch < c; ch++) v[ch] /= n * inner;
+  return { mean, v };
+}
+
+test('batchnorm-dtypes.json: every case present (2 dtypes x 3 ranks x affine x momentum x running stats, + same-dtype)', (t) => {
+  t.is(bnfx.modules.length, 56);
+  t.is(bnfx.expectedCounts.modules, 56);
+  for (const c of bnfx.modules) t.is(c.steps.length, 3, c.name);
+});
+
+for (const c of bnfx.modules) {
+  test(`batchnorm ${c.name} (${c.reference} reference, ${device})`, (t) => {
+    const m = new nn[c.module](c.numFeatures, c.options);
+    const { affine, trackRunningStats: track, eps } = c.options;
+    const state: Record<string, Tensor> = { ...m.stateDict() };
+    for (const k of ['weight', 'bias', 'runningMean', 'runningVar'] as const) {
+      const v = c.initial[k];
+      if (v) state[k] = fxTensor(v, 'cpu');
+    }
+    m.loadStateDict(state);
+    if (device !== 'cpu') m.to(device);
+    if (affine) t.is(m.weight!.dtype, c.paramDtype, 'parameters in their dtype');
+    const u = UNIT_ROUNDOFF[c.dtype], up = UNIT_ROUNDOFF[c.paramDtype];
+    const half = { rtol: 2 * u, atolOfMax: 2 * u * 2 ** -5, dtype: c.dtype };
+    const vsTorch = c.torchHalfPath ? { ...half, atolOfMax: 2 * u } : half;
+    let prevMean = c.initial.runningMean, prevVar = c.initial.runningVar;
+    c.steps.forEach((s, i) => {
+      const label = `${c.name} step ${i} (${s.training ? 'train' : 'eval'})`;
+      m.train(s.training);
+      m.zeroGrad();
+      const x = fxTensor(s.input, device, true);
+      const y = m.forward(x);
+      closeTo(t, y, s.output, `${label} output`, vsTorch);
+      y.backward(fxTensor(s.gradOutput, device));
+      closeTo(t, x.grad, s.gradInput, `${label} grad input`, vsTorch);
+      if (c.torchHalfPath) {
+        t.truthy(s.float64, 'float64 reference present');
+        closeTo(t, y, s.float64!.output, `${label} output (float64 reference)`, half);
+        closeTo(t, x.grad, s.float64!.gradInput, `${label} grad input (float64 reference)`, half);
+      }
+      if (affine) {
+        const xv = valuesOf(s.input), gv = valuesOf(s.gradOutput);
+        const batch = !s.training && track ? { mean: valuesOf(prevMean!), v: valuesOf(prevVar!) } : batchMoments(xv, s.input.shape);
+        const sc = termScales(xv, gv, s.input.shape, batch.mean, batch.v, eps);
+        const o = { rtol: c.paramDtype === 'float32' ? 0 : 2 * up, scaleRtol: 2 ** -20, dtype: c.paramDtype };
+        const ref = c.torchHalfPath ? s.float64! : s; // torch's own all-bfloat16 sums are rounded too
+        closeTo(t, m.weight?.grad, ref.gradWeight!, `${label} grad weight`, { ...o, scale: sc.weight });
+        closeTo(t, m.bias?.grad, ref.gradBias!, `${label} grad bias`, { ...o, scale: sc.bias });
+      }
+      if (track) {
+        // torch's all-bfloat16 update rounds (1 - f) running and f stat apart: atol 2u max|v| as above
+        const o = c.paramDtype === 'float32' ? { rtol: 1e-5, atolOfMax: 1e-6, dtype: 'float32' }
+          : { rtol: 2 * up, atolOfMax: 2 * up * (c.torchHalfPath ? 1 : 2 ** -5), dtype: c.paramDtype };
+        closeTo(t, m.runningMean, s.runningMean!, `${label} runningMean`, o);
+        closeTo(t, m.runningVar, s.runningVar!, `${label} runningVar`, o);
+        prevMean = s.runningMean;
+        prevVar = s.runningVar;
+      }
+    });
+  });
+}
+
+test(`to(dtype) is differentiable: the gradient comes back in the input's dtype (${device})`, (t) => {
+  const x = tensor([1.5, -2.25, 3], { device, requiresGrad: true });
+  const y = x.to('bfloat16');
+  t.is(y.dtype, 'bfloat16');
+  y.backward(tensor([0.5, 1 + 2 ** -8, -4], { dtype: 'bfloat16', device }));
+  t.is(x.grad!.dtype, 'float32');
+  t.deepEqual([...(x.grad!.toArray() as Float32Array)], [0.5, 1, -4]); // 1 + 2^-8 was rounded (to even) on the way in
+  const h = tensor([1, 2], { dtype: 'float16', device, requiresGrad: true });
+  const f = h.to('float32');
+  f.backward(tensor([0.1, 3], { device }));
+  t.is(h.grad!.dtype, 'float16');
+  t.deepEqual([...toFloats('float16', h.grad!.toArray())], [Math.fround(0.0999755859375), 3]);
 });

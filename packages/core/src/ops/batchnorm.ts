@@ -1,7 +1,10 @@
 import { fmt } from '../shape.js';
 import { recordOp } from '../autograd.js';
 import { empty, full, type Tensor } from '../tensor.js';
-import { floatInputs, finite, inLayoutOf } from './util.js';
+import { noGrad } from '../autograd.js';
+import type { DType } from '../dtype.js';
+import { bnInputs, bnKernel, floatInputs, finite, inLayoutOf } from './util.js';
+import { cast, castInto } from './shape.js';
 
 /**
  * Batch normalisation as the primitives SyncBatchNorm composes around its
@@ -9,7 +12,30 @@ import { floatInputs, finite, inLayoutOf } from './util.js';
  * backward_reduce / backward_elemt), and plain batchNorm built from them.
  * An input [N, C, *] is seen as [n, c, hw]; a channels-last one, stored as a
  * row-major [N*H*W, C] matrix, as [N*H*W, C, 1]: the same kernels, no transposes.
+ *
+ * Dtypes, PyTorch's mixed rule: x (and dy) float32, float16 or bfloat16; statistics,
+ * records, sums and count always float32 (the kernels accumulate in float32 / double);
+ * weight, bias and running statistics float32 or x's dtype; y and dx in x's dtype,
+ * the weight's and bias's gradients in theirs.
  */
+
+/** t as float32 for a kernel: t itself, or an unrecorded copy the caller disposes. */
+function asFloat32(t: Tensor | null): Tensor | null {
+  return t === null || t.dtype === 'float32' ? t : noGrad(() => cast(t, 'float32'));
+}
+
+function disposeCopy(copy: Tensor | null, orig: Tensor | null): void {
+  if (copy !== orig) copy?.dispose();
+}
+
+/** weight, bias and running statistics: float32 or x's dtype. */
+function paramDtypes(op: string, dtype: DType, ts: readonly (readonly [string, Tensor | null])[]): void {
+  for (const [name, t] of ts) {
+    if (t && t.dtype !== 'float32' && t.dtype !== dtype) {
+      throw new Error(`${op}: ${name} must be float32 or the input's ${dtype}, got ${t.dtype}`);
+    }
+  }
+}
 export function bnLayout(op: string, x: Tensor): { n: number; c: number; hw: number } {
   if (x.ndim < 2) throw new Error(`${op}: expected an input of at least 2 dimensions [N, C, ...], got ${fmt(x.shape)}`);
   const [n, c] = x.shape;
@@ -30,11 +56,11 @@ function channelVector(op: string, name: string, t: Tensor | null, c: number): v
  */
 export function batchNormStats(x: Tensor, tag = 0): Tensor {
   const op = 'batchNormStats';
-  const backend = floatInputs(op, x);
+  const { backend, dtype } = bnInputs(op, [x]);
   finite(op, 'tag', tag);
   const { n, c, hw } = bnLayout(op, x);
   const stats = empty([2 * c + 2], 'float32', x.device);
-  backend.bnStats(stats.handle(op), x.handle(op), n, c, hw, tag);
+  bnKernel(backend, 'bnStats', dtype, op)(stats.handle(op), x.handle(op), n, c, hw, tag);
   return stats;
 }
 
@@ -95,7 +121,7 @@ export function batchNormMergeStats(stats: Tensor, eps: number, runningMean: Ten
  */
 export function batchNormStatsSums(x: Tensor, shift: Tensor | null, ranks: number, rank: number, tag = 0): Tensor {
   const op = 'batchNormStatsSums';
-  const backend = floatInputs(op, x, shift);
+  const { backend, dtype } = bnInputs(op, [x], [shift]);
   finite(op, 'tag', tag);
   if (!Number.isInteger(ranks) || ranks < 1 || !Number.isInteger(rank) || rank < 0 || rank >= ranks) {
     throw new Error(`${op}: rank ${rank} is not in [0, ${ranks})`);
@@ -103,7 +129,7 @@ export function batchNormStatsSums(x: Tensor, shift: Tensor | null, ranks: numbe
   const { n, c, hw } = bnLayout(op, x);
   if (shift && shift.numel < c) throw new Error(`${op}: shift of shape ${fmt(shift.shape)} has fewer than ${c} values`);
   const sums = empty([2 * c + 1 + ranks], 'float32', x.device);
-  backend.bnStatsSums(sums.handle(op), x.handle(op), shift?.handle(op) ?? null, n, c, hw, ranks, rank, tag);
+  bnKernel(backend, 'bnStatsSums', dtype, op)(sums.handle(op), x.handle(op), shift?.handle(op) ?? null, n, c, hw, ranks, rank, tag);
   return sums;
 }
 
@@ -134,14 +160,19 @@ export function batchNormMergeSums(sums: Tensor, shift: Tensor, c: number, eps: 
 export function batchNormElemt(x: Tensor, mean: Tensor, invstd: Tensor, weight: Tensor | null,
   bias: Tensor | null): Tensor {
   const op = 'batchNormElemt';
-  const backend = floatInputs(op, x, mean, invstd, weight, bias);
+  const { dtype } = bnInputs(op, [x], [mean, invstd]);
+  paramDtypes(op, dtype, [['weight', weight], ['bias', bias]]);
   const { n, c, hw } = bnLayout(op, x);
   for (const [name, t] of [['mean', mean], ['invstd', invstd], ['weight', weight], ['bias', bias]] as const) {
     channelVector(op, name, t, c);
   }
-  const y = empty(x.shape, 'float32', x.device, x.memoryFormat);
-  backend.bnElemt(y.handle(op), x.handle(op), mean.handle(op), invstd.handle(op), weight?.handle(op) ?? null,
-    bias?.handle(op) ?? null, n, c, hw);
+  const w = asFloat32(weight), b = asFloat32(bias); // the kernels read float32 per-channel operands
+  const { backend } = bnInputs(op, [x], [mean, invstd, w, b]);
+  const y = empty(x.shape, dtype, x.device, x.memoryFormat);
+  bnKernel(backend, 'bnElemt', dtype, op)(y.handle(op), x.handle(op), mean.handle(op), invstd.handle(op),
+    w?.handle(op) ?? null, b?.handle(op) ?? null, n, c, hw);
+  disposeCopy(w, weight);
+  disposeCopy(b, bias);
   return y;
 }
 
@@ -155,7 +186,7 @@ export interface BackwardSums {
 export function batchNormBackwardReduce(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor,
   needWeightGrad: boolean): BackwardSums {
   const op = 'batchNormBackwardReduce';
-  const backend = floatInputs(op, dy, x, mean, invstd);
+  const { backend, dtype } = bnInputs(op, [dy, x], [mean, invstd]);
   const { n, c, hw } = bnLayout(op, x);
   if (dy.numel !== x.numel) throw new Error(`${op}: gradient ${fmt(dy.shape)} does not match input ${fmt(x.shape)}`);
   const dyIn = dy;
@@ -163,7 +194,7 @@ export function batchNormBackwardReduce(dy: Tensor, x: Tensor, mean: Tensor, inv
   const sums = empty([2 * c], 'float32', x.device);
   const gradWeight = needWeightGrad ? empty([c], 'float32', x.device) : null;
   const gradBias = needWeightGrad ? empty([c], 'float32', x.device) : null;
-  backend.bnBackwardReduce(sums.handle(op), gradWeight?.handle(op) ?? null, gradBias?.handle(op) ?? null,
+  bnKernel(backend, 'bnBackwardReduce', dtype, op)(sums.handle(op), gradWeight?.handle(op) ?? null, gradBias?.handle(op) ?? null,
     dy.handle(op), x.handle(op), mean.handle(op), invstd.handle(op), n, c, hw);
   if (dy !== dyIn) dy.dispose();
   return { sums, gradWeight, gradBias };
@@ -173,13 +204,17 @@ export function batchNormBackwardReduce(dy: Tensor, x: Tensor, mean: Tensor, inv
 export function batchNormBackwardElemt(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor,
   weight: Tensor | null, sums: Tensor, count: Tensor): Tensor {
   const op = 'batchNormBackwardElemt';
-  const backend = floatInputs(op, dy, x, mean, invstd, weight, sums, count);
+  const { dtype } = bnInputs(op, [dy, x], [mean, invstd, sums, count]);
+  paramDtypes(op, dtype, [['weight', weight]]);
+  const w = asFloat32(weight);
+  const { backend } = bnInputs(op, [dy, x], [mean, invstd, w, sums, count]);
   const { n, c, hw } = bnLayout(op, x);
-  const dx = empty(x.shape, 'float32', x.device, x.memoryFormat);
+  const dx = empty(x.shape, dtype, x.device, x.memoryFormat);
   const d = inLayoutOf(dy, x); // the kernel walks dy in x's order
-  backend.bnBackwardElemt(dx.handle(op), d.handle(op), x.handle(op), mean.handle(op), invstd.handle(op),
-    weight?.handle(op) ?? null, sums.handle(op), count.handle(op), n, c, hw);
+  bnKernel(backend, 'bnBackwardElemt', dtype, op)(dx.handle(op), d.handle(op), x.handle(op), mean.handle(op),
+    invstd.handle(op), w?.handle(op) ?? null, sums.handle(op), count.handle(op), n, c, hw);
   if (d !== dy) d.dispose();
+  disposeCopy(w, weight);
   return dx;
 }
 
@@ -199,7 +234,8 @@ export function batchNormInvstd(variance: Tensor, eps: number): Tensor {
 export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null,
   weight: Tensor | null, bias: Tensor | null, training: boolean, momentum: number, eps: number): Tensor {
   const op = 'batchNorm';
-  floatInputs(op, x, runningMean, runningVar, weight, bias);
+  const { dtype } = bnInputs(op, [x]);
+  paramDtypes(op, dtype, [['runningMean', runningMean], ['runningVar', runningVar], ['weight', weight], ['bias', bias]]);
   const { n, c, hw } = bnLayout(op, x);
   finite(op, 'eps', eps, { positive: true });
   finite(op, 'momentum', momentum);
@@ -216,22 +252,42 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
       throw new Error(`${op}: expected more than 1 value per channel when training, got input of shape ${fmt(x.shape)}`);
     }
     const update = training && runningMean !== null && runningVar !== null;
-    ({ mean, invstd, count } = batchNormMergeStats(batchNormStats(x), eps, update ? runningMean : null,
-      update ? runningVar : null, momentum));
+    // running statistics in x's half dtype are updated in float32 and rounded back once
+    const rm = update ? asFloat32(runningMean) : null, rv = update ? asFloat32(runningVar) : null;
+    const stats = batchNormStats(x);
+    ({ mean, invstd, count } = batchNormMergeStats(stats, eps, rm, rv, momentum));
+    stats.dispose();
+    if (rm !== runningMean && rm) castInto(runningMean!, rm, op);
+    if (rv !== runningVar && rv) castInto(runningVar!, rv, op);
+    disposeCopy(rm, runningMean);
+    disposeCopy(rv, runningVar);
   } else {
-    mean = runningMean!;
-    invstd = batchNormInvstd(runningVar!, eps);
+    mean = asFloat32(runningMean)!;
+    const rv = asFloat32(runningVar)!;
+    invstd = batchNormInvstd(rv, eps);
+    disposeCopy(rv, runningVar);
     count = full([1], 1, { device: x.device });
   }
   const y = batchNormElemt(x, mean, invstd, weight, bias);
+  const weightDtype = weight?.dtype, biasDtype = bias?.dtype;
   // One node for the whole layer: backward is one reduction and one elementwise pass.
   return recordOp(y, op, [x, weight, bias], [x, weight, mean, invstd, count],
-    (dy, [sx, sw, smean, sinvstd, scount], needs) => {
+    (dyIn, [sx, sw, smean, sinvstd, scount], needs) => {
+      // dy in x's dtype (a float32 seed may reach a half output)
+      const dy = dyIn.dtype === dtype ? dyIn : noGrad(() => cast(dyIn, dtype));
       const red = batchNormBackwardReduce(dy, sx!, smean!, sinvstd!, needs[1] || needs[2]);
       // With running statistics the mean and variance are constants: only dy * invstd * w flows back.
       if (!useBatchStats) red.sums.storage(op).backend.fill(red.sums.handle(op), 2 * c, 0);
       const dx = needs[0] ? batchNormBackwardElemt(dy, sx!, smean!, sinvstd!, sw, red.sums, scount!) : null;
       red.sums.dispose();
-      return [dx, needs[1] ? red.gradWeight : null, needs[2] ? red.gradBias : null];
+      if (dy !== dyIn) dy.dispose();
+      // the weight's and bias's gradients in their own dtype (float32, or x's)
+      const inDtype = (g: Tensor | null, want: DType | undefined): Tensor | null => {
+        if (!g || !want || want === g.dtype) return g;
+        const r = noGrad(() => cast(g, want));
+        g.dispose();
+        return r;
+      };
+      return [dx, needs[1] ? inDtype(red.gradWeight, weightDtype) : null, needs[2] ? inDtype(red.gradBias, biasDtype) : null];
     });
 }

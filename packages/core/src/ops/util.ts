@@ -4,6 +4,7 @@ import { layoutAware } from '../memory-format.js';
 import { contiguous } from './shape.js';
 import { fmt } from '../shape.js';
 import type { Tensor } from '../tensor.js';
+import { type DType, isFloatDType } from '../dtype.js';
 
 /**
  * Checks that every tensor is float32 and on one device; returns that device's backend.
@@ -50,4 +51,53 @@ export function finite(op: string, name: string, v: number, { positive = false }
 export function inLayoutOf(t: Tensor, ref: Tensor): Tensor {
   if (t.ndim < 4 || t.isContiguous(ref.memoryFormat)) return t;
   return noGrad(() => contiguous(t, ref.memoryFormat));
+}
+
+/**
+ * Batch norm's operands (PyTorch's mixed rule): `big` (x, dy) share one float dtype,
+ * float32, float16 or bfloat16; `small` (statistics, records, weight, bias) are float32.
+ * All on one device. Returns the backend and the big operands' dtype.
+ */
+export function bnInputs(op: string, big: readonly (Tensor | null | undefined)[],
+  small: readonly (Tensor | null | undefined)[] = []): { backend: Backend; dtype: DType } {
+  let dtype: DType | null = null;
+  let first: Tensor | null = null;
+  for (const t of big) {
+    if (!t) continue;
+    const d = t.storage(op).dtype;
+    if (!isFloatDType(d)) throw new Error(`${op}: expected a float32, float16 or bfloat16 tensor, got ${d} of shape ${fmt(t.shape)}`);
+    if (dtype !== null && d !== dtype) {
+      throw new Error(`${op}: the input and its gradient must have one dtype, got ${dtype} and ${d}`);
+    }
+    dtype = d;
+    first ??= t;
+  }
+  for (const t of small) {
+    if (!t) continue;
+    const d = t.storage(op).dtype;
+    if (d !== 'float32') throw new Error(`${op}: expected a float32 tensor (statistics, weight, bias), got ${d} of shape ${fmt(t.shape)}`);
+  }
+  for (const t of [...big, ...small]) {
+    if (!t) continue;
+    if (first && !first.device.equals(t.device)) {
+      throw new Error(`${op}: tensors are on different devices (${first.device} and ${t.device})`);
+    }
+    first ??= t;
+  }
+  if (!first || dtype === null) throw new Error(`${op}: no tensor input`);
+  return { backend: first.storage(op).backend, dtype };
+}
+
+/** The batch-norm kernels that have float16 / bfloat16 variants (Backend's bnXxxBf16 / bnXxxF16). */
+type BnKernelName = 'bnStats' | 'bnStatsSums' | 'bnElemt' | 'bnBackwardReduce' | 'bnBackwardElemt';
+
+/** `name`'s kernel for x of `dtype`, bound to the backend; a backend without it is told by name. */
+export function bnKernel<K extends BnKernelName>(backend: Backend, name: K, dtype: DType, op: string):
+  NonNullable<Backend[K]> {
+  const key = dtype === 'float32' ? name : `${name}${dtype === 'bfloat16' ? 'Bf16' : 'F16'}`;
+  const fn = (backend as unknown as Record<string, unknown>)[key] as ((...a: unknown[]) => void) | undefined;
+  if (typeof fn !== 'function') {
+    throw new Error(`${op}: the ${backend.deviceType} backend has no ${dtype} batch-norm kernels (${key})`);
+  }
+  return fn.bind(backend) as NonNullable<Backend[K]>;
 }
