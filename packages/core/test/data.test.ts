@@ -149,6 +149,8 @@ test('DataLoader: a failing item is reported from the worker with its batch; col
   const loader = new data.DataLoader(new Synthetic(10, 7), { batchSize: 4 });
   t.throws(() => [...loader], { message: /DataLoader worker: batch 1: item 7 is unreadable/ });
   await loader.close();
+  const exits = new data.DataLoader(new Synthetic(10, -1, 5), { batchSize: 4 });
+  t.throws(() => [...exits], { message: /DataLoader worker: the worker thread exited/ });
   const mixed: data.Dataset = { length: 2, getItem: (i) => [i === 0 ? Float32Array.of(1, 2) : Float32Array.of(1, 2, 3)] };
   t.throws(() => [...new data.DataLoader(mixed, { batchSize: 2 })], { message: /item\[0\] is float32 \[2\] in item 0 but float32 \[3\] in item 1/ });
   t.throws(() => new data.DataLoader(mixed, { prefetch: true }), { message: /has no workerSource/ });

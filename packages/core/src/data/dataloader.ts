@@ -116,7 +116,8 @@ export class DataLoader<S extends Sample = Sample, B = Collated<S>> implements I
 
   private startWorker(source: WorkerSource): WorkerHandle {
     const { port1, port2 } = new MessageChannel();
-    const signal = new Int32Array(new SharedArrayBuffer(4));
+    // [0]: messages posted (bumped after each), [1]: 1 once the worker thread has exited
+    const signal = new Int32Array(new SharedArrayBuffer(8));
     const worker = new Worker(new URL('./prefetch-worker.js', import.meta.url), {
       workerData: { port: port2, signal, source }, transferList: [port2],
     });
@@ -155,6 +156,10 @@ export class DataLoader<S extends Sample = Sample, B = Collated<S>> implements I
       const seen = Atomics.load(signal, 0);
       const got = receiveMessageOnPort(port);
       if (got) return got.message as FromWorker;
+      if (Atomics.load(signal, 1) === 1) {
+        this.worker = null;
+        throw new Error('DataLoader worker: the worker thread exited (the dataset ended it?) before sending the batch');
+      }
       // the worker posts, then bumps the counter and notifies: a post after `seen` was read wakes this
       Atomics.wait(signal, 0, seen, 1000);
     }

@@ -16,6 +16,12 @@ function post(msg: unknown, transfer: ArrayBuffer[] = []): void {
   Atomics.notify(signal, 0);
 }
 
+// the main thread, waiting for a batch, cannot see the 'exit' event: it reads this flag
+process.on('exit', () => {
+  Atomics.store(signal, 1, 1);
+  Atomics.notify(signal, 0);
+});
+
 const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 let dataset: Dataset | null = null;
