@@ -8,7 +8,7 @@
  * (copies), and hands the host buffers back for reuse: memory stays flat.
  */
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
-import { Device } from '../device.js';
+import { Device, type DeviceLike } from '../device.js';
 import type { Generator } from '../random.js';
 import type { Dataset, WorkerSource } from './dataset.js';
 import { RandomSampler, SequentialSampler, type Sampler } from './sampler.js';
@@ -32,7 +32,7 @@ export interface DataLoaderOptions<S extends Sample, B> {
    */
   prefetch?: boolean;
   /** where the default collate puts the Tensors (default cpu) */
-  device?: string | Device;
+  device?: DeviceLike;
 }
 
 /** How many batches the worker may have ready or in flight ahead of the main thread. */

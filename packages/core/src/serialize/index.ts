@@ -7,7 +7,7 @@
  */
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { Device } from '../device.js';
+import { Device, type DeviceLike } from '../device.js';
 import { Tensor } from '../tensor.js';
 import { tensorFromHost, type HostTensor } from '../data/sample.js';
 import { deserialize, serialize, type Contents } from './safetensors.js';
@@ -41,11 +41,11 @@ export function loadFile(path: string): Contents {
 }
 
 /** Reads a safetensors file into Tensors (on `device`, default cpu), e.g. for `model.loadStateDict`. */
-export function load(path: string, opts: { device?: string | Device } = {}): Record<string, Tensor> {
+export function load(path: string, opts: { device?: DeviceLike } = {}): Record<string, Tensor> {
   return toTensorRecord(loadFile(path).tensors, opts.device);
 }
 
-export function toTensorRecord(host: Readonly<Record<string, HostTensor>>, device: string | Device = 'cpu'): Record<string, Tensor> {
+export function toTensorRecord(host: Readonly<Record<string, HostTensor>>, device: DeviceLike = 'cpu'): Record<string, Tensor> {
   const d = Device.parse(device);
   const out: Record<string, Tensor> = {};
   for (const [k, h] of Object.entries(host)) out[k] = tensorFromHost(h, d);
