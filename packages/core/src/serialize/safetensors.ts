@@ -12,7 +12,7 @@
  * decreasing alignment then name (so each is aligned in the file), and a
  * reader demands the offsets tile the data exactly, in order.
  */
-import { bytesPerElement, hostArray, type DType, type HostArray } from '../dtype.js';
+import { bytesPerElement, hostArray, type DType } from '../dtype.js';
 import { endianness } from 'node:os';
 import { fmt, numelOf } from '../shape.js';
 import { Tensor } from '../tensor.js';
