@@ -103,7 +103,7 @@ function prebuiltNote(spec: NativeLibrarySpec): string {
   }
   if (pkg.dir === null) {
     return `${where}; its prebuilt package ${pkg.name} is not installed (an optional dependency of @bagua/kernels: ` +
-      'was it left out with --omit=optional or --no-optional? reinstall without it)';
+      'was it left out with --omit=optional or --no-optional? reinstall without that flag)';
   }
   return `${where}; ${pkg.name} at ${pkg.dir} has no ${spec.fileName}` +
     (spec.fileName.includes('cuda') ? ' (this release was packed without the CUDA library)' : '');
