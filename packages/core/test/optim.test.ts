@@ -375,3 +375,30 @@ test('loadStateDict: mismatches are named and change nothing', (t) => {
   t.is(fresh.lr, 0.3, 'a refused state dict changes nothing');
   t.deepEqual(fresh.stateDict().state, {});
 });
+
+test('channels-last parameters: the state follows their storage order; the result is the row-major run\'s', (t) => {
+  const data = Float32Array.from({ length: 24 }, (_, i) => Math.sin(i + 1));
+  const grads = [0, 1, 2].map((s) => Float32Array.from({ length: 24 }, (_, i) => Math.cos(3 * i + s)));
+  const run = (channelsLast: boolean) => {
+    const base = tensor(data, { shape: [2, 3, 2, 2] });
+    const p = (channelsLast ? base.contiguous('channelsLast') : base.clone()).detach().keep();
+    p.requiresGrad = true;
+    const opts = [new AdamW([p], { lr: 0.1, amsgrad: true }), new SGD([p], { lr: 0.1, momentum: 0.9 })];
+    for (const [s, g] of grads.entries()) {
+      const gt = tensor(g, { shape: [2, 3, 2, 2] });
+      // the third gradient arrives row-major on a channels-last parameter: moved to its order
+      p.grad = channelsLast && s < 2 ? gt.contiguous('channelsLast') : gt;
+      for (const o of opts) o.step();
+    }
+    const adamState = opts[0]!.stateDict().state[0]!;
+    return { p: values(p), m: values(adamState.exp_avg as Tensor), v: values(adamState.max_exp_avg_sq as Tensor),
+      buf: values(opts[1]!.stateDict().state[0]!.momentum_buffer as Tensor), fmt: (adamState.exp_avg as Tensor).memoryFormat };
+  };
+  const rm = run(false);
+  const cl = run(true);
+  t.is(cl.fmt, 'channelsLast');
+  t.deepEqual(cl.p, rm.p);
+  t.deepEqual(cl.m, rm.m);
+  t.deepEqual(cl.v, rm.v);
+  t.deepEqual(cl.buf, rm.buf);
+});

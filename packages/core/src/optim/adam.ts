@@ -1,6 +1,6 @@
-import { zeros, type Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor.js';
 import {
-  isBoolean, nonNegative, Optimizer, stateNumber, stateTensor, stepTensor, type ParamGroup, type Params,
+  isBoolean, nonNegative, Optimizer, stateNumber, stateTensor, stateZeros, stepTensor, storageHandle, type ParamGroup, type Params,
   type StateEntry,
 } from './optimizer.js';
 
@@ -58,22 +58,20 @@ abstract class AdamBase extends Optimizer<AdamGroupOptions, AdamState> {
   protected update(p: Tensor, grad: Tensor, g: AdamParamGroup): void {
     let s = this.state.get(p);
     if (!s) {
-      s = { step: 0, expAvg: zeros(p.shape, { device: p.device }).keep(), expAvgSq: zeros(p.shape, { device: p.device }).keep(),
-        maxExpAvgSq: null };
+      s = { step: 0, expAvg: stateZeros(p), expAvgSq: stateZeros(p), maxExpAvgSq: null };
       this.state.set(p, s);
     }
     // Made at the first step with amsgrad (PyTorch makes it with the state; a group switched
     // to amsgrad later starts from zeros instead of failing).
-    if (g.amsgrad && !s.maxExpAvgSq) s.maxExpAvgSq = zeros(p.shape, { device: p.device }).keep();
+    if (g.amsgrad && !s.maxExpAvgSq) s.maxExpAvgSq = stateZeros(p);
     const step = ++s.step;
     const [beta1, beta2] = g.betas;
     // In double, as PyTorch's Python floats; the kernel rounds each once to float.
     const biasCorrection1 = 1 - beta1 ** step;
     const biasCorrection2 = 1 - beta2 ** step;
     const op = `${this.name}.step`;
-    const storage = p.storage(op);
-    storage.backend.adam(storage.handle, s.expAvg.handle(op), s.expAvgSq.handle(op),
-      g.amsgrad ? s.maxExpAvgSq!.handle(op) : null, grad.handle(op), p.numel, beta1, beta2, 1 - beta1, 1 - beta2,
+    p.storage(op).backend.adam(storageHandle(p, op), storageHandle(s.expAvg, op), storageHandle(s.expAvgSq, op),
+      g.amsgrad ? storageHandle(s.maxExpAvgSq!, op) : null, storageHandle(grad, op), p.numel, beta1, beta2, 1 - beta1, 1 - beta2,
       g.eps, this.decoupled ? 0 : g.weightDecay, this.decoupled ? 1 - g.lr * g.weightDecay : 1, g.lr / biasCorrection1,
       Math.sqrt(biasCorrection2), g.amsgrad, g.maximize);
   }

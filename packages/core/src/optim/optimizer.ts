@@ -4,10 +4,12 @@
  * updates every parameter holding a gradient and then ends a step of tensor lifetimes
  * (endStep), and stateDict / loadStateDict in PyTorch's structure and snake_case names.
  */
+import type { Handle } from '../backend.js';
 import { noGrad } from '../autograd.js';
 import { scope, endStep } from '../lifetime.js';
+import { contiguous } from '../ops/shape.js';
 import { fmt } from '../shape.js';
-import { Tensor, tensor } from '../tensor.js';
+import { empty, Tensor, tensor } from '../tensor.js';
 
 /** Keys a scheduler or user may add to a group (PyTorch's initial_lr, max_lr, ...): JSON values. */
 export type GroupExtras = { [key: string]: unknown };
@@ -74,7 +76,24 @@ export function stateTensor(v: unknown, p: Tensor, where: string): Tensor {
     throw new Error(`${where} has shape ${fmt(v.shape)}, its parameter has shape ${fmt(p.shape)}`);
   }
   if (v.dtype !== 'float32') throw new Error(`${where} has dtype ${v.dtype}, its parameter float32`);
-  return noGrad(() => scope(() => v.to(p.device).clone())).keep();
+  return noGrad(() => scope(() => contiguous(v.to(p.device), p.memoryFormat).clone())).keep();
+}
+
+/**
+ * A state tensor of zeros for parameter `p`, in p's memory format: the update kernels run over
+ * storages element by element, so param, grad and state share one storage order (channels-last
+ * parameters included, as PyTorch's zeros_like(preserve_format)).
+ */
+export function stateZeros(p: Tensor): Tensor {
+  const t = empty(p.shape, 'float32', p.device, p.memoryFormat);
+  const s = t.storage('optimizer state');
+  s.backend.fill(s.handle, t.numel, 0);
+  return t.keep();
+}
+
+/** A storage's handle in its own order, for the elementwise update kernels (see stateZeros). */
+export function storageHandle(t: Tensor, op: string): Handle {
+  return t.storage(op).handle;
 }
 
 export abstract class Optimizer<O extends { lr: number }, S> {
@@ -144,7 +163,18 @@ export abstract class Optimizer<O extends { lr: number }, S> {
         if (!g.device.equals(p.device)) {
           throw new Error(`${this.name}: grad on ${g.device}, parameter on ${p.device}`);
         }
-        this.update(p, g, group);
+        // A gradient assigned in another memory format than its parameter's (backward gives
+        // the parameter's): the kernels need one storage order, so a copy in the parameter's.
+        const fmtP = p.memoryFormat;
+        if (g.isContiguous(fmtP)) this.update(p, g, group);
+        else {
+          const moved = noGrad(() => contiguous(g, fmtP));
+          try {
+            this.update(p, moved, group);
+          } finally {
+            moved.dispose();
+          }
+        }
       }
     }
     endStep(this);

@@ -1,6 +1,6 @@
-import { zeros, type Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor.js';
 import {
-  isBoolean, nonNegative, Optimizer, stateTensor, type ParamGroup, type Params, type StateEntry,
+  isBoolean, nonNegative, Optimizer, stateTensor, stateZeros, storageHandle, type ParamGroup, type Params, type StateEntry,
 } from './optimizer.js';
 
 export interface SGDOptions {
@@ -46,10 +46,10 @@ export class SGD extends Optimizer<SGDGroupOptions, SGDState> {
     if (!s) this.state.set(p, (s = { momentumBuffer: null }));
     // PyTorch's first momentum step copies the gradient into a new buffer (no dampening).
     const first = g.momentum !== 0 && s.momentumBuffer === null;
-    if (first) s.momentumBuffer = zeros(p.shape, { device: p.device }).keep();
-    const storage = p.storage('SGD.step');
-    storage.backend.sgd(storage.handle, g.momentum !== 0 ? s.momentumBuffer!.handle('SGD.step') : null,
-      grad.handle('SGD.step'), p.numel, g.lr, g.momentum, g.dampening, g.weightDecay, g.nesterov, first);
+    if (first) s.momentumBuffer = stateZeros(p);
+    const op = 'SGD.step';
+    p.storage(op).backend.sgd(storageHandle(p, op), g.momentum !== 0 ? storageHandle(s.momentumBuffer!, op) : null,
+      storageHandle(grad, op), p.numel, g.lr, g.momentum, g.dampening, g.weightDecay, g.nesterov, first);
   }
 
   protected saveState(s: SGDState): StateEntry {
