@@ -1,7 +1,7 @@
 /**
  * koffi bindings to NCCL (libnccl.so.2) and the few CUDA runtime calls the
  * 'nccl' backend needs (libcudart: stream polling, device selection,
- * scratch memory). Both are found at run time; see find.ts.
+ * scratch memory, and the communication stream and events of allReduceAsync). Both are found at run time; see find.ts.
  */
 import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
 import { findLibrary, type FindLibraryOptions } from './find.js';
@@ -79,6 +79,14 @@ export interface CudaRuntime {
   readonly malloc: Fn;
   readonly free: Fn;
   readonly memset: Fn;
+  /** Streams and events of the nccl group's allReduceAsync (its communication stream). */
+  readonly streamCreateWithFlags: Fn;
+  readonly streamDestroy: Fn;
+  readonly streamWaitEvent: Fn;
+  readonly eventCreateWithFlags: Fn;
+  readonly eventRecord: Fn;
+  readonly eventQuery: Fn;
+  readonly eventDestroy: Fn;
   errorString(code: number): string;
 }
 
@@ -216,6 +224,13 @@ const cudart = cachedLoader((): CudaRuntime => {
     malloc: lib.func('int cudaMalloc(_Out_ void **devPtr, size_t size)'),
     free: lib.func('int cudaFree(void *devPtr)'),
     memset: lib.func('int cudaMemset(void *devPtr, int value, size_t count)'),
+    streamCreateWithFlags: lib.func('int cudaStreamCreateWithFlags(_Out_ void **stream, unsigned int flags)'),
+    streamDestroy: lib.func('int cudaStreamDestroy(void *stream)'),
+    streamWaitEvent: lib.func('int cudaStreamWaitEvent(void *stream, void *event, unsigned int flags)'),
+    eventCreateWithFlags: lib.func('int cudaEventCreateWithFlags(_Out_ void **event, unsigned int flags)'),
+    eventRecord: lib.func('int cudaEventRecord(void *event, void *stream)'),
+    eventQuery: lib.func('int cudaEventQuery(void *event)'),
+    eventDestroy: lib.func('int cudaEventDestroy(void *event)'),
     errorString: (code) => `cudaError ${code}: ${(errStr(code) as string | null) ?? ''}`,
   };
 });

@@ -1,18 +1,33 @@
 /**
  * The 'nccl' backend: koffi bindings to libnccl.so.2. Collectives take
- * device buffers only and are queued on the buffer's stream: they return
- * once queued (set `blocking` / BAGUA_NCCL_BLOCKING=1 to wait for
- * completion, bounded by timeoutMs, aborting the communicator on expiry).
- * barrier() always waits, with the same timeout and abort.
+ * device buffers only and return once queued (set `blocking` /
+ * BAGUA_NCCL_BLOCKING=1 to wait for completion, bounded by timeoutMs,
+ * aborting the communicator on expiry). barrier() always waits, with the
+ * same timeout and abort.
+ *
+ * Streams (as PyTorch's ProcessGroupNCCL): with the CUDA runtime at hand,
+ * every collective of a group runs on the group's own communication stream
+ * (non-blocking, made at the first collective), ordered after the work
+ * already queued on the buffer's stream by an event that stream records and
+ * the communication stream waits for. A synchronous collective then makes the
+ * buffer's stream wait for an event recorded after it; allReduceAsync leaves
+ * that to its Work's wait(), so the buffer's stream (backward's kernels) goes
+ * on while the all-reduce runs. One stream for all of them keeps the GPU's
+ * order of the communicator's collectives that of the calls, as NCCL needs.
+ * Events come from a pool and are destroyed with the group. Without the
+ * runtime, collectives are queued on the buffer's stream and allReduceAsync
+ * runs at the call.
  */
 import {
   CollectiveError,
   DEFAULT_TIMEOUT_MS,
+  completedWork,
   type CommBuffer,
   type CommDevice,
   type DeviceBuffer,
   type ProcessGroup,
   type ReduceOp,
+  type Work,
 } from '../process-group.js';
 import { isDeviceBuffer } from '../buffers.js';
 import { ProcessGroupBase, type SubgroupSpec } from '../group/base.js';
@@ -53,6 +68,15 @@ export interface NcclGroupOptions {
 }
 
 const CUDA_ERROR_NOT_READY = 600;
+/** cudaStreamNonBlocking: the communication stream does not wait for the legacy default stream. */
+const CUDA_STREAM_NON_BLOCKING = 1;
+/** cudaEventDisableTiming: the cheapest events, for ordering only. */
+const CUDA_EVENT_DISABLE_TIMING = 2;
+
+/** A pointer koffi gave back through an `_Out_ void **`. */
+function pointerValue(p: unknown): bigint {
+  return typeof p === 'bigint' ? p : BigInt(p as number);
+}
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
 function sleepMs(ms: number): void {
@@ -193,6 +217,11 @@ export class NcclProcessGroup extends ProcessGroupBase {
   private comm: unknown;
   private aborted = '';
   private scratch: bigint | null = null;
+  /** The communication stream (made at the first collective that needs it). */
+  private commStream: bigint | null = null;
+  /** Events not in use, and every event made (destroyed with the group). */
+  private readonly idleEvents: bigint[] = [];
+  private readonly events = new Set<bigint>();
 
   /** @internal use createNcclProcessGroup */
   constructor(
@@ -327,8 +356,55 @@ export class NcclProcessGroup extends ProcessGroupBase {
     if (op === 'avg' && this.lib.version < 21000) {
       throw this.error('allReduce', `op 'avg' needs NCCL >= 2.10 (this is ${this.ncclVersion})`);
     }
-    this.check('allReduce', this.lib.allReduce(b.ptr, b.ptr, b.length, this.dtype('allReduce', b), code, comm, b.stream) as number);
-    if (this.blocking) this.synchronize(b.stream, 'allReduce');
+    const dtype = this.dtype('allReduce', b);
+    this.run('allReduce', b.stream, (s) => this.lib.allReduce(b.ptr, b.ptr, b.length, dtype, code, comm, s) as number);
+  }
+
+  /**
+   * The all-reduce queued on the communication stream after the work queued
+   * so far on the buffer's stream; returns at once. The Work's wait() makes
+   * the buffer's stream wait for it (the host does not block unless the
+   * group is `blocking`: then it waits for completion, bounded by timeoutMs),
+   * so kernels queued after wait() on that stream see the result; done()
+   * says whether it has completed on the device. Argument errors throw here;
+   * an NCCL or CUDA error, or NCCL's asynchronous error, from wait().
+   */
+  override allReduceAsync(buf: CommBuffer, op: ReduceOp = 'sum'): Work {
+    this.ensureOpen('allReduceAsync');
+    const b = this.device_('allReduceAsync', buf);
+    const code = this.reduceOpCode(NCCL_OP, op);
+    if (op === 'avg' && this.lib.version < 21000) {
+      throw new TypeError(`allReduceAsync: op 'avg' needs NCCL >= 2.10 (this is ${this.ncclVersion})`);
+    }
+    const dtype = this.dtype('allReduceAsync', b);
+    // No runtime, no communication stream: it runs at the call on the buffer's stream (same order, no overlap).
+    if (!this.rt) return completedWork(() => this.allReduce(buf, op));
+    const start = performance.now();
+    let done: bigint;
+    try {
+      const comm = this.live('allReduceAsync');
+      done = this.enqueue('allReduceAsync', b.stream, (s) => this.lib.allReduce(b.ptr, b.ptr, b.length, dtype, code, comm, s) as number)!;
+    } catch (e) {
+      return completedWork(() => {
+        throw e;
+      });
+    }
+    let finished = false;
+    let error: CollectiveError | null = null;
+    return {
+      wait: () => {
+        if (error) throw error;
+        if (finished) return;
+        try {
+          this.join('allReduceAsync', b.stream, done, start);
+        } catch (e) {
+          if (e instanceof CollectiveError) error = e;
+          throw e;
+        }
+        finished = true;
+      },
+      done: () => finished || error !== null || this.eventDone(done),
+    };
   }
 
   allGather(output: CommBuffer, input: CommBuffer): void {
@@ -336,16 +412,16 @@ export class NcclProcessGroup extends ProcessGroupBase {
     const o = this.device_('allGather', output, 'output');
     const i = this.device_('allGather', input, 'input');
     this.checkGather(o, i);
-    this.check('allGather', this.lib.allGather(i.ptr, o.ptr, i.length, this.dtype('allGather', i), comm, o.stream) as number);
-    if (this.blocking) this.synchronize(o.stream, 'allGather');
+    const dtype = this.dtype('allGather', i);
+    this.run('allGather', o.stream, (s) => this.lib.allGather(i.ptr, o.ptr, i.length, dtype, comm, s) as number);
   }
 
   broadcast(buf: CommBuffer, root: number): void {
     const comm = this.live('broadcast');
     const b = this.device_('broadcast', buf);
     this.checkRoot(root);
-    this.check('broadcast', this.lib.broadcast(b.ptr, b.ptr, b.length, this.dtype('broadcast', b), root, comm, b.stream) as number);
-    if (this.blocking) this.synchronize(b.stream, 'broadcast');
+    const dtype = this.dtype('broadcast', b);
+    this.run('broadcast', b.stream, (s) => this.lib.broadcast(b.ptr, b.ptr, b.length, dtype, root, comm, s) as number);
   }
 
   /** An all-reduce of one int on the default stream, waited for (needs the CUDA runtime). */
@@ -359,8 +435,147 @@ export class NcclProcessGroup extends ProcessGroupBase {
       if (rc !== 0) throw this.error('barrier', `cudaMalloc failed: ${rt.errorString(rc)}`);
       this.scratch = BigInt(p[0] as bigint | number);
     }
-    this.check('barrier', this.lib.allReduce(this.scratch, this.scratch, 1, NCCL_DTYPE.int32, NCCL_OP.sum, comm, 0n) as number);
+    const scratch = this.scratch;
+    const done = this.enqueue('barrier', 0n, (s) => this.lib.allReduce(scratch, scratch, 1, NCCL_DTYPE.int32, NCCL_OP.sum, comm, s) as number);
+    if (done !== null) this.join('barrier', 0n, done, performance.now(), false);
     this.synchronize(0n, 'barrier');
+  }
+
+  // ---------------------------------------------------------------- streams and events
+
+  /** A synchronous collective: queued (enqueue), the buffer's stream ordered after it, waited for when blocking. */
+  private run(op: string, stream: bigint, issue: (stream: bigint) => number): void {
+    const done = this.enqueue(op, stream, issue);
+    if (done !== null) this.join(op, stream, done, performance.now(), false);
+    if (this.blocking) this.synchronize(stream, op);
+  }
+
+  /**
+   * Issues an NCCL call on the communication stream after the work queued so
+   * far on `stream`, and records an event after it: returns that event (the
+   * caller gives it back through join). Without the CUDA runtime, issues on
+   * `stream` itself and returns null. A CUDA failure that leaves this rank
+   * without the collective its peers issue aborts the communicator: a later
+   * collective would otherwise pair with the wrong one of theirs.
+   */
+  private enqueue(op: string, stream: bigint, issue: (stream: bigint) => number): bigint | null {
+    const rt = this.rt;
+    if (!rt) {
+      this.check(op, issue(stream));
+      return null;
+    }
+    const fatal = (what: string, rc: number): CollectiveError => {
+      const detail = `${what} failed: ${rt.errorString(rc)}`;
+      this.abort(detail);
+      return this.error(op, `${detail}; the communicator was aborted`);
+    };
+    const comm = this.communicationStream(op);
+    const ready = this.takeEvent(op);
+    let rc = rt.eventRecord(ready, stream) as number;
+    if (rc === 0) rc = rt.streamWaitEvent(comm, ready, 0) as number;
+    // The wait took the event's state at the call: it can be recorded again at once.
+    this.idleEvents.push(ready);
+    if (rc !== 0) throw fatal('ordering the communication stream after the buffer\'s stream (cudaEventRecord, cudaStreamWaitEvent)', rc);
+    this.check(op, issue(comm));
+    const done = this.takeEvent(op);
+    rc = rt.eventRecord(done, comm) as number;
+    if (rc !== 0) {
+      this.idleEvents.push(done);
+      throw fatal('cudaEventRecord after the collective on the communication stream', rc);
+    }
+    return done;
+  }
+
+  /**
+   * Orders `stream` after the collective that ended with `done`, and gives the
+   * event back. With `poll` (allReduceAsync's wait() on a blocking group),
+   * first waits on the host for it to complete, within timeoutMs of `start`.
+   */
+  private join(op: string, stream: bigint, done: bigint, start: number, poll = this.blocking): void {
+    const rt = this.rt!;
+    if (this.isDestroyed) throw this.error(op, 'the process group was destroyed before wait(): the result is lost');
+    if (this.aborted) throw this.error(op, `the communicator was aborted (${this.aborted}) before wait()`);
+    this.checkAsyncError(op);
+    if (poll) {
+      let pause = 0.02;
+      for (;;) {
+        const q = rt.eventQuery(done) as number;
+        if (q === 0) break;
+        if (q !== CUDA_ERROR_NOT_READY) throw this.error(op, `cudaEventQuery failed: ${rt.errorString(q)}`);
+        this.checkAsyncError(op);
+        if (performance.now() - start > this.timeoutMs) {
+          this.abort(`${op} timed out`);
+          throw this.error(op, `did not complete within ${this.timeoutMs} ms; the communicator was aborted`);
+        }
+        sleepMs(pause);
+        pause = Math.min(pause * 2, 1);
+      }
+    }
+    const rc = rt.streamWaitEvent(stream, done, 0) as number;
+    this.idleEvents.push(done);
+    if (rc !== 0) throw this.error(op, `cudaStreamWaitEvent (the buffer's stream after the collective) failed: ${rt.errorString(rc)}`);
+  }
+
+  /** Whether the collective that ends with `done` has completed on the device (never throws). */
+  private eventDone(done: bigint): boolean {
+    if (this.isDestroyed || this.aborted || !this.rt) return true;
+    try {
+      return (this.rt.eventQuery(done) as number) !== CUDA_ERROR_NOT_READY;
+    } catch {
+      return true;
+    }
+  }
+
+  /** NCCL's asynchronous error, if any: the communicator is aborted and the error thrown. */
+  private checkAsyncError(op: string): void {
+    const e = [0];
+    const rc = this.lib.commGetAsyncError(this.comm, e) as number;
+    const async = e[0] as number;
+    if (rc === NCCL_SUCCESS && async !== NCCL_SUCCESS && async !== NCCL_IN_PROGRESS) {
+      const d = this.describe(async);
+      this.abort(`asynchronous error ${d}`);
+      throw this.error(op, `NCCL reported an asynchronous error: ${d}`);
+    }
+  }
+
+  private communicationStream(op: string): bigint {
+    if (this.commStream !== null) return this.commStream;
+    const out: unknown[] = [null];
+    const rc = this.onDevice(() => this.rt!.streamCreateWithFlags(out, CUDA_STREAM_NON_BLOCKING) as number);
+    if (rc !== 0) {
+      this.abort('no communication stream');
+      throw this.error(op, `cudaStreamCreateWithFlags (the communication stream) failed: ${this.rt!.errorString(rc)}; ` +
+        'the communicator was aborted');
+    }
+    this.commStream = pointerValue(out[0]);
+    return this.commStream;
+  }
+
+  private takeEvent(op: string): bigint {
+    const idle = this.idleEvents.pop();
+    if (idle !== undefined) return idle;
+    const out: unknown[] = [null];
+    const rc = this.onDevice(() => this.rt!.eventCreateWithFlags(out, CUDA_EVENT_DISABLE_TIMING) as number);
+    if (rc !== 0) {
+      this.abort('no CUDA event');
+      throw this.error(op, `cudaEventCreateWithFlags failed: ${this.rt!.errorString(rc)}; the communicator was aborted`);
+    }
+    const e = pointerValue(out[0]);
+    this.events.add(e);
+    return e;
+  }
+
+  /** Streams and events belong to the device current when they are made: the communicator's. */
+  private onDevice<T>(fn: () => T): T {
+    const rt = this.rt!;
+    const d = [0];
+    if ((rt.getDevice(d) as number) !== 0 || d[0] === this.device) return fn();
+    rt.setDevice(this.device);
+    try {
+      return fn();
+    } finally {
+      rt.setDevice(d[0]!);
+    }
   }
 
   protected createSubgroup(spec: SubgroupSpec): Promise<ProcessGroup> {
@@ -383,11 +598,16 @@ export class NcclProcessGroup extends ProcessGroupBase {
   protected release(): void {
     const comm = this.comm;
     this.comm = null;
-    if (this.scratch !== null && this.rt) {
-      this.rt.free(this.scratch);
-      this.scratch = null;
+    if (!this.aborted) this.lib.commDestroy(comm); // else ncclCommAbort already freed it
+    if (this.rt) {
+      if (this.scratch !== null) this.rt.free(this.scratch);
+      // Work still queued keeps them alive on the device until it is done (CUDA's rule).
+      for (const e of this.events) this.rt.eventDestroy(e);
+      if (this.commStream !== null) this.rt.streamDestroy(this.commStream);
     }
-    if (this.aborted) return; // ncclCommAbort already freed it
-    this.lib.commDestroy(comm);
+    this.scratch = null;
+    this.events.clear();
+    this.idleEvents.length = 0;
+    this.commStream = null;
   }
 }
