@@ -175,12 +175,16 @@ export class SyncBatchNorm extends nn._BatchNorm implements RankAware {
     allReduceSums: (sums: Tensor) => Tensor): Tensor {
     const { weight, bias } = this;
     const y = F.batchNormElemt(x, mean, invstd, weight, bias);
+    // half inputs (PyTorch's mixed rule): records, sums and statistics stay float32 (the
+    // kernels make them so), y and dx come in x's dtype, the parameters' gradients in theirs
+    const weightDtype = weight?.dtype, biasDtype = bias?.dtype;
     return recordOp(y, opName, [x, weight, bias], [x, weight, mean, invstd, count],
       (dy, [sx, sw, smean, sinvstd, scount], needs) => {
         const red = F.batchNormBackwardReduce(dy, sx!, smean!, sinvstd!, needs[1] || needs[2]);
         const sums = allReduceSums(red.sums);
         const dx = needs[0] ? F.batchNormBackwardElemt(dy, sx!, smean!, sinvstd!, sw, sums, scount!) : null;
-        return [dx, needs[1] ? red.gradWeight : null, needs[2] ? red.gradBias : null];
+        return [dx, needs[1] ? F.bnGradInDtype(red.gradWeight, weightDtype) : null,
+          needs[2] ? F.bnGradInDtype(red.gradBias, biasDtype) : null];
       });
   }
 

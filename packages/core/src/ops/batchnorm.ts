@@ -24,6 +24,23 @@ function asFloat32(t: Tensor | null): Tensor | null {
   return t === null || t.dtype === 'float32' ? t : noGrad(() => cast(t, 'float32'));
 }
 
+/** dy in x's float dtype: dy itself, or an unrecorded copy the caller disposes. */
+function inDtypeOf(dy: Tensor, x: Tensor): Tensor {
+  const d = x.dtype;
+  return dy.dtype === d ? dy : noGrad(() => cast(dy, d));
+}
+
+/**
+ * A weight or bias gradient (float32 from the kernels) in the parameter's dtype `want`
+ * (PyTorch's rule: gradients have their tensor's dtype); consumes g.
+ */
+export function bnGradInDtype(g: Tensor | null, want: DType | undefined): Tensor | null {
+  if (!g || !want || want === g.dtype) return g;
+  const r = noGrad(() => cast(g, want));
+  g.dispose();
+  return r;
+}
+
 function disposeCopy(copy: Tensor | null, orig: Tensor | null): void {
   if (copy !== orig) copy?.dispose();
 }
@@ -97,6 +114,27 @@ export interface MergedStats {
 export function batchNormMergeStats(stats: Tensor, eps: number, runningMean: Tensor | null,
   runningVar: Tensor | null, factor: number): MergedStats {
   const op = 'batchNormMergeStats';
+  return withFloat32Running(op, runningMean, runningVar, (rm, rv) =>
+    mergeStats(op, stats, eps, rm, rv, factor));
+}
+
+/**
+ * Runs a merge on float32 running statistics: half-type buffers (a same-dtype layer's) are
+ * updated through float32 copies, rounded back once, in place.
+ */
+function withFloat32Running(op: string, runningMean: Tensor | null, runningVar: Tensor | null,
+  merge: (rm: Tensor | null, rv: Tensor | null) => MergedStats): MergedStats {
+  const rm = asFloat32(runningMean), rv = asFloat32(runningVar);
+  const out = merge(rm, rv);
+  if (rm !== runningMean && rm) castInto(runningMean!, rm, op);
+  if (rv !== runningVar && rv) castInto(runningVar!, rv, op);
+  disposeCopy(rm, runningMean);
+  disposeCopy(rv, runningVar);
+  return out;
+}
+
+function mergeStats(op: string, stats: Tensor, eps: number, runningMean: Tensor | null,
+  runningVar: Tensor | null, factor: number): MergedStats {
   const backend = floatInputs(op, stats, runningMean, runningVar);
   finite(op, 'eps', eps, { positive: true });
   finite(op, 'momentum factor', factor);
@@ -141,6 +179,12 @@ export function batchNormStatsSums(x: Tensor, shift: Tensor | null, ranks: numbe
 export function batchNormMergeSums(sums: Tensor, shift: Tensor, c: number, eps: number, runningMean: Tensor | null,
   runningVar: Tensor | null, factor: number): MergedStats {
   const op = 'batchNormMergeSums';
+  return withFloat32Running(op, runningMean, runningVar, (rm, rv) =>
+    mergeSums(op, sums, shift, c, eps, rm, rv, factor));
+}
+
+function mergeSums(op: string, sums: Tensor, shift: Tensor, c: number, eps: number, runningMean: Tensor | null,
+  runningVar: Tensor | null, factor: number): MergedStats {
   const backend = floatInputs(op, sums, shift, runningMean, runningVar);
   finite(op, 'eps', eps, { positive: true });
   finite(op, 'momentum factor', factor);
@@ -186,6 +230,8 @@ export interface BackwardSums {
 export function batchNormBackwardReduce(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor,
   needWeightGrad: boolean): BackwardSums {
   const op = 'batchNormBackwardReduce';
+  const dyOrig = dy;
+  dy = inDtypeOf(dy, x); // a float32 seed may reach a half output
   const { backend, dtype } = bnInputs(op, [dy, x], [mean, invstd]);
   const { n, c, hw } = bnLayout(op, x);
   if (dy.numel !== x.numel) throw new Error(`${op}: gradient ${fmt(dy.shape)} does not match input ${fmt(x.shape)}`);
@@ -197,6 +243,7 @@ export function batchNormBackwardReduce(dy: Tensor, x: Tensor, mean: Tensor, inv
   bnKernel(backend, 'bnBackwardReduce', dtype, op)(sums.handle(op), gradWeight?.handle(op) ?? null, gradBias?.handle(op) ?? null,
     dy.handle(op), x.handle(op), mean.handle(op), invstd.handle(op), n, c, hw);
   if (dy !== dyIn) dy.dispose();
+  if (dyIn !== dyOrig) dyIn.dispose();
   return { sums, gradWeight, gradBias };
 }
 
@@ -204,6 +251,8 @@ export function batchNormBackwardReduce(dy: Tensor, x: Tensor, mean: Tensor, inv
 export function batchNormBackwardElemt(dy: Tensor, x: Tensor, mean: Tensor, invstd: Tensor,
   weight: Tensor | null, sums: Tensor, count: Tensor): Tensor {
   const op = 'batchNormBackwardElemt';
+  const dyOrig = dy;
+  dy = inDtypeOf(dy, x);
   const { dtype } = bnInputs(op, [dy, x], [mean, invstd, sums, count]);
   paramDtypes(op, dtype, [['weight', weight]]);
   const w = asFloat32(weight);
@@ -215,6 +264,7 @@ export function batchNormBackwardElemt(dy: Tensor, x: Tensor, mean: Tensor, invs
     invstd.handle(op), w?.handle(op) ?? null, sums.handle(op), count.handle(op), n, c, hw);
   if (d !== dy) d.dispose();
   disposeCopy(w, weight);
+  disposeCopy(dy, dyOrig);
   return dx;
 }
 
@@ -252,15 +302,10 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
       throw new Error(`${op}: expected more than 1 value per channel when training, got input of shape ${fmt(x.shape)}`);
     }
     const update = training && runningMean !== null && runningVar !== null;
-    // running statistics in x's half dtype are updated in float32 and rounded back once
-    const rm = update ? asFloat32(runningMean) : null, rv = update ? asFloat32(runningVar) : null;
     const stats = batchNormStats(x);
-    ({ mean, invstd, count } = batchNormMergeStats(stats, eps, rm, rv, momentum));
+    ({ mean, invstd, count } = batchNormMergeStats(stats, eps, update ? runningMean : null,
+      update ? runningVar : null, momentum));
     stats.dispose();
-    if (rm !== runningMean && rm) castInto(runningMean!, rm, op);
-    if (rv !== runningVar && rv) castInto(runningVar!, rv, op);
-    disposeCopy(rm, runningMean);
-    disposeCopy(rv, runningVar);
   } else {
     mean = asFloat32(runningMean)!;
     const rv = asFloat32(runningVar)!;
@@ -274,7 +319,7 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
   return recordOp(y, op, [x, weight, bias], [x, weight, mean, invstd, count],
     (dyIn, [sx, sw, smean, sinvstd, scount], needs) => {
       // dy in x's dtype (a float32 seed may reach a half output)
-      const dy = dyIn.dtype === dtype ? dyIn : noGrad(() => cast(dyIn, dtype));
+      const dy = inDtypeOf(dyIn, sx!);
       const red = batchNormBackwardReduce(dy, sx!, smean!, sinvstd!, needs[1] || needs[2]);
       // With running statistics the mean and variance are constants: only dy * invstd * w flows back.
       if (!useBatchStats) red.sums.storage(op).backend.fill(red.sums.handle(op), 2 * c, 0);
@@ -282,12 +327,7 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
       red.sums.dispose();
       if (dy !== dyIn) dy.dispose();
       // the weight's and bias's gradients in their own dtype (float32, or x's)
-      const inDtype = (g: Tensor | null, want: DType | undefined): Tensor | null => {
-        if (!g || !want || want === g.dtype) return g;
-        const r = noGrad(() => cast(g, want));
-        g.dispose();
-        return r;
-      };
-      return [dx, needs[1] ? inDtype(red.gradWeight, weightDtype) : null, needs[2] ? inDtype(red.gradBias, biasDtype) : null];
+      return [dx, needs[1] ? bnGradInDtype(red.gradWeight, weightDtype) : null,
+        needs[2] ? bnGradInDtype(red.gradBias, biasDtype) : null];
     });
 }

@@ -6,7 +6,8 @@ export { softmax, logSoftmax } from './softmax.js';
 export { conv2d, maxPool2d, avgPool2d, adaptiveAvgPool2d, type Conv2dOptions } from './conv.js';
 export {
   batchNorm, batchNormStats, batchNormMergeStats, batchNormStatsSums, batchNormMergeSums, batchNormElemt,
-  batchNormBackwardReduce, batchNormBackwardElemt, batchNormInvstd, bnLayout, type MergedStats, type BackwardSums,
+  batchNormBackwardReduce, batchNormBackwardElemt, batchNormInvstd, bnLayout, bnGradInDtype, type MergedStats,
+  type BackwardSums,
 } from './batchnorm.js';
 export { mseLoss, nllLoss, crossEntropy, type Reduction } from './loss.js';
 export { layerNorm, groupNorm } from './norm.js';
