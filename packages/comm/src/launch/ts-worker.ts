@@ -2,6 +2,7 @@
  * Entry of a thread rank whose script is TypeScript (see typescript.ts): registers
  * tsx's loaders in this thread, then runs the script as if it were the entry.
  */
+import { fileURLToPath } from 'node:url';
 import { workerData } from 'node:worker_threads';
 import { register as registerCjs } from 'tsx/cjs/api';
 import { register as registerEsm } from 'tsx/esm/api';
@@ -12,5 +13,5 @@ if (typeof script !== 'string') throw new Error('ts-worker: started without work
 registerCjs();
 registerEsm();
 // The script sees itself as the entry, as it would in a process (process.argv[1]).
-process.argv[1] = new URL(script).pathname;
+process.argv[1] = fileURLToPath(script);
 await import(script);
