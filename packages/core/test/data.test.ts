@@ -139,6 +139,12 @@ test('DataLoader on a worker gives the same batches as on the main thread, recor
     t.deepEqual(a[0].image[0], [5, 2, 3]);
     t.is(a[0].label[0], 'int32');
   }
+  // two iterations at once: the older one is stopped, with an error saying so
+  const first = onWorker[Symbol.iterator]();
+  first.next();
+  const second = [...onWorker];
+  t.is(second.length, 3);
+  t.throws(() => first.next(), { message: /a newer iteration of this loader started/ });
   // stopping early, then a new epoch: the leftovers of the stopped one are not mixed in
   for (const batch of onWorker) { t.is(batch.image.shape[0], 5); break; }
   t.deepEqual([...onWorker].map(dump), [...inThread].map(dump));

@@ -134,6 +134,9 @@ export class DataLoader<S extends Sample = Sample, B = Collated<S>> implements I
     let done = 0;
     try {
       while (done < count) {
+        if (this.epochs !== epoch) {
+          throw new Error('DataLoader: a newer iteration of this loader started, which stopped this one (one worker serves one iteration at a time)');
+        }
         const msg = this.receive(port, signal);
         if (msg.type === 'error') throw new Error(`DataLoader worker: ${msg.message}`);
         if (msg.epoch !== epoch) continue; // left over from an epoch the caller stopped early
