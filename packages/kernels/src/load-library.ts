@@ -93,9 +93,8 @@ export function libraryCandidates(spec: NativeLibrarySpec, env: NodeJS.ProcessEn
   return [...new Set(paths)];
 }
 
-/** Why no prebuilt library applies here, for the not-found error. */
-function prebuiltNote(spec: NativeLibrarySpec): string {
-  const p = currentPlatform();
+/** Why no prebuilt library applies here, for the not-found error (exported for its test). */
+export function prebuiltNote(spec: NativeLibrarySpec, p: PlatformInfo = currentPlatform()): string {
   const where = `this machine is ${p.tag} (process.platform ${p.platform}, arch ${p.arch}${p.libc ? `, libc ${p.libc}` : ''})`;
   const pkg = platformPackage(p);
   if (!PREBUILT_PLATFORMS.includes(p.tag)) {
