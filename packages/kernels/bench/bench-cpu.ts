@@ -390,7 +390,9 @@ await channelsLastRows();
  * The Adam row (issue 14): one Adam step (bk_adam_f32, lr 1e-3, weight decay 0, no amsgrad) over
  * BENCH_ADAM_PARAMS parameters (default 25M; 0 skips it) on 1 thread, against the copy bound of
  * the same run: the step reads param, grad, exp_avg and exp_avg_sq and writes three of them,
- * 7 x 4 bytes per parameter; GB/s counts those. PyTorch's torch.optim.Adam (foreach=False, 1
+ * 7 x 4 bytes per parameter; GB/s counts those. Of bound can pass 100%: the copy's counted read
+ * + write hide a third stream (its writes read each line first, write-allocate), while the
+ * step writes lines it has just read. PyTorch's torch.optim.Adam (foreach=False, 1
  * thread, its default on the CPU) on the same count, in a child process. Interleaved rounds;
  * medians; of bound and ratio (PyTorch time over ours) are medians of per-round ratios.
  */
