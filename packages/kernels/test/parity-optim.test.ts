@@ -172,3 +172,17 @@ test.serial(`parity optim on ${device}: an AdamW + OneCycleLR + clipGradNorm loo
   t.is(seen[3], seen[1], 'live bytes are the same after step 20 and step 40');
   t.is(seen[2], seen[1], 'and after step 30');
 });
+
+test(`parity optim on ${device}: the Adam kernel refuses amsgrad without its buffer and a step count below 1`, (t) => {
+  const backend = getBackend(device.startsWith('cuda') ? 'cuda' : 'cpu');
+  const [p, m, v, g] = [0, 1, 2, 3].map(() => tensor([1, 2, 3, 4], { device }).keep());
+  const h = (x: Tensor) => x.storage('test').handle;
+  t.throws(() => backend.adam(h(p), h(m), h(v), null, h(g), 4, 0.9, 0.999, 0.1, 0.001, 1e-8, 0, 1, 0.01, 0.1, true, false),
+    { message: /max_exp_avg_sq/ });
+  t.throws(() => backend.adam(h(p), h(m), h(v), null, h(g), 4, 0.9, 0.999, 0.1, 0.001, 1e-8, 0, 1, 0.01, 0, false, false),
+    { message: /bias_correction2_sqrt must be > 0/ });
+  t.throws(() => backend.adam(h(p), h(m), h(v), null, h(g), 5, 0.9, 0.999, 0.1, 0.001, 1e-8, 0, 1, 0.01, 0.1, false, false),
+    { message: /param/ }, 'a size beyond the storages is refused before the C call');
+  t.deepEqual(Array.from(p.toArray() as Float32Array), [1, 2, 3, 4], 'nothing written');
+  for (const x of [p, m, v, g]) x.dispose();
+});
