@@ -159,6 +159,15 @@ export interface Backend {
   adam(param: Handle, expAvg: Handle, expAvgSq: Handle, maxExpAvgSq: Handle | null, grad: Handle, n: number,
     beta1: number, beta2: number, oneMinusBeta1: number, oneMinusBeta2: number, eps: number, weightDecay: number,
     paramScale: number, stepSize: number, biasCorrection2Sqrt: number, amsgrad: boolean, maximize: boolean): void;
+  /**
+   * LayerNorm / GroupNorm over `rows` contiguous rows of `len` (bk_row_norm_f32): per-row mean and
+   * rstd out; y = (x - mean) * rstd * w[a] + b[a], a = (r % groups) * (len / inner) + p / inner.
+   */
+  rowNorm(y: Handle, mean: Handle, rstd: Handle, x: Handle, weight: Handle | null, bias: Handle | null,
+    rows: number, len: number, groups: number, inner: number, eps: number): void;
+  /** Its backward: dx, and dweight / dbias summed per affine entry (each nullable). */
+  rowNormBackward(dx: Handle | null, dweight: Handle | null, dbias: Handle | null, dy: Handle, x: Handle,
+    mean: Handle, rstd: Handle, weight: Handle | null, rows: number, len: number, groups: number, inner: number): void;
 }
 
 const backends = new Map<DeviceType, Backend>();

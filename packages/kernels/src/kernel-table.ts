@@ -116,6 +116,9 @@ const C: SizeRule = (a) => a.c;
 const ONE: SizeRule = () => 1;
 const ROWS: SizeRule = (a) => a.rows;
 const ROWS_COLS: SizeRule = (a) => a.rows * a.cols;
+const ROWS_LEN: SizeRule = (a) => a.rows * a.len;
+// the row norms' affine entries: groups * len / inner (0 for a bad inner: the C check names it)
+const AFFINE: SizeRule = (a) => (a.inner > 0 ? a.groups * Math.floor(a.len / a.inner) : 0);
 const NCHW: SizeRule = (a) => a.n * a.c * a.hw; // batch norm's x viewed as [n, c, hw]
 const SUMS: SizeRule = (a) => 2 * a.c; // sum_dy, sum_dy_xmu
 const SHAPE: SizeRule = (a) => numelOf(a.shape);
@@ -254,6 +257,14 @@ export const KERNELS = {
     f32('oneMinusBeta1', 'one_minus_beta1'), f32('oneMinusBeta2', 'one_minus_beta2'), f32('eps'),
     f32('weightDecay', 'weight_decay'), f32('paramScale', 'param_scale'), f32('stepSize', 'step_size'),
     f32('biasCorrection2Sqrt', 'bias_correction2_sqrt'), flag('amsgrad'), flag('maximize')]),
+  // LayerNorm / GroupNorm over rows (affine index (r % groups) * (len / inner) + p / inner)
+  rowNorm: kernel('bk_row_norm_f32', [
+    out('y', ROWS_LEN), out('mean', ROWS), out('rstd', ROWS), inp('x', ROWS_LEN), inp('weight', AFFINE, opt),
+    inp('bias', AFFINE, opt), i64('rows'), i64('len'), i64('groups'), i64('inner'), f32('eps')]),
+  rowNormBackward: kernel('bk_row_norm_backward_f32', [
+    out('dx', ROWS_LEN, opt), out('dweight', AFFINE, opt), out('dbias', AFFINE, opt), inp('dy', ROWS_LEN),
+    inp('x', ROWS_LEN), inp('mean', ROWS), inp('rstd', ROWS), inp('weight', AFFINE, opt), i64('rows'), i64('len'),
+    i64('groups'), i64('inner')]),
 } as const;
 
 export type KernelMethod = keyof typeof KERNELS;

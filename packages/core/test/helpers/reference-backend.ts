@@ -492,6 +492,66 @@ export class ReferenceBackend implements Backend {
       p[i] = r(x + r(r(negStep * m[i]) / denom));
     }
   }
+
+  // ---- LayerNorm / GroupNorm rows: the definitions, in double ----
+
+  rowNorm(y: Handle, mean: Handle, rstd: Handle, x: Handle, weight: Handle | null, bias: Handle | null,
+    rows: number, len: number, groups: number, inner: number, eps: number): void {
+    arity('rowNorm', arguments, 11);
+    const [Y, M, R, X] = [f32(y), f32(mean), f32(rstd), f32(x)];
+    const W = weight ? f32(weight) : null;
+    const B = bias ? f32(bias) : null;
+    const segs = len / inner;
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      for (let p = 0; p < len; p++) s += X[r * len + p];
+      const m = s / len;
+      let q = 0;
+      for (let p = 0; p < len; p++) q += (X[r * len + p] - m) ** 2;
+      const rs = 1 / Math.sqrt(q / len + Math.fround(eps));
+      M[r] = m;
+      R[r] = rs;
+      for (let p = 0; p < len; p++) {
+        const a = (r % groups) * segs + Math.floor(p / inner);
+        Y[r * len + p] = (X[r * len + p] - m) * rs * (W ? W[a] : 1) + (B ? B[a] : 0);
+      }
+    }
+  }
+
+  rowNormBackward(dx: Handle | null, dweight: Handle | null, dbias: Handle | null, dy: Handle, x: Handle,
+    mean: Handle, rstd: Handle, weight: Handle | null, rows: number, len: number, groups: number, inner: number): void {
+    arity('rowNormBackward', arguments, 12);
+    const [G, X, M, R] = [f32(dy), f32(x), f32(mean), f32(rstd)];
+    const W = weight ? f32(weight) : null;
+    const segs = len / inner;
+    const DW = dweight ? f32(dweight).fill(0) : null;
+    const DB = dbias ? f32(dbias).fill(0) : null;
+    const dw = new Float64Array(groups * segs);
+    const db = new Float64Array(groups * segs);
+    const at = (r: number, p: number) => (r % groups) * segs + Math.floor(p / inner);
+    for (let r = 0; r < rows; r++) {
+      let s1 = 0;
+      let s2 = 0;
+      for (let p = 0; p < len; p++) {
+        const i = r * len + p;
+        const xh = (X[i] - M[r]) * R[r];
+        const g = G[i] * (W ? W[at(r, p)] : 1);
+        s1 += g;
+        s2 += g * xh;
+        dw[at(r, p)] += G[i] * xh;
+        db[at(r, p)] += G[i];
+      }
+      if (!dx) continue;
+      const D = f32(dx);
+      for (let p = 0; p < len; p++) {
+        const i = r * len + p;
+        const xh = (X[i] - M[r]) * R[r];
+        D[i] = R[r] * (G[i] * (W ? W[at(r, p)] : 1) - s1 / len - xh * s2 / len);
+      }
+    }
+    if (DW) DW.set(dw);
+    if (DB) DB.set(db);
+  }
 }
 
 /** The stand-in every test file of core shares (one per worker thread). */

@@ -247,6 +247,25 @@ BK_API int bk_adam_f32(float *param, float *exp_avg, float *exp_avg_sq, float *m
                        float one_minus_beta2, float eps, float weight_decay, float param_scale, float step_size,
                        float bias_correction2_sqrt, int32_t amsgrad, int32_t maximize, void *stream);
 
+/* LayerNorm and GroupNorm, fused: x is `rows` contiguous rows of `len` values, each row
+ * normalised by its own mean and biased variance (mean[r], rstd[r] = 1/sqrt(var + eps),
+ * statistics in double). Element p of row r has the affine index
+ *   a = (r % groups) * (len / inner) + p / inner
+ * (LayerNorm: groups 1, inner 1, so a = p; GroupNorm over [N, C, HW] in G groups: rows N*G,
+ * len C/G*HW, groups G, inner HW, so a = the channel); y = (x - mean) * rstd * w[a] + b[a],
+ * weight and bias nullable (1 and 0). len > 0 and a multiple of inner. */
+BK_API int bk_row_norm_f32(float *y, float *mean, float *rstd, const float *x, const float *weight /* nullable */,
+                           const float *bias /* nullable */, int64_t rows, int64_t len, int64_t groups,
+                           int64_t inner, float eps, void *stream);
+/* Its backward, with xhat = (x - mean) * rstd and g = dy * w[a]:
+ *   dx = rstd * (g - mean_row(g) - xhat * mean_row(g * xhat))          (dx nullable)
+ *   dweight[a] = sum of dy * xhat, dbias[a] = sum of dy over every (r, p) with that index
+ * (each nullable; groups * len / inner entries, written, not accumulated). */
+BK_API int bk_row_norm_backward_f32(float *dx /* nullable */, float *dweight /* nullable */,
+                                    float *dbias /* nullable */, const float *dy, const float *x, const float *mean,
+                                    const float *rstd, const float *weight /* nullable */, int64_t rows, int64_t len,
+                                    int64_t groups, int64_t inner, void *stream);
+
 /* ---- CPU library only ------------------------------------------------------ */
 /* Kernel threads of the calling thread (each thread has its own count, e.g. one rank
  * per Node worker thread). Default: BAGUA_NUM_THREADS, else max(1, cores / LOCAL_WORLD_SIZE).
