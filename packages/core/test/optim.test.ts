@@ -347,7 +347,15 @@ test('optimizers: bad options, parameters and groups are refused, naming the pro
   q.grad = tensor([1]);
   t.throws(() => opt.step(), { message: /Adam: lr must be a finite non-negative number, got NaN/ });
   const lin = new nn.Linear(2, 1);
-  t.notThrows(() => new AdamW(lin.parameters()));
+  const adamw = new AdamW(lin.parameters());
+  t.throws(() => adamw.addParamGroup({ params: [lin.weight] }), { message: /appear more than once/ });
+  const extra = tensor([1, 1], { requiresGrad: true });
+  adamw.addParamGroup({ params: [extra], lr: 0.5, weightDecay: 0 });
+  t.deepEqual(adamw.paramGroups.map((g) => [g.lr, g.weightDecay]), [[1e-3, 1e-2], [0.5, 0]], 'AdamW\'s defaults, the new group\'s own');
+  t.is(adamw.params.length, 3);
+  extra.grad = tensor([1, -1]);
+  adamw.step();
+  close(t, values(extra), [0.5, 1.5], 'the added group steps with its own lr (first Adam step: lr * sign(g))', 0, 1e-6);
 });
 
 test('loadStateDict: mismatches are named and change nothing', (t) => {
