@@ -266,7 +266,7 @@ for (const c of fx.schedulers) {
 test('a scheduler resumes from its state dict and the optimizer\'s (cosine, one-cycle)', (t) => {
   for (const kind of ['cos', 'one'] as const) {
     const run = (resumeAt: number | null): number[][] => {
-      const p = tensor([0], { requiresGrad: true });
+      const p = tensor([0], { requiresGrad: true }).keep();
       let opt = new SGD([p], { lr: 0.1, momentum: 0.9 });
       const mk = (o: optim.SGD) => kind === 'cos'
         ? new lrScheduler.CosineAnnealingLR(o, 6, { etaMin: 0.01 })

@@ -124,6 +124,8 @@ export abstract class Optimizer<O extends { lr: number }, S> {
       if (!(p instanceof Tensor)) throw new Error(`${this.name}: parameter ${i} of a group is not a Tensor`);
       if (!p.isLeaf) throw new Error(`${this.name}: cannot optimize a non-leaf tensor (parameter ${i}, shape ${fmt(p.shape)})`);
       if (!p.requiresGrad) throw new Error(`${this.name}: parameter of shape ${fmt(p.shape)} does not require grad`);
+      // The update kernels are float32 (PyTorch also steps half parameters; here they need a float32 master copy).
+      if (p.dtype !== 'float32') throw new Error(`${this.name}: parameter of shape ${fmt(p.shape)} is ${p.dtype}; only float32 parameters are supported`);
       if (seen.has(p)) throw new Error(`${this.name}: some parameters appear more than once in the parameter groups`);
       seen.add(p);
     }
@@ -160,6 +162,7 @@ export abstract class Optimizer<O extends { lr: number }, S> {
         const g = p.grad;
         if (!g) continue;
         if (g.numel !== p.numel) throw new Error(`${this.name}: grad ${fmt(g.shape)} does not match parameter ${fmt(p.shape)}`);
+        if (g.dtype !== 'float32') throw new Error(`${this.name}: grad of parameter ${fmt(p.shape)} is ${g.dtype}, not float32`);
         if (!g.device.equals(p.device)) {
           throw new Error(`${this.name}: grad on ${g.device}, parameter on ${p.device}`);
         }
