@@ -28,9 +28,10 @@ const fixtures = resolve(here, '../../test/fixtures'); // dist/test -> package r
 
 // fixtures/nccl-fake.c's log kinds
 const STREAM_CREATE = 1, STREAM_DESTROY = 2, EVENT_CREATE = 3, EVENT_RECORD = 5, STREAM_WAIT = 6, ALLREDUCE = 7;
+const GROUP_START = 10, GROUP_END = 11;
 const NAMES: Record<number, string> = {
   1: 'streamCreate', 2: 'streamDestroy', 3: 'eventCreate', 4: 'eventDestroy', 5: 'eventRecord', 6: 'streamWait',
-  7: 'allReduce', 8: 'allGather', 9: 'broadcast',
+  7: 'allReduce', 8: 'allGather', 9: 'broadcast', 10: 'groupStart', 11: 'groupEnd',
 };
 type Entry = [kind: number, a: bigint, b: bigint, c: bigint];
 
@@ -223,6 +224,47 @@ test.serial('allReduceAsync: results on two ranks, sum and avg, several in fligh
   t.deepEqual([...b.toHost()], [-1, 0.5, 8], 'avg');
   const ars = f.log().filter((e) => e[0] === ALLREDUCE);
   t.deepEqual(ars.map((e) => Number(e[3])), [0, 4, 0], 'ncclSum, ncclAvg, ncclSum in the order of the calls');
+  pg0!.destroy();
+  pg1!.destroy();
+});
+
+test.serial('allReduceCoalescedAsync: one NCCL group after every buffer\'s stream, each stream ordered back by wait()', async (t) => {
+  const f = withFake(t);
+  if (!f) return;
+  const store = new MemoryStore();
+  const [pg0, pg1] = await Promise.all([0, 1].map((rank) =>
+    createNcclProcessGroup({ rank, size: 2, store, prefix: 'many/', timeoutMs: 2000 })));
+  const S1 = computeStream(f);
+  const S2 = computeStream(f);
+  const bufs = [new FakeBuffer(f, 3, S1), new FakeBuffer(f, 1, S2), new FakeBuffer(f, 2, S1)];
+  bufs.forEach((b, i) => b.fromHost(new Float32Array(b.length).fill(i + 1)));
+  pg0!.allReduce(bufs[0]!); // makes the stream: not part of what is checked
+  bufs[0]!.fromHost(new Float32Array([1, 1, 1]));
+  const C = f.log().find((e) => e[0] === STREAM_CREATE)![1];
+  f.resetLog();
+  const w = pg0!.allReduceCoalescedAsync(bufs, 'sum');
+  const log = f.log().filter((e) => e[0] !== EVENT_CREATE);
+  t.log(show(log));
+  t.deepEqual(log.map((e) => [e[0], e[1], e[2]]), [
+    [EVENT_RECORD, log[0]![1], S1], [STREAM_WAIT, C, log[0]![1]],
+    [EVENT_RECORD, log[0]![1], S2], [STREAM_WAIT, C, log[0]![1]],
+    [GROUP_START, 0n, 1n], [ALLREDUCE, C, 3n], [ALLREDUCE, C, 1n], [ALLREDUCE, C, 2n], [GROUP_END, 0n, 1n],
+    [EVENT_RECORD, log[9]![1], C],
+  ], 'each buffer stream once, then the three all-reduces as one group on the communication stream');
+  f.resetLog();
+  w.wait();
+  const done = log[9]![1];
+  t.deepEqual(f.log().map((e) => [e[0], e[1], e[2]]), [[STREAM_WAIT, S1, done], [STREAM_WAIT, S2, done]]);
+  t.deepEqual(bufs.map((b) => [...b.toHost()]), [[2, 2, 2], [4], [6, 6]]);
+
+  t.throws(() => pg0!.allReduceCoalescedAsync([bufs[0]!, new Float32Array(1)]), { instanceOf: TypeError, message: /the buffer #1 is host memory/ });
+  pg1!.allReduceCoalescedAsync([]).wait(); // nothing to do
+  // an NCCL error inside the group: the group is still closed, the error kept for wait()
+  f.resetLog();
+  f.fail(2, 0);
+  const bad = pg1!.allReduceCoalescedAsync(bufs);
+  t.deepEqual(f.log().filter((e) => e[0] === GROUP_START || e[0] === GROUP_END || e[0] === ALLREDUCE).map((e) => e[0]), [GROUP_START, ALLREDUCE, GROUP_END]);
+  t.throws(() => bad.wait(), { instanceOf: CollectiveError, message: /allReduceCoalescedAsync on group 'world' failed at rank 1: ncclSystemError/ });
   pg0!.destroy();
   pg1!.destroy();
 });

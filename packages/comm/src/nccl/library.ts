@@ -66,6 +66,9 @@ export interface NcclLibrary {
   readonly allReduce: Fn;
   readonly allGather: Fn;
   readonly broadcast: Fn;
+  /** ncclGroupStart / ncclGroupEnd: the calls between them launch as one. */
+  readonly groupStart: Fn;
+  readonly groupEnd: Fn;
   errorString(code: number): string;
   /** ncclGetLastError (NCCL >= 2.13), '' otherwise. */
   lastError(comm: unknown): string;
@@ -196,6 +199,8 @@ const nccl = cachedLoader((): NcclLibrary => {
     broadcast: lib.func(
       'int ncclBroadcast(void *sendbuff, void *recvbuff, size_t count, int datatype, int root, void *comm, void *stream)',
     ),
+    groupStart: lib.func('int ncclGroupStart(void)'),
+    groupEnd: lib.func('int ncclGroupEnd(void)'),
     errorString: (code) => `${NCCL_RESULT[code] ?? `ncclResult ${code}`}: ${(errStr(code) as string | null) ?? ''}`,
     lastError: (comm) => {
       if (!lastErr) return '';

@@ -379,11 +379,51 @@ export class NcclProcessGroup extends ProcessGroupBase {
     const dtype = this.dtype('allReduceAsync', b);
     // No runtime, no communication stream: it runs at the call on the buffer's stream (same order, no overlap).
     if (!this.rt) return completedWork(() => this.allReduce(buf, op));
+    return this.started('allReduceAsync', [b.stream], (comm, s) => this.lib.allReduce(b.ptr, b.ptr, b.length, dtype, code, comm, s) as number);
+  }
+
+  /**
+   * Several in-place all-reduces started as one (a bucket of gradients
+   * reduced where they are, with no flat copy): one NCCL group
+   * (ncclGroupStart/End, one launch) on the communication stream, after the
+   * work queued on every buffer's stream; the Work's wait() orders each of
+   * those streams after all of them. Otherwise as allReduceAsync. Every rank
+   * passes the same number of buffers with the same lengths, in one order.
+   */
+  allReduceCoalescedAsync(bufs: readonly CommBuffer[], op: ReduceOp = 'sum'): Work {
+    const what = 'allReduceCoalescedAsync';
+    this.ensureOpen(what);
+    const code = this.reduceOpCode(NCCL_OP, op);
+    if (op === 'avg' && this.lib.version < 21000) {
+      throw new TypeError(`${what}: op 'avg' needs NCCL >= 2.10 (this is ${this.ncclVersion})`);
+    }
+    const list = bufs.map((buf, i) => {
+      const b = this.device_(what, buf, `buffer #${i}`);
+      return { b, dtype: this.dtype(what, b) };
+    });
+    if (!list.length) return completedWork(() => {});
+    if (!this.rt) return completedWork(() => bufs.forEach((buf) => this.allReduce(buf, op)));
+    const streams = [...new Set(list.map(({ b }) => b.stream))];
+    return this.started(what, streams, (comm, s) => {
+      this.check(what, this.lib.groupStart() as number);
+      let rc: number = NCCL_SUCCESS;
+      for (const { b, dtype } of list) {
+        rc = this.lib.allReduce(b.ptr, b.ptr, b.length, dtype, code, comm, s) as number;
+        if (rc !== NCCL_SUCCESS) break;
+      }
+      // The group is closed whatever happened inside it; the first error is the one reported.
+      const end = this.lib.groupEnd() as number;
+      return rc !== NCCL_SUCCESS ? rc : end;
+    });
+  }
+
+  /** A started collective's Work (allReduceAsync, allReduceCoalescedAsync): errors before the launch go to wait(). */
+  private started(op: string, streams: readonly bigint[], issue: (comm: unknown, stream: bigint) => number): Work {
     const start = performance.now();
     let done: bigint;
     try {
-      const comm = this.live('allReduceAsync');
-      done = this.enqueue('allReduceAsync', b.stream, (s) => this.lib.allReduce(b.ptr, b.ptr, b.length, dtype, code, comm, s) as number)!;
+      const comm = this.live(op);
+      done = this.enqueue(op, streams, (s) => issue(comm, s))!;
     } catch (e) {
       return completedWork(() => {
         throw e;
@@ -396,7 +436,7 @@ export class NcclProcessGroup extends ProcessGroupBase {
         if (error) throw error;
         if (finished) return;
         try {
-          this.join('allReduceAsync', b.stream, done, start);
+          this.join(op, streams, done, start);
         } catch (e) {
           if (e instanceof CollectiveError) error = e;
           throw e;
@@ -436,8 +476,8 @@ export class NcclProcessGroup extends ProcessGroupBase {
       this.scratch = BigInt(p[0] as bigint | number);
     }
     const scratch = this.scratch;
-    const done = this.enqueue('barrier', 0n, (s) => this.lib.allReduce(scratch, scratch, 1, NCCL_DTYPE.int32, NCCL_OP.sum, comm, s) as number);
-    if (done !== null) this.join('barrier', 0n, done, performance.now(), false);
+    const done = this.enqueue('barrier', [0n], (s) => this.lib.allReduce(scratch, scratch, 1, NCCL_DTYPE.int32, NCCL_OP.sum, comm, s) as number);
+    if (done !== null) this.join('barrier', [0n], done, performance.now(), false);
     this.synchronize(0n, 'barrier');
   }
 
@@ -445,23 +485,23 @@ export class NcclProcessGroup extends ProcessGroupBase {
 
   /** A synchronous collective: queued (enqueue), the buffer's stream ordered after it, waited for when blocking. */
   private run(op: string, stream: bigint, issue: (stream: bigint) => number): void {
-    const done = this.enqueue(op, stream, issue);
-    if (done !== null) this.join(op, stream, done, performance.now(), false);
+    const done = this.enqueue(op, [stream], issue);
+    if (done !== null) this.join(op, [stream], done, performance.now(), false);
     if (this.blocking) this.synchronize(stream, op);
   }
 
   /**
    * Issues an NCCL call on the communication stream after the work queued so
-   * far on `stream`, and records an event after it: returns that event (the
-   * caller gives it back through join). Without the CUDA runtime, issues on
-   * `stream` itself and returns null. A CUDA failure that leaves this rank
+   * far on each of `streams` (the buffers'), and records an event after it:
+   * returns that event (the caller gives it back through join). Without the
+   * CUDA runtime, issues on the (first) buffer's stream itself and returns null. A CUDA failure that leaves this rank
    * without the collective its peers issue aborts the communicator: a later
    * collective would otherwise pair with the wrong one of theirs.
    */
-  private enqueue(op: string, stream: bigint, issue: (stream: bigint) => number): bigint | null {
+  private enqueue(op: string, streams: readonly bigint[], issue: (stream: bigint) => number): bigint | null {
     const rt = this.rt;
     if (!rt) {
-      this.check(op, issue(stream));
+      this.check(op, issue(streams[0]!));
       return null;
     }
     const fatal = (what: string, rc: number): CollectiveError => {
@@ -471,9 +511,13 @@ export class NcclProcessGroup extends ProcessGroupBase {
     };
     const comm = this.communicationStream(op);
     const ready = this.takeEvent(op);
-    let rc = rt.eventRecord(ready, stream) as number;
-    if (rc === 0) rc = rt.streamWaitEvent(comm, ready, 0) as number;
-    // The wait took the event's state at the call: it can be recorded again at once.
+    let rc = 0;
+    for (const stream of streams) {
+      rc = rt.eventRecord(ready, stream) as number;
+      if (rc === 0) rc = rt.streamWaitEvent(comm, ready, 0) as number;
+      if (rc !== 0) break;
+      // The wait took the event's state at the call: it can be recorded again at once.
+    }
     this.idleEvents.push(ready);
     if (rc !== 0) throw fatal('ordering the communication stream after the buffer\'s stream (cudaEventRecord, cudaStreamWaitEvent)', rc);
     this.check(op, issue(comm));
@@ -487,11 +531,11 @@ export class NcclProcessGroup extends ProcessGroupBase {
   }
 
   /**
-   * Orders `stream` after the collective that ended with `done`, and gives the
-   * event back. With `poll` (allReduceAsync's wait() on a blocking group),
+   * Orders each of `streams` after the collective that ended with `done`, and
+   * gives the event back. With `poll` (allReduceAsync's wait() on a blocking group),
    * first waits on the host for it to complete, within timeoutMs of `start`.
    */
-  private join(op: string, stream: bigint, done: bigint, start: number, poll = this.blocking): void {
+  private join(op: string, streams: readonly bigint[], done: bigint, start: number, poll = this.blocking): void {
     const rt = this.rt!;
     if (this.isDestroyed) throw this.error(op, 'the process group was destroyed before wait(): the result is lost');
     if (this.aborted) throw this.error(op, `the communicator was aborted (${this.aborted}) before wait()`);
@@ -511,7 +555,8 @@ export class NcclProcessGroup extends ProcessGroupBase {
         pause = Math.min(pause * 2, 1);
       }
     }
-    const rc = rt.streamWaitEvent(stream, done, 0) as number;
+    let rc = 0;
+    for (const stream of streams) if (rc === 0) rc = rt.streamWaitEvent(stream, done, 0) as number;
     this.idleEvents.push(done);
     if (rc !== 0) throw this.error(op, `cudaStreamWaitEvent (the buffer's stream after the collective) failed: ${rt.errorString(rc)}`);
   }
