@@ -14,6 +14,7 @@
 namespace {
 
 constexpr int64_t kMaxBlocks = 256;  // row blocks of the parameter-gradient sums
+constexpr int64_t kFlushRows = 32;   // rows a float accumulator takes before it is added to the double sums
 
 struct RowGeom {
   int64_t rows, len, groups, inner, segs;  // segs = len / inner: affine entries per row
@@ -26,7 +27,9 @@ inline int64_t affine_base(const RowGeom &g, int64_t r) { return (r % g.groups) 
 // the level of a 32-term sum whatever the row length.
 constexpr int64_t kLanes = 16, kChunk = 512;
 
-BK_CLONES double sum_dev(const float *x, int64_t n, float shift, bool square) {
+// sum(x - shift), or with kSquare sum((x - shift)^2)
+template <bool kSquare>
+inline double sum_dev_t(const float *x, int64_t n, float shift) {
   double total = 0;
   for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
     const int64_t c1 = c0 + kChunk < n ? c0 + kChunk : n;
@@ -35,12 +38,12 @@ BK_CLONES double sum_dev(const float *x, int64_t n, float shift, bool square) {
     for (; i + kLanes <= c1; i += kLanes)
       for (int64_t j = 0; j < kLanes; ++j) {
         const float d = x[i + j] - shift;
-        acc[j] += square ? d * d : d;
+        acc[j] += kSquare ? d * d : d;
       }
     float tail = 0;
     for (; i < c1; ++i) {
       const float d = x[i] - shift;
-      tail += square ? d * d : d;
+      tail += kSquare ? d * d : d;
     }
     double chunk = tail;
     for (int64_t j = 0; j < kLanes; ++j) chunk += acc[j];
@@ -48,6 +51,9 @@ BK_CLONES double sum_dev(const float *x, int64_t n, float shift, bool square) {
   }
   return total;
 }
+
+BK_CLONES double sum_plain(const float *x, int64_t n) { return sum_dev_t<false>(x, n, 0.0f); }
+BK_CLONES double sum_sq_dev(const float *x, int64_t n, float shift) { return sum_dev_t<true>(x, n, shift); }
 
 // sum(dy) and sum(dy * xhat), xhat = (x - mean) * rstd
 BK_CLONES void sum_dy_xhat(const float *dy, const float *x, int64_t n, float m, float rs, double *sdy,
@@ -82,11 +88,11 @@ BK_CLONES void sum_dy_xhat(const float *dy, const float *x, int64_t n, float m, 
 
 // Two passes: the mean (float lanes around 0), then the squared deviations from it.
 void row_stats(const float *x, int64_t len, float eps, float *mean, float *rstd) {
-  const double m = sum_dev(x, len, 0.0f, false) / (double)len;
+  const double m = sum_plain(x, len) / (double)len;
   // deviations from the float mean, corrected for its rounding: sum((x - mf)^2) - n (m - mf)^2
   const float mf = (float)m;
   const double dm = m - (double)mf;
-  const double q = sum_dev(x, len, mf, true) - (double)len * dm * dm;
+  const double q = sum_sq_dev(x, len, mf) - (double)len * dm * dm;
   *mean = mf;
   *rstd = (float)(1.0 / sqrt((q > 0 ? q : 0) / (double)len + (double)eps));
 }
@@ -115,9 +121,11 @@ BK_CLONES void row_affine_each(float *y, const float *x, int64_t n, float m, flo
     for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * rs;
 }
 
-// sum(dy * w) and sum(dy * w * xhat) over a row; pw += dy * xhat, pb += dy per element (nullable).
-BK_CLONES void row_backward_each(const float *dy, const float *x, int64_t n, float m, float rs, const float *w,
-                                 double *pw, double *pb, double *s1, double *s2) {
+// sum(dy * w) and sum(dy * w * xhat) over a row; fw += dy * xhat, fb += dy per element (float
+// accumulators of at most kFlushRows rows, nullable together).
+template <bool kW, bool kF>
+inline void row_backward_each_t(const float *dy, const float *x, int64_t n, float m, float rs, const float *w,
+                                float *fw, float *fb, double *s1, double *s2) {
   double t1 = 0, t2 = 0;
   for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
     const int64_t c1 = c0 + kChunk < n ? c0 + kChunk : n;
@@ -125,15 +133,25 @@ BK_CLONES void row_backward_each(const float *dy, const float *x, int64_t n, flo
     int64_t i = c0;
     for (; i + kLanes <= c1; i += kLanes)
       for (int64_t j = 0; j < kLanes; ++j) {
-        const float g = w ? dy[i + j] * w[i + j] : dy[i + j];
+        const float d = dy[i + j], xh = (x[i + j] - m) * rs;
+        const float g = kW ? d * w[i + j] : d;
         a1[j] += g;
-        a2[j] += g * ((x[i + j] - m) * rs);
+        a2[j] += g * xh;
+        if (kF) {
+          fw[i + j] += d * xh;
+          fb[i + j] += d;
+        }
       }
     float e1 = 0, e2 = 0;
     for (; i < c1; ++i) {
-      const float g = w ? dy[i] * w[i] : dy[i];
+      const float d = dy[i], xh = (x[i] - m) * rs;
+      const float g = kW ? d * w[i] : d;
       e1 += g;
-      e2 += g * ((x[i] - m) * rs);
+      e2 += g * xh;
+      if (kF) {
+        fw[i] += d * xh;
+        fb[i] += d;
+      }
     }
     double c_1 = e1, c_2 = e2;
     for (int64_t j = 0; j < kLanes; ++j) {
@@ -145,18 +163,24 @@ BK_CLONES void row_backward_each(const float *dy, const float *x, int64_t n, flo
   }
   *s1 = t1;
   *s2 = t2;
-  if (pw)
-    for (int64_t i = 0; i < n; ++i) pw[i] += (double)(dy[i] * ((x[i] - m) * rs));
-  if (pb)
-    for (int64_t i = 0; i < n; ++i) pb[i] += (double)dy[i];
+}
+
+BK_CLONES void row_backward_each(const float *dy, const float *x, int64_t n, float m, float rs, const float *w,
+                                 float *fw, float *fb, double *s1, double *s2) {
+  if (w)
+    fw ? row_backward_each_t<true, true>(dy, x, n, m, rs, w, fw, fb, s1, s2)
+       : row_backward_each_t<true, false>(dy, x, n, m, rs, w, fw, fb, s1, s2);
+  else
+    fw ? row_backward_each_t<false, true>(dy, x, n, m, rs, w, fw, fb, s1, s2)
+       : row_backward_each_t<false, false>(dy, x, n, m, rs, w, fw, fb, s1, s2);
 }
 
 BK_CLONES void dx_each(float *dx, const float *dy, const float *x, int64_t n, float m, float rs, const float *w,
                        float c1, float c2) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = w ? dy[i] * w[i] : dy[i];
-    dx[i] = rs * (g - c1 - ((x[i] - m) * rs) * c2);
-  }
+  if (w)
+    for (int64_t i = 0; i < n; ++i) dx[i] = rs * (dy[i] * w[i] - c1 - ((x[i] - m) * rs) * c2);
+  else
+    for (int64_t i = 0; i < n; ++i) dx[i] = rs * (dy[i] - c1 - ((x[i] - m) * rs) * c2);
 }
 
 }  // namespace
@@ -216,6 +240,17 @@ extern "C" int bk_row_norm_backward_f32(float *dx, float *dweight, float *dbias,
   bk::parallel_ranges(nt, nblocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       double *pw = params ? part.data() + b * 2 * A : nullptr, *pb = pw ? pw + A : nullptr;
+      // inner == 1: per-element float accumulators, added to pw / pb every kFlushRows rows
+      std::vector<float> acc(params && inner == 1 ? (size_t)(2 * A) : 0, 0.0f);
+      float *fw = acc.empty() ? nullptr : acc.data(), *fb = fw ? fw + A : nullptr;
+      auto flush = [&]() {
+        for (int64_t a = 0; a < A; ++a) {
+          pw[a] += fw[a];
+          pb[a] += fb[a];
+          fw[a] = fb[a] = 0.0f;
+        }
+      };
+      int64_t pending = 0;
       for (int64_t r = b * per_block; r < rows && r < (b + 1) * per_block; ++r) {
         const float *xr = x + r * len, *dyr = dy + r * len;
         const float m = mean[r], rs = rstd[r];
@@ -223,7 +258,11 @@ extern "C" int bk_row_norm_backward_f32(float *dx, float *dweight, float *dbias,
         double s1 = 0, s2 = 0;  // sum(dy * w), sum(dy * w * xhat)
         if (inner == 1) {
           const float *wr = weight ? weight + base : nullptr;
-          row_backward_each(dyr, xr, len, m, rs, wr, pw ? pw + base : nullptr, pb ? pb + base : nullptr, &s1, &s2);
+          row_backward_each(dyr, xr, len, m, rs, wr, fw ? fw + base : nullptr, fb ? fb + base : nullptr, &s1, &s2);
+          if (fw && ++pending == kFlushRows) {
+            flush();
+            pending = 0;
+          }
           if (dx) dx_each(dx + r * len, dyr, xr, len, m, rs, wr, (float)(s1 / (double)len), (float)(s2 / (double)len));
           continue;
         }
@@ -246,6 +285,7 @@ extern "C" int bk_row_norm_backward_f32(float *dx, float *dweight, float *dbias,
           dx_segment(dxr + k * inner, dyr + k * inner, xr + k * inner, inner, m, rs, w, c1, c2);
         }
       }
+      if (fw && pending) flush();
     }
     return 0;
   });
