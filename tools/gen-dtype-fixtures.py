@@ -26,6 +26,16 @@ The inputs are not stored: both sides form them by the same rule, from integers.
   c10::BFloat16 writes 0x7FC0; both are NaN, and the tests accept any NaN where torch
   has a NaN (every other output must match bit for bit).
 
+ops-dtypes.json
+---------------
+"cases": [ {"name", "dtype", "op" (the @bagua/core op), "inputs": {name: Tensor} (float inputs in
+the dtype; class targets int32), "attrs", "output", "gradOutput" (the output's dtype),
+"grads": {name: Tensor} (every float input's gradient), "reference"} ]: bfloat16 computed by
+torch's own CPU kernels ("torch") where it has them, float16 (and bfloat16 ops torch 1.13's CPU
+lacks, mse_loss) by float64 on the rounded inputs ("float64", rounded to float32); torch's
+bfloat16 cases also carry that float64 reference ("float64": {"output", "grads"}), as torch's
+kernels round partial results to bfloat16.
+
 batchnorm-dtypes.json
 ---------------------
 Tensor: {"shape": [...], "dtype": "float32" | "float16" | "bfloat16", "b64": base64 of the
@@ -237,10 +247,87 @@ def write_batchnorm():
     print(f'wrote {path} ({os.path.getsize(path)} bytes, {len(cases)} modules)')
 
 
+def op_case(gen, dtype, name, op, inputs, attrs, fn):
+    """inputs: {name: float32 tensor (rounded to dtype here) | int tensor}; fn(**tensors) -> output."""
+    dt = TORCH_DT[dtype]
+    rounded = {k: (v.to(dt) if v.is_floating_point() else v) for k, v in inputs.items()}
+    # bfloat16 by torch's own kernels where its CPU has them (1.13 lacks e.g. mse_loss)
+    by_torch = dtype == 'bfloat16'
+    if by_torch:
+        try:
+            fn(**rounded)
+        except RuntimeError:
+            by_torch = False
+    if by_torch:
+        args = {k: (v.clone().requires_grad_() if v.is_floating_point() else v) for k, v in rounded.items()}
+    else:
+        args = {k: (v.double().requires_grad_() if v.is_floating_point() else v) for k, v in rounded.items()}
+    y = fn(**args)
+    g = torch.randn(y.shape, generator=gen).to(dt)
+    y.backward(g if by_torch else g.double())
+    out = y if by_torch else y.float()
+    grads = {k: (a.grad if by_torch else a.grad.float()) for k, a in args.items() if v_float(a)}
+    extra = None
+    if by_torch:  # torch's bfloat16 kernels round partial results: a float64 reference too
+        a64 = {k: (v.double().requires_grad_() if v.is_floating_point() else v) for k, v in rounded.items()}
+        y64 = fn(**a64)
+        y64.backward(g.double())
+        extra = {'output': t_json(y64.float()),
+                 'grads': {k: t_json(a.grad.float()) for k, a in a64.items() if v_float(a)}}
+
+    def enc(k, v):
+        if v.is_floating_point():
+            return t_json(v)
+        return {'shape': list(v.shape), 'dtype': 'int32', 'data': v.int().flatten().tolist()}
+    return {'name': f'{dtype}/{name}', 'dtype': dtype, 'op': op,
+            'inputs': {k: enc(k, v) for k, v in rounded.items()}, 'attrs': attrs,
+            'output': t_json(out), 'gradOutput': t_json(g), 'grads': {k: t_json(v) for k, v in grads.items()},
+            'reference': 'torch' if by_torch else 'float64', **({'float64': extra} if extra else {})}
+
+
+def v_float(a):
+    return a.is_floating_point()
+
+
+def write_ops():
+    import torch.nn.functional as F
+    gen = torch.Generator().manual_seed(2727)
+    r = lambda *s: torch.randn(*s, generator=gen)
+    cases = []
+    for dtype in ('bfloat16', 'float16'):
+        cases += [
+            op_case(gen, dtype, 'add/broadcast', 'add', {'a': r(3, 4), 'b': r(1, 4)}, {}, lambda a, b: a + b),
+            op_case(gen, dtype, 'sub', 'sub', {'a': r(5, 6), 'b': r(5, 6)}, {}, lambda a, b: a - b),
+            op_case(gen, dtype, 'mul/broadcast', 'mul', {'a': r(4, 1), 'b': r(4, 5)}, {}, lambda a, b: a * b),
+            op_case(gen, dtype, 'div', 'div', {'a': r(4, 5), 'b': r(4, 5).abs() + 0.5}, {}, lambda a, b: a / b),
+            op_case(gen, dtype, 'neg', 'neg', {'x': r(7, 3)}, {}, lambda x: -x),
+            op_case(gen, dtype, 'relu', 'relu', {'x': r(40)}, {}, lambda x: torch.relu(x)),
+            op_case(gen, dtype, 'sum/all', 'sum', {'x': r(6, 50) + 1.0}, {'dims': None, 'keepDim': False}, lambda x: x.sum()),
+            op_case(gen, dtype, 'sum/dim1', 'sum', {'x': r(4, 300)}, {'dims': [1], 'keepDim': False}, lambda x: x.sum(1)),
+            op_case(gen, dtype, 'mean/dim0', 'mean', {'x': r(64, 5) + 2.0}, {'dims': [0], 'keepDim': True}, lambda x: x.mean(0, keepdim=True)),
+            op_case(gen, dtype, 'matmul', 'matmul', {'a': r(6, 33), 'b': r(33, 7)}, {}, lambda a, b: a @ b),
+            op_case(gen, dtype, 'linear', 'linear', {'x': r(5, 20), 'w': r(8, 20), 'b': r(8)}, {}, lambda x, w, b: F.linear(x, w, b)),
+            op_case(gen, dtype, 'conv2d', 'conv2d', {'x': r(2, 3, 7, 7), 'w': r(4, 3, 3, 3), 'b': r(4)},
+                    {'stride': 1, 'padding': 1}, lambda x, w, b: F.conv2d(x, w, b, stride=1, padding=1)),
+            op_case(gen, dtype, 'mseLoss', 'mseLoss', {'input': r(6, 5), 'target': r(6, 5)}, {'reduction': 'mean'},
+                    lambda input, target: F.mse_loss(input, target)),
+            op_case(gen, dtype, 'crossEntropy', 'crossEntropy', {'input': r(8, 10) * 2, 'target': torch.randint(0, 10, (8,), generator=gen)},
+                    {'reduction': 'mean'}, lambda input, target: F.cross_entropy(input, target)),
+        ]
+    out = {'format': 1, 'generator': 'tools/gen-dtype-fixtures.py', 'torch': torch.__version__,
+           'expectedCounts': {'cases': len(cases)}, 'cases': cases}
+    path = os.path.join(ROOT, 'fixtures', 'ops-dtypes.json')
+    with open(path, 'w') as f:
+        json.dump(out, f)
+        f.write('\n')
+    print(f'wrote {path} ({os.path.getsize(path)} bytes, {len(cases)} cases)')
+
+
 def main():
     torch.set_num_threads(1)
     write_conversions()
     write_batchnorm()
+    write_ops()
 
 
 if __name__ == '__main__':

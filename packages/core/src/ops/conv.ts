@@ -2,7 +2,7 @@ import type { Backend, Conv2dGeometry, Pool2dGeometry } from '../backend.js';
 import { fmt, pair } from '../shape.js';
 import { recordOp } from '../autograd.js';
 import { empty, type Tensor } from '../tensor.js';
-import { expectRank, floatInputs } from './util.js';
+import { expectRank, floatInputs, hasHalf, viaFloat32 } from './util.js';
 import { permuteStorage, tagStorage, type MemoryFormat } from '../memory-format.js';
 
 /**
@@ -44,6 +44,8 @@ function positive(op: string, name: string, p: [number, number], allowZero = fal
 }
 
 export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  // half inputs: the float32 convolution (float32 accumulation), the result rounded once
+  if (hasHalf(x, w, bias)) return viaFloat32('conv2d', [x, w, bias], (x32, w32, b32) => conv2d(x32!, w32!, b32, opts));
   const op = 'conv2d';
   const backend = floatInputs(op, x, w, bias);
   expectRank(op, x, [4]);
@@ -122,6 +124,7 @@ const pooledShape = (x: Tensor, g: Pool2dGeometry) => [...x.shape.slice(0, -2), 
 export function maxPool2d(x: Tensor, kernelSize: Pair,
   opts: { stride?: Pair | null; padding?: Pair; dilation?: Pair } = {}): Tensor {
   const op = 'maxPool2d';
+  if (hasHalf(x)) return viaFloat32(op, [x], (x32) => maxPool2d(x32, kernelSize, opts)); // float32 kernels, rounded once
   const backend = floatInputs(op, x);
   const g = poolGeometry(op, x, { kernelSize, ...opts });
   const format = x.memoryFormat;
@@ -143,6 +146,7 @@ export function maxPool2d(x: Tensor, kernelSize: Pair,
 export function avgPool2d(x: Tensor, kernelSize: Pair,
   opts: { stride?: Pair | null; padding?: Pair; countIncludePad?: boolean } = {}): Tensor {
   const op = 'avgPool2d';
+  if (hasHalf(x)) return viaFloat32(op, [x], (x32) => avgPool2d(x32, kernelSize, opts)); // float32 kernels, rounded once
   const backend = floatInputs(op, x);
   const g = poolGeometry(op, x, { kernelSize, ...opts });
   return averagePool(op, backend, x, g);
@@ -150,6 +154,7 @@ export function avgPool2d(x: Tensor, kernelSize: Pair,
 
 export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
   const op = 'adaptiveAvgPool2d';
+  if (hasHalf(x)) return viaFloat32(op, [x], (x32) => adaptiveAvgPool2d(x32, outputSize)); // float32 kernels, rounded once
   const backend = floatInputs(op, x);
   expectRank(op, x, [3, 4]);
   const [oh, ow] = positive(op, 'outputSize', pair(op, 'outputSize', outputSize));

@@ -4,8 +4,8 @@ import { noGrad, recordOp } from '../autograd.js';
 import { formatStrides, storageOrder, type MemoryFormat } from '../memory-format.js';
 import { empty, type Tensor } from '../tensor.js';
 import { sumTo } from './reduce.js';
-import { contiguous } from './shape.js';
-import { floatInputs, inLayoutOf } from './util.js';
+import { cast, castInto, contiguous } from './shape.js';
+import { floatInputs, hasHalf, inLayoutOf, viaFloat32 } from './util.js';
 
 /**
  * The output's memory format, as PyTorch's: that of the first operand with the
@@ -53,6 +53,7 @@ const like = (g: Tensor | null, t: Tensor): Tensor | null => g && inLayoutOf(g, 
 
 /** out = alpha * x + beta: the scalar forms of add/sub/mul/div. */
 export function affine(x: Tensor, alpha: number, beta: number, op = 'affine'): Tensor {
+  if (hasHalf(x)) return viaFloat32(op, [x], (x32) => affine(x32, alpha, beta, op));
   const backend = floatInputs(op, x);
   const out = empty(x.shape, 'float32', x.device, x.memoryFormat);
   backend.affine(out.handle(op), x.handle(op), x.numel, alpha, beta);
@@ -60,18 +61,21 @@ export function affine(x: Tensor, alpha: number, beta: number, op = 'affine'): T
 }
 
 export function add(a: Tensor, b: Tensor | number): Tensor {
+  if (typeof b !== 'number' && hasHalf(a, b)) return viaFloat32('add', [a, b], (a32, b32) => add(a32, b32));
   if (typeof b === 'number') return affine(a, 1, b, 'add');
   return recordOp(binaryKernel('add', a, b), 'add', [a, b], [], (g, _, needs) => [
     needs[0] ? like(sumTo(g, a.shape), a) : null, needs[1] ? like(sumTo(g, b.shape), b) : null]);
 }
 
 export function sub(a: Tensor, b: Tensor | number): Tensor {
+  if (typeof b !== 'number' && hasHalf(a, b)) return viaFloat32('sub', [a, b], (a32, b32) => sub(a32, b32));
   if (typeof b === 'number') return affine(a, 1, -b, 'sub');
   return recordOp(binaryKernel('sub', a, b), 'sub', [a, b], [], (g, _, needs) => [
     needs[0] ? like(sumTo(g, a.shape), a) : null, needs[1] ? like(sumTo(neg(g), b.shape), b) : null]);
 }
 
 export function mul(a: Tensor, b: Tensor | number): Tensor {
+  if (typeof b !== 'number' && hasHalf(a, b)) return viaFloat32('mul', [a, b], (a32, b32) => mul(a32, b32));
   if (typeof b === 'number') return affine(a, b, 0, 'mul');
   return recordOp(binaryKernel('mul', a, b), 'mul', [a, b], [a, b], (g, [sa, sb], needs) => [
     needs[0] ? like(sumTo(mul(g, sb), a.shape), a) : null,
@@ -80,6 +84,7 @@ export function mul(a: Tensor, b: Tensor | number): Tensor {
 }
 
 export function div(a: Tensor, b: Tensor | number): Tensor {
+  if (typeof b !== 'number' && hasHalf(a, b)) return viaFloat32('div', [a, b], (a32, b32) => div(a32, b32));
   if (typeof b === 'number') return affine(a, 1 / b, 0, 'div');
   return recordOp(binaryKernel('div', a, b), 'div', [a, b], [a, b], (g, [sa, sb], needs) => [
     needs[0] ? like(sumTo(div(g, sb), a.shape), a) : null,
@@ -95,10 +100,12 @@ function unaryKernel(op: UnaryOp, x: Tensor): Tensor {
 }
 
 export function neg(x: Tensor): Tensor {
+  if (hasHalf(x)) return viaFloat32('neg', [x], (x32) => neg(x32));
   return recordOp(unaryKernel('neg', x), 'neg', [x], [], (g) => [neg(g)]);
 }
 
 export function relu(x: Tensor): Tensor {
+  if (hasHalf(x)) return viaFloat32('relu', [x], (x32) => relu(x32));
   return recordOp(unaryKernel('relu', x), 'relu', [x], [x], (g, [sx]) => {
     const backend = floatInputs('relu', g, sx);
     // The kernel is flat: dy in x's order, dx too.
@@ -110,21 +117,25 @@ export function relu(x: Tensor): Tensor {
 }
 
 export function exp(x: Tensor): Tensor {
+  if (hasHalf(x)) return viaFloat32('exp', [x], (x32) => exp(x32));
   const out = unaryKernel('exp', x);
   return recordOp(out, 'exp', [x], [out], (g, [y]) => [mul(g, y)]);
 }
 
 export function log(x: Tensor): Tensor {
+  if (hasHalf(x)) return viaFloat32('log', [x], (x32) => log(x32));
   return recordOp(unaryKernel('log', x), 'log', [x], [x], (g, [sx]) => [div(g, sx)]);
 }
 
 export function sqrt(x: Tensor): Tensor {
+  if (hasHalf(x)) return viaFloat32('sqrt', [x], (x32) => sqrt(x32));
   const out = unaryKernel('sqrt', x);
   return recordOp(out, 'sqrt', [x], [out], (g, [y]) => [div(g, mul(y, 2))]);
 }
 
 /** A contiguous copy of x broadcast to `shape` (used by gradients of reductions). */
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
+  if (hasHalf(x)) return viaFloat32('expand', [x], (x32) => expand(x32, shape));
   const backend = floatInputs('expand', x);
   broadcastShapes('expand', x.shape, shape);
   const out = empty(shape, 'float32', x.device);
@@ -137,6 +148,13 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
 
 /** a += b for same-shape tensors, not recorded: gradient accumulation (a must not be shared). */
 export function addInPlace(a: Tensor, b: Tensor): void {
+  if (hasHalf(a, b)) {
+    // a half gradient accumulates in float32 and is rounded back once (unrecorded)
+    if (a.numel !== b.numel) throw new Error(`addInPlace: ${fmt(b.shape)} does not match ${fmt(a.shape)}`);
+    const sum = noGrad(() => add(cast(a, 'float32'), cast(b, 'float32')));
+    castInto(a, sum, 'addInPlace');
+    return;
+  }
   const backend = floatInputs('addInPlace', a, b);
   if (a.numel !== b.numel) throw new Error(`addInPlace: ${fmt(b.shape)} does not match ${fmt(a.shape)}`);
   const h = a.handle('addInPlace');

@@ -3,7 +3,7 @@ import { recordOp } from '../autograd.js';
 import { empty, type Tensor } from '../tensor.js';
 import { affine, expand } from './elementwise.js';
 import { reshape } from './shape.js';
-import { floatInputs } from './util.js';
+import { floatInputs, hasHalf, viaFloat32 } from './util.js';
 
 function normDims(op: string, x: Tensor, dims?: number | readonly number[]): number[] {
   const list = dims === undefined ? x.shape.map((_, i) => i) : typeof dims === 'number' ? [dims] : [...dims];
@@ -39,6 +39,8 @@ function sumKeep(x: Tensor, axes: readonly number[]): Tensor {
 }
 
 export function sum(x: Tensor, dims?: number | readonly number[], keepDim = false): Tensor {
+  // half inputs: summed in float32, the result rounded once
+  if (hasHalf(x)) return viaFloat32('sum', [x], (x32) => sum(x32, dims, keepDim));
   const axes = normDims('sum', x, dims);
   const kept = sumKeep(x, axes);
   const shape = keepDim ? kept.shape : x.shape.filter((_, i) => !axes.includes(i));
@@ -48,6 +50,7 @@ export function sum(x: Tensor, dims?: number | readonly number[], keepDim = fals
 }
 
 export function mean(x: Tensor, dims?: number | readonly number[], keepDim = false): Tensor {
+  if (hasHalf(x)) return viaFloat32('mean', [x], (x32) => mean(x32, dims, keepDim));
   const axes = normDims('mean', x, dims);
   const count = numelOf(axes.map((a) => x.shape[a]));
   if (count === 0) throw new Error(`mean: reducing over an empty dimension of shape ${fmt(x.shape)}`);

@@ -1,10 +1,10 @@
 import type { Backend } from '../backend.js';
 import { noGrad } from '../autograd.js';
 import { layoutAware } from '../memory-format.js';
-import { contiguous } from './shape.js';
+import { cast, contiguous } from './shape.js';
 import { fmt } from '../shape.js';
 import type { Tensor } from '../tensor.js';
-import { type DType, isFloatDType } from '../dtype.js';
+import { type DType, isFloatDType, isHalfDType } from '../dtype.js';
 
 /**
  * Checks that every tensor is float32 and on one device; returns that device's backend.
@@ -101,3 +101,37 @@ export function bnKernel<K extends BnKernelName>(backend: Backend, name: K, dtyp
   }
   return fn.bind(backend) as NonNullable<Backend[K]>;
 }
+
+/** Whether any of the tensors is float16 or bfloat16. */
+export function hasHalf(...ts: readonly (Tensor | null | undefined)[]): boolean {
+  // a released tensor is left to the op's own checks, which name the op
+  for (const t of ts) if (t && !t.isReleased && isHalfDType(t.dtype)) return true;
+  return false;
+}
+
+/**
+ * An op on float16 / bfloat16 inputs with no half kernel of its own: the inputs cast to
+ * float32 (recorded casts, so each input's gradient comes back in its dtype), the float32
+ * op, and its result rounded once to the inputs' dtype (PyTorch's promotion: one half type
+ * when every float input has it, float32 when they are mixed). Sums and products therefore
+ * accumulate in float32, as PyTorch's CPU kernels do for bfloat16 in many paths. Costs a
+ * float32 copy of each half input; batch norm and the casts have real half kernels.
+ */
+export function viaFloat32<A extends readonly (Tensor | null | undefined)[]>(op: string, inputs: A,
+  fn: (...f32: { [K in keyof A]: A[K] }) => Tensor): Tensor {
+  let dtype: DType | null = null;
+  for (const t of inputs) {
+    if (!t) continue;
+    const d = t.dtype;
+    if (!isFloatDType(d)) continue; // integer operands (class targets) pass through
+    dtype = dtype === null || dtype === d ? d : 'float32';
+  }
+  const casted = inputs.map((t) => (t && isHalfDType(t.dtype) ? cast(t, 'float32') : t)) as unknown as { [K in keyof A]: A[K] };
+  const y = fn(...casted);
+  const out = dtype && dtype !== 'float32' && y.dtype === 'float32' ? cast(y, dtype) : y;
+  // the float32 copies and result are intermediates like any op's: released with the step
+  // (a gradient rule may still read an input it did not save)
+  void op;
+  return out;
+}
+
