@@ -387,6 +387,71 @@ await main();
 await channelsLastRows();
 
 /**
+ * float16 / bfloat16 rows (issue 13): the kernel path's training forward (stats + merge +
+ * elemt) on the same values stored as float32, bfloat16 and float16, 1 thread. Bytes that
+ * must move: 3 passes over the input (read for stats, read + write for elemt) in the storage
+ * dtype (4 or 2 bytes an element); "of bound" is that traffic at the copy speed measured in
+ * the same round (bk_copy_f32, read + write) over the time taken. Speed-up: float32 time over
+ * the half type's, median of per-round ratios. Goals: bfloat16 >= 1.6x float32 and >= 70% of
+ * the copy bound. BENCH_DTYPES=0 skips it.
+ */
+async function dtypeRows(): Promise<void> {
+  if (process.env.BENCH_DTYPES === '0' || !PATHS.has('kernel')) return;
+  const header = ['shape', 'dtype', 'ms fwd', 'GB/s', 'of bound', 'vs float32', 'goal'];
+  const widths = [18, 9, 9, 8, 9, 11, 22];
+  console.log('');
+  console.log(`batch-norm forward (kernel path) by storage dtype, 1 thread, ${ROUNDS} interleaved rounds ` +
+    '(bytes: 3 passes in the storage dtype; bound: copy speed of the same round):');
+  console.log(tableHeader(header, widths));
+  for (const shape of SHAPES) {
+    const { n, c, hw, total } = bnDims(shape);
+    const x32 = randomArray(total, 1), tmp = new Float32Array(total);
+    const xb = new Uint16Array(total), xh = new Uint16Array(total);
+    be.castF32ToBf16!(xb, x32, total);
+    be.castF32ToF16!(xh, x32, total);
+    const w = randomArray(c, 3), b = randomArray(c, 4), rm = new Float32Array(c), rv = new Float32Array(c).fill(1);
+    const stats = new Float32Array(2 * c + 2), mean = new Float32Array(c), invstd = new Float32Array(c);
+    const count = new Float32Array(1);
+    const y32 = new Float32Array(total), yb = new Uint16Array(total), yh = new Uint16Array(total);
+    const merge = () => be.bnMergeStats(mean, invstd, count, stats, 1, c, 2 * c + 2, 1e-5, rm, rv, 0.1);
+    const runs = {
+      float32: () => { be.bnStats(stats, x32, n, c, hw, 0); merge(); be.bnElemt(y32, x32, mean, invstd, w, b, n, c, hw); },
+      bfloat16: () => { be.bnStatsBf16!(stats, xb, n, c, hw, 0); merge(); be.bnElemtBf16!(yb, xb, mean, invstd, w, b, n, c, hw); },
+      float16: () => { be.bnStatsF16!(stats, xh, n, c, hw, 0); merge(); be.bnElemtF16!(yh, xh, mean, invstd, w, b, n, c, hw); },
+    } as const;
+    const names = Object.keys(runs) as (keyof typeof runs)[];
+    const t = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<keyof typeof runs, number[]>;
+    const bound = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<keyof typeof runs, number[]>;
+    const speed = { bfloat16: [] as number[], float16: [] as number[] };
+    const gbs: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const copy = (2 * total * 4) / timeIt(() => be.copy(tmp, x32, total)) / 1e9;
+      gbs.push(copy);
+      for (const k of names) {
+        const s = timeIt(runs[k]);
+        t[k].push(s);
+        const bytes = 3 * total * (k === 'float32' ? 4 : 2);
+        bound[k].push(bytes / (copy * 1e9) / s);
+      }
+      speed.bfloat16.push(t.float32.at(-1)! / t.bfloat16.at(-1)!);
+      speed.float16.push(t.float32.at(-1)! / t.float16.at(-1)!);
+    }
+    for (const k of names) {
+      const ms = median(t[k]) * 1e3;
+      const gb = (3 * total * (k === 'float32' ? 4 : 2)) / (median(t[k])) / 1e9;
+      const of = median(bound[k]);
+      const sp = k === 'float32' ? null : median(speed[k]);
+      const goal = k === 'bfloat16' ? `${sp! >= 1.6 ? 'met' : 'NOT met'} >=1.6x; ${of >= 0.7 ? 'met' : 'NOT met'} >=70%` : '';
+      console.log(tableRow([`[${shape.join(',')}]`, k, ms.toFixed(3), gb.toFixed(1), `${(of * 100).toFixed(0)}%`,
+        sp === null ? '1.00x' : `${sp.toFixed(2)}x`, goal], widths));
+    }
+    console.log(`  copy ${median(gbs).toFixed(1)} GB/s (read + write) in the same rounds`);
+  }
+}
+
+await dtypeRows();
+
+/**
  * The Adam row (issue 14): one Adam step (bk_adam_f32, lr 1e-3, weight decay 0, no amsgrad) over
  * BENCH_ADAM_PARAMS parameters (default 25M; 0 skips it) on 1 thread, against the copy bound of
  * the same run: the step reads param, grad, exp_avg and exp_avg_sq and writes three of them,

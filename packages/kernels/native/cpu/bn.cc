@@ -19,6 +19,7 @@
 #include <math.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "bagua_bn_math.h"
 #include "common.h"
@@ -67,14 +68,29 @@ void elementwise(int nt, int64_t n, int64_t c, int64_t hw, bool rows, const F &f
 
 // ---- statistics -------------------------------------------------------------
 
+// A chunk of `planes` runs of `len` half values, `stride` apart, as contiguous floats.
+template <class E>
+BK_CLONES void widen_chunk(float *buf, const typename E::storage *x, int64_t stride, int64_t planes, int64_t len) {
+  for (int64_t p = 0; p < planes; ++p) {
+    const typename E::storage *xp = x + p * stride;
+    float *bp = buf + p * len;
+    int64_t i = 0;
+    for (; i + 16 <= len; i += 16) {
+      __builtin_prefetch(xp + len + i);  // the next piece, as the float32 code's pass 2 does
+      v16_store(bp + i, VecIO<E>::load(xp + i));
+    }
+    for (; i < len; ++i) bp[i] = E::load(xp[i]);
+  }
+}
+
 // Mean and M2 of a chunk: `planes` runs of `len` floats, `stride` apart (several short
 // planes of one channel, or one piece of a long plane), planes * len <= kChunk.
 // Pass 1 estimates the mean m in float, pass 2 sums d = x - m and d^2 over the same,
 // now L1-resident, data; mean = m + S1/count and M2 = S2 - S1^2/count correct for the
 // error in m (the corrected two-pass algorithm). Float lanes hold few terms each.
 template <class E>
-BK_CLONES void chunk_stats(const typename E::storage *x, int64_t stride, int64_t planes, int64_t len,
-                           double *mean_out, double *m2_out) {
+BK_CLONES void chunk_stats_direct(const typename E::storage *x, int64_t stride, int64_t planes, int64_t len,
+                                  double *mean_out, double *m2_out) {
   bk_v16 a0 = {}, a1 = {};
   double s = 0;
   for (int64_t p = 0; p < planes; ++p) {
@@ -122,6 +138,22 @@ BK_CLONES void chunk_stats(const typename E::storage *x, int64_t stride, int64_t
   s2 += v16_hsum(s2a + s2b);
   *mean_out = (double)m + s1 / cnt;
   *m2_out = s2 - s1 * s1 / cnt;
+}
+
+// float16: the chunk is widened once into an L1 float buffer (the two passes would otherwise
+// widen every element twice, and converting float16 costs more than reading L1), then the
+// float32 statistics run on the buffer: same arithmetic, same result. bfloat16 widens with
+// one shift: reading it twice is cheaper than the buffer.
+template <class E>
+BK_INLINE void chunk_stats(const typename E::storage *x, int64_t stride, int64_t planes, int64_t len,
+                           double *mean_out, double *m2_out) {
+  if constexpr (!std::is_same<E, bk_half::F16>::value) {
+    chunk_stats_direct<E>(x, stride, planes, len, mean_out, m2_out);
+  } else {
+    float buf[kChunk];
+    widen_chunk<E>(buf, x, stride, planes, len);
+    chunk_stats_direct<bk_half::F32>(buf, len, planes, len, mean_out, m2_out);
+  }
 }
 
 // Row layout: block statistics of a strip of 16 * V columns over `rows` rows

@@ -54,14 +54,16 @@ struct VecIO<bk_half::BF16> {
 
 template <>
 struct VecIO<bk_half::F16> {
+  // Exponent and mantissa shifted into float position are the value times 2^-112 (a float
+  // subnormal for a half subnormal), so one exact multiply by 2^112 rebiases normals and
+  // normalises subnormals alike; inf / NaN (exponent 31) get the all-ones exponent (a NaN
+  // its quiet bit, as bagua_half.h). Assumes denormals are not flushed (the default MXCSR).
   static BK_INLINE bk_v16 load(const uint16_t *p) {
     const bk_u32x16 h = u16x16_load(p);
-    const bk_u32x16 sign = (h & 0x8000u) << 16, em = h & 0x7fffu, m = em & 0x3ffu;
-    const bk_u32x16 normal = (em << 13) + ((127u - 15u) << 23);
-    const bk_u32x16 sub = v16_bits(__builtin_convertvector((bk_i32x16)em, bk_v16) * 0x1p-24f);
-    const bk_u32x16 quiet = m != 0u ? bk_u32x16{} + 0x00400000u : bk_u32x16{};
-    const bk_u32x16 special = 0x7f800000u | m << 13 | quiet;
-    const bk_u32x16 out = em >= 0x7c00u ? special : em >= 0x0400u ? normal : sub;
+    const bk_u32x16 sign = (h & 0x8000u) << 16, o = (h & 0x7fffu) << 13;
+    const bk_u32x16 scaled = v16_bits(v16_from_bits(o) * 0x1p112f);
+    const bk_u32x16 quiet = (o & 0x007fe000u) != 0u ? bk_u32x16{} + 0x7fc00000u : bk_u32x16{} + 0x7f800000u;
+    const bk_u32x16 out = o >= 0x0f800000u ? scaled | quiet : scaled;
     return v16_from_bits(out | sign);
   }
   static BK_INLINE void store(uint16_t *p, bk_v16 v) {
