@@ -45,6 +45,18 @@ export interface PlatformInfo {
   readonly tag: string;
 }
 
+/** The header of Node's diagnostic report, without its network section (slow on some hosts). */
+function glibcReportHeader(): { glibcVersionRuntime?: string } | undefined {
+  const report = process.report as NodeJS.ProcessReport & { excludeNetwork?: boolean }; // Node 20.13+
+  const excluded = report.excludeNetwork;
+  report.excludeNetwork = true;
+  try {
+    return (report.getReport() as { header?: { glibcVersionRuntime?: string } }).header;
+  } finally {
+    report.excludeNetwork = excluded ?? false;
+  }
+}
+
 let platformCache: PlatformInfo | undefined;
 
 /** This machine as the platform packages name it (esbuild's and napi-rs's naming). */
@@ -53,7 +65,7 @@ export function currentPlatform(): PlatformInfo {
   let libc: PlatformInfo['libc'] = null;
   if (process.platform === 'linux') {
     // Node's own report says which glibc it runs on; musl builds have none (how detect-libc tells them apart).
-    const header = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header;
+    const header = glibcReportHeader();
     libc = header?.glibcVersionRuntime ? 'glibc' : 'musl';
   }
   const suffix = libc === null ? '' : libc === 'glibc' ? '-gnu' : '-musl';
