@@ -1,6 +1,6 @@
 import { backwardCount, nn, noGrad, onBackwardStart, zeros, type HookHandle, type optim, type Tensor } from '@bagua/core';
 import { defaultGroup, isInitialized, type ProcessGroup } from '@bagua/comm';
-import { commBuffer, movesDeviceMemory } from './comm-buffer.js';
+import { commBuffer } from './comm-buffer.js';
 import { BucketReducer } from './bucket-reducer.js';
 
 /** What withBagua needs of an algorithm: set-up when wrapping, and the work before each optimizer step. */
@@ -34,8 +34,8 @@ export interface GradientAllReduceOptions {
  * when wrapped; gradients are averaged across the group in buckets, each
  * all-reduce started as soon as its bucket is full (BucketReducer), and the
  * optimizers step once every bucket is back. Device tensors on a group that
- * moves device memory (NCCL) are reduced tensor by tensor at the step, in
- * place (no host buffer, no overlap yet).
+ * moves device memory (NCCL) are reduced in place, a bucket at a time as one
+ * call on the group's communication stream, also while backward goes on.
  */
 export class GradientAllReduce implements Algorithm {
   readonly name = 'gradient_allreduce';
@@ -65,7 +65,7 @@ export class GradientAllReduce implements Algorithm {
     this.reducer?.remove();
     this.reducer = null;
     this.deviceSync?.remove();
-    if (params.length && !movesDeviceMemory(group, params[0]!)) {
+    if (params.length) {
       this.reducer = new BucketReducer(params, new Map(named.map(([n, p]) => [p as Tensor, n])), group,
         { bucketBytes: this.bucketBytes, overlap: this.overlap, findUnusedParameters: this.findUnusedParameters });
     } else {

@@ -8,9 +8,12 @@
  * order whatever the timing. The optimizer step waits for them and copies
  * the averages back into the gradients.
  */
-import { onBackwardStart, registerGradReadyHook, tensor, type HookHandle, type Tensor } from '@bagua/core';
-import { startAllReduce, type ProcessGroup, type Work } from '@bagua/comm';
-import { commBuffer } from './comm-buffer.js';
+import { onBackwardStart, registerGradReadyHook, tensor, zeros, type HookHandle, type Tensor } from '@bagua/core';
+import { startAllReduce, type CommBuffer, type ProcessGroup, type Work } from '@bagua/comm';
+import { commBuffer, movesDeviceMemory } from './comm-buffer.js';
+
+/** nccl's: a bucket of device buffers reduced in place as one NCCL group. */
+type CoalescingGroup = ProcessGroup & { allReduceCoalescedAsync?(bufs: readonly CommBuffer[], op?: 'avg'): Work };
 
 export interface ReducerOptions {
   bucketBytes: number;
@@ -41,6 +44,12 @@ export class BucketReducer {
   private noSyncDepth = 0;
   /** Arrival order in the first reduced step; null once the buckets were rebuilt. */
   private arrival: Tensor[] | null = [];
+  /**
+   * A group that moves the gradients' device memory (nccl): each bucket's
+   * gradients are reduced where they are, on the group's communication stream
+   * (no flat host buffer, nothing to write back).
+   */
+  private readonly inPlace: boolean;
 
   constructor(
     private readonly params: readonly Tensor[],
@@ -48,6 +57,7 @@ export class BucketReducer {
     private readonly group: ProcessGroup,
     private readonly opts: ReducerOptions,
   ) {
+    this.inPlace = params.length > 0 && movesDeviceMemory(group, params[0]!);
     this.build([...params].reverse());
     for (const p of params) this.handles.push(registerGradReadyHook(p, (leaf) => this.onReady(leaf)));
     this.handles.push(onBackwardStart((info) => {
@@ -105,6 +115,7 @@ export class BucketReducer {
    * on (elsewhere a started all-reduce would stage it through a copy).
    */
   private flatBuffer(n: number): Float32Array {
+    if (this.inPlace) return new Float32Array(0);
     if (this.group.backend !== 'threads') return new Float32Array(n);
     return new Float32Array(new SharedArrayBuffer(n * 4) as unknown as ArrayBuffer);
   }
@@ -124,9 +135,13 @@ export class BucketReducer {
 
   private markReady(p: Tensor): void {
     const slot = this.where.get(p)!;
-    const part = slot.bucket.flat.subarray(slot.offset, slot.offset + p.numel);
-    if (p.grad) part.set(hostData(p.grad));
-    else part.fill(0); // no gradient here: this rank adds nothing
+    if (this.inPlace) {
+      p.grad ??= zeros(p.shape, { device: p.device }); // no gradient here: this rank adds nothing
+    } else {
+      const part = slot.bucket.flat.subarray(slot.offset, slot.offset + p.numel);
+      if (p.grad) part.set(hostData(p.grad));
+      else part.fill(0); // no gradient here: this rank adds nothing
+    }
     this.ready.add(p);
     this.arrival?.push(p);
     if (--slot.bucket.pending === 0 && this.opts.overlap) this.startReady();
@@ -135,8 +150,18 @@ export class BucketReducer {
   private startReady(): void {
     while (this.next < this.layout.length && this.layout[this.next]!.pending === 0) {
       const b = this.layout[this.next++]!;
-      b.work = startAllReduce(this.group, b.flat, 'avg');
+      b.work = this.start(b);
     }
+  }
+
+  /** A bucket's all-reduce, started: the flat buffer, or (inPlace) the gradients themselves as one call. */
+  private start(b: Bucket): Work {
+    if (!this.inPlace) return startAllReduce(this.group, b.flat, 'avg');
+    const bufs = b.params.map((p) => commBuffer(p.grad!));
+    const g = this.group as CoalescingGroup;
+    if (g.allReduceCoalescedAsync) return g.allReduceCoalescedAsync(bufs, 'avg');
+    const works = bufs.map((buf) => startAllReduce(this.group, buf, 'avg'));
+    return { wait: () => works.forEach((w) => w.wait()), done: () => works.every((w) => w.done()) };
   }
 
   /** Before the optimizers step: the remaining buckets, every wait, the averages into the gradients. */
@@ -157,8 +182,9 @@ export class BucketReducer {
       if (this.opts.overlap) this.startReady();
       for (const b of this.layout) {
         if (b.work) b.work.wait();
+        else if (this.inPlace) this.start(b).wait(); // overlap off: each bucket now
         else this.group.allReduce(b.flat, 'avg'); // overlap off: each bucket now, blocking
-        b.params.forEach((p, i) => writeBack(p, b.flat.subarray(b.offsets[i]!, b.offsets[i]! + p.numel)));
+        if (!this.inPlace) b.params.forEach((p, i) => writeBack(p, b.flat.subarray(b.offsets[i]!, b.offsets[i]! + p.numel)));
       }
     } catch (e) {
       this.reset(true);
@@ -200,8 +226,16 @@ export class BucketReducer {
     this.arrival = null;
     const seen = new Set(arrival);
     const order = [...arrival, ...[...this.params].reverse().filter((p) => !seen.has(p))];
-    const index = Int32Array.from(order, (p) => this.params.indexOf(p));
-    this.group.broadcast(index, 0);
+    let index = Int32Array.from(order, (p) => this.params.indexOf(p));
+    if (this.inPlace) {
+      // nccl moves device memory only: the order travels as float32 on the device (exact below 2^24)
+      const t = tensor(Float32Array.from(index), { device: this.params[0]!.device });
+      this.group.broadcast(commBuffer(t), 0);
+      index = Int32Array.from(t.toArray('float32'));
+      t.dispose();
+    } else {
+      this.group.broadcast(index, 0);
+    }
     this.build(Array.from(index, (i) => this.params[i]!));
   }
 }
