@@ -7,7 +7,7 @@
  */
 import test from 'ava';
 import '@bagua/kernels';
-import { manualSeed, memoryStats, nn, optim, randn, type Tensor } from '@bagua/core';
+import { F, manualSeed, memoryStats, nn, optim, randn, type Tensor } from '@bagua/core';
 import { assertClose, DEFAULT_TOL, loadFixture, testDevice, toTensor, type FixtureTensor } from '@bagua/testing';
 
 interface LayerCase {
@@ -134,4 +134,39 @@ test(`a training loop through every new layer stays flat in memory on ${device}`
   const after = memoryStats(device);
   t.is(after.allocated, before.allocated, 'allocated bytes');
   t.is(after.reserved, before.reserved, 'no new blocks from the OS');
+});
+
+test(`float16 / bfloat16 inputs go through the float32 layers, rounded once, on ${device}`, (t) => {
+  // [layer, input shape, whether it has float32 parameters (then the result is float32: PyTorch's promotion)]
+  const cases: [string, () => nn.Module, number[], boolean][] = [
+    ['LayerNorm', () => new nn.LayerNorm(8), [4, 8], true],
+    ['GroupNorm', () => new nn.GroupNorm(2, 4), [2, 4, 3, 3], true],
+    ['Conv1d', () => new nn.Conv1d(4, 3, 3), [2, 4, 6], true],
+    ['Conv3d', () => new nn.Conv3d(2, 3, 3, { padding: 1 }), [1, 2, 3, 4, 4], true],
+    ['AvgPool1d', () => new nn.AvgPool1d(2), [2, 3, 6], false],
+    ['AvgPool3d', () => new nn.AvgPool3d(2), [1, 2, 4, 4, 4], false],
+  ];
+  for (const dtype of ['float16', 'bfloat16'] as const) {
+    for (const [name, make, shape, params] of cases) {
+      const m = make().to(device);
+      const x = randn(shape, { device }).to(dtype);
+      const y32 = m.forward(x.to('float32'));
+      const want = (params ? y32 : y32.to(dtype).to('float32')).toArray();
+      const y = m.forward(x);
+      t.is(y.dtype, params ? 'float32' : dtype, `${name} ${dtype}: the promoted dtype`);
+      t.deepEqual(y.to('float32').toArray(), want, `${name} ${dtype}: the float32 result${params ? '' : ' rounded once'}`);
+    }
+    const x = randn([3, 4], { device }).to(dtype);
+    t.is(new nn.Dropout(0.5).eval().forward(x), x, `Dropout ${dtype}: eval returns the input`);
+    const y = new nn.Dropout(0.5).forward(x);
+    t.is(y.dtype, dtype);
+  }
+  // all-half: the F forms with half parameters give a half result
+  const x = randn([4, 8], { device }).to('bfloat16');
+  const w = randn([8], { device }).to('bfloat16');
+  const b = randn([8], { device }).to('bfloat16');
+  const y = F.layerNorm(x, 8, w, b);
+  t.is(y.dtype, 'bfloat16');
+  const want = F.layerNorm(x.to('float32'), 8, w.to('float32'), b.to('float32')).to('bfloat16').toArray();
+  t.deepEqual(y.toArray(), want);
 });

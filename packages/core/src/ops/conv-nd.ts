@@ -3,7 +3,7 @@ import { recordOp } from '../autograd.js';
 import { empty, tensor, type Tensor } from '../tensor.js';
 import { avgPool2d, conv2d } from './conv.js';
 import { reshape, transpose } from './shape.js';
-import { expectRank, floatInputs } from './util.js';
+import { expectRank, floatInputs, hasHalf, viaFloat32 } from './util.js';
 
 type Triple = number | readonly [number, number, number];
 
@@ -44,6 +44,7 @@ function outSize(op: string, size: number, k: number, stride: number, pad: numbe
 /** PyTorch's F.conv1d on [N, C, L] with weight [K, C/groups, S]: conv2d over [N, C, 1, L]. */
 export function conv1d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv1dOptions = {}): Tensor {
   const op = 'conv1d';
+  if (hasHalf(x, w, bias)) return viaFloat32(op, [x, w, bias], (x32, w32, b32) => conv1d(x32!, w32!, b32, opts));
   floatInputs(op, x, w, bias);
   expectRank(op, x, [3]);
   expectRank(op, w, [3], 'weight');
@@ -87,6 +88,7 @@ function mixDepth(op: string, x: Tensor, a: Float32Array, p: number): Tensor {
  */
 export function conv3d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv3dOptions = {}): Tensor {
   const op = 'conv3d';
+  if (hasHalf(x, w, bias)) return viaFloat32(op, [x, w, bias], (x32, w32, b32) => conv3d(x32!, w32!, b32, opts));
   floatInputs(op, x, w, bias);
   expectRank(op, x, [5]);
   expectRank(op, w, [5], 'weight');
@@ -122,6 +124,7 @@ export function conv3d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv3dO
 export function avgPool1d(x: Tensor, kernelSize: number, opts: { stride?: number | null; padding?: number;
   countIncludePad?: boolean } = {}): Tensor {
   const op = 'avgPool1d';
+  if (hasHalf(x)) return viaFloat32(op, [x], (x32) => avgPool1d(x32, kernelSize, opts)); // rounded once
   floatInputs(op, x);
   expectRank(op, x, [2, 3]);
   const kk = single(op, 'kernelSize', kernelSize);
@@ -143,6 +146,7 @@ export function avgPool1d(x: Tensor, kernelSize: number, opts: { stride?: number
 export function avgPool3d(x: Tensor, kernelSize: Triple, opts: { stride?: Triple | null; padding?: Triple;
   countIncludePad?: boolean } = {}): Tensor {
   const op = 'avgPool3d';
+  if (hasHalf(x)) return viaFloat32(op, [x], (x32) => avgPool3d(x32, kernelSize, opts)); // rounded once
   floatInputs(op, x);
   expectRank(op, x, [4, 5]);
   const [kd, kh, kw] = triple(op, 'kernelSize', kernelSize);

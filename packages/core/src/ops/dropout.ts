@@ -2,7 +2,7 @@ import type { Backend } from '../backend.js';
 import { recordOp } from '../autograd.js';
 import { defaultGenerator, type Generator } from '../random.js';
 import { empty, tensor, type Tensor } from '../tensor.js';
-import { floatInputs } from './util.js';
+import { floatInputs, hasHalf, viaFloat32 } from './util.js';
 
 /**
  * PyTorch's F.dropout: in training each element is zeroed with probability p and
@@ -13,9 +13,10 @@ import { floatInputs } from './util.js';
  */
 export function dropout(x: Tensor, p = 0.5, training = true, opts: { generator?: Generator } = {}): Tensor {
   const op = 'dropout';
-  const backend = floatInputs(op, x);
   if (!(p >= 0 && p <= 1)) throw new Error(`${op}: probability has to be between 0 and 1, but got ${p}`);
   if (!training || p === 0) return x;
+  if (hasHalf(x)) return viaFloat32(op, [x], (x32) => dropout(x32, p, training, opts)); // rounded once
+  const backend = floatInputs(op, x);
   const gen = opts.generator ?? defaultGenerator;
   const values = new Float32Array(x.numel);
   // p = 1 zeroes everything (PyTorch gives zeros, not NaN from a scale of 1/0).

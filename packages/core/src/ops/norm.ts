@@ -1,7 +1,7 @@
 import { fmt } from '../shape.js';
 import { recordOp } from '../autograd.js';
 import { empty, type Tensor } from '../tensor.js';
-import { finite, floatInputs } from './util.js';
+import { finite, floatInputs, hasHalf, viaFloat32 } from './util.js';
 
 /**
  * LayerNorm and GroupNorm both normalise contiguous rows of the input: `rows` rows
@@ -65,6 +65,9 @@ function affineVector(op: string, name: string, t: Tensor | null, shape: readonl
 export function layerNorm(x: Tensor, normalizedShape: number | readonly number[], weight: Tensor | null = null,
   bias: Tensor | null = null, eps = 1e-5): Tensor {
   const op = 'layerNorm';
+  if (hasHalf(x, weight, bias)) { // float32 kernel, rounded once
+    return viaFloat32(op, [x, weight, bias], (x32, w32, b32) => layerNorm(x32!, normalizedShape, w32, b32, eps));
+  }
   const norm = typeof normalizedShape === 'number' ? [normalizedShape] : [...normalizedShape];
   if (norm.length === 0 || norm.some((d) => !Number.isInteger(d) || d < 1)) {
     throw new Error(`${op}: normalizedShape must be a non-empty list of positive integers, got ${fmt(norm)}`);
@@ -88,6 +91,9 @@ export function layerNorm(x: Tensor, normalizedShape: number | readonly number[]
 export function groupNorm(x: Tensor, numGroups: number, weight: Tensor | null = null, bias: Tensor | null = null,
   eps = 1e-5): Tensor {
   const op = 'groupNorm';
+  if (hasHalf(x, weight, bias)) { // float32 kernel, rounded once
+    return viaFloat32(op, [x, weight, bias], (x32, w32, b32) => groupNorm(x32!, numGroups, w32, b32, eps));
+  }
   if (x.ndim < 2) throw new Error(`${op}: expected an input of at least 2 dimensions [N, C, ...], got ${fmt(x.shape)}`);
   const [n, c] = x.shape;
   if (!Number.isInteger(numGroups) || numGroups < 1 || c % numGroups) {
