@@ -1,7 +1,7 @@
 /** Memory formats (channels-last) in core, on the reference backend stand-in: storage order, propagation, the guard. */
 import test from 'ava';
 import { useReferenceBackend } from './helpers/reference-backend.js';
-import { F, randn, tensor, type MemoryFormat, type Tensor } from '../src/index.js';
+import { endStep, F, memoryStats, noGrad, randn, tensor, type MemoryFormat, type Tensor } from '../src/index.js';
 
 useReferenceBackend();
 
@@ -159,4 +159,23 @@ test('a channels-last storage cannot be read as another shape through assign', (
   const x = randn([1, 2, 2, 2]).contiguous('channelsLast');
   const flat = randn([8]);
   t.throws(() => flat._assign(x), { message: /channels-last \[1,2,2,2\] storage cannot be read as \[8\]/ });
+});
+
+test('a plain loop over channels-last tensors stays flat (lent copies and conversions are released)', (t) => {
+  const weight = randn([4]).keep();
+  const bias = randn([4]).keep();
+  const step = () => {
+    const x = randn([2, 4, 3, 3]).contiguous('channelsLast').detach();
+    x.requiresGrad = true;
+    noGrad(() => F.batchNorm(x, null, null, weight, bias, true, 0.1, 1e-5)); // (the stand-in has no BN backward)
+    const y = x.relu().add(bias.reshape([1, 4, 1, 1]));
+    // sum reads a lent row-major copy; mul meets a row-major operand; gradients go back to channels-last
+    y.mul(y.contiguous()).sum().backward();
+    x.grad = null;
+    endStep();
+  };
+  for (let i = 0; i < 5; i++) step();
+  const before = memoryStats().allocated;
+  for (let i = 0; i < 30; i++) step();
+  t.is(memoryStats().allocated, before);
 });

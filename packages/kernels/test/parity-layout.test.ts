@@ -7,7 +7,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import '@bagua/kernels';
-import { F, nn, type Tensor } from '@bagua/core';
+import { F, memoryStats, nn, optim, randn, tensor, type Tensor } from '@bagua/core';
 import { assertClose, DEFAULT_TOL, loadFixture, testDevice, toTensor, type FixtureTensor } from '@bagua/testing';
 
 type T = FixtureTensor;
@@ -177,4 +177,23 @@ test('channels-last survives clone, and to(device) both ways', (t) => {
   assertClose(t, back, fx.conv[0]!.x, 'values after the round trip', { rtol: 0, atol: 0 });
   t.deepEqual(Array.from(back.toArray({ order: 'storage' }) as Float32Array),
     Array.from(x.toArray({ order: 'storage' }) as Float32Array));
+});
+
+test('a training loop on channels-last input keeps memory flat (conv, batch norm, pooling, SGD)', (t) => {
+  const model = new nn.Sequential(new nn.Conv2d(3, 8, 3, { padding: 1 }), new nn.BatchNorm2d(8), new nn.ReLU(),
+    new nn.MaxPool2d(2), new nn.Conv2d(8, 8, 3, { padding: 1 }), new nn.BatchNorm2d(8), new nn.ReLU(),
+    new nn.AdaptiveAvgPool2d(1), new nn.Flatten(), new nn.Linear(8, 4));
+  model.to(device);
+  const opt = new optim.SGD(model.parameters(), { lr: 0.01, momentum: 0.9 });
+  const x = randn([4, 3, 8, 8], { device }).contiguous('channelsLast').keep();
+  const target = tensor(Int32Array.from([0, 1, 2, 3]), { dtype: 'int32', device }).keep();
+  const step = () => {
+    opt.zeroGrad();
+    F.crossEntropy(model.forward(x), target).backward();
+    opt.step();
+  };
+  for (let i = 0; i < 5; i++) step();
+  const before = memoryStats(device).allocated;
+  for (let i = 0; i < 20; i++) step();
+  t.is(memoryStats(device).allocated, before);
 });
