@@ -269,6 +269,27 @@ test.serial('allReduceCoalescedAsync: one NCCL group after every buffer\'s strea
   pg1!.destroy();
 });
 
+test.serial('synchronous collectives go on the communication stream too: allGather waits for both buffers\' streams', async (t) => {
+  const f = withFake(t);
+  if (!f) return;
+  const pg = await group('gather/');
+  const S1 = computeStream(f);
+  const S2 = computeStream(f);
+  const out = new FakeBuffer(f, 2, S1);
+  const inp = new FakeBuffer(f, 2, S2);
+  inp.fromHost(new Float32Array([3, 4]));
+  pg.allGather(out, inp);
+  const log = f.log().filter((e) => e[0] !== EVENT_CREATE);
+  const C = log.find((e) => e[0] === STREAM_CREATE)![1];
+  t.deepEqual(log.filter((e) => e[0] !== STREAM_CREATE).map((e) => [e[0], e[1]]), [
+    [EVENT_RECORD, log[1]![1]], [STREAM_WAIT, C], [EVENT_RECORD, log[1]![1]], [STREAM_WAIT, C],
+    [8, C], [EVENT_RECORD, log[6]![1]], [STREAM_WAIT, S1],
+  ], show(log));
+  t.deepEqual([log[1]![2], log[3]![2]], [S1, S2], 'the output\'s stream, then the input\'s');
+  t.deepEqual([...out.toHost()], [3, 4]);
+  pg.destroy();
+});
+
 test.serial('allReduceAsync: events come from a pool and go with the group, with its stream', async (t) => {
   const f = withFake(t);
   if (!f) return;

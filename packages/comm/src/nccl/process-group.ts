@@ -453,7 +453,9 @@ export class NcclProcessGroup extends ProcessGroupBase {
     const i = this.device_('allGather', input, 'input');
     this.checkGather(o, i);
     const dtype = this.dtype('allGather', i);
-    this.run('allGather', o.stream, (s) => this.lib.allGather(i.ptr, o.ptr, i.length, dtype, comm, s) as number);
+    // after the work on both buffers' streams (the input may be written on another one)
+    this.run('allGather', o.stream, (s) => this.lib.allGather(i.ptr, o.ptr, i.length, dtype, comm, s) as number,
+      [...new Set([o.stream, i.stream])]);
   }
 
   broadcast(buf: CommBuffer, root: number): void {
@@ -483,9 +485,12 @@ export class NcclProcessGroup extends ProcessGroupBase {
 
   // ---------------------------------------------------------------- streams and events
 
-  /** A synchronous collective: queued (enqueue), the buffer's stream ordered after it, waited for when blocking. */
-  private run(op: string, stream: bigint, issue: (stream: bigint) => number): void {
-    const done = this.enqueue(op, [stream], issue);
+  /**
+   * A synchronous collective: queued (enqueue) after the work on the `after`
+   * streams, the output buffer's stream ordered after it, waited for when blocking.
+   */
+  private run(op: string, stream: bigint, issue: (stream: bigint) => number, after: readonly bigint[] = [stream]): void {
+    const done = this.enqueue(op, after, issue);
     if (done !== null) this.join(op, [stream], done, performance.now(), false);
     if (this.blocking) this.synchronize(stream, op);
   }
