@@ -1,7 +1,8 @@
 // LayerNorm and GroupNorm over contiguous rows (bk_row_norm_f32 and its backward, spelled
 // out in bagua_kernels.h): a block per row for the statistics, the output and the input
-// gradient; a block per affine entry for the weight and bias gradients (no atomics: the
-// same bits on every run). Sums in double, in a fixed order within each block.
+// gradient; for the weight and bias gradients a block per affine entry (GroupNorm), or per
+// 32 neighbouring entries (LayerNorm: coalesced), with no atomics: the same bits on every
+// run. Sums in double, in a fixed order within each block.
 #include <math.h>
 
 #include "common.cuh"
@@ -107,6 +108,45 @@ row_norm_params_kernel(float *dw, float *db, const float *dy, const float *x, co
   }
 }
 
+// inner == 1 (LayerNorm): entry a = grp * len + p is column p of group grp's rows. A block
+// takes 32 neighbouring entries (coalesced reads across a warp) and 8 row lanes, summed in
+// double and combined in a fixed order.
+__global__ void __launch_bounds__(kThreads)
+row_norm_params_cols_kernel(float *dw, float *db, const float *dy, const float *x, const float *mean,
+                            const float *rstd, Geom g) {
+  __shared__ double sw_s[8][33], sb_s[8][33];
+  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+  const int64_t entries = g.groups * g.len;
+  const int64_t per_group = (g.rows - 1) / g.groups + 1;
+  for (int64_t a0 = (int64_t)blockIdx.x * 32; a0 < entries; a0 += (int64_t)gridDim.x * 32) {
+    const int64_t a = a0 + tx;
+    double sw = 0, sb = 0;
+    if (a < entries) {
+      const int64_t grp = a / g.len, p = a - grp * g.len;
+      for (int64_t j = ty; j < per_group; j += 8) {
+        const int64_t r = grp + j * g.groups;
+        if (r >= g.rows) break;
+        const int64_t i = r * g.len + p;
+        sb += dy[i];
+        sw += (double)dy[i] * (double)((x[i] - mean[r]) * rstd[r]);
+      }
+    }
+    __syncthreads();  // the previous tile's sums may still be read
+    sw_s[ty][tx] = sw;
+    sb_s[ty][tx] = sb;
+    __syncthreads();
+    if (ty == 0 && a < entries) {
+      double tw = 0, tb = 0;
+      for (int k = 0; k < 8; k++) {
+        tw += sw_s[k][tx];
+        tb += sb_s[k][tx];
+      }
+      if (dw) dw[a] = (float)tw;
+      if (db) db[a] = (float)tb;
+    }
+  }
+}
+
 int check_geom(const char *fn, int64_t rows, int64_t len, int64_t groups, int64_t inner) {
   BK_REQUIRE(rows >= 0, "%s: rows must be >= 0 (got %lld)", fn, (long long)rows);
   BK_REQUIRE(len > 0 && inner > 0 && groups > 0 && len % inner == 0,
@@ -152,8 +192,12 @@ BK_API int bk_row_norm_backward_f32(float *dx, float *dweight, float *dbias, con
   }
   if (dweight || dbias) {
     const int64_t entries = groups * g.segs;
-    // rows == 0 writes zeros: the loop over t is empty
-    row_norm_params_kernel<<<grid_for(entries, 1, dev), kThreads, 0, s>>>(dweight, dbias, dy, x, mean, rstd, g);
+    // rows == 0 writes zeros: the loops over rows are empty
+    if (inner == 1)
+      row_norm_params_cols_kernel<<<grid_for(entries, 32, dev), kThreads, 0, s>>>(dweight, dbias, dy, x, mean, rstd,
+                                                                                  g);
+    else
+      row_norm_params_kernel<<<grid_for(entries, 1, dev), kThreads, 0, s>>>(dweight, dbias, dy, x, mean, rstd, g);
     BK_TRY(check_launch("row_norm_backward params"));
   }
   return 0;
