@@ -22,14 +22,20 @@
  * comes and goes lands on both sides; figures are medians over all timed steps of all
  * rounds, ratios are ours / PyTorch (below 1: ours faster).
  *
- * A second table, for overlap where communication is a large part of the step: the
- * MLP of overlap-step.ts (Linear 48-1024, 4 x Linear(1024,1024), Linear(1024,10): 16 MiB of
- * gradients) at a small batch, in --comm-cap-mb buckets, overlap on and off alternating in
- * blocks within one job (overlap-step.ts), one job per backend and round at --comm-ranks.
+ * Two tables of paired settings, each pair alternating in blocks of steps within one job
+ * (overlap-step.ts), so that the load of other jobs on the machine hits both alike; one job per
+ * backend and round:
+ *   overlap  where communication is a large part of the step: the MLP of overlap-step.ts
+ *            (Linear 48-1024, 4 x Linear(1024,1024), Linear(1024,10): 16 MiB of gradients) at
+ *            a small batch in --comm-cap-mb buckets, overlap on against off, at --comm-ranks;
+ *   SyncBN   the CIFAR-style net with SyncBatchNorm against BatchNorm2d (overlap on) at 2 ranks.
+ * Their headline is the median over rounds of each job's paired ratio (the median over block
+ * pairs of the ratio of block medians).
  *
  *   pnpm bench:ddp [--ranks 1,2,4] [--backends threads,gloo] [--steps 15] [--warmup 4]
  *                  [--rounds 2] [--batch 16] [--overlap off,on] [--no-torch]
  *                  [--comm-ranks 2] [--comm-batch 8] [--comm-cap-mb 4] [--comm-steps 100] [--no-comm]
+ *                  [--pair-steps 60] [--no-syncbn-pair]
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -65,10 +71,13 @@ const { values: args } = parseArgs({
     'comm-cap-mb': { type: 'string', default: '4' },
     'comm-steps': { type: 'string', default: '100' },
     'no-comm': { type: 'boolean', default: false },
+    'pair-steps': { type: 'string', default: '60' },
+    'no-syncbn-pair': { type: 'boolean', default: false },
   },
 });
 const COMM_RANKS = args['comm-ranks']!.split(',').map(Number);
-const { 'comm-batch': COMM_BATCH, 'comm-steps': COMM_STEPS } = intOptions('bench-ddp', args, { 'comm-batch': 1, 'comm-steps': 20 });
+const { 'comm-batch': COMM_BATCH, 'comm-steps': COMM_STEPS, 'pair-steps': PAIR_STEPS } =
+  intOptions('bench-ddp', args, { 'comm-batch': 1, 'comm-steps': 20, 'pair-steps': 20 });
 const COMM_CAP_MB = Number(args['comm-cap-mb']);
 if (COMM_RANKS.some((r) => !Number.isInteger(r) || r < 2)) throw new Error('bench-ddp: --comm-ranks is a list like 2,4 (2 or more)');
 if (!(COMM_CAP_MB > 0)) throw new Error(`bench-ddp: --comm-cap-mb must be a positive number, got ${args['comm-cap-mb']}`);
@@ -163,20 +172,24 @@ async function torch(mode: 'ddp' | 'single', world: number, bn: Bn, steps = STEP
   return { ok: true, report: JSON.parse(line) as TorchReport, wallMs: r.wallMs };
 }
 
-/** What overlap-step.ts prints (rank 0): medians of the slowest rank's step, on and off. */
-interface OverlapReport {
+/** What overlap-step.ts prints (rank 0): medians of the slowest rank's step per setting, and the paired ratio. */
+interface PairReport {
   buckets: number;
-  onMedianMs: number;
-  offMedianMs: number;
+  /** --pair overlap */
+  onMedianMs?: number;
+  offMedianMs?: number;
+  onOverOff?: number;
+  /** --pair bn */
+  syncbnMedianMs?: number;
+  bnMedianMs?: number;
+  syncbnOverBn?: number;
 }
 
-/** One overlap-step job: the MLP, overlap on and off alternating in blocks of 20 steps. */
-async function commHeavy(backend: 'threads' | 'gloo', world: number): Promise<Outcome<OverlapReport>> {
-  const argv = ['--net', 'mlp', '--bn', 'bn', '--batch', String(COMM_BATCH), '--cap-mb', String(COMM_CAP_MB),
-    '--steps', String(COMM_STEPS), '--warmup', '10'];
+/** One overlap-step job; `tag` is the line it prints (OVERLAP or SYNCBN). */
+async function pairJob(backend: 'threads' | 'gloo', world: number, tag: string, argv: string[]): Promise<Outcome<PairReport>> {
   const parse = (out: string) => {
-    const m = /OVERLAP (\{.*\})$/m.exec(out);
-    return m ? (JSON.parse(m[1]!) as OverlapReport) : null;
+    const m = new RegExp(`${tag} (\\{.*\\})$`, 'm').exec(out);
+    return m ? (JSON.parse(m[1]!) as PairReport) : null;
   };
   if (backend === 'threads') {
     const t0 = performance.now();
@@ -191,6 +204,11 @@ async function commHeavy(backend: 'threads' | 'gloo', world: number): Promise<Ou
   const report = r.code === 0 ? parse(r.out) : null;
   return report ? { ok: true, report, wallMs: r.wallMs } : { ok: false, reason: `exit ${r.code}: ${lastLines(r.out, r.err)}`, wallMs: r.wallMs };
 }
+
+const COMM_ARGS = () => ['--pair', 'overlap', '--net', 'mlp', '--bn', 'bn', '--batch', String(COMM_BATCH),
+  '--cap-mb', String(COMM_CAP_MB), '--steps', String(COMM_STEPS), '--warmup', '10'];
+const SYNCBN_ARGS = () => ['--pair', 'bn', '--net', 'cifar', '--batch', String(BATCH), '--steps', String(PAIR_STEPS),
+  '--warmup', String(Math.max(WARMUP, 2)), '--block', '10'];
 
 // ---------------------------------------------------------------- bookkeeping
 
@@ -291,7 +309,7 @@ async function main(): Promise<void> {
     if (!args['no-comm']) {
       for (const world of COMM_RANKS) {
         for (const backend of backends) {
-          const o = await commHeavy(backend as 'threads' | 'gloo', world);
+          const o = await pairJob(backend as 'threads' | 'gloo', world, 'OVERLAP', COMM_ARGS());
           const label = `ours ${backend} x${world} MLP 16 MiB, overlap on / off`;
           if (!o.ok) {
             get(`comm ${backend} ${world} on`).failure = o.reason;
@@ -299,11 +317,28 @@ async function main(): Promise<void> {
             continue;
           }
           commBuckets = o.report.buckets;
-          get(`comm ${backend} ${world} on`).add([o.report.onMedianMs]);
-          get(`comm ${backend} ${world} off`).add([o.report.offMedianMs]);
-          process.stdout.write(`  ${label}: ${o.report.onMedianMs.toFixed(1)} / ${o.report.offMedianMs.toFixed(1)} ms ` +
-            `(job ${(o.wallMs / 1000).toFixed(1)} s)\n`);
+          get(`comm ${backend} ${world} on`).add([o.report.onMedianMs!]);
+          get(`comm ${backend} ${world} off`).add([o.report.offMedianMs!]);
+          get(`comm ${backend} ${world} ratio`).add([o.report.onOverOff!]);
+          process.stdout.write(`  ${label}: ${o.report.onMedianMs!.toFixed(1)} / ${o.report.offMedianMs!.toFixed(1)} ms, ` +
+            `paired ${o.report.onOverOff!.toFixed(3)} (job ${(o.wallMs / 1000).toFixed(1)} s)\n`);
         }
+      }
+    }
+    if (!args['no-syncbn-pair'] && RANKS.includes(2)) {
+      for (const backend of backends) {
+        const o = await pairJob(backend as 'threads' | 'gloo', 2, 'SYNCBN', SYNCBN_ARGS());
+        const label = `ours ${backend} x2 CIFAR net, SyncBatchNorm / BatchNorm2d`;
+        if (!o.ok) {
+          get(`syncbn ${backend} ratio`).failure = o.reason;
+          process.stdout.write(`  ${label}: FAILED: ${o.reason}\n`);
+          continue;
+        }
+        get(`syncbn ${backend} sync`).add([o.report.syncbnMedianMs!]);
+        get(`syncbn ${backend} bn`).add([o.report.bnMedianMs!]);
+        get(`syncbn ${backend} ratio`).add([o.report.syncbnOverBn!]);
+        process.stdout.write(`  ${label}: ${o.report.syncbnMedianMs!.toFixed(1)} / ${o.report.bnMedianMs!.toFixed(1)} ms, ` +
+          `paired ${o.report.syncbnOverBn!.toFixed(3)} (job ${(o.wallMs / 1000).toFixed(1)} s)\n`);
       }
     }
   }
@@ -366,18 +401,19 @@ async function main(): Promise<void> {
     console.log('');
     console.log(`Overlap where communication is a large part of the step: MLP 48-1024-1024-1024-1024-1024-10 (16 MiB of ` +
       `gradients in ${commBuckets ?? '?'} buckets of at most ${COMM_CAP_MB} MiB), batch ${COMM_BATCH} per rank, BatchNorm-free; ` +
-      `on and off alternate in blocks of 20 steps within each job; median over rounds of each job's median (slowest rank)`);
-    const ch = ['backend', 'ranks', 'ms overlap off', 'ms overlap on', 'on vs off', 'per round (on/off)'];
+      `on and off alternate in blocks of 20 steps within each job; ms: median over rounds of each job's median (slowest rank); ` +
+      `on / off: median over rounds of each job's paired ratio`);
+    const ch = ['backend', 'ranks', 'ms overlap off', 'ms overlap on', 'on / off (paired)', 'on vs off', 'per round (paired on/off)'];
     const crows: string[][] = [];
     for (const world of COMM_RANKS) {
       for (const backend of backends) {
         const on = get(`comm ${backend} ${world} on`);
         const off = get(`comm ${backend} ${world} off`);
-        const gain = on.median !== null && off.median !== null ? ((off.median - on.median) / off.median) * 100 : null;
+        const r = get(`comm ${backend} ${world} ratio`);
+        const gain = r.median === null ? null : (1 - r.median) * 100;
         const speed = gain === null ? 'n/a' : `${Math.abs(gain).toFixed(1)}% ${gain >= 0 ? 'faster' : 'slower'}`;
         crows.push([backend, `${world}${world > CORES ? '*' : ''}`, on.failure ? 'FAILED' : fmt(off.median),
-          on.failure ? 'FAILED' : fmt(on.median), speed,
-          on.perRound.map((v, i) => (off.perRound[i] ? (v / off.perRound[i]!).toFixed(2) : 'n/a')).join(' ')]);
+          on.failure ? 'FAILED' : fmt(on.median), fmt(r.median, 3), speed, r.perRound.map((v) => v.toFixed(2)).join(' ')]);
       }
     }
     const cw = ch.map((h, i) => Math.max(h.length, ...crows.map((r) => r[i]!.length)));
@@ -385,6 +421,22 @@ async function main(): Promise<void> {
     console.log(cline(ch));
     console.log(`|${cw.map((w) => '-'.repeat(w + 2)).join('|')}|`);
     for (const r of crows) console.log(cline(r));
+  }
+  if (!args['no-syncbn-pair'] && RANKS.includes(2)) {
+    console.log('');
+    console.log(`SyncBatchNorm against BatchNorm2d at 2 ranks, paired: the CIFAR-style net (overlap-step's 'cifar', the same ` +
+      `layers as above), batch ${BATCH} per rank, overlap on, the two alternating in blocks of 10 steps within each job`);
+    const sh = ['backend', 'ms BatchNorm2d', 'ms SyncBatchNorm', 'SyncBN / BN (paired)', 'per round (paired)'];
+    const srows = backends.map((backend) => {
+      const r = get(`syncbn ${backend} ratio`);
+      return [backend, fmt(get(`syncbn ${backend} bn`).median), fmt(get(`syncbn ${backend} sync`).median),
+        r.failure ? 'FAILED' : fmt(r.median, 3), r.perRound.map((v) => v.toFixed(2)).join(' ')];
+    });
+    const sw = sh.map((h, i) => Math.max(h.length, ...srows.map((r) => r[i]!.length)));
+    const sline = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(sw[i]!) : c.padStart(sw[i]!))).join(' | ')} |`;
+    console.log(sline(sh));
+    console.log(`|${sw.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+    for (const r of srows) console.log(sline(r));
   }
   for (const n of threadNotes) console.log(`  NOTE: ${n}`);
   for (const n of notes) console.log(`  FAILED: ${n}`);

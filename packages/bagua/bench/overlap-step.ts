@@ -1,10 +1,14 @@
 /**
- * ms per training step with GradientAllReduce's overlap on and off (issue 12).
+ * ms per training step of two settings run in one job (issue 12), alternating in
+ * blocks so that drift and other jobs' load hit both alike:
+ *   --pair overlap  GradientAllReduce's overlap on against off (with --bn); rank 0 prints `OVERLAP <json>`
+ *   --pair bn       SyncBatchNorm against BatchNorm2d (overlap on); rank 0 prints `SYNCBN <json>`
  * A rank script for bagua-launch:
  *   BAGUA_NUM_THREADS=1 bagua-launch --nproc-per-node 2 --backend gloo dist/bench/overlap-step.js \
- *     [--net train-cnn|cifar|mlp] [--batch 16] [--cap-mb 25] [--steps 200] [--warmup 20] [--bn bn|syncbn]
- * Both settings run in one job, alternating in blocks so drift hits both alike;
- * rank 0 prints `OVERLAP <json>` (median ms per step, the slowest rank's).
+ *     [--pair overlap|bn] [--net train-cnn|cifar|mlp] [--batch 16] [--cap-mb 25] [--steps 200] [--warmup 20]
+ *     [--bn bn|syncbn] [--block 20]
+ * Times are the slowest rank's ms per step: medians of each setting, and the median over blocks of
+ * the ratio of the two settings' block medians (paired: the blocks of a pair ran back to back).
  */
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
@@ -20,8 +24,12 @@ const { values: args } = parseArgs({
     steps: { type: 'string', default: '200' },
     warmup: { type: 'string', default: '20' },
     bn: { type: 'string', default: 'syncbn' },
+    pair: { type: 'string', default: 'overlap' },
+    block: { type: 'string', default: '20' },
   },
 });
+if (args.pair !== 'overlap' && args.pair !== 'bn') throw new Error(`overlap-step: --pair is overlap or bn, got ${args.pair}`);
+if (args.bn !== 'bn' && args.bn !== 'syncbn') throw new Error(`overlap-step: --bn is bn or syncbn, got ${args.bn}`);
 const B = Number(args.batch);
 const STEPS = Number(args.steps);
 
@@ -56,9 +64,9 @@ function makeNet(): { model: nn.Module; shape: number[] } {
   };
 }
 
-function setup(overlap: boolean) {
+function setup(overlap: boolean, bn: string) {
   const { model, shape } = makeNet();
-  const m = args.bn === 'syncbn' ? bagua.SyncBatchNorm.convertSyncBatchnorm(model) : model;
+  const m = bn === 'syncbn' ? bagua.SyncBatchNorm.convertSyncBatchnorm(model) : model;
   const opt = new optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9 });
   const alg = new bagua.GradientAllReduce({ overlap, bucketCapMb: Number(args['cap-mb']) });
   const w = m.withBagua([opt], alg);
@@ -73,30 +81,48 @@ function setup(overlap: boolean) {
   return { step, buckets: alg.buckets(w).length };
 }
 
-const runs = { on: setup(true), off: setup(false) };
-const times: Record<'on' | 'off', number[]> = { on: [], off: [] };
-for (let i = 0; i < Number(args.warmup); i++) (runs.on.step(), runs.off.step());
-const block = 20;
+// a: the setting under test, b: its baseline.
+const runs = args.pair === 'overlap'
+  ? { a: setup(true, args.bn), b: setup(false, args.bn) }
+  : { a: setup(true, 'syncbn'), b: setup(true, 'bn') };
+const times: Record<'a' | 'b', number[]> = { a: [], b: [] };
+const ratios: number[] = []; // per block pair: median(a) / median(b)
+for (let i = 0; i < Number(args.warmup); i++) (runs.a.step(), runs.b.step());
+const block = Math.max(1, Number(args.block));
 const t = new Float64Array(1);
-for (let done = 0; done < STEPS; done += block) {
-  for (const k of ['on', 'off'] as const) {
+for (let done = 0, pairNo = 0; done < STEPS; done += block, pairNo++) {
+  const blockMedian = { a: 0, b: 0 };
+  // Alternate which setting runs first, so neither always follows the other.
+  for (const k of pairNo % 2 ? (['b', 'a'] as const) : (['a', 'b'] as const)) {
+    const mine: number[] = [];
     for (let i = 0; i < block; i++) {
       world.barrier();
       const t0 = performance.now();
       runs[k].step();
       t[0] = performance.now() - t0;
       world.allReduce(t, 'max'); // the slowest rank's step
-      times[k].push(t[0]!);
+      mine.push(t[0]!);
     }
+    times[k].push(...mine);
+    blockMedian[k] = median(mine);
   }
+  ratios.push(blockMedian.a / blockMedian.b);
 }
 const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
 if (rank === 0) {
-  console.log(`OVERLAP ${JSON.stringify({
-    net: args.net, bn: args.bn, batch: B, world: world.size, backend: world.backend, capMb: Number(args['cap-mb']),
-    buckets: runs.on.buckets, steps: STEPS,
-    onMedianMs: +median(times.on).toFixed(3), offMedianMs: +median(times.off).toFixed(3),
-    onMeanMs: +mean(times.on).toFixed(3), offMeanMs: +mean(times.off).toFixed(3),
-  })}`);
+  const common = { net: args.net, batch: B, world: world.size, backend: world.backend, capMb: Number(args['cap-mb']), steps: STEPS };
+  const paired = +median(ratios).toFixed(4);
+  if (args.pair === 'overlap') {
+    console.log(`OVERLAP ${JSON.stringify({
+      ...common, bn: args.bn, buckets: runs.a.buckets,
+      onMedianMs: +median(times.a).toFixed(3), offMedianMs: +median(times.b).toFixed(3),
+      onMeanMs: +mean(times.a).toFixed(3), offMeanMs: +mean(times.b).toFixed(3), onOverOff: paired,
+    })}`);
+  } else {
+    console.log(`SYNCBN ${JSON.stringify({
+      ...common, overlap: 'on', buckets: runs.a.buckets,
+      syncbnMedianMs: +median(times.a).toFixed(3), bnMedianMs: +median(times.b).toFixed(3), syncbnOverBn: paired,
+    })}`);
+  }
 }
 await bagua.destroyProcessGroup();
