@@ -16,6 +16,8 @@ export {
 } from './tensor.js';
 export { noGrad, isGradEnabled, recordOp, backwardCount, GradNode, type BackwardFn, type BackwardOptions } from './autograd.js';
 export { scope, endStep } from './lifetime.js';
+export * as amp from './amp/index.js';
+export { autocast, isAutocastEnabled, GradScaler, type GradScalerOptions } from './amp/index.js';
 export { registerGradReadyHook, onBackwardStart, type HookHandle, type GradReadyHook, type BackwardStart } from './hooks.js';
 export { Storage, memoryStats, emptyCache, resetPeakMemoryStats, type MemoryStats } from './memory.js';
 export { setNumThreads, getNumThreads } from './threads.js';

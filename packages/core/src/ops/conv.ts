@@ -3,6 +3,7 @@ import { fmt, pair } from '../shape.js';
 import { recordOp } from '../autograd.js';
 import { empty, type Tensor } from '../tensor.js';
 import { expectRank, floatInputs, hasHalf, viaFloat32 } from './util.js';
+import { autocastDtype, castFloat, withoutAutocast } from '../amp/autocast.js';
 import { permuteStorage, tagStorage, type MemoryFormat } from '../memory-format.js';
 
 /**
@@ -44,6 +45,8 @@ function positive(op: string, name: string, p: [number, number], allowZero = fal
 }
 
 export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  const low = autocastDtype(x, w, bias); // autocast: in the low-precision dtype
+  if (low) return withoutAutocast(() => conv2d(castFloat(x, low), castFloat(w, low), castFloat(bias, low), opts));
   // half inputs: the float32 convolution (float32 accumulation), the result rounded once
   if (hasHalf(x, w, bias)) return viaFloat32('conv2d', [x, w, bias], (x32, w32, b32) => conv2d(x32!, w32!, b32, opts));
   const op = 'conv2d';
@@ -69,6 +72,7 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
     strideH, strideW, padH, padW, dilH, dilW, groups,
   };
   const format = x.memoryFormat;
+  const wFormat = w.memoryFormat; // read now: w itself is not saved (a cast copy may be released before backward)
   let y = empty([n, k, g.oh, g.ow], 'float32', x.device);
   if (y.numel) backend.conv2d(y.handle(op), x.handle(op), w.handle(op), bias ? bias.handle(op) : null, g);
   y = inFormat(op, y, format);
@@ -86,7 +90,7 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
       if (needs[1]) {
         dw = empty(w.shape, 'float32', dy.device);
         backend.conv2dBackwardWeight(dw.handle(op), dy.handle(op), sx!.handle(op), g);
-        dw = inFormat(op, dw, w.memoryFormat);
+        dw = inFormat(op, dw, wFormat);
       }
       return [dx, dw, needs[2] ? dy.sum([0, 2, 3]) : null];
     });

@@ -4,6 +4,7 @@ import { empty, type Tensor } from '../tensor.js';
 import { add } from './elementwise.js';
 import { reshape } from './shape.js';
 import { floatInputs, hasHalf, viaFloat32 } from './util.js';
+import { autocastDtype, castFloat, withoutAutocast } from '../amp/autocast.js';
 
 /** c = op(a) @ op(b) for [batch, m, k] x [batch, k, n] (batch 1 for matrices), one gemm call. */
 function gemm(a: Tensor, b: Tensor, transA: boolean, transB: boolean, batch: number,
@@ -17,6 +18,8 @@ function gemm(a: Tensor, b: Tensor, transA: boolean, transB: boolean, batch: num
 
 /** 2D @ 2D, or batched 3D @ 3D with equal batch sizes. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
+  const low = autocastDtype(a, b); // autocast: in the low-precision dtype
+  if (low) return withoutAutocast(() => matmul(castFloat(a, low), castFloat(b, low)));
   // half inputs: the float32 GEMM (float32 accumulation), the result rounded once
   if (hasHalf(a, b)) return viaFloat32('matmul', [a, b], (a32, b32) => matmul(a32, b32));
   const bad = () => new Error(`matmul: shapes ${fmt(a.shape)} and ${fmt(b.shape)} do not match`);
@@ -45,6 +48,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 
 /** y = x @ w^T + b over the last dimension of x (any leading dims). */
 export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
+  const low = autocastDtype(x, w, b);
+  if (low) return withoutAutocast(() => linear(castFloat(x, low), castFloat(w, low), castFloat(b, low)));
   if (hasHalf(x, w, b)) return viaFloat32('linear', [x, w, b], (x32, w32, b32) => linear(x32!, w32!, b32));
   if (w.ndim !== 2 || x.ndim < 1 || x.shape[x.ndim - 1] !== w.shape[1]) {
     throw new Error(`linear: input ${fmt(x.shape)} does not match weight ${fmt(w.shape)} (expected last dim ${w.shape[1]})`);

@@ -4,6 +4,7 @@ import { empty, type Tensor } from '../tensor.js';
 import { affine, expand, mul, neg, sub } from './elementwise.js';
 import { mean, sum } from './reduce.js';
 import { expectRank, floatInputs, hasHalf, viaFloat32 } from './util.js';
+import { autocastDtype, castFloat, withoutAutocast } from '../amp/autocast.js';
 
 export type Reduction = 'mean' | 'sum' | 'none';
 
@@ -18,6 +19,8 @@ function reduce(op: string, t: Tensor, reduction: Reduction): Tensor {
 
 /** Mean squared error as one autograd node, which keeps only the difference. */
 export function mseLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
+  // autocast: losses in float32
+  if (autocastDtype(input, target)) return withoutAutocast(() => mseLoss(castFloat(input, 'float32'), castFloat(target, 'float32'), opts));
   // half inputs: computed in float32, the loss rounded once to the input's dtype
   if (hasHalf(input, target)) return viaFloat32('mseLoss', [input, target], (i32, t32) => mseLoss(i32, t32, opts));
   const op = 'mseLoss';
@@ -52,6 +55,7 @@ function classTargets(op: string, scores: Tensor, target: Tensor) {
 
 /** Negative log-likelihood per row of [N, C] log-probabilities, for int32 class targets. */
 export function nllLoss(logp: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
+  if (autocastDtype(logp)) return withoutAutocast(() => nllLoss(castFloat(logp, 'float32'), target, opts));
   if (hasHalf(logp)) return viaFloat32('nllLoss', [logp, target], (l32, t) => nllLoss(l32, t, opts));
   const op = 'nllLoss';
   const { backend, rows, cols } = classTargets(op, logp, target);
@@ -70,6 +74,7 @@ export function nllLoss(logp: Tensor, target: Tensor, opts: { reduction?: Reduct
  * one softmax backward, with no intermediate gradient between them.
  */
 export function crossEntropy(logits: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
+  if (autocastDtype(logits)) return withoutAutocast(() => crossEntropy(castFloat(logits, 'float32'), target, opts));
   if (hasHalf(logits)) return viaFloat32('crossEntropy', [logits, target], (l32, t) => crossEntropy(l32, t, opts));
   const op = 'crossEntropy';
   const reduction = opts.reduction ?? 'mean';

@@ -131,6 +131,8 @@ export function castInto(out: Tensor, x: Tensor, op: string): void {
     sx.dtype === 'float16' && so.dtype === 'float32' ? b.castF16ToF32 : undefined;
   if (!kernel) {
     if (sx.dtype === so.dtype && sx.dtype === 'float32') return b.copy(so.handle, sx.handle, sx.numel);
+    // the same half type: the bits as they are (rare: in-place updates of half tensors)
+    if (sx.dtype === so.dtype) return so.backend.upload(so.handle, b.download(sx.handle, sx.dtype, sx.numel));
     throw new Error(`${op}: the ${x.device.type} backend cannot convert ${sx.dtype} to ${so.dtype}`);
   }
   kernel.call(b, out.handle(op), x.handle(op), sx.numel);
