@@ -117,7 +117,11 @@ export function conv3d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv3dO
   const y2 = conv2d(cols, reshape(w, [k, cg * kd, r, s]), bias,
     { stride: [sh, sw], padding: [ph, pw], dilation: [dh, dw], groups });
   const [, , oh, ow] = y2.shape;
-  return reshape(transpose(reshape(y2, [n, od, k, oh * ow]), 1, 2), [n, k, od, oh, ow]);
+  // conv2d may answer in a half type (autocast): the transpose runs in float32, the result goes back
+  const low = y2.dtype;
+  const y = reshape(transpose(reshape(low === 'float32' ? y2 : y2.to('float32'), [n, od, k, oh * ow]), 1, 2),
+    [n, k, od, oh, ow]);
+  return low === 'float32' ? y : y.to(low);
 }
 
 /** PyTorch's F.avg_pool1d on [N, C, L] (or [C, L]): avgPool2d over a unit height. */
