@@ -59,7 +59,7 @@ little-endian raw bits (float32 or the 16-bit patterns)}.
                the float64 reference, as for float16)} ]
  } ]   2 training steps, then 1 eval step (fresh inputs each).
 Shapes cover both CPU work layouts (planes of >= 64 elements, rows) with vector bodies
-and scalar tails: 2D [16, 18], 4D [2, 2, 8, 8], 5D [2, 2, 2, 3, 4].
+and scalar tails: 2D [16, 20] (CUDA: 4-vectors along channels), 4D [2, 2, 8, 8], 5D [2, 2, 2, 3, 4].
 """
 import base64
 import json
@@ -129,7 +129,7 @@ def t_opt(t):
     return None if t is None else t_json(t)
 
 
-SHAPES = {'BatchNorm1d': (16, 18), 'BatchNorm2d': (2, 2, 8, 8), 'BatchNorm3d': (2, 2, 2, 3, 4)}
+SHAPES = {'BatchNorm1d': (16, 20), 'BatchNorm2d': (2, 2, 8, 8), 'BatchNorm3d': (2, 2, 2, 3, 4)}
 TORCH_DT = {'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 

@@ -11,7 +11,7 @@ import test, { type ExecutionContext } from 'ava';
 import { inflateSync } from 'node:zlib';
 import '@bagua/kernels';
 import { Device, empty, F, nn, tensor, toFloats, type DType, type HalfDType, type Tensor } from '@bagua/core';
-import { loadFixture, testDevice } from '@bagua/testing';
+import { loadFixture, randn, testDevice } from '@bagua/testing';
 
 const device = testDevice();
 
@@ -356,3 +356,39 @@ test(`half gradients accumulate into a leaf in its dtype (${device})`, (t) => {
   t.is(F.add(x, f).dtype, 'float32');
   t.is(F.matmul(tensor([[1, 2]], { dtype: 'float16', device }), tensor([[3], [4]], { dtype: 'float16', device })).item(), 11);
 });
+
+// ---------------------------------------------------------------- half kernels = float32 kernels on the widened values
+//
+// The half kernels are the float32 ones with other loads and stores (one source), so on the
+// same values (every half value is a float32) they must give the float32 kernels' statistics
+// and sums bit for bit, and their outputs rounded once. Larger shapes than the fixtures, so
+// that the CUDA kernels split channels over several blocks (and rows over splits) and merge
+// their partials (under tools/cuda-emu with BAGUA_CUDA_EMU_SMS=132, as test:asan runs it).
+for (const dtype of ['bfloat16', 'float16'] as const) {
+  for (const shape of [[64, 8, 40, 40], [2048, 64], [33, 5, 7, 3]]) {
+    test(`${dtype} batch-norm kernels equal the float32 ones on the same values: [${shape}] (${device})`, (t) => {
+      const numel = shape.reduce((a, b) => a * b, 1);
+      const c = shape[1]!;
+      const xh = tensor(randn(numel, 5, 0.5, 2), { shape, device }).to(dtype);
+      const dyh = tensor(randn(numel, 6), { shape, device }).to(dtype);
+      const xw = xh.to('float32'), dyw = dyh.to('float32');
+      const bits = (x: Tensor) => [...new Uint32Array((x.toArray() as Float32Array).buffer)];
+      t.deepEqual(bits(F.batchNormStats(xh, 7)), bits(F.batchNormStats(xw, 7)), 'stats records');
+      const shift = tensor(randn(c, 8), { device });
+      t.deepEqual(bits(F.batchNormStatsSums(xh, shift, 3, 1, 7)), bits(F.batchNormStatsSums(xw, shift, 3, 1, 7)), 'sums records');
+      const { mean, invstd, count } = F.batchNormMergeStats(F.batchNormStats(xw), 1e-5, null, null, 0);
+      const w = tensor(randn(c, 9, 1, 0.2), { device }), b = tensor(randn(c, 10), { device });
+      const y = F.batchNormElemt(xh, mean, invstd, w, b);
+      t.is(y.dtype, dtype);
+      t.deepEqual([...(y.toArray() as Uint16Array)], [...(F.batchNormElemt(xw, mean, invstd, w, b).to(dtype).toArray() as Uint16Array)],
+        'elemt: the float32 result rounded once');
+      const rh = F.batchNormBackwardReduce(dyh, xh, mean, invstd, true), rw = F.batchNormBackwardReduce(dyw, xw, mean, invstd, true);
+      t.deepEqual(bits(rh.sums), bits(rw.sums), 'backward sums');
+      t.deepEqual(bits(rh.gradWeight!), bits(rw.gradWeight!), 'grad weight');
+      const dx = F.batchNormBackwardElemt(dyh, xh, mean, invstd, w, rw.sums, count);
+      t.is(dx.dtype, dtype);
+      t.deepEqual([...(dx.toArray() as Uint16Array)],
+        [...(F.batchNormBackwardElemt(dyw, xw, mean, invstd, w, rw.sums, count).to(dtype).toArray() as Uint16Array)], 'backward elemt');
+    });
+  }
+}
