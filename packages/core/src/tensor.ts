@@ -398,9 +398,10 @@ export class Tensor {
 export function empty(shape: Shape, dtype: DType = 'float32', device: Device = Device.cpu,
   format: MemoryFormat = 'contiguous'): Tensor {
   checkShape('empty', shape);
-  checkFormatRank('empty', shape, checkFormat('empty', format));
+  // (the common case pays nothing: only a channels-last request is checked and tagged)
+  if (format !== 'contiguous') checkFormatRank('empty', shape, checkFormat('empty', format));
   const storage = Storage.alloc(dtype, numelOf(shape), device);
-  tagStorage(storage, shape, format);
+  if (format !== 'contiguous') tagStorage(storage, shape, format);
   return new Tensor(storage, shape);
 }
 
