@@ -5,7 +5,7 @@ import { formatStrides, storageOrder, type MemoryFormat } from '../memory-format
 import { empty, type Tensor } from '../tensor.js';
 import { sumTo } from './reduce.js';
 import { cast, castInto, contiguous } from './shape.js';
-import { floatInputs, hasHalf, inLayoutOf, viaFloat32 } from './util.js';
+import { floatInputs, hasHalf, inFormat, viaFloat32 } from './util.js';
 
 /**
  * The output's memory format, as PyTorch's: that of the first operand with the
@@ -48,8 +48,11 @@ function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
 
 const permute = (v: readonly number[], order: readonly number[]) => order.map((d) => v[d]);
 
-/** A gradient in the memory format of its tensor (as PyTorch's); the original stays the caller's. */
-const like = (g: Tensor | null, t: Tensor): Tensor | null => g && inLayoutOf(g, t);
+/**
+ * A gradient in the memory format of its tensor (as PyTorch's); the original stays the caller's.
+ * The format is read at forward: by backward the input itself may have been released.
+ */
+const like = (g: Tensor | null, format: MemoryFormat): Tensor | null => g && inFormat(g, format);
 
 /** out = alpha * x + beta: the scalar forms of add/sub/mul/div. */
 export function affine(x: Tensor, alpha: number, beta: number, op = 'affine'): Tensor {
@@ -63,32 +66,36 @@ export function affine(x: Tensor, alpha: number, beta: number, op = 'affine'): T
 export function add(a: Tensor, b: Tensor | number): Tensor {
   if (typeof b !== 'number' && hasHalf(a, b)) return viaFloat32('add', [a, b], (a32, b32) => add(a32, b32));
   if (typeof b === 'number') return affine(a, 1, b, 'add');
+  const fa = a.memoryFormat, fb = b.memoryFormat;
   return recordOp(binaryKernel('add', a, b), 'add', [a, b], [], (g, _, needs) => [
-    needs[0] ? like(sumTo(g, a.shape), a) : null, needs[1] ? like(sumTo(g, b.shape), b) : null]);
+    needs[0] ? like(sumTo(g, a.shape), fa) : null, needs[1] ? like(sumTo(g, b.shape), fb) : null]);
 }
 
 export function sub(a: Tensor, b: Tensor | number): Tensor {
   if (typeof b !== 'number' && hasHalf(a, b)) return viaFloat32('sub', [a, b], (a32, b32) => sub(a32, b32));
   if (typeof b === 'number') return affine(a, 1, -b, 'sub');
+  const fa = a.memoryFormat, fb = b.memoryFormat;
   return recordOp(binaryKernel('sub', a, b), 'sub', [a, b], [], (g, _, needs) => [
-    needs[0] ? like(sumTo(g, a.shape), a) : null, needs[1] ? like(sumTo(neg(g), b.shape), b) : null]);
+    needs[0] ? like(sumTo(g, a.shape), fa) : null, needs[1] ? like(sumTo(neg(g), b.shape), fb) : null]);
 }
 
 export function mul(a: Tensor, b: Tensor | number): Tensor {
   if (typeof b !== 'number' && hasHalf(a, b)) return viaFloat32('mul', [a, b], (a32, b32) => mul(a32, b32));
   if (typeof b === 'number') return affine(a, b, 0, 'mul');
+  const fa = a.memoryFormat, fb = b.memoryFormat;
   return recordOp(binaryKernel('mul', a, b), 'mul', [a, b], [a, b], (g, [sa, sb], needs) => [
-    needs[0] ? like(sumTo(mul(g, sb), a.shape), a) : null,
-    needs[1] ? like(sumTo(mul(g, sa), b.shape), b) : null,
+    needs[0] ? like(sumTo(mul(g, sb), a.shape), fa) : null,
+    needs[1] ? like(sumTo(mul(g, sa), b.shape), fb) : null,
   ]);
 }
 
 export function div(a: Tensor, b: Tensor | number): Tensor {
   if (typeof b !== 'number' && hasHalf(a, b)) return viaFloat32('div', [a, b], (a32, b32) => div(a32, b32));
   if (typeof b === 'number') return affine(a, 1 / b, 0, 'div');
+  const fa = a.memoryFormat, fb = b.memoryFormat;
   return recordOp(binaryKernel('div', a, b), 'div', [a, b], [a, b], (g, [sa, sb], needs) => [
-    needs[0] ? like(sumTo(div(g, sb), a.shape), a) : null,
-    needs[1] ? like(sumTo(neg(div(mul(g, sa), mul(sb, sb))), b.shape), b) : null,
+    needs[0] ? like(sumTo(div(g, sb), a.shape), fa) : null,
+    needs[1] ? like(sumTo(neg(div(mul(g, sa), mul(sb, sb))), b.shape), fb) : null,
   ]);
 }
 
@@ -109,7 +116,7 @@ export function relu(x: Tensor): Tensor {
   return recordOp(unaryKernel('relu', x), 'relu', [x], [x], (g, [sx]) => {
     const backend = floatInputs('relu', g, sx);
     // The kernel is flat: dy in x's order, dx too.
-    const dy = like(g, sx)!;
+    const dy = like(g, sx.memoryFormat)!;
     const dx = empty(sx.shape, 'float32', sx.device, sx.memoryFormat);
     backend.reluBackward(dx.handle('relu'), dy.handle('relu'), sx.handle('relu'), sx.numel);
     return [dx];

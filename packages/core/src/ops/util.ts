@@ -1,6 +1,6 @@
 import type { Backend } from '../backend.js';
 import { noGrad } from '../autograd.js';
-import { layoutAware } from '../memory-format.js';
+import { layoutAware, type MemoryFormat } from '../memory-format.js';
 import { cast, contiguous } from './shape.js';
 import { fmt } from '../shape.js';
 import type { Tensor } from '../tensor.js';
@@ -49,8 +49,13 @@ export function finite(op: string, name: string, v: number, { positive = false }
  * copy the caller disposes.
  */
 export function inLayoutOf(t: Tensor, ref: Tensor): Tensor {
-  if (t.ndim < 4 || t.isContiguous(ref.memoryFormat)) return t;
-  return noGrad(() => contiguous(t, ref.memoryFormat));
+  return inFormat(t, ref.memoryFormat);
+}
+
+/** `t` in `format` (itself when it already is); backward rules pass a format read at forward. */
+export function inFormat(t: Tensor, format: MemoryFormat): Tensor {
+  if (t.ndim < 4 || t.isContiguous(format)) return t;
+  return noGrad(() => contiguous(t, format));
 }
 
 /**
