@@ -364,6 +364,10 @@ test(`half gradients accumulate into a leaf in its dtype (${device})`, (t) => {
 // and sums bit for bit, and their outputs rounded once. Larger shapes than the fixtures, so
 // that the CUDA kernels split channels over several blocks (and rows over splits) and merge
 // their partials (under tools/cuda-emu with BAGUA_CUDA_EMU_SMS=132, as test:asan runs it).
+// One exception: the CPU library reads bfloat16 32 at a time as even / odd lanes (a shift
+// or a mask each, no shuffles), so its float lane sums group the terms differently from the
+// float32 code: there records and sums agree to 2^-20 (relative, and of the largest value)
+// instead of bit for bit; outputs stay exact.
 for (const dtype of ['bfloat16', 'float16'] as const) {
   for (const shape of [[64, 8, 40, 40], [2048, 64], [33, 5, 7, 3]]) {
     test(`${dtype} batch-norm kernels equal the float32 ones on the same values: [${shape}] (${device})`, (t) => {
@@ -373,9 +377,18 @@ for (const dtype of ['bfloat16', 'float16'] as const) {
       const dyh = tensor(randn(numel, 6), { shape, device }).to(dtype);
       const xw = xh.to('float32'), dyw = dyh.to('float32');
       const bits = (x: Tensor) => [...new Uint32Array((x.toArray() as Float32Array).buffer)];
-      t.deepEqual(bits(F.batchNormStats(xh, 7)), bits(F.batchNormStats(xw, 7)), 'stats records');
+      const regrouped = device === 'cpu' && dtype === 'bfloat16';
+      const same = (a: Tensor, b: Tensor, what: string) => {
+        if (!regrouped) return t.deepEqual(bits(a), bits(b), what);
+        const av = a.toArray() as Float32Array, bv = b.toArray() as Float32Array;
+        let max = 0;
+        for (const v of bv) max = Math.max(max, Math.abs(v));
+        const bad = av.findIndex((v, i) => !(Math.abs(v - bv[i]!) <= 2 ** -20 * (Math.abs(bv[i]!) + max)));
+        t.is(bad, -1, `${what}${bad >= 0 ? `: element ${bad}: ${av[bad]} vs ${bv[bad]}` : ''}`);
+      };
+      same(F.batchNormStats(xh, 7), F.batchNormStats(xw, 7), 'stats records');
       const shift = tensor(randn(c, 8), { device });
-      t.deepEqual(bits(F.batchNormStatsSums(xh, shift, 3, 1, 7)), bits(F.batchNormStatsSums(xw, shift, 3, 1, 7)), 'sums records');
+      same(F.batchNormStatsSums(xh, shift, 3, 1, 7), F.batchNormStatsSums(xw, shift, 3, 1, 7), 'sums records');
       const { mean, invstd, count } = F.batchNormMergeStats(F.batchNormStats(xw), 1e-5, null, null, 0);
       const w = tensor(randn(c, 9, 1, 0.2), { device }), b = tensor(randn(c, 10), { device });
       const y = F.batchNormElemt(xh, mean, invstd, w, b);
@@ -383,8 +396,8 @@ for (const dtype of ['bfloat16', 'float16'] as const) {
       t.deepEqual([...(y.toArray() as Uint16Array)], [...(F.batchNormElemt(xw, mean, invstd, w, b).to(dtype).toArray() as Uint16Array)],
         'elemt: the float32 result rounded once');
       const rh = F.batchNormBackwardReduce(dyh, xh, mean, invstd, true), rw = F.batchNormBackwardReduce(dyw, xw, mean, invstd, true);
-      t.deepEqual(bits(rh.sums), bits(rw.sums), 'backward sums');
-      t.deepEqual(bits(rh.gradWeight!), bits(rw.gradWeight!), 'grad weight');
+      same(rh.sums, rw.sums, 'backward sums');
+      same(rh.gradWeight!, rw.gradWeight!, 'grad weight');
       const dx = F.batchNormBackwardElemt(dyh, xh, mean, invstd, w, rw.sums, count);
       t.is(dx.dtype, dtype);
       t.deepEqual([...(dx.toArray() as Uint16Array)],

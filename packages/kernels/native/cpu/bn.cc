@@ -97,8 +97,10 @@ BK_CLONES void chunk_stats_direct(const typename E::storage *x, int64_t stride, 
     const typename E::storage *xp = x + p * stride;
     int64_t i = 0;
     for (; i + 32 <= len; i += 32) {
-      a0 += VecIO<E>::load(xp + i);
-      a1 += VecIO<E>::load(xp + i + 16);
+      bk_v16 v0, v1;
+      VecIO<E>::load32(xp + i, v0, v1);
+      a0 += v0;
+      a1 += v1;
     }
     for (; i + 16 <= len; i += 16) a0 += VecIO<E>::load(xp + i);
     for (; i < len; ++i) s += E::load(xp[i]);
@@ -117,7 +119,9 @@ BK_CLONES void chunk_stats_direct(const typename E::storage *x, int64_t stride, 
       // (the next piece of a long plane, or the next channel's plane of this image)
       __builtin_prefetch(xp + len + i);
       __builtin_prefetch(xp + len + i + 16);
-      const bk_v16 d0 = VecIO<E>::load(xp + i) - mv, d1 = VecIO<E>::load(xp + i + 16) - mv;
+      bk_v16 v0, v1;
+      VecIO<E>::load32(xp + i, v0, v1);
+      const bk_v16 d0 = v0 - mv, d1 = v1 - mv;
       s1a += d0;
       s1b += d1;
       s2a += d0 * d0;
@@ -437,6 +441,11 @@ BK_CLONES void elemt_plane(typename E::storage *y, const typename E::storage *x,
                            float scale, float bias) {
   const bk_v16 mv = v16_splat(mean), sv = v16_splat(scale), bv = v16_splat(bias);
   int64_t i = 0;
+  for (; i + 32 <= len; i += 32) {
+    bk_v16 v0, v1;
+    VecIO<E>::load32(x + i, v0, v1);
+    VecIO<E>::store32(y + i, (v0 - mv) * sv + bv, (v1 - mv) * sv + bv);
+  }
   for (; i + 16 <= len; i += 16) VecIO<E>::store(y + i, (VecIO<E>::load(x + i) - mv) * sv + bv);
   for (; i < len; ++i) y[i] = bk_bn::elemt_e<E>(x[i], mean, scale, bias);
 }
@@ -506,11 +515,13 @@ BK_CLONES void reduce_plane(const typename E::storage *dy, const typename E::sto
     const int64_t end = std::min(len, i + kChunk);
     bk_v16 a0 = {}, a1 = {}, b0 = {}, b1 = {};
     for (; i + 32 <= end; i += 32) {
-      const bk_v16 g0 = VecIO<E>::load(dy + i), g1 = VecIO<E>::load(dy + i + 16);
+      bk_v16 g0, g1, x0, x1;
+      VecIO<E>::load32(dy + i, g0, g1);
+      VecIO<E>::load32(x + i, x0, x1);
       a0 += g0;
       a1 += g1;
-      b0 += g0 * (VecIO<E>::load(x + i) - mv);
-      b1 += g1 * (VecIO<E>::load(x + i + 16) - mv);
+      b0 += g0 * (x0 - mv);
+      b1 += g1 * (x1 - mv);
     }
     sdy += v16_hsum(a0 + a1);
     sdx += v16_hsum(b0) + v16_hsum(b1);
@@ -614,6 +625,12 @@ BK_CLONES void bwd_elemt_plane(typename E::storage *dx, const typename E::storag
                                int64_t len, float mean, float mdy, float k, float a) {
   const bk_v16 mv = v16_splat(mean), dv = v16_splat(mdy), kv = v16_splat(k), av = v16_splat(a);
   int64_t i = 0;
+  for (; i + 32 <= len; i += 32) {
+    bk_v16 g0, g1, x0, x1;
+    VecIO<E>::load32(dy + i, g0, g1);
+    VecIO<E>::load32(x + i, x0, x1);
+    VecIO<E>::store32(dx + i, (g0 - dv - (x0 - mv) * kv) * av, (g1 - dv - (x1 - mv) * kv) * av);
+  }
   for (; i + 16 <= len; i += 16)
     VecIO<E>::store(dx + i, (VecIO<E>::load(dy + i) - dv - (VecIO<E>::load(x + i) - mv) * kv) * av);
   bk_bn::BackwardCoeffs co;

@@ -35,10 +35,21 @@ BK_INLINE void u16x16_store(uint16_t *p, bk_u32x16 u) {
 template <class E>
 struct VecIO;
 
+// load32 / store32: 32 elements as two vectors, in an order of the kind's choosing (store32
+// undoes load32): for loops whose lanes are independent or only summed (elementwise passes
+// with per-channel constants, statistics). float32 and float16: elements 0-15, 16-31.
 template <>
 struct VecIO<bk_half::F32> {
   static BK_INLINE bk_v16 load(const float *p) { return v16_load(p); }
   static BK_INLINE void store(float *p, bk_v16 v) { v16_store(p, v); }
+  static BK_INLINE void load32(const float *p, bk_v16 &a, bk_v16 &b) {
+    a = v16_load(p);
+    b = v16_load(p + 16);
+  }
+  static BK_INLINE void store32(float *p, bk_v16 a, bk_v16 b) {
+    v16_store(p, a);
+    v16_store(p + 16, b);
+  }
 };
 
 template <>
@@ -49,6 +60,25 @@ struct VecIO<bk_half::BF16> {
     const bk_u32x16 r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
     const bk_u32x16 nan = bk_u32x16{} + 0x7fc0u;
     u16x16_store(p, (u & 0x7fffffffu) > 0x7f800000u ? nan : r);
+  }
+  // 32 bfloat16 values as 16 32-bit words: the even elements are the words' low halves, the
+  // odd ones their high halves, so widening is one shift or one mask per 16 values, with no
+  // zero-extension or packing shuffles (the even / odd lanes come out as two vectors).
+  static BK_INLINE void load32(const uint16_t *p, bk_v16 &even, bk_v16 &odd) {
+    bk_u32x16 w;
+    memcpy(&w, p, sizeof w);
+    even = v16_from_bits(w << 16);
+    odd = v16_from_bits(w & 0xffff0000u);
+  }
+  // Rounded as store(), each result in the upper half of its word.
+  static BK_INLINE bk_u32x16 round_hi(bk_v16 v) {
+    const bk_u32x16 u = v16_bits(v);
+    const bk_u32x16 r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    return (u & 0x7fffffffu) > 0x7f800000u ? bk_u32x16{} + 0x7fc00000u : r;
+  }
+  static BK_INLINE void store32(uint16_t *p, bk_v16 even, bk_v16 odd) {
+    const bk_u32x16 w = round_hi(odd) | (round_hi(even) >> 16);
+    memcpy(p, &w, sizeof w);
   }
 };
 
@@ -75,5 +105,13 @@ struct VecIO<bk_half::F16> {
     const bk_u32x16 big = a > 0x7f800000u ? bk_u32x16{} + 0x7e00u : bk_u32x16{} + 0x7c00u;
     const bk_u32x16 r = a >= 0x477ff000u ? big : a >= 0x38800000u ? normal : sub;
     u16x16_store(p, r | sign);
+  }
+  static BK_INLINE void load32(const uint16_t *p, bk_v16 &a, bk_v16 &b) {
+    a = load(p);
+    b = load(p + 16);
+  }
+  static BK_INLINE void store32(uint16_t *p, bk_v16 a, bk_v16 b) {
+    store(p, a);
+    store(p + 16, b);
   }
 };
