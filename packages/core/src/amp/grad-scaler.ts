@@ -34,6 +34,12 @@ export interface GradScalerOptions {
 export interface ScalableOptimizer {
   readonly params: Tensor[];
   step(): void;
+  /**
+   * Makes the gradients final before they are read (a data-parallel wrapper's reduction):
+   * called first by unscale, so every rank unscales and checks the same averaged gradients
+   * and agrees on skipping. A wrapper that reduces inside step() instead must provide it.
+   */
+  syncGradients?(): void;
   stateDict?(): object;
   loadStateDict?(sd: object): void;
 }
@@ -90,6 +96,7 @@ export class GradScaler {
     const st = this.stages.get(optimizer);
     if (st?.stage === 'unscaled') throw new Error('GradScaler.unscale: already called for this optimizer since the last update()');
     if (st?.stage === 'stepped') throw new Error('GradScaler.unscale: called after step(); call update() first');
+    optimizer.syncGradients?.();
     const inv = 1 / this.scaleValue;
     let foundInf = false;
     noGrad(() => {
