@@ -187,7 +187,7 @@ export class ThreadsAsyncEngine {
    * reload its phase count.
    */
   drain(): boolean {
-    for (const w of [...this.pending]) w.settle();
+    if (this.pending.size) for (const w of [...this.pending]) w.settle(); // settle() removes w: iterate a copy
     if (this.drained === this.seq) return false;
     this.drained = this.seq;
     return true;
