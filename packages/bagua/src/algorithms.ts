@@ -1,4 +1,4 @@
-import { backwardCount, nn, noGrad, onBackwardStart, zeros, type HookHandle, type optim, type Tensor } from '@bagua/core';
+import { backwardCount, nn, noGrad, onBackwardStart, zeros, type HookHandle, type Tensor } from '@bagua/core';
 import { defaultGroup, isInitialized, type ProcessGroup } from '@bagua/comm';
 import { commBuffer } from './comm-buffer.js';
 import { BucketReducer } from './bucket-reducer.js';
@@ -132,12 +132,13 @@ export class GradientAllReduce implements Algorithm {
 export interface BaguaState {
   readonly algorithm: Algorithm;
   readonly group: ProcessGroup;
-  readonly optimizers: readonly optim.SGD[];
+  readonly optimizers: readonly Stepper[];
 }
 
 export type BaguaModule<M extends nn.Module> = M & { readonly bagua: BaguaState };
 
-type Stepper = { step(): void };
+/** What withBagua wraps: any optimizer (core's, or one of the user's) with a step(). */
+export type Stepper = { step(): void; syncGradients?(): void };
 
 /**
  * Bagua's with_bagua: the same module (forward, parameters, train/eval and
@@ -152,18 +153,24 @@ export function withBagua<M extends nn.Module>(module: M, optimizers: readonly S
   if ('bagua' in module) throw new Error('withBagua: this module is already wrapped');
   algorithm.init(module, group);
   let reducedAfter = -1; // the backward count at the last reduction
+  const syncGradients = () => {
+    if (reducedAfter !== backwardCount()) {
+      algorithm.beforeStep(module, group);
+      reducedAfter = backwardCount();
+    }
+  };
   for (const opt of optimizers) {
     const step = opt.step.bind(opt);
+    // GradScaler calls syncGradients before it unscales and checks for inf/NaN, so every
+    // rank checks the same averaged gradients and all skip (or take) the step together.
+    opt.syncGradients = syncGradients;
     opt.step = () => {
-      if (reducedAfter !== backwardCount()) {
-        algorithm.beforeStep(module, group);
-        reducedAfter = backwardCount();
-      }
+      syncGradients();
       step();
     };
   }
   Object.defineProperty(module, 'bagua', {
-    value: { algorithm, group, optimizers: optimizers as optim.SGD[] },
+    value: { algorithm, group, optimizers },
     enumerable: false,
   });
   return module as BaguaModule<M>;

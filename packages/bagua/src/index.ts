@@ -14,7 +14,7 @@ export {
   type ProcessGroup, type ReduceOp, CollectiveError,
 } from '@bagua/comm';
 export { SyncBatchNorm, type SyncBatchNormOptions, type StatsExchange } from './sync-batchnorm.js';
-export { withBagua, GradientAllReduce, type Algorithm, type BaguaModule, type GradientAllReduceOptions } from './algorithms.js';
+export { withBagua, GradientAllReduce, type Algorithm, type BaguaModule, type GradientAllReduceOptions, type Stepper } from './algorithms.js';
 export {
   saveCheckpoint, loadCheckpoint, optimizerPath, type CheckpointParts, type CheckpointOptions, type Stateful,
 } from './checkpoint.js';
