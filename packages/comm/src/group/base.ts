@@ -77,7 +77,7 @@ export abstract class ProcessGroupBase implements ProcessGroup {
 
   /**
    * For backends that cannot overlap a collective with the caller's work
-   * (threads, nccl today): it runs here, at the call, which keeps the order
+   * (gloo, threads and nccl override it): it runs here, at the call, which keeps the order
    * and the results; only the overlap is missing. A failure still surfaces at
    * wait(), as where it really overlaps.
    */
