@@ -8,7 +8,7 @@
  * order whatever the timing. The optimizer step waits for them and copies
  * the averages back into the gradients.
  */
-import { onBackwardStart, registerGradReadyHook, tensor, zeros, type HookHandle, type Tensor } from '@bagua/core';
+import { empty, onBackwardStart, registerGradReadyHook, tensor, zeros, type HookHandle, type Tensor } from '@bagua/core';
 import { startAllReduce, type CommBuffer, type ProcessGroup, type Work } from '@bagua/comm';
 import { commBuffer, movesDeviceMemory } from './comm-buffer.js';
 
@@ -240,14 +240,19 @@ export class BucketReducer {
   }
 }
 
-/** The averaged values into the gradient's own storage when nothing shares it; else a new gradient. */
+/**
+ * The averaged values into the gradient's own storage when nothing shares it; else a new gradient.
+ * `part` is in the gradient's storage order (hostData), which is its parameter's memory format.
+ */
 function writeBack(p: Tensor, part: Float32Array): void {
   const g = p.grad;
-  if (g && !g.storage('GradientAllReduce').isShared) {
-    g.storage('GradientAllReduce').backend.upload(g.handle('GradientAllReduce'), part);
-  } else {
-    p.grad = tensor(part.slice(), { shape: p.shape, device: p.device });
+  let s = g?.storage('GradientAllReduce');
+  if (!s || s.isShared) {
+    const fresh = empty(p.shape, 'float32', p.device, p.memoryFormat);
+    p.grad = fresh;
+    s = fresh.storage('GradientAllReduce');
   }
+  s.backend.upload(s.handle, part);
 }
 
 /** A gradient's values on the host: its own storage on the CPU, a copy from a device. */

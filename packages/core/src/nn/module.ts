@@ -3,6 +3,7 @@ import { fmt } from '../shape.js';
 import { noGrad } from '../autograd.js';
 import { scope } from '../lifetime.js';
 import { Tensor } from '../tensor.js';
+import { checkFormat, type MemoryFormat } from '../memory-format.js';
 
 /** A tensor that a module learns: a leaf that requires grad, sharing the given tensor's storage. */
 export class Parameter extends Tensor {
@@ -146,15 +147,27 @@ export abstract class Module {
   }
 
   /** Moves parameters and buffers in place: the same Parameter objects, so optimizers keep working. */
-  to(device: string | Device): this {
-    const target = Device.parse(device);
+  /**
+   * Moves every parameter and buffer to a device, and/or (PyTorch's `memory_format=`) lays the
+   * 4D/5D ones out in a memory format, in place: optimizers built before keep working.
+   */
+  to(target: string | Device | { device?: string | Device; memoryFormat?: MemoryFormat }): this {
+    const opts = typeof target === 'string' || target instanceof Device ? { device: target } : target;
+    const device = opts.device === undefined ? null : Device.parse(opts.device);
+    const format = opts.memoryFormat === undefined ? null : checkFormat('Module.to', opts.memoryFormat);
     noGrad(() => {
       for (const t of [...this.parameters(), ...this.buffers()]) {
-        if (!t.device.equals(target)) {
-          const moved = t.to(target);
+        if (device && !t.device.equals(device)) {
+          const moved = t.to(device);
           t._assign(moved);
           moved.dispose();
-          if (t.grad && !t.grad.device.equals(target)) t.grad = t.grad.to(target);
+          if (t.grad && !t.grad.device.equals(device)) t.grad = t.grad.to(device);
+        }
+        if (format && t.ndim >= 4 && t.ndim <= 5 && !t.isContiguous(format)) {
+          const laid = t.contiguous(format);
+          t._assign(laid);
+          laid.dispose();
+          if (t.grad && !t.grad.isContiguous(format)) t.grad = t.grad.contiguous(format);
         }
       }
     });
