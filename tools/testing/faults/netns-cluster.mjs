@@ -19,11 +19,11 @@ import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { ip, netnsPair } from './netns-pair.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const LAUNCH = join(ROOT, 'packages/comm/bin/bagua-launch.js');
 const TRAIN = join(ROOT, 'tools/testing/faults/train-loop.mjs');
-const SKIP_CODE = 77;
 
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -34,75 +34,17 @@ const TIMEOUT_MS = Number(opt('--timeout-ms', '5000'));
 const ONLY = opt('--only', '');
 const CUT = Number(opt('--cut-host', '1')); // whose end of the veth goes down
 const STRICT = argv.includes('--strict');
-const NS = [`bagua-h0-${process.pid}`, `bagua-h1-${process.pid}`];
-// Interface names are at most 15 characters.
-const VETH = [`bgv0-${process.pid}`, `bgv1-${process.pid}`];
-const ADDR = ['10.213.0.1', '10.213.0.2'];
 const PORT = 29555; // the namespaces are new: nothing else can hold it
 const TOKEN = randomBytes(16).toString('hex');
 
 const log = (m) => process.stdout.write(`netns-cluster: ${m}\n`);
 
-function skip(reason) {
-  const required = (process.env.BAGUA_REQUIRE ?? '').split(/[,\s]+/).includes('netns');
-  const bar = '!'.repeat(78);
-  process.stdout.write(`${bar}\nnetns-cluster: SKIPPED: ${reason}\n`);
-  if (required) process.stdout.write('netns-cluster: BAGUA_REQUIRE includes netns: a skip is a failure\n');
-  process.stdout.write(`${bar}\n`);
-  process.exit(required ? 1 : SKIP_CODE);
-}
+// ------------------------------------------------------------------ namespaces (./netns-pair.mjs)
 
-function ip(...args) {
-  const r = spawnSync('ip', args, { encoding: 'utf8' });
-  if (r.error) return { ok: false, err: r.error.message };
-  return { ok: r.status === 0, err: (r.stderr || r.stdout || '').trim(), out: r.stdout };
-}
-
-// ------------------------------------------------------------------ namespaces
-
-let created = false;
-function cleanup() {
-  if (!created) return;
-  created = false;
-  for (const ns of NS) {
-    // Only processes inside our own namespaces: everything there is ours.
-    const pids = ip('netns', 'pids', ns).out?.split(/\s+/).filter(Boolean) ?? [];
-    for (const p of pids) {
-      try {
-        process.kill(Number(p), 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
-    ip('netns', 'del', ns);
-  }
-}
-process.on('exit', cleanup);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => process.exit(130));
-
-function setup() {
-  const v = spawnSync('ip', ['-V'], { encoding: 'utf8' });
-  if (v.error) skip(`no 'ip' command (iproute2): ${v.error.message}`);
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) skip(`not root (uid ${process.getuid()}): network namespaces need CAP_NET_ADMIN`);
-  let r = ip('netns', 'add', NS[0]);
-  if (!r.ok) skip(`cannot create a network namespace: ${r.err}`);
-  created = true;
-  r = ip('netns', 'add', NS[1]);
-  if (!r.ok) skip(`cannot create a second network namespace: ${r.err}`);
-  r = ip('link', 'add', VETH[0], 'netns', NS[0], 'type', 'veth', 'peer', 'name', VETH[1], 'netns', NS[1]);
-  if (!r.ok) skip(`cannot create a veth pair: ${r.err}`);
-  for (const h of [0, 1]) {
-    for (const args of [
-      ['addr', 'add', `${ADDR[h]}/24`, 'dev', VETH[h]],
-      ['link', 'set', VETH[h], 'up'],
-      ['link', 'set', 'lo', 'up'],
-    ]) {
-      r = ip('-n', NS[h], ...args);
-      if (!r.ok) skip(`ip -n ${NS[h]} ${args.join(' ')}: ${r.err}`);
-    }
-  }
-  log(`hosts ${NS[0]} (${ADDR[0]}) and ${NS[1]} (${ADDR[1]}) over ${VETH[0]}<->${VETH[1]}`);
-}
+const pair = netnsPair({ tool: 'netns-cluster', log });
+const { NS, VETH, ADDR } = pair;
+const cleanup = () => pair.cleanup();
+const setup = () => pair.setup();
 
 // ------------------------------------------------------------------ launchers
 
