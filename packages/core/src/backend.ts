@@ -13,6 +13,8 @@ export interface Conv2dGeometry {
   k: number; r: number; s: number; oh: number; ow: number;
   strideH: number; strideW: number; padH: number; padW: number;
   dilH: number; dilW: number; groups: number;
+  /** x and y (dx, dy) stored NHWC (the weight stays [K, C/groups, R, S]); only to a backend whose nativeChannelsLast says so. */
+  channelsLast?: boolean;
 }
 
 /** Pooling geometry over [planes, h, w]; the C ABI takes it as int32[14] in this order. */
@@ -20,6 +22,8 @@ export interface Pool2dGeometry {
   planes: number; h: number; w: number; oh: number; ow: number;
   kh: number; kw: number; strideH: number; strideW: number; padH: number; padW: number;
   dilH: number; dilW: number; countIncludePad: boolean;
+  /** planes stored NHWC, `channels` per image (indices too); only to a backend whose nativeChannelsLast says so. */
+  channelsLast?: boolean; channels?: number;
 }
 
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
@@ -92,6 +96,12 @@ export interface Backend {
   nllLoss(out: Handle, logp: Handle, target: Handle, rows: number, cols: number): void;
   nllLossBackward(dlogp: Handle, dout: Handle, target: Handle, rows: number, cols: number): void;
 
+  /**
+   * Whether this backend's conv2d or pooling kernels read and write channels-last (NHWC)
+   * storage themselves when the geometry says `channelsLast`, in the calling thread (the
+   * CPU's convolution only where oneDNN runs); absent or false: core permutes for them.
+   */
+  nativeChannelsLast?(kind: 'conv2d' | 'pool2d'): boolean;
   conv2d(y: Handle, x: Handle, w: Handle, bias: Handle | null, g: Conv2dGeometry): void;
   conv2dBackwardInput(dx: Handle, dy: Handle, w: Handle, g: Conv2dGeometry): void;
   conv2dBackwardWeight(dw: Handle, dy: Handle, x: Handle, g: Conv2dGeometry): void;

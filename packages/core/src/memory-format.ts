@@ -91,8 +91,9 @@ export function storageFormat(storage: Storage, shape: Shape): MemoryFormat | nu
 /**
  * Ops whose kernels read (and write) storages in whatever order they are, given
  * the layout: elementwise ops (flat over same-format operands, strided
- * otherwise), the format conversions, and batch norm (an NHWC [N, C, H, W]
- * storage is a row-major [N*H*W, C] matrix). floatInputs lends every other op a
+ * otherwise), the format conversions, batch norm (an NHWC [N, C, H, W]
+ * storage is a row-major [N*H*W, C] matrix), and conv2d / pooling on a backend
+ * whose kernels take NHWC (Backend.nativeChannelsLast). floatInputs lends every other op a
  * row-major copy of a channels-last input, and Tensor.handle refuses one to an
  * op that got none, so no kernel misreads NHWC as NCHW.
  */
@@ -100,6 +101,8 @@ const LAYOUT_AWARE_OPS = new Set([
   'add', 'sub', 'mul', 'div', 'affine', 'neg', 'relu', 'exp', 'log', 'sqrt', 'addInPlace', 'contiguous', 'clone', 'to',
   'batchNorm', 'batchNormStats', 'batchNormStatsSums', 'batchNormElemt', 'batchNormBackwardReduce',
   'batchNormBackwardElemt',
+  // conv2d and pooling under these names when the backend's kernels take NHWC (ops/conv.ts, NHWC_OP)
+  'conv2d (channels-last)', 'maxPool2d (channels-last)', 'avgPool2d (channels-last)', 'adaptiveAvgPool2d (channels-last)',
 ]);
 
 export function layoutAware(op: string): boolean {

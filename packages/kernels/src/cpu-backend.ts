@@ -106,6 +106,11 @@ export class CpuBackend extends NativeBackend implements Backend {
     return this.native.control.getNumThreads();
   }
 
+  /** NHWC pooling always; NHWC convolution where oneDNN runs in this thread (the built-in one computes NCHW). */
+  nativeChannelsLast(kind: 'conv2d' | 'pool2d'): boolean {
+    return kind === 'pool2d' || this.native.control.useDnnl(-1) === 1;
+  }
+
   // ---- operand policy (see NativeBackend) ------------------------------------------
 
   protected kernelFn(name: KernelName): KernelFn {

@@ -4,8 +4,9 @@
  */
 import test from 'ava';
 import type { Conv2dGeometry, Pool2dGeometry } from '@bagua/core';
-import { convGeom, randn } from '@bagua/testing';
-import { cpuBackend as be } from '../src/index.js';
+import { convGeom, randn, skipOrFail } from '@bagua/testing';
+import { cpuBackend as be, cpuInfo, useOneDnn } from '../src/index.js';
+import { packConv2d, packPool2d } from '../src/geometry.js';
 import { close, closeScaled, F } from './cpu-helpers.js';
 
 // ------------------------------------------------------------------ conv2d
@@ -262,4 +263,166 @@ test('cpu: adaptive avg pool with windows floor(i*h/oh) .. ceil((i+1)*h/oh); bac
     close(t, y, wantY, `adaptive ${h}x${w}->${oh}x${ow}`);
     close(t, dx, wantDx, `adaptive backward ${h}x${w}->${oh}x${ow}`);
   }
+});
+
+// ------------------------------------------------------------------ NHWC (channels-last) operands
+
+/** [n, c, ...spatial] row-major -> [n, ...spatial, c] (or back with `back`). */
+function permuteNhwc<T extends Float32Array | Int32Array>(a: T, n: number, c: number, hw: number, back = false): T {
+  const out = new (a.constructor as new (len: number) => T)(a.length);
+  for (let i = 0; i < n; i++) {
+    for (let ch = 0; ch < c; ch++) {
+      for (let p = 0; p < hw; p++) {
+        const nchw = (i * c + ch) * hw + p, nhwc = (i * hw + p) * c + ch;
+        if (back) out[nchw] = a[nhwc]!;
+        else out[nhwc] = a[nchw]!;
+      }
+    }
+  }
+  return out;
+}
+
+/** Forward (with and without bias) and both backward kernels on the given inputs. */
+function convAll(g: Conv2dGeometry, x: Float32Array, w: Float32Array, bias: Float32Array, dy: Float32Array) {
+  const cg = g.c / g.groups;
+  const r = {
+    y: new Float32Array(g.n * g.k * g.oh * g.ow).fill(NaN), yb: new Float32Array(g.n * g.k * g.oh * g.ow).fill(NaN),
+    dx: new Float32Array(g.n * g.c * g.h * g.w).fill(NaN), dw: new Float32Array(g.k * cg * g.r * g.s).fill(NaN),
+  };
+  be.conv2d(r.y, x, w, null, g);
+  be.conv2d(r.yb, x, w, bias, g);
+  be.conv2dBackwardInput(r.dx, dy, w, g);
+  be.conv2dBackwardWeight(r.dw, dy, x, g);
+  return r;
+}
+
+const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+
+test('cpu: conv2d on NHWC operands (oneDNN) equals the NCHW kernels on the same data', (t) => {
+  if (!useOneDnn()) {
+    skipOrFail(t, 'dnnl', cpuInfo());
+    return;
+  }
+  t.true(be.nativeChannelsLast('conv2d'), 'the backend declares NHWC convolution where oneDNN runs');
+  for (const [name, g] of [...convCases, ['3-channel stem, 7x7 stride 2', convGeom(2, 3, 15, 14, 8, 7, 7,
+    { stride: [2, 2], pad: [3, 3] })] as [string, Conv2dGeometry]]) {
+    const cg = g.c / g.groups;
+    const x = randn(g.n * g.c * g.h * g.w, 11), w = randn(g.k * cg * g.r * g.s, 12), bias = randn(g.k, 13);
+    const dy = randn(g.n * g.k * g.oh * g.ow, 14);
+    const want = convAll(g, x, w, bias, dy);
+    const hw = g.h * g.w, ohw = g.oh * g.ow;
+    const got = convAll({ ...g, channelsLast: true }, permuteNhwc(x, g.n, g.c, hw), w, bias, permuteNhwc(dy, g.n, g.k, ohw));
+    // oneDNN sums in another order per layout: float32 rounding apart
+    close(t, permuteNhwc(got.y, g.n, g.k, ohw, true), want.y, `${name}: y`, 1e-4, 1e-5);
+    close(t, permuteNhwc(got.yb, g.n, g.k, ohw, true), want.yb, `${name}: y with bias`, 1e-4, 1e-5);
+    close(t, permuteNhwc(got.dx, g.n, g.c, hw, true), want.dx, `${name}: dx`, 1e-4, 1e-5);
+    close(t, got.dw, want.dw, `${name}: dw`, 1e-4, 1e-5);
+  }
+  // an empty input: the NHWC output is the bias per pixel, channels innermost
+  const g0 = convGeom(1, 0, 2, 2, 3, 1, 1);
+  const y = new Float32Array(12).fill(NaN);
+  be.conv2d(y, new Float32Array(0), new Float32Array(0), F([1, 2, 3]), { ...g0, channelsLast: true });
+  t.deepEqual([...y], [1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3]);
+});
+
+test('cpu: the built-in conv2d refuses NHWC operands by name; the backend then says so and core permutes', (t) => {
+  const wasOn = useOneDnn();
+  useOneDnn(false);
+  try {
+    t.false(be.nativeChannelsLast('conv2d'));
+    t.true(be.nativeChannelsLast('pool2d'), 'pooling reads NHWC itself whatever runs the convolutions');
+    const g = { ...convGeom(1, 2, 3, 3, 2, 3, 3, { pad: [1, 1] }), channelsLast: true };
+    const err = t.throws(() => be.conv2d(new Float32Array(18), new Float32Array(18), new Float32Array(36), null, g));
+    t.regex(err!.message, /conv2d: bk_conv2d_f32: NHWC \(channels-last\) convolution needs oneDNN, which is not in use in this thread/);
+    t.throws(() => be.conv2dBackwardInput(new Float32Array(18), new Float32Array(18), new Float32Array(36), g),
+      { message: /bk_conv2d_backward_input_f32: NHWC .* needs oneDNN/ });
+    t.throws(() => be.conv2dBackwardWeight(new Float32Array(36), new Float32Array(18), new Float32Array(18), g),
+      { message: /bk_conv2d_backward_weight_f32: NHWC .* needs oneDNN/ });
+  } finally {
+    useOneDnn(wasOn);
+  }
+});
+
+test('cpu: geometry layout fields are checked (conv and pool)', (t) => {
+  const k = be.native;
+  const cg = packConv2d(convGeom(1, 1, 3, 3, 1, 1, 1));
+  cg[17] = 2;
+  t.not(k.fn.bk_conv2d_f32(new Float32Array(9), new Float32Array(9), new Float32Array(1), null, cg, null), 0);
+  t.regex(k.library.lastError(), /bk_conv2d_f32: geom->layout must be 0 \(NCHW\) or 1 \(NHWC\), got 2/);
+  const g = { ...poolGeom(6, 4, 4, 2, 2), channelsLast: true, channels: 4 };
+  t.throws(() => be.avgPool2d(new Float32Array(24), new Float32Array(96), g),
+    { message: /bk_avg_pool2d_f32: NHWC pooling: 6 planes are not a whole number of images of 4 channels/ });
+  const pg = packPool2d({ ...g, channels: 3 });
+  pg[15] = 7;
+  t.not(k.fn.bk_avg_pool2d_f32(new Float32Array(24), new Float32Array(96), pg, null), 0);
+  t.regex(k.library.lastError(), /bk_avg_pool2d_f32: geom->layout must be 0 \(NCHW\) or 1 \(NHWC\), got 7/);
+});
+
+test('cpu: NHWC pooling equals NCHW pooling bit for bit (max with indices and NaN, avg, adaptive; forward, backward)', (t) => {
+  const cases: [string, number, number, Pool2dGeometry][] = [
+    ['max/avg 3x3 s2 p1', 2, 5, poolGeom(10, 9, 8, 3, 3, { stride: [2, 2], pad: [1, 1] })],
+    ['2x2, 17 channels (vector tails)', 3, 17, poolGeom(51, 6, 6, 2, 2)],
+    ['dilation, uneven stride, exclude pad', 2, 3, poolGeom(6, 9, 7, 2, 3, { stride: [1, 2], pad: [1, 1], dil: [2, 1], includePad: false })],
+    ['overlapping 3x3 s1, one channel', 2, 1, poolGeom(2, 5, 6, 3, 3, { stride: [1, 1], pad: [1, 1] })],
+  ];
+  for (const [name, n, c, g] of cases) {
+    const hw = g.h * g.w, ohw = g.oh * g.ow;
+    const x = randn(n * c * hw, 21);
+    x[5] = NaN; // NaN wins its windows in both layouts, with the same index
+    const dy = randn(n * c * ohw, 22);
+    const gl = { ...g, channelsLast: true, channels: c };
+    const xl = permuteNhwc(x, n, c, hw), dyl = permuteNhwc(dy, n, c, ohw);
+    const y = new Float32Array(n * c * ohw), idx = new Int32Array(y.length), yl = new Float32Array(y.length).fill(7);
+    const idxl = new Int32Array(y.length).fill(-7);
+    be.maxPool2d(y, idx, x, g);
+    be.maxPool2d(yl, idxl, xl, gl);
+    t.deepEqual(bits(permuteNhwc(yl, n, c, ohw, true)), bits(y), `${name}: max y`);
+    t.deepEqual([...permuteNhwc(idxl, n, c, ohw, true)], [...idx], `${name}: max indices`);
+    const dx = new Float32Array(x.length), dxl = new Float32Array(x.length).fill(7);
+    be.maxPool2dBackward(dx, dy, idx, g);
+    be.maxPool2dBackward(dxl, dyl, idxl, gl);
+    t.deepEqual(bits(permuteNhwc(dxl, n, c, hw, true)), bits(dx), `${name}: max dx`);
+    x[5] = 0.5;
+    const xl2 = permuteNhwc(x, n, c, hw);
+    be.avgPool2d(y, x, g);
+    be.avgPool2d(yl, xl2, gl);
+    t.deepEqual(bits(permuteNhwc(yl, n, c, ohw, true)), bits(y), `${name}: avg y`);
+    be.avgPool2dBackward(dx, dy, g);
+    be.avgPool2dBackward(dxl, dyl, gl);
+    t.deepEqual(bits(permuteNhwc(dxl, n, c, hw, true)), bits(dx), `${name}: avg dx`);
+    for (const [oh, ow] of [[3, 2], [1, 1], [g.h, g.w]] as const) {
+      const ga = { ...g, oh, ow }, gal = { ...gl, oh, ow };
+      const ya = new Float32Array(n * c * oh * ow), yal = new Float32Array(ya.length).fill(7);
+      be.adaptiveAvgPool2d(ya, x, ga);
+      be.adaptiveAvgPool2d(yal, xl2, gal);
+      t.deepEqual(bits(permuteNhwc(yal, n, c, oh * ow, true)), bits(ya), `${name}: adaptive ${oh}x${ow} y`);
+      const dya = randn(ya.length, 23);
+      be.adaptiveAvgPool2dBackward(dx, dya, ga);
+      be.adaptiveAvgPool2dBackward(dxl, permuteNhwc(dya, n, c, oh * ow), gal);
+      t.deepEqual(bits(permuteNhwc(dxl, n, c, hw, true)), bits(dx), `${name}: adaptive ${oh}x${ow} dx`);
+    }
+  }
+});
+
+test('cpu: stridedCopy permutations NCHW <-> NHWC (the tiled transpose) equal an element-by-element copy', (t) => {
+  // 4D and 5D, sizes on and off the 16-element tiles, and a transpose inside a strided outer walk
+  const shapes = [[2, 3, 5, 7], [1, 17, 33, 20], [3, 64, 9, 9], [2, 5, 3, 4, 6], [1, 40, 1, 48]];
+  for (const shape of shapes) {
+    const [n, c] = shape as [number, number];
+    const hw = shape.slice(2).reduce((a, b) => a * b, 1);
+    const x = randn(n * c * hw, 31);
+    const toNhwc = new Float32Array(x.length).fill(NaN), back = new Float32Array(x.length).fill(NaN);
+    // NHWC written row-major over [n, hw, c], reading NCHW; then NCHW over [n, c, hw] reading NHWC
+    be.stridedCopy(toNhwc, x, [n, hw, c], [c * hw, 1, hw]);
+    t.deepEqual(bits(toNhwc), bits(permuteNhwc(x, n, c, hw)), `[${shape}] NCHW -> NHWC`);
+    be.stridedCopy(back, toNhwc, [n, c, hw], [hw * c, 1, c]);
+    t.deepEqual(bits(back), bits(x), `[${shape}] NHWC -> NCHW`);
+  }
+  // every other image of a batch (an outer stride that does not merge), transposed
+  const n = 4, c = 20, hw = 18;
+  const x = randn(n * c * hw, 32);
+  const got = new Float32Array(2 * hw * c);
+  be.stridedCopy(got, x, [2, hw, c], [2 * c * hw, 1, hw]);
+  const want = permuteNhwc(x, n, c, hw);
+  t.deepEqual(bits(got), [...bits(want).slice(0, hw * c), ...bits(want).slice(2 * hw * c, 3 * hw * c)]);
 });

@@ -6,8 +6,8 @@
  * Runs on the CPU and (the package's test script) on the emulated cuda:0.
  */
 import test, { type ExecutionContext } from 'ava';
-import '@bagua/kernels';
-import { F, memoryStats, nn, optim, randn, tensor, type Tensor } from '@bagua/core';
+import { useOneDnn } from '@bagua/kernels';
+import { type Backend, F, memoryStats, nn, optim, randn, tensor, type Tensor } from '@bagua/core';
 import { assertClose, DEFAULT_TOL, loadFixture, testDevice, toTensor, type FixtureTensor } from '@bagua/testing';
 
 type T = FixtureTensor;
@@ -120,8 +120,27 @@ test('parity channels-last batchnorm: a row-major dy into channels-last batch no
   assertClose(t, x.grad, { shape: s.input.shape, data: Array.from(xr.grad!.toArray() as Float32Array) }, 'grad x');
 });
 
-for (const c of fx.conv) {
-  test(`parity channels-last ${c.name}`, (t) => {
+/**
+ * Runs f with the calling thread's CPU convolutions on the built-in GEMM (oneDNN off): the
+ * CPU backend then computes NCHW and core permutes channels-last operands, as on a machine
+ * without oneDNN. Elsewhere (cuda:0) f as it is.
+ */
+function builtIn<T>(f: () => T): T {
+  if (device !== 'cpu') return f();
+  const was = useOneDnn();
+  useOneDnn(false);
+  try {
+    return f();
+  } finally {
+    useOneDnn(was);
+  }
+}
+
+const convVariants = device === 'cpu' ? [['', (f: () => void) => f()], [' (built-in conv, permuted)', builtIn]] as const
+  : [['', (f: () => void) => f()]] as const;
+
+for (const c of fx.conv) for (const [label, around] of convVariants) {
+  test(`parity channels-last ${c.name}${label}`, (t) => around(() => {
     const x = cl(c.x, true);
     const w = toTensor(c.w, { requiresGrad: true });
     const b = c.b ? toTensor(c.b, { requiresGrad: true }) : null;
@@ -134,6 +153,91 @@ for (const c of fx.conv) {
     assertClose(t, w.grad, c.grads.w!, `${c.name} grad w`, CONV_TOL);
     t.is(w.grad!.memoryFormat, 'contiguous', 'the weight gradient keeps the weight\'s format');
     if (b) assertClose(t, b.grad, c.grads.b!, `${c.name} grad b`, CONV_TOL);
+  }));
+}
+
+/** Counts the backend's stridedCopy calls and records the geometries its conv / pool kernels get, during f. */
+function spyKernels(backend: Backend, f: () => void): { copies: number; layouts: Record<string, boolean[]> } {
+  const seen = { copies: 0, layouts: {} as Record<string, boolean[]> };
+  const names = ['stridedCopy', 'conv2d', 'conv2dBackwardInput', 'conv2dBackwardWeight', 'maxPool2d', 'maxPool2dBackward',
+    'avgPool2d', 'avgPool2dBackward', 'adaptiveAvgPool2d', 'adaptiveAvgPool2dBackward'] as const;
+  const target = backend as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const saved = names.map((n) => [n, Object.prototype.hasOwnProperty.call(target, n), target[n]!] as const);
+  for (const [name, , fn] of saved) {
+    target[name] = (...a: unknown[]) => {
+      if (name === 'stridedCopy') seen.copies++;
+      else (seen.layouts[name] ??= []).push((a[a.length - 1] as { channelsLast?: boolean }).channelsLast === true);
+      return fn.apply(backend, a);
+    };
+  }
+  try {
+    f();
+  } finally {
+    for (const [name, own, fn] of saved) {
+      if (own) target[name] = fn;
+      else delete target[name];
+    }
+  }
+  return seen;
+}
+
+test('channels-last conv2d and pooling run on NHWC storage where the backend reads it (no permutations), else permute', (t) => {
+  const c = fx.conv[0]!;
+  const x = cl(c.x, true);
+  const backend = x.storage('test').backend;
+  const w = toTensor(c.w, { requiresGrad: true });
+  const dy = toTensor(c.gradOutput).contiguous('channelsLast');
+  const natConv = backend.nativeChannelsLast?.('conv2d') === true;
+  const natPool = backend.nativeChannelsLast?.('pool2d') === true;
+  t.log(`${device}: NHWC conv ${natConv ? 'native' : 'permuted'}, NHWC pooling ${natPool ? 'native' : 'permuted'}`);
+  if (device === 'cpu') t.true(natPool, 'the CPU pools NHWC itself');
+  const conv = spyKernels(backend, () => F.conv2d(x, w, null, c.attrs).backward(dy));
+  for (const k of ['conv2d', 'conv2dBackwardInput', 'conv2dBackwardWeight']) {
+    t.deepEqual(conv.layouts[k], [natConv], `${k}: channelsLast in the geometry exactly where the backend takes it`);
+  }
+  // permuted: x in, y out; dy in, x in again (the weight gradient's), dx out
+  t.is(conv.copies, natConv ? 0 : 5, 'stridedCopy calls in conv2d forward + backward');
+  const p = fx.pool[0]!;
+  const xp = cl(p.x, true);
+  const dyp = toTensor(p.gradOutput).contiguous('channelsLast');
+  const pool = spyKernels(backend, () => {
+    F.maxPool2d(xp, p.attrs.kernelSize!, { stride: p.attrs.stride, padding: p.attrs.padding }).backward(dyp);
+    F.avgPool2d(xp, 2).backward(F.avgPool2d(xp.detach(), 2).contiguous('channelsLast').detach());
+  });
+  t.deepEqual(pool.layouts.maxPool2d, [natPool]);
+  t.deepEqual(pool.layouts.maxPool2dBackward, [natPool]);
+  t.deepEqual(pool.layouts.avgPool2dBackward, [natPool]);
+  // the last avgPool2d (the gradient's own, no grad) takes the same path as the first
+  t.deepEqual(pool.layouts.avgPool2d, [natPool, natPool]);
+  t.is(pool.copies, natPool ? 0 : 10, 'stridedCopy calls (permuted: x in and the output out per pooling, dy in and dx out per backward)');
+  if (!natConv) {
+    // a backend that does not declare NHWC refuses it by name rather than misreading
+    const g = { n: 1, c: 1, h: 1, w: 1, k: 1, r: 1, s: 1, oh: 1, ow: 1, strideH: 1, strideW: 1, padH: 0, padW: 0,
+      dilH: 1, dilW: 1, groups: 1, channelsLast: true };
+    const one = () => toTensor({ shape: [1, 1, 1, 1], data: [1] });
+    const y = one();
+    const err = t.throws(() => backend.conv2d(y.handle('t'), one().handle('t'), one().handle('t'), null, g));
+    t.regex(err!.message, /NHWC \(channels-last\) convolution/);
+  }
+  if (!natPool) {
+    const g = { planes: 1, h: 1, w: 1, oh: 1, ow: 1, kh: 1, kw: 1, strideH: 1, strideW: 1, padH: 0, padW: 0, dilH: 1,
+      dilW: 1, countIncludePad: true, channelsLast: true, channels: 1 };
+    const one = () => toTensor({ shape: [1, 1, 1, 1], data: [1] });
+    const err = t.throws(() => backend.avgPool2d(one().handle('t'), one().handle('t'), g));
+    t.regex(err!.message, /NHWC \(channels-last\) pooling is not implemented/);
+  }
+});
+
+if (device === 'cpu') {
+  test('channels-last conv2d with oneDNN turned off between forward and backward: the backward permutes', (t) => {
+    const c = fx.conv[0]!;
+    const x = cl(c.x, true);
+    const w = toTensor(c.w, { requiresGrad: true });
+    const y = F.conv2d(x, w, null, c.attrs);
+    builtIn(() => y.backward(toTensor(c.gradOutput).contiguous('channelsLast')));
+    assertClose(t, x.grad, c.grads.x!, 'grad x', CONV_TOL);
+    assertClose(t, w.grad, c.grads.w!, 'grad w', CONV_TOL);
+    t.is(x.grad!.memoryFormat, 'channelsLast');
   });
 }
 

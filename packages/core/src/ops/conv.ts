@@ -2,15 +2,29 @@ import type { Backend, Conv2dGeometry, Pool2dGeometry } from '../backend.js';
 import { fmt, pair } from '../shape.js';
 import { recordOp } from '../autograd.js';
 import { empty, type Tensor } from '../tensor.js';
-import { expectRank, floatInputs, hasHalf, viaFloat32 } from './util.js';
+import { expectRank, floatInputs, hasHalf, inFormat as toFormat, viaFloat32 } from './util.js';
 import { autocastDtype, castFloat, withoutAutocast } from '../amp/autocast.js';
 import { permuteStorage, tagStorage, type MemoryFormat } from '../memory-format.js';
 
 /**
- * The kernels compute NCHW; a channels-last input reaches them as the row-major
- * copy floatInputs lends it, and the output goes back to the input's format
- * (one permutation in, one out: bench:cpu measures what they cost).
+ * Channels-last inputs: where the backend's kernels read NHWC themselves
+ * (Backend.nativeChannelsLast: the CPU's pooling, its convolution on oneDNN) they
+ * get the storage as it is under the op's channels-last name (memory-format.ts,
+ * NHWC_OP), with `channelsLast` in the geometry, and write channels-last outputs;
+ * elsewhere they compute NCHW on the row-major copy floatInputs lends, and the
+ * output goes back to the input's format (one permutation in, one out).
  */
+const NHWC_OP = {
+  conv2d: 'conv2d (channels-last)', maxPool2d: 'maxPool2d (channels-last)', avgPool2d: 'avgPool2d (channels-last)',
+  adaptiveAvgPool2d: 'adaptiveAvgPool2d (channels-last)',
+} as const;
+
+/** Whether x is a non-empty channels-last 4D tensor whose backend takes it as it is for `kind`. */
+function nativeNhwc(op: string, x: Tensor, kind: 'conv2d' | 'pool2d'): boolean {
+  if (x.ndim !== 4 || x.numel === 0) return false;
+  const s = x.storage(op);
+  return x.memoryFormat === 'channelsLast' && !x.isContiguous() && s.backend.nativeChannelsLast?.(kind) === true;
+}
 function inFormat(op: string, y: Tensor, format: MemoryFormat): Tensor {
   if (format === 'contiguous') return y;
   const s = y.storage(op);
@@ -50,9 +64,10 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
   // half inputs: the float32 convolution (float32 accumulation), the result rounded once
   if (hasHalf(x, w, bias)) return viaFloat32('conv2d', [x, w, bias], (x32, w32, b32) => conv2d(x32!, w32!, b32, opts));
   const op = 'conv2d';
-  const backend = floatInputs(op, x, w, bias);
   expectRank(op, x, [4]);
   expectRank(op, w, [4], 'weight');
+  const nhwc = w.numel > 0 && nativeNhwc(op, x, 'conv2d');
+  const backend = floatInputs(nhwc ? NHWC_OP.conv2d : op, x, w, bias);
   const [strideH, strideW] = positive(op, 'stride', pair(op, 'stride', opts.stride ?? 1));
   const [padH, padW] = positive(op, 'padding', pair(op, 'padding', opts.padding ?? 0), true);
   const [dilH, dilW] = positive(op, 'dilation', pair(op, 'dilation', opts.dilation ?? 1));
@@ -73,12 +88,43 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
   };
   const format = x.memoryFormat;
   const wFormat = w.memoryFormat; // read now: w itself is not saved (a cast copy may be released before backward)
-  let y = empty([n, k, g.oh, g.ow], 'float32', x.device);
-  if (y.numel) backend.conv2d(y.handle(op), x.handle(op), w.handle(op), bias ? bias.handle(op) : null, g);
-  y = inFormat(op, y, format);
+  let y: Tensor;
+  if (nhwc) {
+    const nop = NHWC_OP.conv2d;
+    y = empty([n, k, g.oh, g.ow], 'float32', x.device, 'channelsLast');
+    const wk = toFormat(w, 'contiguous'); // the kernel reads the weight [K, C/groups, R, S] row-major
+    backend.conv2d(y.handle(nop), x.handle(nop), wk.handle(nop), bias ? bias.handle(nop) : null, { ...g, channelsLast: true });
+    if (wk !== w) wk.dispose();
+  } else {
+    y = empty([n, k, g.oh, g.ow], 'float32', x.device);
+    if (y.numel) backend.conv2d(y.handle(op), x.handle(op), w.handle(op), bias ? bias.handle(op) : null, g);
+    y = inFormat(op, y, format);
+  }
   // The input gradient reads the weight, the weight gradient the input: only those are kept.
   return recordOp(y, op, [x, w, bias ?? null], [x.requiresGrad ? w : null, w.requiresGrad ? x : null],
     (dy, [sw, sx], needs) => {
+      // asked again: oneDNN may have been turned off in this thread since the forward
+      if (nhwc && backend.nativeChannelsLast?.('conv2d') === true) {
+        const nop = NHWC_OP.conv2d;
+        const gn = { ...g, channelsLast: true };
+        const dyn = toFormat(dy, 'channelsLast'); // a layer after this one may send a row-major dy
+        floatInputs(nop, dyn, sw, sx);
+        let dx: Tensor | null = null;
+        let dw: Tensor | null = null;
+        if (needs[0]) {
+          dx = empty(x.shape, 'float32', dy.device, 'channelsLast');
+          const wk = toFormat(sw!, 'contiguous');
+          backend.conv2dBackwardInput(dx.handle(nop), dyn.handle(nop), wk.handle(nop), gn);
+          if (wk !== sw) wk.dispose();
+        }
+        if (needs[1]) {
+          dw = empty(w.shape, 'float32', dy.device);
+          backend.conv2dBackwardWeight(dw.handle(nop), dyn.handle(nop), sx!.handle(nop), gn);
+          dw = inFormat(op, dw, wFormat);
+        }
+        if (dyn !== dy) dyn.dispose();
+        return [dx, dw, needs[2] ? dy.sum([0, 2, 3]) : null];
+      }
       floatInputs(op, dy, sw, sx); // row-major copies of channels-last ones
       let dx: Tensor | null = null;
       let dw: Tensor | null = null;
@@ -129,8 +175,9 @@ export function maxPool2d(x: Tensor, kernelSize: Pair,
   opts: { stride?: Pair | null; padding?: Pair; dilation?: Pair } = {}): Tensor {
   const op = 'maxPool2d';
   if (hasHalf(x)) return viaFloat32(op, [x], (x32) => maxPool2d(x32, kernelSize, opts)); // float32 kernels, rounded once
-  const backend = floatInputs(op, x);
   const g = poolGeometry(op, x, { kernelSize, ...opts });
+  if (nativeNhwc(op, x, 'pool2d')) return maxPoolNhwc(x, g);
+  const backend = floatInputs(op, x);
   const format = x.memoryFormat;
   let y = empty(pooledShape(x, g), 'float32', x.device);
   // Indices into each row-major H x W plane, whatever the format.
@@ -147,20 +194,40 @@ export function maxPool2d(x: Tensor, kernelSize: Pair,
   return rec;
 }
 
+/** Max pooling over NHWC storage: indices (flat h*w positions) stored in the output's NHWC order too. */
+function maxPoolNhwc(x: Tensor, g0: Pool2dGeometry): Tensor {
+  const op = NHWC_OP.maxPool2d;
+  const backend = floatInputs(op, x);
+  const g: Pool2dGeometry = { ...g0, channelsLast: true, channels: x.shape[1] };
+  const y = empty(pooledShape(x, g), 'float32', x.device, 'channelsLast');
+  const indices = empty(y.shape, 'int32', x.device, 'channelsLast');
+  if (y.numel) backend.maxPool2d(y.handle(op), indices.handle(op), x.handle(op), g);
+  const rec = recordOp(y, 'maxPool2d', [x], [indices], (dy, [idx]) => {
+    const dyn = toFormat(dy, 'channelsLast');
+    floatInputs(op, dyn);
+    const dx = empty(x.shape, 'float32', dy.device, 'channelsLast');
+    backend.maxPool2dBackward(dx.handle(op), dyn.handle(op), idx!.handle(op), g);
+    if (dyn !== dy) dyn.dispose();
+    return [dx];
+  });
+  indices.dispose(); // the node holds its own reference when it needs one
+  return rec;
+}
+
 export function avgPool2d(x: Tensor, kernelSize: Pair,
   opts: { stride?: Pair | null; padding?: Pair; countIncludePad?: boolean } = {}): Tensor {
   const op = 'avgPool2d';
   if (hasHalf(x)) return viaFloat32(op, [x], (x32) => avgPool2d(x32, kernelSize, opts)); // float32 kernels, rounded once
-  const backend = floatInputs(op, x);
   const g = poolGeometry(op, x, { kernelSize, ...opts });
+  const backend = floatInputs(nativeNhwc(op, x, 'pool2d') ? NHWC_OP[op] : op, x);
   return averagePool(op, backend, x, g);
 }
 
 export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
   const op = 'adaptiveAvgPool2d';
   if (hasHalf(x)) return viaFloat32(op, [x], (x32) => adaptiveAvgPool2d(x32, outputSize)); // float32 kernels, rounded once
-  const backend = floatInputs(op, x);
   expectRank(op, x, [3, 4]);
+  const backend = floatInputs(nativeNhwc(op, x, 'pool2d') ? NHWC_OP[op] : op, x);
   const [oh, ow] = positive(op, 'outputSize', pair(op, 'outputSize', outputSize));
   const h = x.shape[x.ndim - 2];
   const w = x.shape[x.ndim - 1];
@@ -174,6 +241,21 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: Pair): Tensor {
 
 /** The average poolings: their gradient needs nothing saved but the geometry. */
 function averagePool(op: 'avgPool2d' | 'adaptiveAvgPool2d', backend: Backend, x: Tensor, g: Pool2dGeometry): Tensor {
+  if (nativeNhwc(op, x, 'pool2d')) {
+    // NHWC storage as it is (the caller's floatInputs lent no copy)
+    const nop = NHWC_OP[op];
+    const gn: Pool2dGeometry = { ...g, channelsLast: true, channels: x.shape[1] };
+    const y = empty(pooledShape(x, gn), 'float32', x.device, 'channelsLast');
+    if (y.numel) backend[op](y.handle(nop), x.handle(nop), gn);
+    return recordOp(y, op, [x], [], (dy) => {
+      const dyn = toFormat(dy, 'channelsLast');
+      floatInputs(nop, dyn);
+      const dx = empty(x.shape, 'float32', dy.device, 'channelsLast');
+      backend[`${op}Backward` as const](dx.handle(nop), dyn.handle(nop), gn);
+      if (dyn !== dy) dyn.dispose();
+      return [dx];
+    });
+  }
   const format = x.memoryFormat;
   let y = empty(pooledShape(x, g), 'float32', x.device);
   if (y.numel) backend[op](y.handle(op), x.handle(op), g);

@@ -191,6 +191,24 @@ bool dnnl_takes(const ConvGeom &g) {
          bk::dnnl_on();
 }
 
+// NHWC operands (BK_LAYOUT_NHWC) run on oneDNN only: the built-in im2col + GEMM computes
+// NCHW, and a caller without oneDNN permutes (core asks bk_cpu_use_dnnl(-1) first). A
+// convolution with an empty operand has nothing for oneDNN to do: its NHWC output (the
+// bias, or zeros) is written here. Returns -1 when oneDNN is to run it, else the result.
+int nhwc_without_dnnl(const ConvGeom &g, float *y, const float *bias, const char *fn) {
+  if (dnnl_takes(g)) return -1;
+  if (!bk::dnnl_on())
+    return bk::fail_status(BK_ERR_UNSUPPORTED,
+                           "%s: NHWC (channels-last) convolution needs oneDNN, which is not in use in this thread "
+                           "(bk_cpu_use_dnnl / bk_cpu_info): the built-in convolution computes NCHW only", fn);
+  if (y) {  // forward into [n, oh, ow, k]
+    const int64_t pixels = g.n * g.ohw;
+    for (int64_t p = 0; p < pixels; ++p)
+      for (int64_t k = 0; k < g.k; ++k) y[p * g.k + k] = bias ? bias[k] : 0.0f;
+  }
+  return 0;
+}
+
 }  // namespace
 
 extern "C" int bk_conv2d_f32(float *y, const float *x, const float *w, const float *bias,
@@ -202,6 +220,8 @@ extern "C" int bk_conv2d_f32(float *y, const float *x, const float *w, const flo
   BK_NOTNULL_IF(out_any && g.hw > 0 && g.c > 0, x);
   BK_NOTNULL_IF(out_any && g.crs > 0, w);
   if (!out_any) return 0;
+  if (g.nhwc)
+    if (const int rc = nhwc_without_dnnl(g, y, bias, __func__); rc >= 0) return rc;
   if (dnnl_takes(g)) return bk::dnnl_conv(bk::kConvForward, g, x, w, y, bias, __func__);
   const int rc = conv_split(conv_threads(g), g.n, [&](int64_t lo, int64_t hi) {
     return forward_images(y, x, w, bias, g, lo, hi);
@@ -219,6 +239,11 @@ extern "C" int bk_conv2d_backward_input_f32(float *dx, const float *dy, const fl
   BK_NOTNULL_IF(in_any && g.k > 0 && g.ohw > 0, dy);
   BK_NOTNULL_IF(in_any && g.k > 0, w);
   if (!in_any) return 0;
+  if (g.nhwc && !dnnl_takes(g)) {  // dy or w empty: dx is zeros in either layout
+    if (const int rc = nhwc_without_dnnl(g, nullptr, nullptr, __func__); rc > 0) return rc;
+    std::fill(dx, dx + g.n * g.c * g.hw, 0.0f);
+    return 0;
+  }
   if (dnnl_takes(g)) return bk::dnnl_conv(bk::kConvBackwardData, g, dx, w, dy, nullptr, __func__);
   const int rc = conv_split(conv_threads(g), g.n, [&](int64_t lo, int64_t hi) {
     return input_images(dx, dy, w, g, lo, hi);
@@ -236,6 +261,11 @@ extern "C" int bk_conv2d_backward_weight_f32(float *dw, const float *dy, const f
   BK_NOTNULL_IF(w_any && g.n > 0 && g.ohw > 0, dy);
   BK_NOTNULL_IF(w_any && g.n > 0 && g.hw > 0, x);
   if (!w_any) return 0;
+  if (g.nhwc && !dnnl_takes(g)) {  // x or dy empty: dw is zeros
+    if (const int rc = nhwc_without_dnnl(g, nullptr, nullptr, __func__); rc > 0) return rc;
+    std::fill(dw, dw + g.k * g.crs, 0.0f);
+    return 0;
+  }
   if (dnnl_takes(g))
     return bk::dnnl_conv(bk::kConvBackwardWeights, g, x, dw, dy, nullptr, __func__);
   std::fill(dw, dw + g.k * g.crs, 0.0f);

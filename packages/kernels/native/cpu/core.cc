@@ -204,6 +204,57 @@ void walk(const Walk &w, const F &f) {
   elementwise(w.numel, [&](int64_t lo, int64_t hi) { walk_span(w, lo, hi, f); });
 }
 
+// A transpose inside the walk: the innermost output dimension (cols) steps over the input
+// by `s` while the one outside it (rows) is contiguous in the input, as in NCHW <-> NHWC
+// (a [rows = HW, cols = C] block per image, or the reverse). Element by element the walk
+// would read (or write) one cache line per element; here both sides move in kTile x kTile
+// tiles, rows and columns a cache line long, so each line is used whole while it is cached.
+constexpr int64_t kTile = 16;
+
+bool transpose_walk(const Walk &w) {
+  if (w.nd < 2) return false;
+  const int last = w.nd - 1;
+  return w.sa[last] != 1 && w.sa[last] != 0 && w.sa[last - 1] == 1 && w.shape[last] >= 4 &&
+         w.shape[last - 1] >= 4;
+}
+
+// out[r, c] = x[r + c * s] for one kTile-row band [r0, r1) of a [rows, cols] block.
+BK_CLONES void transpose_band(float *out, const float *x, int64_t r0, int64_t r1, int64_t cols, int64_t s) {
+  for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+    const int64_t c1 = std::min(cols, c0 + kTile);
+    if (r1 - r0 == kTile && c1 - c0 == kTile) {
+      // a whole tile: fixed trip counts, which the compiler unrolls and vectorises
+      float t[kTile][kTile];
+      for (int64_t c = 0; c < kTile; ++c)
+        for (int64_t r = 0; r < kTile; ++r) t[r][c] = x[(r0 + r) + (c0 + c) * s];
+      for (int64_t r = 0; r < kTile; ++r)
+        for (int64_t c = 0; c < kTile; ++c) out[(r0 + r) * cols + c0 + c] = t[r][c];
+    } else {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) out[r * cols + c] = x[r + c * s];
+    }
+  }
+}
+
+void transpose_copy(float *out, const float *x, const Walk &w) {
+  const int last = w.nd - 1;
+  const int64_t rows = w.shape[last - 1], cols = w.shape[last], s = w.sa[last];
+  const int64_t blocks = w.numel / (rows * cols), bands = (rows + kTile - 1) / kTile;
+  bk::parallel_ranges(bk::threads_for(w.numel, bk::kParallelMin), blocks * bands, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t b = t / bands, r0 = t % bands * kTile;
+      // the input offset of block b (the dimensions outside the transposed pair)
+      int64_t off = 0, rest = b;
+      for (int d = last - 2; d >= 0; --d) {
+        off += rest % w.shape[d] * w.sa[d];
+        rest /= w.shape[d];
+      }
+      transpose_band(out + b * rows * cols, x + off, r0, std::min(rows, r0 + kTile), cols, s);
+    }
+    return 0;
+  });
+}
+
 }  // namespace
 
 extern "C" int bk_strided_copy_f32(float *out, const float *x, const int64_t *shape,
@@ -212,6 +263,12 @@ extern "C" int bk_strided_copy_f32(float *out, const float *x, const int64_t *sh
   Walk w;
   if (make_walk(w, shape, x_strides, nullptr, ndim, __func__)) return 1;
   BK_NOTNULL_IF(w.numel > 0, out, x);
+  // out must not overlap x there (a permutation reads what it would overwrite); the walk's
+  // memmove covers the overlapping cases of plain copies only
+  if (w.numel > 0 && transpose_walk(w) && (out + w.numel <= x || x + w.numel <= out)) {
+    transpose_copy(out, x, w);
+    return 0;
+  }
   walk(w, [&](int64_t oo, int64_t oa, int64_t, int64_t len, int64_t s, int64_t) {
     float *o = out + oo;
     const float *a = x + oa;

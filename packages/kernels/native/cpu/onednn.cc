@@ -116,7 +116,7 @@ bool loaded() {
 // streams and primitives are not for concurrent use), with their memory objects,
 // keyed by everything that shapes them.
 
-enum { kKeyLen = 4 + 16 /* bk_conv2d_geom's fields but size */, kCacheSize = 64, kMaxArgs = 4 };
+enum { kKeyLen = 4 + 17 /* bk_conv2d_geom's fields but size */, kCacheSize = 64, kMaxArgs = 4 };
 
 // One argument of a primitive: the tensor as it is (its data pointer set per call)
 // and, when the primitive chose another layout, a copy in that layout with the reorder
@@ -133,7 +133,7 @@ struct Arg {
 };
 
 struct Prim {
-  int32_t key[kKeyLen];  // kind, bias, layout, thread count, then the geometry
+  int32_t key[kKeyLen];  // kind, bias, layouts chosen, thread count, then the geometry (its layout last)
   dnnl_primitive_t prim;
   int nargs;
   Arg args[kMaxArgs];
@@ -225,7 +225,10 @@ dnnl_status_t make_arg(Arg &a, int id, bool output, const dnnl_memory_desc_t *pl
 
 // Makes the primitive for one convolution into p (empty on entry); on failure p is
 // left empty. `any` lets oneDNN pick its layouts (reorders then bridge them), else the
-// primitive works on the tensors' own layouts.
+// primitive works on the tensors' own layouts. NHWC activations (g.nhwc) are what
+// oneDNN's own direct kernels read, so they are asked for as they are (no reorder of
+// x, y, dx or dy) and only the weights' layout is oneDNN's: plain NHWC weights would
+// send it to a reference kernel hundreds of times slower.
 int create_conv(Prim &p, ConvKind kind, const ConvGeom &g, bool bias, bool any, const char *fn) {
   const Api &A = g_api;
   dnnl_status_t st = dnnl_success;
@@ -248,17 +251,17 @@ int create_conv(Prim &p, ConvKind kind, const ConvGeom &g, bool bias, bool any, 
     call = #f;                                   \
     goto error;                                  \
   }
-  BK_TRY(dnnl_memory_desc_init_by_tag, &src, 4, sdims, dnnl_f32, dnnl_nchw);
-  BK_TRY(dnnl_memory_desc_init_by_tag, &dst, 4, ddims, dnnl_f32, dnnl_nchw);
+  BK_TRY(dnnl_memory_desc_init_by_tag, &src, 4, sdims, dnnl_f32, g.nhwc ? dnnl_nhwc : dnnl_nchw);
+  BK_TRY(dnnl_memory_desc_init_by_tag, &dst, 4, ddims, dnnl_f32, g.nhwc ? dnnl_nhwc : dnnl_nchw);
   BK_TRY(dnnl_memory_desc_init_by_tag, &wei, wnd, wdims, dnnl_f32,
          g.groups > 1 ? dnnl_goihw : dnnl_oihw);
   BK_TRY(dnnl_memory_desc_init_by_tag, &bia, 1, bdims, dnnl_f32, dnnl_x);
   BK_TRY(dnnl_memory_desc_init_by_tag, &src_any, 4, sdims, dnnl_f32, dnnl_format_tag_any);
   BK_TRY(dnnl_memory_desc_init_by_tag, &dst_any, 4, ddims, dnnl_f32, dnnl_format_tag_any);
   BK_TRY(dnnl_memory_desc_init_by_tag, &wei_any, wnd, wdims, dnnl_f32, dnnl_format_tag_any);
-  ps = any ? &src_any : &src;
-  pw = any ? &wei_any : &wei;
-  pdst = any ? &dst_any : &dst;
+  ps = any && !g.nhwc ? &src_any : &src;
+  pw = any || g.nhwc ? &wei_any : &wei;
+  pdst = any && !g.nhwc ? &dst_any : &dst;
   // direct, not auto: auto may pick Winograd, which is less accurate
   BK_TRY(dnnl_dilated_convolution_forward_desc_init, &fwd, dnnl_forward_training,
          dnnl_convolution_direct, ps, pw, bias ? &bia : nullptr, pdst, strides, dil, pad, pad);
@@ -325,7 +328,8 @@ int find_conv(Prim **out, ThreadState &s, ConvKind kind, const ConvGeom &g, bool
                           (int32_t)g.n,  (int32_t)g.c, (int32_t)g.h,  (int32_t)g.w,
                           (int32_t)g.k,  (int32_t)g.r, (int32_t)g.s,  (int32_t)g.oh,
                           (int32_t)g.ow, (int32_t)g.sh, (int32_t)g.sw, (int32_t)g.ph,
-                          (int32_t)g.pw, (int32_t)g.dh, (int32_t)g.dw, (int32_t)g.groups};
+                          (int32_t)g.pw, (int32_t)g.dh, (int32_t)g.dw, (int32_t)g.groups,
+                          (int32_t)g.nhwc};
   ++s.tick;
   for (int i = 0; i < s.count; ++i)
     if (memcmp(s.cache[i].key, key, sizeof key) == 0) {

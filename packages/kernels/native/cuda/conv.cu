@@ -67,6 +67,11 @@ template <class Impl>
 int conv_entry(const bk_conv2d_geom *geom, void *stream, const char *fn, const Impl &impl) {
   ConvGeom g;
   BK_TRY(conv_parse(g, geom, fn));
+  // the CUDA convolution indexes NCHW; core permutes channels-last tensors for it (the
+  // CUDA backend does not declare NHWC convolution), so an NHWC geometry is a caller's error
+  if (g.nhwc)
+    return fail_status(BK_ERR_UNSUPPORTED, "%s: NHWC (channels-last) convolution is not implemented on CUDA: pass "
+                       "NCHW x and y (permute them)", fn);
   DeviceExec e;
   BK_TRY(exec_for(stream, e));
   return impl(e, g, fn);

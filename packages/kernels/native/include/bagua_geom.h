@@ -18,10 +18,20 @@ int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 struct ConvGeom {
   int64_t n, c, h, w, k, r, s, oh, ow, sh, sw, ph, pw, dh, dw, groups;
   int64_t cg, kg, crs, ohw, hw;  // derived: per-group channels, column rows, plane sizes
+  bool nhwc;                     // x, y (dx, dy) stored [n, h, w, c] (BK_LAYOUT_NHWC)
 };
 
-static_assert(sizeof(bk_conv2d_geom) == 17 * sizeof(int32_t), "bk_conv2d_geom: int32 fields only (geometry.ts)");
-static_assert(sizeof(bk_pool2d_geom) == 15 * sizeof(int32_t), "bk_pool2d_geom: int32 fields only (geometry.ts)");
+static_assert(sizeof(bk_conv2d_geom) == 18 * sizeof(int32_t), "bk_conv2d_geom: int32 fields only (geometry.ts)");
+static_assert(sizeof(bk_pool2d_geom) == 17 * sizeof(int32_t), "bk_pool2d_geom: int32 fields only (geometry.ts)");
+
+// A layout field: BK_LAYOUT_NCHW or BK_LAYOUT_NHWC.
+inline int layout_parse(int32_t layout, bool &nhwc, const char *fn) {
+  if (layout != BK_LAYOUT_NCHW && layout != BK_LAYOUT_NHWC)
+    return fail("%s: geom->layout must be %d (NCHW) or %d (NHWC), got %d", fn, BK_LAYOUT_NCHW, BK_LAYOUT_NHWC,
+                (int)layout);
+  nhwc = layout == BK_LAYOUT_NHWC;
+  return 0;
+}
 
 // A geometry struct's `size` must be the size this library was built with.
 inline int geom_size_check(int32_t given, int32_t expected, const char *type, const char *fn) {
@@ -39,6 +49,7 @@ inline int conv_parse(ConvGeom &g, const bk_conv2d_geom *geom, const char *fn) {
   g.r = geom->r; g.s = geom->s; g.oh = geom->oh; g.ow = geom->ow;
   g.sh = geom->stride_h; g.sw = geom->stride_w; g.ph = geom->pad_h; g.pw = geom->pad_w;
   g.dh = geom->dil_h; g.dw = geom->dil_w; g.groups = geom->groups;
+  if (layout_parse(geom->layout, g.nhwc, fn)) return 1;
   if (g.n < 0 || g.c < 0 || g.h < 0 || g.w < 0 || g.k < 0 || g.oh < 0 || g.ow < 0)
     return fail("%s: sizes must be >= 0 (n %lld, c %lld, h %lld, w %lld, k %lld, oh %lld, ow %lld)",
                 fn, (long long)g.n, (long long)g.c, (long long)g.h, (long long)g.w, (long long)g.k,
@@ -78,6 +89,14 @@ inline int pool_parse(PGeom &g, const bk_pool2d_geom *geom, bool adaptive, const
   if (!geom) return fail("%s: geom is NULL", fn);
   if (geom_size_check(geom->size, (int32_t)sizeof(bk_pool2d_geom), "bk_pool2d_geom", fn)) return 1;
   g.planes = geom->planes; g.h = geom->h; g.w = geom->w; g.oh = geom->oh; g.ow = geom->ow;
+  if (layout_parse(geom->layout, g.nhwc, fn)) return 1;
+  if (g.nhwc) {
+    // planes = n * channels; channels 0 only for an empty batch
+    g.c = geom->channels;
+    if (g.c < 0 || (g.c == 0 ? g.planes != 0 : g.planes % g.c != 0))
+      return fail("%s: NHWC pooling: %lld planes are not a whole number of images of %lld channels", fn,
+                  (long long)g.planes, (long long)g.c);
+  }
   if (g.planes < 0 || g.h < 0 || g.w < 0 || g.oh < 0 || g.ow < 0)
     return fail("%s: sizes must be >= 0 (planes %lld, h %d, w %d, oh %d, ow %d)", fn, (long long)g.planes, g.h,
                 g.w, g.oh, g.ow);

@@ -104,12 +104,15 @@ BK_API int bk_nll_loss_backward_f32(float *dlogp, const float *dout, const int32
  * sizeof the struct it was compiled against; a kernel rejects any other size
  * (BK_ERR_INVALID_ARGUMENT), so a caller built for another layout fails loudly.
  * x [n, c, h, w], w [k, c / groups, r, s], y [n, k, oh, ow]. */
+#define BK_LAYOUT_NCHW 0
+#define BK_LAYOUT_NHWC 1 /* channels-last; a library without it for a kernel refuses it by name */
 typedef struct bk_conv2d_geom {
   int32_t size; /* sizeof(bk_conv2d_geom) */
   int32_t n, c, h, w, k; /* k: output channels */
   int32_t r, s;          /* kernel height, width */
   int32_t oh, ow;
   int32_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+  int32_t layout; /* BK_LAYOUT_NCHW, or BK_LAYOUT_NHWC: x, y (dx, dy) stored [n, h, w, c]; w stays [k, c/g, r, s] */
 } bk_conv2d_geom;
 BK_API int bk_conv2d_f32(float *y, const float *x, const float *w, const float *bias /* nullable */,
                          const bk_conv2d_geom *geom, void *stream);
@@ -122,6 +125,9 @@ typedef struct bk_pool2d_geom {
   int32_t size; /* sizeof(bk_pool2d_geom) */
   int32_t planes, h, w, oh, ow;
   int32_t kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, count_include_pad;
+  /* BK_LAYOUT_NHWC: planes = n * channels stored [n, h, w, channels] (indices too: the flat h*w
+   * position of each maximum, stored in the output's NHWC order); channels is read only then */
+  int32_t layout, channels;
 } bk_pool2d_geom;
 /* indices: flat h*w position of each maximum within its plane */
 BK_API int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const bk_pool2d_geom *geom,

@@ -32,6 +32,8 @@ struct PGeom {
   int64_t planes;
   int h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
   bool include_pad;
+  bool nhwc;     /* planes stored [n, h, w, c] (BK_LAYOUT_NHWC) */
+  int64_t c;     /* channels per image when nhwc */
 };
 
 /* Element i of [planes, rows, cols]: its plane, row and column. */
