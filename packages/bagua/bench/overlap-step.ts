@@ -6,13 +6,24 @@
  * A rank script for bagua-launch:
  *   BAGUA_NUM_THREADS=1 bagua-launch --nproc-per-node 2 --backend gloo dist/bench/overlap-step.js \
  *     [--pair overlap|bn] [--net train-cnn|cifar|mlp] [--batch 16] [--cap-mb 25] [--steps 200] [--warmup 20]
- *     [--bn bn|syncbn] [--block 20]
+ *     [--bn bn|syncbn] [--block 20] [--alone 0] [--trace 0] [--trace-iface IFACE]
  * Times are the slowest rank's ms per step: medians of each setting, and the median over blocks of
- * the ratio of the two settings' block medians (paired: the blocks of a pair ran back to back).
+ * the ratio of the two settings' block medians (paired: the blocks of a pair ran back to back),
+ * with the smallest and largest block ratio.
+ * --alone N (overlap pair): also N steps of each of: the bucket all-reduces alone, one after the
+ *   other as overlap off issues them (allReduceMs), and the step under noSync, with no
+ *   communication at all (computeMs). tools/bench-link uses them to place a link rate.
+ * --trace N (overlap pair): N more overlap-on steps, timed inside: forward end, each gradient's
+ *   ready time, each bucket's start and completion (polled at every gradient hook, then every
+ *   0.2 ms after backward), backward end; with --trace-iface, the interface's tx_bytes at each
+ *   of those points (was the communication thread sending while backward ran?). Every rank
+ *   prints `TRACE <json>` per step.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
-import { F, manualSeed, nn, optim, randn, tensor } from '@bagua/core';
+import { F, manualSeed, nn, optim, randn, registerGradReadyHook, tensor, type Tensor } from '@bagua/core';
+import type { Work } from '@bagua/comm';
 import * as bagua from '../src/index.js';
 import { median } from '@bagua/testing';
 
@@ -26,6 +37,9 @@ const { values: args } = parseArgs({
     bn: { type: 'string', default: 'syncbn' },
     pair: { type: 'string', default: 'overlap' },
     block: { type: 'string', default: '20' },
+    alone: { type: 'string', default: '0' },
+    trace: { type: 'string', default: '0' },
+    'trace-iface': { type: 'string', default: '' },
   },
 });
 if (args.pair !== 'overlap' && args.pair !== 'bn') throw new Error(`overlap-step: --pair is overlap or bn, got ${args.pair}`);
@@ -78,7 +92,7 @@ function setup(overlap: boolean, bn: string) {
     F.crossEntropy(w.forward(x), y).backward();
     opt.step();
   };
-  return { step, buckets: alg.buckets(w).length };
+  return { step, alg, model: m, opt, x, y, forward: (v: Tensor) => w.forward(v), buckets: alg.buckets(w).length };
 }
 
 // a: the setting under test, b: its baseline.
@@ -109,6 +123,80 @@ for (let done = 0, pairNo = 0; done < STEPS; done += block, pairNo++) {
   ratios.push(blockMedian.a / blockMedian.b);
 }
 const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
+
+/** The slowest rank's ms of fn, n times after 3 warm-ups. */
+function timeSlowest(n: number, fn: () => void): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < n + 3; i++) {
+    world.barrier();
+    const t0 = performance.now();
+    fn();
+    t[0] = performance.now() - t0;
+    world.allReduce(t, 'max');
+    if (i >= 3) out.push(t[0]!);
+  }
+  return out;
+}
+
+const extra: Record<string, unknown> = {};
+const ALONE = Number(args.alone);
+if (args.pair === 'overlap' && ALONE > 0) {
+  // What overlap off issues: each bucket's all-reduce, blocking, in bucket order.
+  const bufs = runs.b.alg.buckets(runs.b.model).map((ps) => new Float32Array(ps.reduce((n, p) => n + p.numel, 0)).fill(1));
+  extra.bucketFloats = bufs.map((b) => b.length);
+  extra.allReduceMs = +median(timeSlowest(ALONE, () => bufs.forEach((b) => world.allReduce(b, 'avg')))).toFixed(3);
+  extra.computeMs = +median(timeSlowest(ALONE, () => runs.b.alg.noSync(runs.b.step))).toFixed(3);
+}
+
+const TRACE = Number(args.trace);
+if (args.pair === 'overlap' && TRACE > 0) {
+  const iface = args['trace-iface'];
+  const tx = iface ? () => Number(readFileSync(`/sys/class/net/${iface}/statistics/tx_bytes`, 'utf8')) : () => 0;
+  const g = world as typeof world & { allReduceAsync?(buf: Float32Array, op?: 'avg'): Work };
+  const orig = g.allReduceAsync?.bind(g);
+  if (!orig) throw new Error(`overlap-step: --trace needs a group with allReduceAsync (${world.backend} has none)`);
+  let t0 = 0;
+  const now = () => +(performance.now() - t0).toFixed(3);
+  const started: { floats: number; start: number; txAtStart: number; done: number | null; txAtDone: number; work: Work }[] = [];
+  const poll = () => {
+    for (const s of started) if (s.done === null && s.work.done()) (s.done = now()), (s.txAtDone = tx());
+  };
+  g.allReduceAsync = (buf: Float32Array, op?: 'avg') => {
+    const work = orig(buf, op);
+    started.push({ floats: buf.length, start: now(), txAtStart: tx(), done: null, txAtDone: 0, work });
+    return work;
+  };
+  const grads: { t: number; tx: number }[] = [];
+  const handles = runs.a.model.parameters().map((p) => registerGradReadyHook(p, () => {
+    grads.push({ t: now(), tx: tx() });
+    poll();
+  }));
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  const { opt, x, y, forward } = runs.a;
+  for (let i = 0; i < TRACE; i++) {
+    world.barrier();
+    started.length = 0;
+    grads.length = 0;
+    t0 = performance.now();
+    const tx0 = tx();
+    opt.zeroGrad();
+    const loss = F.crossEntropy(forward(x), y);
+    const fwd = { t: now(), tx: tx() - tx0 };
+    loss.backward();
+    const bwd = { t: now(), tx: tx() - tx0 };
+    while (started.some((s) => s.done === null) && now() < 60_000) (Atomics.wait(nap, 0, 0, 0.2), poll());
+    opt.step();
+    const end = { t: now(), tx: tx() - tx0 };
+    console.log(`TRACE ${JSON.stringify({
+      rank, step: i, fwd, bwd, end,
+      grads: grads.map((r) => [r.t, r.tx - tx0]),
+      buckets: started.map((s) => ({ floats: s.floats, start: s.start, done: s.done, txAtStart: s.txAtStart - tx0, txAtDone: s.txAtDone - tx0 })),
+    })}`);
+  }
+  handles.forEach((h) => h.remove());
+  g.allReduceAsync = orig;
+}
+
 if (rank === 0) {
   const common = { net: args.net, batch: B, world: world.size, backend: world.backend, capMb: Number(args['cap-mb']), steps: STEPS };
   const paired = +median(ratios).toFixed(4);
@@ -117,6 +205,7 @@ if (rank === 0) {
       ...common, bn: args.bn, buckets: runs.a.buckets,
       onMedianMs: +median(times.a).toFixed(3), offMedianMs: +median(times.b).toFixed(3),
       onMeanMs: +mean(times.a).toFixed(3), offMeanMs: +mean(times.b).toFixed(3), onOverOff: paired,
+      ratioMin: +Math.min(...ratios).toFixed(4), ratioMax: +Math.max(...ratios).toFixed(4), blocks: ratios.length, ...extra,
     })}`);
   } else {
     console.log(`SYNCBN ${JSON.stringify({
