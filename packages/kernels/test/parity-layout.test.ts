@@ -228,6 +228,21 @@ test('channels-last conv2d and pooling run on NHWC storage where the backend rea
   }
 });
 
+test('contiguous(channelsLast) and back: the permutations (tiled transposes) on sizes on and off the tiles, 4D and 5D', (t) => {
+  for (const shape of [[2, 37, 5, 9], [1, 33, 33, 2], [3, 64, 8, 8], [2, 5, 3, 4, 6], [1, 70, 1, 40], [2, 3, 1, 1]]) {
+    const [n, c] = shape as [number, number];
+    const hw = shape.slice(2).reduce((a, b) => a * b, 1);
+    const x = randn(shape, { device });
+    const logical = x.toArray() as Float32Array;
+    const want = new Float32Array(logical.length);
+    for (let i = 0; i < n; i++) for (let ch = 0; ch < c; ch++) for (let p = 0; p < hw; p++) want[(i * hw + p) * c + ch] = logical[(i * c + ch) * hw + p]!;
+    const y = x.contiguous('channelsLast');
+    t.deepEqual(Array.from(y.toArray({ order: 'storage' }) as Float32Array), Array.from(want), `[${shape}] NCHW -> NHWC`);
+    const back = y.contiguous();
+    t.deepEqual(Array.from(back.toArray({ order: 'storage' }) as Float32Array), Array.from(logical), `[${shape}] NHWC -> NCHW`);
+  }
+});
+
 if (device === 'cpu') {
   test('channels-last conv2d with oneDNN turned off between forward and backward: the backward permutes', (t) => {
     const c = fx.conv[0]!;

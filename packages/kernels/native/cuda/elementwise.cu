@@ -64,6 +64,39 @@ strided_copy_kernel(float *out, const float *x, BkShape s, I n) {
   }
 }
 
+// A transpose inside a strided copy (NCHW <-> NHWC): the innermost output dimension (cols)
+// steps over the input by `cs` while the one outside it (rows) is contiguous in the input.
+// Element by element, a warp would read 32 cache lines for one; here a block moves a
+// kTT x kTT tile through shared memory, reading along rows and writing along cols, so
+// both sides are coalesced (the +1 column keeps the transposed reads off one bank).
+constexpr int kTT = 32, kTRows = 8;
+
+__global__ void __launch_bounds__(kTT * kTRows)
+transpose_copy_kernel(float *out, const float *x, BkShape s, int64_t rows, int64_t cols, int64_t cs, int64_t blocks) {
+  __shared__ float tile[kTT][kTT + 1];
+  const int64_t r0 = (int64_t)blockIdx.y * kTT, c0 = (int64_t)blockIdx.x * kTT;
+  for (int64_t b = blockIdx.z; b < blocks; b += gridDim.z) {
+    // the input offset of block b (the dimensions outside the transposed pair)
+    int64_t off = 0, rest = b;
+    for (int d = s.ndim - 3; d >= 0; --d) {
+      off += rest % s.size[d] * s.stride_a[d];
+      rest /= s.size[d];
+    }
+    const float *xb = x + off;
+    float *ob = out + b * rows * cols;
+    for (int j = threadIdx.y; j < kTT; j += kTRows) {
+      const int64_t c = c0 + j, r = r0 + threadIdx.x;
+      if (c < cols && r < rows) tile[j][threadIdx.x] = xb[r + c * cs];
+    }
+    __syncthreads();
+    for (int j = threadIdx.y; j < kTT; j += kTRows) {
+      const int64_t r = r0 + j, c = c0 + threadIdx.x;
+      if (r < rows && c < cols) ob[r * cols + c] = tile[threadIdx.x][j];
+    }
+    __syncthreads();  // the tile is refilled for the next block
+  }
+}
+
 __device__ __forceinline__ float binop(int op, float a, float b) {
   switch (op) {
     case BK_ADD: return a + b;
@@ -167,6 +200,20 @@ BK_API int bk_strided_copy_f32(float *out, const float *x, const int64_t *shape,
   collapse(s, 1);
   int dev;
   BK_TRY(current_device(&dev));
+  if (s.ndim >= 2) {
+    const int l = s.ndim - 1;
+    const int64_t rows = s.size[l - 1], cols = s.size[l], cs = s.stride_a[l];
+    const int64_t tiles_r = (rows + kTT - 1) / kTT, tiles_c = (cols + kTT - 1) / kTT;
+    // out must not overlap x (a permutation reads what it would overwrite)
+    const bool apart = out + n <= x || x + n <= out;
+    if (s.stride_a[l - 1] == 1 && cs != 1 && cs != 0 && rows >= 4 && cols >= 4 && tiles_r <= 65535 &&
+        tiles_c <= 0x7fffffff && apart) {
+      const int64_t blocks = n / (rows * cols);
+      const dim3 grid((unsigned)tiles_c, (unsigned)tiles_r, (unsigned)(blocks < 65535 ? blocks : 65535));
+      transpose_copy_kernel<<<grid, dim3(kTT, kTRows), 0, as_stream(stream)>>>(out, x, s, rows, cols, cs, blocks);
+      return check_launch("strided_copy");
+    }
+  }
   unsigned grid = grid_for(n, kThreads, dev);
   if (n < (int64_t(1) << 31))  // 32-bit index arithmetic is several times cheaper
     strided_copy_kernel<uint32_t><<<grid, kThreads, 0, as_stream(stream)>>>(out, x, s, (uint32_t)n);
