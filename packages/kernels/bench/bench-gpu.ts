@@ -15,6 +15,14 @@
  * write for elemt), forward + backward 8 (+ read dy, x; read dy, x, write dx).
  * GB/s = those bytes / time; "of copy" = that over the copy's GB/s (read + write).
  *
+ * Variants (issue 13): each shape in float32, bfloat16 and float16 (x, y, dy, dx in that
+ * dtype; weight, bias, statistics float32: PyTorch's mixed rule), and the 4D / 5D shapes
+ * also channels-last (NHWC storage: our kernels see the rows [N*H*W, C], as core runs
+ * them), against PyTorch in the same dtype and memory format. Bytes are counted in the
+ * storage dtype (a half pass moves 2 bytes an element), and each variant's copy moves
+ * the same bytes (a float32 copy of bytes / 4 elements), timed next to it. The goals
+ * below are judged per variant.
+ *
  * Shapes: every default shape is several times the L2 cache (H200/H100: 50-60 MB), so the
  * GB/s figures are HBM bandwidth, not cache bandwidth: [64,256,56,56] 205 MB,
  * [128,64,112,112] 411 MB, [16384,4096] 268 MB (BatchNorm1d's rows layout). A shape counts
@@ -29,7 +37,9 @@
  *                                         BENCH_JSON=<file> (results as JSON), BENCH_SHAPES
  *                                         (e.g. tiny ones to rehearse on the CUDA emulator),
  *                                         BENCH_L2_MB (default 60), BAGUA_PYTHON (default
- *                                         python3), BENCH_NO_TORCH=1
+ *                                         python3), BENCH_NO_TORCH=1, BENCH_VARIANTS (e.g.
+ *                                         '[["float32","contiguous"],["bfloat16","channelsLast"]]';
+ *                                         default: every dtype x format)
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -46,6 +56,41 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 0.2);
 const L2_BYTES = Number(process.env.BENCH_L2_MB ?? 60) * 1e6;
 /** A tensor at least this large streams from HBM: the copy-bound goal applies. */
 const ABOVE_L2_BYTES = 2 * L2_BYTES;
+/** A variant: the storage dtype of x, y, dy, dx, and its memory format. */
+type BenchDtype = 'float32' | 'bfloat16' | 'float16';
+type BenchFormat = 'contiguous' | 'channelsLast';
+const DTYPES: readonly BenchDtype[] = ['float32', 'bfloat16', 'float16'];
+const FORMATS: readonly BenchFormat[] = ['contiguous', 'channelsLast'];
+const VARIANTS: [BenchDtype, BenchFormat][] = process.env.BENCH_VARIANTS
+  ? parseVariants(process.env.BENCH_VARIANTS)
+  : FORMATS.flatMap((f) => DTYPES.map((d): [BenchDtype, BenchFormat] => [d, f]));
+const ELEMENT_BYTES: Record<BenchDtype, number> = { float32: 4, bfloat16: 2, float16: 2 };
+
+function parseVariants(text: string): [BenchDtype, BenchFormat][] {
+  const v = JSON.parse(text) as unknown;
+  if (!Array.isArray(v) || v.length === 0 || !v.every((p) => Array.isArray(p) && p.length === 2 &&
+      DTYPES.includes(p[0] as BenchDtype) && FORMATS.includes(p[1] as BenchFormat))) {
+    throw new Error(`BENCH_VARIANTS: expected [[dtype, format], ...] with dtype in ${DTYPES.join('|')} and format in ` +
+      `${FORMATS.join('|')}, got ${text}`);
+  }
+  return v as [BenchDtype, BenchFormat][];
+}
+
+/** 'float32', 'bfloat16 channels-last', ...: the variant's name in tables, JSON and goals. */
+function variantName(dtype: BenchDtype, format: BenchFormat): string {
+  return format === 'channelsLast' ? `${dtype} channels-last` : dtype;
+}
+
+/** float32 NCHW: the variant every kernel is also timed alone in. */
+function isBase(dtype: BenchDtype, format: BenchFormat): boolean {
+  return dtype === 'float32' && format === 'contiguous';
+}
+
+/** The (shape, variant) pairs measured: channels-last only where it exists (4D and 5D). */
+const CASES = SHAPES.flatMap((shape) => VARIANTS
+  .filter(([, f]) => f === 'contiguous' || shape.length === 4 || shape.length === 5)
+  .map(([dtype, format]) => ({ shape, dtype, format })));
+
 const TORCH_GOAL = 1.0;
 const COPY_GOAL = 0.8;
 const DEV = 0;
@@ -53,6 +98,10 @@ const DEV = 0;
 interface Timing { ms: number; gbs: number }
 interface ShapeResult {
   shape: number[];
+  dtype: BenchDtype;
+  format: BenchFormat;
+  variant: string;
+  /** one pass over the tensor in its storage dtype */
   bytes: number;
   copy: Timing;
   ours: Record<string, Timing>;
@@ -85,44 +134,76 @@ function timeIt(fn: () => void): number {
   }
 }
 
-function benchShape(shape: number[]): ShapeResult {
-  const { n, c, hw, total } = bnDims(shape);
-  const bytes = total * 4;
+/** The five batch-norm kernels for x's storage dtype (statistics and per-channel operands float32). */
+function bnKernels(dtype: BenchDtype) {
+  const sfx = dtype === 'bfloat16' ? 'Bf16' : dtype === 'float16' ? 'F16' : '';
+  const pick = <K extends string>(name: K) => {
+    const fn = (be as unknown as Record<string, unknown>)[`${name}${sfx}`];
+    if (typeof fn !== 'function') throw new Error(`bench-gpu: the CUDA backend has no ${name}${sfx} (${dtype} batch norm)`);
+    return (fn as (...a: unknown[]) => void).bind(be);
+  };
+  return { stats: pick('bnStats'), elemt: pick('bnElemt'), bwdReduce: pick('bnBackwardReduce'), bwdElemt: pick('bnBackwardElemt') };
+}
+
+function benchShape(shape: number[], dtype: BenchDtype, format: BenchFormat): ShapeResult {
+  const dims = bnDims(shape);
+  const { c, total } = dims;
+  // channels-last storage is the row-major matrix [N*H*W, C]: the same kernels with hw = 1
+  const [n, hw] = format === 'channelsLast' ? [dims.n * dims.hw, 1] : [dims.n, dims.hw];
+  const bytes = total * ELEMENT_BYTES[dtype];
+  const k = bnKernels(dtype);
   const up = (a: Float32Array): Handle => {
     const h = be.alloc('float32', a.length, DEV);
     be.upload(h, a);
     return h;
   };
   const buf = (len: number): Handle => be.alloc('float32', len, DEV);
-  const x = up(randomArray(total, 1)), dy = up(randomArray(total, 2));
-  const y = buf(total), dx = buf(total), tmp = buf(total);
-  const w = up(randomArray(c, 3)), b = up(randomArray(c, 4));
-  const rm = up(new Float32Array(c)), rv = up(new Float32Array(c).fill(1));
-  const stats = buf(2 * c + 2), mean = buf(c), invstd = buf(c), count = buf(1);
-  const sums = buf(2 * c), gw = buf(c), gb = buf(c);
-  const all = [x, dy, y, dx, tmp, w, b, rm, rv, stats, mean, invstd, count, sums, gw, gb];
+  const all: Handle[] = [];
+  const keep = (h: Handle): Handle => (all.push(h), h);
+  /** x or dy in the variant's dtype: float32 values rounded on the device */
+  const big = (seed: number): Handle => {
+    const f = keep(up(randomArray(total, seed)));
+    if (dtype === 'float32') return f;
+    const h = keep(be.alloc(dtype, total, DEV));
+    if (dtype === 'bfloat16') be.castF32ToBf16!(h, f, total);
+    else be.castF32ToF16!(h, f, total);
+    return h;
+  };
   try {
-    const stat = () => be.bnStats(stats, x, n, c, hw, 0);
+    const x = big(1), dy = big(2);
+    const y = keep(be.alloc(dtype, total, DEV)), dx = keep(be.alloc(dtype, total, DEV));
+    // the copy bound: a float32 copy moving the same bytes as one pass over x
+    const copyN = Math.floor(bytes / 4);
+    const src = keep(buf(copyN)), tmp = keep(buf(copyN));
+    const w = keep(up(randomArray(c, 3))), b = keep(up(randomArray(c, 4)));
+    const rm = keep(up(new Float32Array(c))), rv = keep(up(new Float32Array(c).fill(1)));
+    const stats = keep(buf(2 * c + 2)), mean = keep(buf(c)), invstd = keep(buf(c)), count = keep(buf(1));
+    const sums = keep(buf(2 * c)), gw = keep(buf(c)), gb = keep(buf(c));
+    const stat = () => k.stats(stats, x, n, c, hw, 0);
     const merge = () => be.bnMergeStats(mean, invstd, count, stats, 1, c, 2 * c + 2, 1e-5, rm, rv, 0.1);
-    const elemt = () => be.bnElemt(y, x, mean, invstd, w, b, n, c, hw);
-    const bred = () => be.bnBackwardReduce(sums, gw, gb, dy, x, mean, invstd, n, c, hw);
-    const belemt = () => be.bnBackwardElemt(dx, dy, x, mean, invstd, w, sums, count, n, c, hw);
+    const elemt = () => k.elemt(y, x, mean, invstd, w, b, n, c, hw);
+    const bred = () => k.bwdReduce(sums, gw, gb, dy, x, mean, invstd, n, c, hw);
+    const belemt = () => k.bwdElemt(dx, dy, x, mean, invstd, w, sums, count, n, c, hw);
     const t = (fn: () => void, passes: number): Timing => {
       const ms = timeIt(fn);
       return { ms, gbs: (passes * bytes) / (ms * 1e-3) / 1e9 };
     };
-    const copyMs = timeIt(() => be.copy(tmp, x, total));
-    const copy = { ms: copyMs, gbs: (2 * bytes) / (copyMs * 1e-3) / 1e9 };
+    const copyMs = timeIt(() => be.copy(tmp, src, copyN));
+    const copy = { ms: copyMs, gbs: (2 * copyN * 4) / (copyMs * 1e-3) / 1e9 };
     const ours: Record<string, Timing> = {
       'fwd': t(() => { stat(); merge(); elemt(); }, 3),
       'fwd+bwd': t(() => { stat(); merge(); elemt(); bred(); belemt(); }, 8),
-      'stats': t(stat, 1),
-      'elemt': t(elemt, 2),
-      'bwd reduce': t(bred, 2),
-      'bwd elemt': t(belemt, 3),
     };
+    // each kernel alone: float32 NCHW only (the other variants' passes are the same kernels'
+    // loops on other loads and strides; the step's time on the GPU machine is short)
+    if (isBase(dtype, format)) {
+      ours['stats'] = t(stat, 1);
+      ours['elemt'] = t(elemt, 2);
+      ours['bwd reduce'] = t(bred, 2);
+      ours['bwd elemt'] = t(belemt, 3);
+    }
     be.synchronize();
-    return { shape, bytes, copy, ours, torch: null };
+    return { shape, dtype, format, variant: variantName(dtype, format), bytes, copy, ours, torch: null };
   } finally {
     for (const h of all) be.free(h);
   }
@@ -130,7 +211,8 @@ function benchShape(shape: number[]): ShapeResult {
 
 interface TorchOut {
   version: string; cuda: string; device: string;
-  results: { shape: number[]; copy_ms: number; times: Record<string, number> }[];
+  results: { shape: number[]; dtype: BenchDtype; format: BenchFormat; copy_ms: number; times: Record<string, number>;
+    errors?: Record<string, string> }[];
 }
 
 const TORCH_PASSES: Record<string, number> = {
@@ -143,7 +225,8 @@ function benchTorch(): TorchOut | string {
   const script = fileURLToPath(new URL('../../../../tools/bench_gpu_torch.py', import.meta.url));
   if (!existsSync(script)) return `${script} not found`;
   const python = process.env.BAGUA_PYTHON ?? 'python3';
-  const r = spawnSync(python, [script, '--shapes', JSON.stringify(SHAPES), '--seconds', String(SECONDS)], {
+  const cases = CASES.map(({ shape, dtype, format }) => [shape, dtype, format]);
+  const r = spawnSync(python, [script, '--cases', JSON.stringify(cases), '--seconds', String(SECONDS)], {
     encoding: 'utf8', timeout: 600_000,
   });
   if (r.error) return `${python}: ${r.error.message}`;
@@ -158,16 +241,33 @@ interface Goal {
   /** The worst value over the shapes it applies to (ratio, or fraction of the copy), or null. */
   worst: number | null;
   detail: string;
+  /** the variant judged ('float32', 'bfloat16 channels-last', ...) */
+  variant?: string;
 }
 
 /**
  * Forward and forward+backward against the two goals. A goal with nothing to judge it
  * by (PyTorch not measured, no shape above the cache) is n/a, with the reason.
  */
-function evaluateGoals(
-  summary: readonly { shape: number[]; pass: string; ratioVsTorch: number | null; ofCopy: number; aboveL2: boolean }[],
-  torchError: string | null,
-): Goal[] {
+interface SummaryRow {
+  shape: number[]; variant: string; dtype: BenchDtype; format: BenchFormat; pass: string;
+  ratioVsTorch: number | null; ofCopy: number; aboveL2: boolean;
+}
+
+function evaluateGoals(summary: readonly SummaryRow[], torchError: string | null): Goal[] {
+  const goals: Goal[] = [];
+  const variants = [...new Set(summary.map((s) => s.variant))];
+  for (const variant of variants) {
+    // the float32 goals keep their names; every other variant's are prefixed with it
+    const prefix = variant === 'float32' ? '' : `${variant} `;
+    for (const g of evaluateVariant(summary.filter((s) => s.variant === variant), torchError)) {
+      goals.push({ ...g, goal: prefix + g.goal, variant });
+    }
+  }
+  return goals;
+}
+
+function evaluateVariant(summary: readonly SummaryRow[], torchError: string | null): Goal[] {
   const goals: Goal[] = [];
   for (const pass of ['fwd', 'fwd+bwd']) {
     const rows = summary.filter((s) => s.pass === pass);
@@ -202,27 +302,30 @@ function main(): void {
   const v = be.versions();
   console.log(`bagua-ts GPU batch-norm benchmark on cuda:${DEV}: ${info.name} (sm_${info.computeCapability.replace('.', '')}, ` +
     `${info.smCount} SMs), driver CUDA ${v.driver}, runtime ${v.runtime}, library ${be.native.library.path}`);
-  const results = SHAPES.map(benchShape);
+  const results = CASES.map(({ shape, dtype, format }) => benchShape(shape, dtype, format));
   be.emptyCache();
   const torch = benchTorch();
   if (typeof torch === 'string') {
     console.log(`!!! PyTorch NOT measured: ${torch}`);
   } else {
     console.log(`PyTorch ${torch.version} (CUDA ${torch.cuda}) on ${torch.device}`);
-    torch.results.forEach((r, i) => {
-      const res = results[i]!;
+    for (const r of torch.results) {
+      const res = results.find((x) => x.dtype === r.dtype && x.format === r.format && x.shape.join() === r.shape.join());
+      if (!res) throw new Error(`bench_gpu_torch.py returned a case not asked for: [${r.shape}] ${r.dtype} ${r.format}`);
       res.torch = {};
       for (const [k, ms] of Object.entries(r.times)) {
         res.torch[k] = { ms, gbs: ((TORCH_PASSES[k] ?? 0) * res.bytes) / (ms * 1e-3) / 1e9 };
       }
       res.torch['copy'] = { ms: r.copy_ms, gbs: (2 * res.bytes) / (r.copy_ms * 1e-3) / 1e9 };
-    });
+      // a PyTorch path that refused this dtype / format is reported, not hidden: its cell reads '-'
+      for (const [k, e] of Object.entries(r.errors ?? {})) console.log(`!!! PyTorch ${k} on [${r.shape}] ${res.variant}: ${e}`);
+    }
   }
-  const header = ['shape', 'pass', 'ours ms', 'GB/s', 'of copy', 'torch F ms', 'syncbn ms', 'vs best torch'];
-  const widths = [18, 12, 9, 8, 8, 11, 10, 13];
+  const header = ['shape', 'variant', 'pass', 'ours ms', 'GB/s', 'of copy', 'torch F ms', 'syncbn ms', 'vs best torch'];
+  const widths = [18, 24, 12, 9, 8, 8, 11, 10, 13];
   console.log('');
   console.log(tableHeader(header, widths));
-  const summary: { shape: number[]; pass: string; ratioVsTorch: number | null; ofCopy: number; aboveL2: boolean }[] = [];
+  const summary: SummaryRow[] = [];
   for (const r of results) {
     const rows: [string, string, string | null, string | null][] = [
       ['fwd', 'fwd', 'F.batch_norm fwd', 'syncbn fwd'],
@@ -233,30 +336,33 @@ function main(): void {
       ['bwd elemt', 'bwd elemt', null, 'batch_norm_backward_elemt'],
     ];
     for (const [label, key, tf, ts] of rows) {
-      const o = r.ours[key]!;
+      const o = r.ours[key];
+      if (!o) continue; // a kernel alone: float32 NCHW only
       const f = tf && r.torch ? r.torch[tf] ?? null : null;
       const s = ts && r.torch ? r.torch[ts] ?? null : null;
       const best = [f, s].filter((z): z is Timing => z !== null).reduce<number | null>((m, z) => (m === null ? z.ms : Math.min(m, z.ms)), null);
       const ofCopy = o.gbs / r.copy.gbs;
-      summary.push({ shape: r.shape, pass: label, ratioVsTorch: best === null ? null : best / o.ms, ofCopy,
-        aboveL2: r.bytes >= ABOVE_L2_BYTES });
+      summary.push({ shape: r.shape, variant: r.variant, dtype: r.dtype, format: r.format, pass: label,
+        ratioVsTorch: best === null ? null : best / o.ms, ofCopy, aboveL2: r.bytes >= ABOVE_L2_BYTES });
       console.log(tableRow([
-        `[${r.shape.join(',')}]`, label, o.ms.toFixed(4), o.gbs.toFixed(0), `${(ofCopy * 100).toFixed(0)}%`,
+        `[${r.shape.join(',')}]`, r.variant, label, o.ms.toFixed(4), o.gbs.toFixed(0), `${(ofCopy * 100).toFixed(0)}%`,
         f ? f.ms.toFixed(4) : '-', s ? s.ms.toFixed(4) : '-', best === null ? 'n/a' : `${(best / o.ms).toFixed(2)}x`,
       ], widths));
     }
   }
   console.log('');
-  console.log('copy (device to device, read + write): ' + results.map((r) =>
-    `[${r.shape.join(',')}] ours ${r.copy.gbs.toFixed(0)} GB/s${r.torch?.copy ? `, torch ${r.torch.copy.gbs.toFixed(0)} GB/s` : ''}`).join('; '));
-  console.log('vs best torch: the faster of F.batch_norm and the SyncBN primitives, over ours (> 1: ours is faster)');
+  console.log('copy (device to device, read + write, the bytes of one pass in the variant\'s dtype): ' + results.map((r) =>
+    `[${r.shape.join(',')}] ${r.variant} ours ${r.copy.gbs.toFixed(0)} GB/s${r.torch?.copy ? `, torch ${r.torch.copy.gbs.toFixed(0)} GB/s` : ''}`).join('; '));
+  console.log('GB/s and "of copy" count bytes in the storage dtype (2 per bfloat16 / float16 element, 4 per float32)');
+  console.log('vs best torch: the faster of F.batch_norm and the SyncBN primitives, over ours (> 1: ours is faster), same dtype and format');
   const goals = evaluateGoals(summary, typeof torch === 'string' ? torch : null);
   console.log('');
-  console.log(`goals (copy bound on shapes >= ${(ABOVE_L2_BYTES / 1e6).toFixed(0)} MB, 2x an L2 of ${(L2_BYTES / 1e6).toFixed(0)} MB):`);
-  for (const g of goals) console.log(`  ${g.goal.padEnd(32)} ${g.status.padEnd(8)} ${g.detail}`);
+  console.log(`goals (copy bound on shapes >= ${(ABOVE_L2_BYTES / 1e6).toFixed(0)} MB, 2x an L2 of ${(L2_BYTES / 1e6).toFixed(0)} MB, ` +
+    'in the storage dtype; judged per variant):');
+  for (const g of goals) console.log(`  ${g.goal.padEnd(56)} ${g.status.padEnd(8)} ${g.detail}`);
   if (process.env.BENCH_JSON) {
     writeFileSync(process.env.BENCH_JSON, JSON.stringify({ device: info, versions: v, results, summary, goals,
-      l2Bytes: L2_BYTES, aboveL2Bytes: ABOVE_L2_BYTES,
+      l2Bytes: L2_BYTES, aboveL2Bytes: ABOVE_L2_BYTES, variants: VARIANTS.map(([d, f]) => variantName(d, f)),
       torch: typeof torch === 'string' ? { error: torch } : { version: torch.version, cuda: torch.cuda } }, null, 1));
   }
 }
