@@ -17,6 +17,9 @@
 //   --alone N (all-reduce-alone and compute-only steps, default 10)
 //   --trace N (traced overlap-on steps per rate: per-bucket start/finish vs backward, default 0)
 //   --json FILE (every row and trace, as JSON)
+//   --control (the baseline runs overlap on too: the table's on/off is then the A/A spread)
+//   --separate-models (one model per setting, as bench:ddp; default: one model, algorithms
+//     switched per block, since two identical models in one process ran up to 2x apart here)
 // Needs root (CAP_NET_ADMIN), iproute2 and tc; otherwise SKIPPED, exit 77 (1 when
 // BAGUA_REQUIRE has netns).
 import { spawn, spawnSync } from 'node:child_process';
@@ -48,6 +51,8 @@ const WARMUP = opt('--warmup', '10');
 const ALONE = opt('--alone', '10');
 const TRACE = Number(opt('--trace', '0'));
 const JSON_OUT = opt('--json', '');
+const CONTROL = argv.includes('--control');
+const SAME_MODEL = !argv.includes('--separate-models');
 const TOKEN = randomBytes(16).toString('hex');
 const log = (m) => process.stdout.write(`bench-link: ${m}\n`);
 
@@ -80,9 +85,9 @@ function shape(rate) {
   const bps = bitsPerSecond(rate);
   for (const h of [0, 1]) {
     tc(h, 'qdisc', 'del', 'dev', VETH[h], 'root'); // none yet is fine
-    // A bucket of 1 ms at the rate (64 KiB at least): tbf cannot pass a rate whose bucket
-    // refills slower than packets leave, and a larger one lets whole buckets through at line speed.
-    const burst = bps ? `${Math.max(65536, Math.round(bps / 8 / 1000))}b` : '';
+    // A bucket of 1 ms at the rate (16 KiB at least, tbf splits larger GSO packets): a smaller
+    // one cannot sustain the rate, a larger one lets whole gradient buckets through at line speed.
+    const burst = bps ? `${Math.max(16384, Math.round(bps / 8 / 1000))}b` : '';
     const tbf = bps ? ['tbf', 'rate', rate, 'burst', burst, 'latency', '50ms'] : null;
     const steps = [];
     if (DELAY > 0) {
@@ -146,6 +151,8 @@ for (const rate of RATES) {
   const scriptArgs = ['--pair', 'overlap', '--bn', 'bn', '--net', NET, '--batch', BATCH, '--cap-mb', CAP,
     '--steps', STEPS, '--block', BLOCK, '--warmup', WARMUP, '--alone', ALONE];
   if (TRACE > 0) scriptArgs.push('--trace', String(TRACE));
+  if (CONTROL) scriptArgs.push('--control');
+  if (SAME_MODEL) scriptArgs.push('--same-model');
   // Each host's rank reads its own end's tx_bytes (ip netns exec mounts the namespace's /sys).
   const hostArgs = [0, 1].map((h) => (TRACE > 0 ? [...scriptArgs, '--trace-iface', VETH[h]] : scriptArgs));
   const t0 = Date.now();
@@ -171,7 +178,8 @@ for (const rate of RATES) {
 pair.cleanup();
 
 process.stdout.write(`\nnet ${NET}, batch ${BATCH} per rank, ${rows[0]?.buckets ?? '?'} buckets of <= ${CAP} MiB, 2 hosts x 1 rank over gloo, ` +
-  `netem delay ${DELAY ? `${DELAY} ms` : 'none'}; times: slowest rank's ms per step, medians; on/off: median [min, max] of ${rows[0]?.blocks ?? '?'} paired block ratios\n\n`);
+  `netem delay ${DELAY ? `${DELAY} ms` : 'none'}; ${SAME_MODEL ? 'one model, algorithms switched per block' : 'one model per setting'}` +
+  `${CONTROL ? '; CONTROL: "off" is overlap on as well' : ''}; times: slowest rank's ms per step, medians; on/off: median [min, max] of ${rows[0]?.blocks ?? '?'} paired block ratios\n\n`);
 process.stdout.write('| link | step ms, overlap off | step ms, overlap on | on / off (median [min, max]) | all-reduce alone ms | compute alone ms | load |\n');
 process.stdout.write('|---|---|---|---|---|---|---|\n');
 for (const r of rows) {

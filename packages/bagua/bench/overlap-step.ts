@@ -18,6 +18,11 @@
  *   0.2 ms after backward), backward end; with --trace-iface, the interface's tx_bytes at each
  *   of those points (was the communication thread sending while backward ran?). Every rank
  *   prints `TRACE <json>` per step.
+ * --same-model (overlap pair): both settings train one model and optimizer, each block switching
+ *   the GradientAllReduce hooked to it (plus one untimed step per block), instead of one model
+ *   per setting: two identical models in one process were measured up to 2x apart in speed on
+ *   this VM (their memory, not their settings), which swamps the difference under test.
+ * --control (overlap pair): the baseline runs overlap on as well, so on/off reads the A/A spread.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -40,6 +45,8 @@ const { values: args } = parseArgs({
     alone: { type: 'string', default: '0' },
     trace: { type: 'string', default: '0' },
     'trace-iface': { type: 'string', default: '' },
+    'same-model': { type: 'boolean', default: false },
+    control: { type: 'boolean', default: false },
   },
 });
 if (args.pair !== 'overlap' && args.pair !== 'bn') throw new Error(`overlap-step: --pair is overlap or bn, got ${args.pair}`);
@@ -92,12 +99,51 @@ function setup(overlap: boolean, bn: string) {
     F.crossEntropy(w.forward(x), y).backward();
     opt.step();
   };
-  return { step, alg, model: m, opt, x, y, forward: (v: Tensor) => w.forward(v), buckets: alg.buckets(w).length };
+  return { step, alg, model: m, opt, x, y, forward: (v: Tensor) => w.forward(v), buckets: alg.buckets(w).length, enter: () => false,
+    stepOpt: () => opt.step() };
+}
+
+/**
+ * --same-model: one model and optimizer, an algorithm per setting; enter() hooks that setting's
+ * algorithm to the model (init broadcasts the parameters and builds fresh buckets; the other
+ * setting's reducer is removed first) and returns true when it switched.
+ */
+function setupShared(overlaps: [boolean, boolean], bn: string) {
+  const { model, shape } = makeNet();
+  const m = bn === 'syncbn' ? bagua.SyncBatchNorm.convertSyncBatchnorm(model) : model;
+  const opt = new optim.SGD(m.parameters(), { lr: 0.01, momentum: 0.9 });
+  manualSeed(7 + rank);
+  const x = randn(shape);
+  const y = tensor(Int32Array.from({ length: B }, (_, i) => (i + rank) % 10));
+  // GradientAllReduce has no public detach: its reducer (the hooks) is removed through the field.
+  type Detachable = { reducer: { remove(): void } | null };
+  let current: bagua.GradientAllReduce | null = null;
+  const make = (overlap: boolean) => {
+    const alg = new bagua.GradientAllReduce({ overlap, bucketCapMb: Number(args['cap-mb']) });
+    const enter = () => {
+      if (current === alg) return false;
+      if (current) ((current as unknown as Detachable).reducer?.remove(), ((current as unknown as Detachable).reducer = null));
+      alg.init(m, world);
+      current = alg;
+      return true;
+    };
+    const step = () => {
+      enter();
+      opt.zeroGrad();
+      F.crossEntropy(m.forward(x), y).backward();
+      alg.beforeStep(m, world);
+      opt.step();
+    };
+    return { step, alg, model: m, opt, x, y, forward: (v: Tensor) => m.forward(v), buckets: alg.buckets(m).length, enter,
+      stepOpt: () => (alg.beforeStep(m, world), opt.step()) };
+  };
+  return { a: make(overlaps[0]), b: make(overlaps[1]) };
 }
 
 // a: the setting under test, b: its baseline.
+const baseOverlap = !args.control; // --control: the baseline is overlap on too
 const runs = args.pair === 'overlap'
-  ? { a: setup(true, args.bn), b: setup(false, args.bn) }
+  ? args['same-model'] ? setupShared([true, baseOverlap], args.bn) : { a: setup(true, args.bn), b: setup(baseOverlap, args.bn) }
   : { a: setup(true, 'syncbn'), b: setup(true, 'bn') };
 const times: Record<'a' | 'b', number[]> = { a: [], b: [] };
 const ratios: number[] = []; // per block pair: median(a) / median(b)
@@ -109,6 +155,7 @@ for (let done = 0, pairNo = 0; done < STEPS; done += block, pairNo++) {
   // Alternate which setting runs first, so neither always follows the other.
   for (const k of pairNo % 2 ? (['b', 'a'] as const) : (['a', 'b'] as const)) {
     const mine: number[] = [];
+    if (runs[k].enter()) runs[k].step(); // --same-model: switched; its first step rebuilds the buckets
     for (let i = 0; i < block; i++) {
       world.barrier();
       const t0 = performance.now();
@@ -145,6 +192,7 @@ if (args.pair === 'overlap' && ALONE > 0) {
   const bufs = runs.b.alg.buckets(runs.b.model).map((ps) => new Float32Array(ps.reduce((n, p) => n + p.numel, 0)).fill(1));
   extra.bucketFloats = bufs.map((b) => b.length);
   extra.allReduceMs = +median(timeSlowest(ALONE, () => bufs.forEach((b) => world.allReduce(b, 'avg')))).toFixed(3);
+  runs.b.enter();
   extra.computeMs = +median(timeSlowest(ALONE, () => runs.b.alg.noSync(runs.b.step))).toFixed(3);
 }
 
@@ -172,7 +220,8 @@ if (args.pair === 'overlap' && TRACE > 0) {
     poll();
   }));
   const nap = new Int32Array(new SharedArrayBuffer(4));
-  const { opt, x, y, forward } = runs.a;
+  if (runs.a.enter()) runs.a.step();
+  const { opt, x, y, forward, stepOpt } = runs.a;
   for (let i = 0; i < TRACE; i++) {
     world.barrier();
     started.length = 0;
@@ -185,7 +234,7 @@ if (args.pair === 'overlap' && TRACE > 0) {
     loss.backward();
     const bwd = { t: now(), tx: tx() - tx0 };
     while (started.some((s) => s.done === null) && now() < 60_000) (Atomics.wait(nap, 0, 0, 0.2), poll());
-    opt.step();
+    stepOpt();
     const end = { t: now(), tx: tx() - tx0 };
     console.log(`TRACE ${JSON.stringify({
       rank, step: i, fwd, bwd, end,
@@ -202,7 +251,7 @@ if (rank === 0) {
   const paired = +median(ratios).toFixed(4);
   if (args.pair === 'overlap') {
     console.log(`OVERLAP ${JSON.stringify({
-      ...common, bn: args.bn, buckets: runs.a.buckets,
+      ...common, bn: args.bn, buckets: runs.a.buckets, sameModel: args['same-model'], control: args.control,
       onMedianMs: +median(times.a).toFixed(3), offMedianMs: +median(times.b).toFixed(3),
       onMeanMs: +mean(times.a).toFixed(3), offMeanMs: +mean(times.b).toFixed(3), onOverOff: paired,
       ratioMin: +Math.min(...ratios).toFixed(4), ratioMax: +Math.max(...ratios).toFixed(4), blocks: ratios.length, ...extra,
