@@ -6,13 +6,13 @@
  * --amp runs forward and loss under autocast (conv and linear in that dtype, batch norm with
  * float32 statistics, the loss in float32); float16 always steps through a GradScaler (its
  * gradients underflow without one), bfloat16 only with --grad-scaler (its range is float32's).
- * --channels-last stores the input and the conv weights NHWC. --json: rank 0 prints one
+ * --channels-last stores the input, the activations and the conv weights NHWC. --json: rank 0 prints one
  * `RESULT {...}` line (per-step losses of rank 0, test accuracy, step time) for the tests.
  */
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import * as bagua from 'bagua';
-import { autocast, F, GradScaler, isHalfDType, manualSeed, nn, noGrad, optim, randn, tensor, type DType, type HalfDType, type Tensor } from '@bagua/core';
+import { autocast, F, GradScaler, isHalfDType, manualSeed, nn, noGrad, optim, randn, scope, tensor, type DType, type HalfDType, type Tensor } from '@bagua/core';
 import { fashionMnist, synthetic, type Dataset } from './data.js';
 
 const { values: args } = parseArgs({
@@ -163,8 +163,11 @@ const testCounts = new Float64Array(2); // correct, seen
 const share = Math.ceil(testData.count / world);
 for (let first = rank * share; first < Math.min(testData.count, (rank + 1) * share); first += batch) {
   const n = Math.min(batch, (rank + 1) * share - first, testData.count - first);
-  const { x, y } = rows(testData, first, n);
-  testCounts[0] += noGrad(() => countCorrect(run(() => baguaModel.forward(x)), y.toArray('int32')));
+  // a scope per batch: no optimizer ends the steps here, so it releases each batch's tensors
+  testCounts[0] += noGrad(() => scope(() => {
+    const { x, y } = rows(testData, first, n);
+    return countCorrect(run(() => baguaModel.forward(x)), y.toArray('int32'));
+  }));
   testCounts[1] += n;
 }
 group.allReduce(testCounts, 'sum');
@@ -177,14 +180,14 @@ if (args.json && rank === 0) {
   // the last conv's: the first one's [8, 1, 3, 3] reads the same in either order (one input channel)
   const weightFormat = ([...model.modules()].filter((m) => m instanceof nn.Conv2d).pop() as nn.Conv2d).weight.memoryFormat;
   // the activations' format, before the pooling to [N, 16, 1, 1] (which reads the same in both)
-  const activationFormat = noGrad(() => {
+  const activationFormat = noGrad(() => scope(() => {
     let h = rows(testData, 0, 2).x;
     for (const m of syncModel.children()) {
       if (m instanceof nn.AdaptiveAvgPool2d) break;
       h = run(() => m.forward(h));
     }
     return h.memoryFormat;
-  });
+  }));
   console.log(`RESULT ${JSON.stringify({ amp: amp ?? 'float32', channelsLast, weightFormat, activationFormat, testAccuracy, stepMs, skipped, losses: stepLosses })}`);
 }
 
