@@ -34,8 +34,8 @@
  *                      BENCH_SHAPES: e.g. "8x64x28x28,64x256" (default the three below);
  *                      BENCH_PATHS: "kernel,module" (default both))
  */
-import { endStep, nn, tensor, type Tensor } from '@bagua/core';
-import { cpuBackend as be } from '../src/index.js';
+import { endStep, F, nn, tensor, type Tensor } from '@bagua/core';
+import { cpuBackend as be, cpuInfo } from '../src/index.js';
 import {
   bnDims, busyWarning, JsonLineChild, loud, median, randomArray, tableHeader, tableRow, turnEventLoop,
   useKernelThreads,
@@ -385,6 +385,121 @@ async function channelsLastRows(): Promise<void> {
 
 await main();
 await channelsLastRows();
+await convPoolLayoutRows();
+
+/**
+ * Channels-last conv2d and pooling rows (issue 13): F.conv2d (3x3, 64 -> 64, padding 1) and
+ * F.maxPool2d (3x3, stride 2, padding 1) / F.avgPool2d (2x2) forward + backward through core on
+ * the same data stored NCHW and NHWC, 1 thread, interleaved rounds; and the permutation itself
+ * (contiguous('channelsLast') and back, one bk_strided_copy each). The CPU's convolution reads
+ * NHWC itself where oneDNN runs, its pooling always; elsewhere core permutes (the rows then show
+ * what that costs). Times: process CPU time (1 kernel thread) and wall time, medians; the ratio is
+ * the median of per-round NHWC / NCHW CPU times. Goal: within 10%.
+ * BENCH_CONV_LAYOUT_SHAPES (default 8x64x56x56,32x64x56x56) picks the shapes; BENCH_CONV_LAYOUT=0 skips.
+ */
+async function convPoolLayoutRows(): Promise<void> {
+  if (process.env.BENCH_CONV_LAYOUT === '0') return;
+  const shapes = (process.env.BENCH_CONV_LAYOUT_SHAPES || '8x64x56x56,32x64x56x56').split(',')
+    .map((s) => s.trim().split('x').map(Number));
+  for (const s of shapes) {
+    if (s.length !== 4 || s.some((d) => !Number.isInteger(d) || d < 1)) {
+      throw new Error(`BENCH_CONV_LAYOUT_SHAPES: shapes are NxCxHxW, got '${s.join('x')}'`);
+    }
+  }
+  useKernelThreads(1);
+  const GOAL = 1.1;
+  const header = ['shape', 'op', 'pass', 'cpu ms NCHW', 'cpu ms NHWC', 'NHWC/NCHW', 'goal <= 1.10', 'wall ms NCHW / NHWC'];
+  const widths = [18, 10, 8, 11, 11, 10, 12, 28];
+  console.log('');
+  console.log(`channels-last conv2d / pooling against NCHW on the same data (1 thread, ${ROUNDS} interleaved rounds, ` +
+    `${cpuInfo()}):`);
+  console.log(tableHeader(header, widths));
+  for (const shape of shapes) {
+    const [n, c, h, w] = shape as [number, number, number, number];
+    const total = n * c * h * w;
+    const x = tensor(randomArray(total, 1), { shape }).keep();
+    const xcl = x.contiguous('channelsLast').detach().keep();
+    const wt = tensor(randomArray(c * c * 9, 3).map((v) => v * 0.05), { shape: [c, c, 3, 3] }).keep();
+    const wleaf = wt.detach().keep();
+    wleaf.requiresGrad = true;
+    const dyConv = tensor(randomArray(total, 2), { shape }).keep();
+    const dyConvCl = dyConv.contiguous('channelsLast').detach().keep();
+    const ph = Math.floor((h - 1) / 2) + 1, pw = Math.floor((w - 1) / 2) + 1;
+    const dyMax = tensor(randomArray(n * c * ph * pw, 4), { shape: [n, c, ph, pw] }).keep();
+    const dyMaxCl = dyMax.contiguous('channelsLast').detach().keep();
+    const ah = Math.floor(h / 2), aw = Math.floor(w / 2);
+    const dyAvg = tensor(randomArray(n * c * ah * aw, 5), { shape: [n, c, ah, aw] }).keep();
+    const dyAvgCl = dyAvg.contiguous('channelsLast').detach().keep();
+    // Process CPU time per repetition (1 kernel thread): on a shared machine wall time also
+    // counts other processes' time slices; both are reported, the ratio is the CPU time's.
+    const timeCpu = async (fn: () => void, between: () => void): Promise<{ wall: number; cpu: number }> => {
+      const wall: number[] = [], cpu: number[] = [];
+      const start = performance.now();
+      for (let i = 0; i < 2 || wall.length < 5 || (performance.now() - start < SECONDS * 1000 && wall.length < 1000); i++) {
+        between();
+        await turnEventLoop();
+        const c0 = process.cpuUsage(), t0 = performance.now();
+        fn();
+        const t = (performance.now() - t0) / 1000, c = process.cpuUsage(c0);
+        if (i >= 2) {
+          wall.push(t);
+          cpu.push((c.user + c.system) / 1e6);
+        }
+      }
+      return { wall: median(wall), cpu: median(cpu) };
+    };
+    const run = (input: Tensor, body: (leaf: Tensor) => void) => {
+      const leaf = input.detach().keep();
+      leaf.requiresGrad = true;
+      const zero = () => {
+        leaf.grad = null;
+        wleaf.grad = null;
+        endStep();
+      };
+      return () => timeCpu(() => body(leaf), zero);
+    };
+    const conv = (input: Tensor, dy: Tensor) => run(input, (l) => { F.conv2d(l, wleaf, null, { padding: 1 }).backward(dy); });
+    const maxp = (input: Tensor, dy: Tensor) =>
+      run(input, (l) => { F.maxPool2d(l, 3, { stride: 2, padding: 1 }).backward(dy); });
+    const avgp = (input: Tensor, dy: Tensor) => run(input, (l) => { F.avgPool2d(l, 2).backward(dy); });
+    const permute = (from: Tensor) => () => timeCpu(() => {
+      const t = from.contiguous(from.memoryFormat === 'channelsLast' ? 'contiguous' : 'channelsLast');
+      t.dispose();
+    }, () => endStep());
+    type Timer = () => Promise<{ wall: number; cpu: number }>;
+    const rows: [string, string, Timer, Timer][] = [
+      ['conv3x3', 'fwd+bwd', conv(x, dyConv), conv(xcl, dyConvCl)],
+      ['maxPool3s2', 'fwd+bwd', maxp(x, dyMax), maxp(xcl, dyMaxCl)],
+      ['avgPool2', 'fwd+bwd', avgp(x, dyAvg), avgp(xcl, dyAvgCl)],
+      // not a ratio to meet: NCHW -> NHWC in the first column, NHWC -> NCHW in the second
+      ['permute', 'copy', permute(x), permute(xcl)],
+    ];
+    const times = rows.map(() => ({ a: [] as number[], b: [] as number[], r: [] as number[], wa: [] as number[],
+      wb: [] as number[], wr: [] as number[] }));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let i = 0; i < rows.length; i++) {
+        const a = await rows[i]![2]();
+        const b = await rows[i]![3]();
+        const ti = times[i]!;
+        ti.a.push(a.cpu);
+        ti.b.push(b.cpu);
+        ti.r.push(b.cpu / a.cpu);
+        ti.wa.push(a.wall);
+        ti.wb.push(b.wall);
+        ti.wr.push(b.wall / a.wall);
+      }
+    }
+    for (const t of [x, xcl, wt, wleaf, dyConv, dyConvCl, dyMax, dyMaxCl, dyAvg, dyAvgCl]) t.dispose();
+    rows.forEach(([op, pass], i) => {
+      const ti = times[i]!;
+      const r = median(ti.r);
+      const ms = (v: number[]) => (median(v) * 1e3).toFixed(2);
+      console.log(tableRow([`[${shape.join(',')}]`, op, pass, ms(ti.a), ms(ti.b), `${r.toFixed(2)}x`,
+        op === 'permute' ? '-' : r <= GOAL ? 'met' : 'NOT met', `${ms(ti.wa)} / ${ms(ti.wb)} (${median(ti.wr).toFixed(2)}x)`],
+      widths));
+    });
+  }
+}
 
 /**
  * float16 / bfloat16 rows (issue 13): the kernel path's training forward (stats + merge +
