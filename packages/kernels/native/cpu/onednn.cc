@@ -228,7 +228,10 @@ dnnl_status_t make_arg(Arg &a, int id, bool output, const dnnl_memory_desc_t *pl
 // primitive works on the tensors' own layouts. NHWC activations (g.nhwc) are what
 // oneDNN's own direct kernels read, so they are asked for as they are (no reorder of
 // x, y, dx or dy) and only the weights' layout is oneDNN's: plain NHWC weights would
-// send it to a reference kernel hundreds of times slower.
+// send it to a reference kernel hundreds of times slower. Measured (oneDNN 2.6, AVX-512,
+// 1 thread, CPU time, [32, 64, 56, 56] 3x3) against NCHW on its blocked layouts: forward
+// 0.85x, backward data 0.92-0.96x, backward weights 1.03x; NHWC reordered into the blocked
+// layouts instead was no faster (1.02x, 1.04-1.07x for the backward passes).
 int create_conv(Prim &p, ConvKind kind, const ConvGeom &g, bool bias, bool any, const char *fn) {
   const Api &A = g_api;
   dnnl_status_t st = dnnl_success;
