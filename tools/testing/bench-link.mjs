@@ -180,11 +180,11 @@ pair.cleanup();
 process.stdout.write(`\nnet ${NET}, batch ${BATCH} per rank, ${rows[0]?.buckets ?? '?'} buckets of <= ${CAP} MiB, 2 hosts x 1 rank over gloo, ` +
   `netem delay ${DELAY ? `${DELAY} ms` : 'none'}; ${SAME_MODEL ? 'one model, algorithms switched per block' : 'one model per setting'}` +
   `${CONTROL ? '; CONTROL: "off" is overlap on as well' : ''}; times: slowest rank's ms per step, medians; on/off: median [min, max] of ${rows[0]?.blocks ?? '?'} paired block ratios\n\n`);
-process.stdout.write('| link | step ms, overlap off | step ms, overlap on | on / off (median [min, max]) | all-reduce alone ms | compute alone ms | load |\n');
-process.stdout.write('|---|---|---|---|---|---|---|\n');
+process.stdout.write('| link | step ms, overlap off | step ms, overlap on | on / off (median [min, max]) | 10th percentile off / on ms | all-reduce alone ms | compute alone ms | load |\n');
+process.stdout.write('|---|---|---|---|---|---|---|---|\n');
 for (const r of rows) {
   process.stdout.write(`| ${r.rate} | ${fmt(r.offMedianMs)} | ${fmt(r.onMedianMs)} | ${fmt(r.onOverOff, 3)} [${fmt(r.ratioMin, 3)}, ${fmt(r.ratioMax, 3)}] | ` +
-    `${fmt(r.allReduceMs)} | ${fmt(r.computeMs)} | ${r.load.toFixed(1)} |\n`);
+    `${fmt(r.offP10Ms)} / ${fmt(r.onP10Ms)} | ${fmt(r.allReduceMs)} | ${fmt(r.computeMs)} | ${r.load.toFixed(1)} |\n`);
 }
 if (TRACE > 0) {
   // Of the bytes a traced step sent, the share already sent when backward ended: 0 means nothing overlapped.

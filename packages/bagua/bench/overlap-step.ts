@@ -170,6 +170,8 @@ for (let done = 0, pairNo = 0; done < STEPS; done += block, pairNo++) {
   ratios.push(blockMedian.a / blockMedian.b);
 }
 const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
+/** The q-quantile (nearest rank): on a loaded machine the fast steps are those nothing descheduled. */
+const quantile = (a: number[], q: number) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor(q * a.length))]!;
 
 /** The slowest rank's ms of fn, n times after 3 warm-ups. */
 function timeSlowest(n: number, fn: () => void): number[] {
@@ -254,6 +256,7 @@ if (rank === 0) {
       ...common, bn: args.bn, buckets: runs.a.buckets, sameModel: args['same-model'], control: args.control,
       onMedianMs: +median(times.a).toFixed(3), offMedianMs: +median(times.b).toFixed(3),
       onMeanMs: +mean(times.a).toFixed(3), offMeanMs: +mean(times.b).toFixed(3), onOverOff: paired,
+      onP10Ms: +quantile(times.a, 0.1).toFixed(3), offP10Ms: +quantile(times.b, 0.1).toFixed(3),
       ratioMin: +Math.min(...ratios).toFixed(4), ratioMax: +Math.max(...ratios).toFixed(4), blocks: ratios.length, ...extra,
     })}`);
   } else {
