@@ -32,7 +32,8 @@
  *   pnpm bench:cpu    (env BENCH_SECONDS: time per measurement, default 0.3;
  *                      BENCH_ROUNDS: rounds, default 5;
  *                      BENCH_SHAPES: e.g. "8x64x28x28,64x256" (default the three below);
- *                      BENCH_PATHS: "kernel,module" (default both))
+ *                      BENCH_PATHS: "kernel,module" (default both);
+ *                      BENCH_MAIN=0: skip this PyTorch table, keep the issue-13 rows below)
  */
 import { endStep, F, nn, tensor, type Tensor } from '@bagua/core';
 import { cpuBackend as be, cpuInfo } from '../src/index.js';
@@ -383,7 +384,9 @@ async function channelsLastRows(): Promise<void> {
   }
 }
 
-await main();
+// BENCH_MAIN=0 skips the PyTorch comparison table (e.g. to time only the issue-13 rows below)
+if (process.env.BENCH_MAIN !== '0') await main();
+else console.log(`PyTorch table skipped (BENCH_MAIN=0); ${useKernelThreads(1).note}`);
 await channelsLastRows();
 await convPoolLayoutRows();
 

@@ -35,8 +35,11 @@ function bnInput(n: number, c: number, hw: number, seed: number): Float32Array {
 }
 
 // plane layout (hw >= 64, one and several 2048-chunks), and row layout (hw < 64, hw = 1,
-// row counts that are not multiples of the 32-row block, more than 256 columns)
-const bnShapes: [number, number, number][] = [[4, 3, 70], [2, 5, 3000], [3, 2, 4100], [33, 6, 5], [70, 300, 1], [2, 4, 63], [1, 3, 2]];
+// row counts that are not multiples of the 32-row block, more than 256 columns); then the
+// row layout's folds (R short rows side by side, bn.cc fold_reduce / fold_elementwise): 1, 3,
+// 32, 255, 256 and 257 channels, row counts not multiples of R and below R, hw > 1 rows
+const bnShapes: [number, number, number][] = [[4, 3, 70], [2, 5, 3000], [3, 2, 4100], [33, 6, 5], [70, 300, 1], [2, 4, 63], [1, 3, 2],
+  [1000, 1, 1], [301, 3, 1], [7, 3, 1], [333, 32, 1], [77, 255, 1], [40, 256, 1], [41, 257, 1], [129, 5, 7]];
 
 for (const [n, c, hw] of bnShapes) {
   test(`cpu: bnStats [${n},${c},${hw}] matches the two-pass double reference (incl. a 1e4 + noise channel)`, (t) => {
@@ -365,4 +368,111 @@ test('cpu: bnMergeSums of the summed records of 3 ranks (one empty) equals the s
   t.throws(() => be.bnMergeSums(mean, invstd, count, sh, F([0, 0, 0, 0, 0, 0, 0, 0, -1]), c, 1e-5, null, null, 0),
     { message: /bnMergeSums: .*negative or NaN/ });
   t.throws(() => be.bnStatsSums(new Float32Array(2 * c + 3), all, null, 1, c, hw, 2, 2, 0), { message: /rank 2 is not in \[0, ranks = 2\)/ });
+});
+
+// The folded row layout on 2 threads (ranges cut inside a folded row: with 255 channels a
+// folded row is 510 columns, not whole 32-element blocks) and in bfloat16 / float16: every
+// result equals the 1-thread float32 one on the same (widened) values, bit for bit (outputs:
+// rounded once, see `rounded`).
+test('cpu: folded row layout: 1 and 2 threads and the half types agree with float32', (t) => {
+  const threads = be.getNumThreads();
+  try {
+    for (const [n, c] of [[3001, 255], [20001, 3], [4099, 64]] as const) {
+      const total = n * c;
+      const x32 = randn(total, 11, 0.5, 2), dy32 = randn(total, 12);
+      const xb = new Uint16Array(total), xh = new Uint16Array(total), dyb = new Uint16Array(total), dyh = new Uint16Array(total);
+      be.castF32ToBf16!(xb, x32, total);
+      be.castF32ToF16!(xh, x32, total);
+      be.castF32ToBf16!(dyb, dy32, total);
+      be.castF32ToF16!(dyh, dy32, total);
+      const w = randn(c, 13, 1, 0.2), b = randn(c, 14);
+      const run = (kind: 'f32' | 'bf16' | 'f16', x: Float32Array, dy: Float32Array, xs: Uint16Array | null, dys: Uint16Array | null) => {
+        const stats = new Float32Array(2 * c + 2), mean = new Float32Array(c), invstd = new Float32Array(c);
+        const count = new Float32Array(1), sums = new Float32Array(2 * c), gw = new Float32Array(c), gb = new Float32Array(c);
+        const rm = new Float32Array(c), rv = new Float32Array(c).fill(1);
+        const k = kind === 'f32' ? null : kind === 'bf16'
+          ? { stats: be.bnStatsBf16!.bind(be), elemt: be.bnElemtBf16!.bind(be), red: be.bnBackwardReduceBf16!.bind(be),
+            belemt: be.bnBackwardElemtBf16!.bind(be) }
+          : { stats: be.bnStatsF16!.bind(be), elemt: be.bnElemtF16!.bind(be), red: be.bnBackwardReduceF16!.bind(be),
+            belemt: be.bnBackwardElemtF16!.bind(be) };
+        if (k) k.stats(stats, xs!, n, c, 1, 0); else be.bnStats(stats, x, n, c, 1, 0);
+        be.bnMergeStats(mean, invstd, count, stats, 1, c, 2 * c + 2, 1e-5, rm, rv, 0.1);
+        const y = kind === 'f32' ? new Float32Array(total) : new Uint16Array(total);
+        const dx = kind === 'f32' ? new Float32Array(total) : new Uint16Array(total);
+        if (k) {
+          k.elemt(y as Uint16Array, xs!, mean, invstd, w, b, n, c, 1);
+          k.red(sums, gw, gb, dys!, xs!, mean, invstd, n, c, 1);
+          k.belemt(dx as Uint16Array, dys!, xs!, mean, invstd, w, sums, count, n, c, 1);
+        } else {
+          be.bnElemt(y as Float32Array, x, mean, invstd, w, b, n, c, 1);
+          be.bnBackwardReduce(sums, gw, gb, dy, x, mean, invstd, n, c, 1);
+          be.bnBackwardElemt(dx as Float32Array, dy, x, mean, invstd, w, sums, count, n, c, 1);
+        }
+        return { stats, sums, gw, y, dx };
+      };
+      const round = (v: Float32Array, kind: 'bf16' | 'f16') => {
+        const o = new Uint16Array(v.length);
+        if (kind === 'bf16') be.castF32ToBf16!(o, v, v.length); else be.castF32ToF16!(o, v, v.length);
+        return o;
+      };
+      // Whether (x - mean) * scale + bias is one fused multiply-add is GCC's choice per
+      // instantiation, so a float32 result a hair off a rounding tie may round the other way:
+      // one unit in the last place, on a handful of elements; anything else is a bug.
+      const rounded = (got: Uint16Array, want: Uint16Array, what: string) => {
+        let off = 0, far = -1;
+        for (let i = 0; i < got.length; i++) {
+          if (got[i] === want[i]) continue;
+          if (Math.abs(got[i]! - want[i]!) === 1) off++;
+          else if (far < 0) far = i;
+        }
+        t.is(far, -1, `${what}: element ${far}: ${got[far]?.toString(16)} vs ${want[far]?.toString(16)}`);
+        t.true(off <= got.length * 1e-5, `${what}: ${off} elements one unit off`);
+      };
+      be.setNumThreads(1);
+      const one = run('f32', x32, dy32, null, null);
+      be.setNumThreads(2);
+      t.deepEqual(run('f32', x32, dy32, null, null), one, `[${n},${c}] float32 on 2 threads`);
+      for (const [kind, xs, dys] of [['bf16', xb, dyb], ['f16', xh, dyh]] as const) {
+        const xw = new Float32Array(total), dyw = new Float32Array(total);
+        if (kind === 'bf16') { be.castBf16ToF32!(xw, xs, total); be.castBf16ToF32!(dyw, dys, total); } else {
+          be.castF16ToF32!(xw, xs, total); be.castF16ToF32!(dyw, dys, total);
+        }
+        for (const nt of [1, 2]) {
+          be.setNumThreads(1);
+          const ref = run('f32', xw, dyw, null, null);
+          be.setNumThreads(nt);
+          const got = run(kind, xw, dyw, xs, dys);
+          const what = `[${n},${c}] ${kind} on ${nt} thread(s)`;
+          t.deepEqual(got.stats, ref.stats, `${what}: stats record`);
+          t.deepEqual(got.sums, ref.sums, `${what}: backward sums`);
+          rounded(got.y as Uint16Array, round(ref.y as Float32Array, kind), `${what}: elemt, the float32 result rounded once`);
+          rounded(got.dx as Uint16Array, round(ref.dx as Float32Array, kind), `${what}: backward elemt`);
+        }
+      }
+    }
+  } finally {
+    be.setNumThreads(threads);
+  }
+});
+
+// float16 elemt over the whole range (the CPU's own conversions where the ISA has them):
+// y = x * 2^-k exercises subnormal results and their rounding, y = x the special values.
+test('cpu: float16 bnElemt rounds as the float16 cast does, subnormals, infinities and the largest values included', (t) => {
+  const n = 4096, c = 4;
+  const bits = new Uint16Array(n * c);
+  for (let i = 0; i < bits.length; i++) bits[i] = (i * 40503) & 0xffff;  // every exponent, both signs
+  const xw = new Float32Array(bits.length);
+  be.castF16ToF32!(xw, bits, bits.length);
+  const finite = bits.map((v, i) => (Number.isNaN(xw[i]!) ? 0x3c00 : v));
+  const xf = new Float32Array(bits.length);
+  be.castF16ToF32!(xf, finite, bits.length);
+  for (const hw of [1, 1024]) {
+    const rows = hw === 1 ? n : n / 1024;
+    const mean = F([0, 0.5, -3, 0]), invstd = F([1, 2 ** -10, 1, 2 ** -24]);
+    const y = new Uint16Array(bits.length), y32 = new Float32Array(bits.length), want = new Uint16Array(bits.length);
+    be.bnElemtF16!(y, finite, mean, invstd, null, null, rows, c, hw);
+    be.bnElemt(y32, xf, mean, invstd, null, null, rows, c, hw);
+    be.castF32ToF16!(want, y32, y32.length);
+    t.deepEqual(y, want, `hw ${hw}`);
+  }
 });

@@ -3,9 +3,11 @@
 // x is [n, c, hw]. Two layouts of work, picked by hw:
 //  - planes (hw >= kSmallHw): each (n, c) plane is contiguous and long enough to
 //    be processed on its own, in chunks of at most kChunk floats;
-//  - rows (hw < kSmallHw, e.g. BatchNorm1d where hw == 1): planes are too short,
-//    so a row [c * hw] is processed as columns with per-column state, and columns
-//    are folded into channels at the end.
+//  - rows (hw < kSmallHw, e.g. BatchNorm1d where hw == 1, and channels-last tensors, which
+//    core hands over as [N*H*W, C, 1]): planes are too short, so a row [c * hw] is processed
+//    as columns with per-column state, and columns are folded into channels at the end.
+//    Short rows (few channels) are first folded R at a time into rows of R * c * hw columns
+//    (fold_elementwise, fold_reduce), so loops, strips and flushes run over enough columns.
 // Statistics use the corrected two-pass algorithm on L1-resident chunks (the
 // second pass reads the cache, not memory), merged in double by Chan's formula.
 //
@@ -13,9 +15,10 @@
 // kinds), read and written through VecIO<E> / E::load / E::store; everything else (per-channel
 // arrays, records, accumulators) is float32 or double whatever E is: one source for all three.
 //
-// Threads: reductions split over channels (planes) or over 16-column strips (rows),
-// so every channel is reduced exactly as on one thread, whatever the thread count;
-// the elementwise passes split the elements anywhere.
+// Threads: reductions split over channels (planes) or over 64-column ranges of folded rows
+// (rows), so every channel is reduced exactly as on one thread, whatever the thread count;
+// the elementwise passes split the elements anywhere (short pieces go through the same
+// vector code as the rest, so an element's result does not depend on the split either).
 #include <math.h>
 
 #include <algorithm>
@@ -31,11 +34,61 @@ constexpr int64_t kChunk = 2048;   // 8 KB: the second pass over a chunk hits L1
 constexpr int64_t kSmallHw = 64;   // shorter planes use the row layout
 constexpr int64_t kRowBlock = 64;  // rows per block in the row layout (a 64-column strip: 16 KB)
 
-// Row layout: per-column constants, each channel's value repeated over its hw columns.
-void spread_channels(float *cols, const float *per_channel, int64_t c, int64_t hw) {
-  for (int64_t ch = 0; ch < c; ++ch)
-    std::fill(cols + ch * hw, cols + (ch + 1) * hw, per_channel[ch]);
+// ---- row layout folding ----------------------------------------------------------
+// A row-layout x [n, L] (L = c * hw) is viewed as rows of P = R * L columns, R original rows
+// side by side: column j of a folded row is column j % L of a row, channel (j % L) / hw.
+
+int64_t gcd64(int64_t a, int64_t b) {
+  while (b) {
+    const int64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
 }
+
+// Elementwise passes run over the flat elements a folded row at a time (n % R needs no
+// special case: the last run is shorter). R: folded rows of at least 256 columns, a whole
+// number of 32-element blocks where that costs at most 2048 columns of constants.
+int64_t fold_elementwise(int64_t L) {
+  if (L >= 256) return 1;
+  const int64_t whole = 32 / gcd64(L, 32), r = (256 + L - 1) / L, ra = (r + whole - 1) / whole * whole;
+  return ra * L <= 2048 ? ra : r;
+}
+
+// Reductions run over n / R folded rows (plus n % R rows of L columns): R makes P a multiple
+// of 64 (whole 64-column register strips, a block of rows one contiguous stretch when P is
+// 64) where that is at most 1024 columns, else just >= 64 columns.
+int64_t fold_reduce(int64_t L) {
+  if (L >= 64) return 1;
+  const int64_t r = 64 / gcd64(L, 64);
+  return r * L <= 1024 ? r : (64 + L - 1) / L;
+}
+
+// Rows per reduction block: a block of P columns stays within about 16 KB per operand
+// (a strip's rows are re-read from L1), 8 to 64 rows.
+int64_t block_rows(int64_t P) { return std::max<int64_t>(8, std::min<int64_t>(64, 4096 / P)); }
+
+// Per-column constants of a folded row: dst[j] = per_channel[(j % L) / hw] for j < P, and
+// then, for element kinds whose load32 splits even / odd elements, each whole 32-block below
+// `lanes` rearranged into that lane order (what the 32-element loops read).
+template <class E>
+void tile_cols(float *dst, const float *per_channel, int64_t c, int64_t hw, int64_t P, int64_t lanes) {
+  for (int64_t j = 0, ch = 0, s = 0; j < P; ++j) {
+    dst[j] = per_channel[ch];
+    if (++s == hw) {
+      s = 0;
+      if (++ch == c) ch = 0;
+    }
+  }
+  if (!VecIO<E>::kEvenOdd) return;
+  for (int64_t b = 0; b + 32 <= lanes; b += 32) {
+    float t[32];
+    for (int64_t k = 0; k < 32; ++k) t[lane_of<E>(k)] = dst[b + k];
+    std::copy(t, t + 32, dst + b);
+  }
+}
+
 
 int threads_for(int64_t total) { return bk::threads_for(total, bk::kParallelMin); }
 
@@ -48,20 +101,32 @@ void split(int nt, int64_t n, int64_t align, const F &f) {
   });
 }
 
-// An elementwise pass over the flat elements [0, n * c * hw) on nt threads: calls
-// f(offset, len, ch, pos) for each run of one plane (planes) or one row (rows, where
-// per-column constants start at pos).
+// An elementwise pass over the flat elements [0, n * c * hw) of the plane layout on nt
+// threads: calls f(offset, len, ch) for each run of one plane.
 template <class F>
-void elementwise(int nt, int64_t n, int64_t c, int64_t hw, bool rows, const F &f) {
-  const int64_t run = rows ? c * hw : hw;
+void elementwise(int nt, int64_t n, int64_t c, int64_t hw, const F &f) {
   split(nt, n * c * hw, 16, [&](int64_t e0, int64_t e1) {
     // divisions once per range, not per run: planes can be short and many
-    int64_t pos = e0 % run, ch = rows ? 0 : e0 / run % c;
+    int64_t pos = e0 % hw, ch = e0 / hw % c;
     for (int64_t e = e0; e < e1; pos = 0) {
-      const int64_t len = std::min(run - pos, e1 - e);
-      f(e, len, ch, pos);
+      const int64_t len = std::min(hw - pos, e1 - e);
+      f(e, len, ch);
       e += len;
-      if (!rows && ++ch == c) ch = 0;
+      if (++ch == c) ch = 0;
+    }
+  });
+}
+
+// An elementwise pass over the flat elements [0, total) of a folded row layout (period P)
+// on nt threads: f(offset, len, j) for each piece of one folded row starting at column j.
+// Ranges are cut at multiples of 32, so with P a multiple of 32 every piece starts on a block.
+template <class F>
+void elementwise_rows(int nt, int64_t total, int64_t P, const F &f) {
+  split(nt, total, 32, [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0, j = e0 % P; e < e1; j = 0) {
+      const int64_t len = std::min(P - j, e1 - e);
+      f(e, len, j);
+      e += len;
     }
   });
 }
@@ -151,7 +216,7 @@ BK_CLONES void chunk_stats_direct(const typename E::storage *x, int64_t stride, 
 template <class E>
 BK_INLINE void chunk_stats(const typename E::storage *x, int64_t stride, int64_t planes, int64_t len,
                            double *mean_out, double *m2_out) {
-  if constexpr (!std::is_same<E, bk_half::F16>::value) {
+  if constexpr (!VecIO<E>::kWidenOnce) {
     chunk_stats_direct<E>(x, stride, planes, len, mean_out, m2_out);
   } else {
     float buf[kChunk];
@@ -165,7 +230,8 @@ BK_INLINE void chunk_stats(const typename E::storage *x, int64_t stride, int64_t
 // contiguous buffer for pass 2: rows of a 4 KB-multiple stride all map to the same
 // L1 sets, so re-reading them in place would miss L1. Merged per column into the
 // double state (mean, m2) that has already seen `seen` rows, by Chan's formula with a
-// count shared by all columns.
+// count shared by all columns. (16-element loads, also for bfloat16: its 32-element even /
+// odd load measured slower here, 0.59 against 0.44 ms on [100352, 64].)
 template <class E, int V>
 BK_INLINE void strip_stats(const typename E::storage *x, int64_t ld, int64_t rows, double seen, double *cmean,
                            double *cm2) {
@@ -255,22 +321,31 @@ int local_moments(const typename E::storage *x, int64_t n, int64_t c, int64_t hw
     for (int64_t ch = 0; ch < c; ++ch) emit(ch, st[3 * ch], st[3 * ch + 1], st[3 * ch + 2]);
     return 0;
   }
-  // row layout: per-column state over rows, then columns folded into channels
-  const int64_t L = c * hw;
-  double *cmean, *cm2;
-  BK_SCRATCH(cmean, bk::scratch_d(0, (size_t)L));
-  BK_SCRATCH(cm2, bk::scratch_d(1, (size_t)L));
-  std::fill(cmean, cmean + L, 0.0);
-  std::fill(cm2, cm2 + L, 0.0);
-  split(threads_for(total), L, 16, [&](int64_t j0, int64_t j1) {
-    for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
-      block_stats<E>(x + r0 * L + j0, L, std::min(kRowBlock, n - r0), j1 - j0, (double)r0, cmean + j0,
-                  cm2 + j0);
-  });
+  // row layout: per-column state over the n / R folded rows of P columns and over the n % R
+  // rows left (L columns), then every channel's columns merged (Chan), folds in order
+  const int64_t L = c * hw, R = fold_reduce(L), P = R * L, n1 = n / R, n2 = n % R;
+  const int64_t B = block_rows(P);
+  double *st;  // cmean[P], cm2[P], then the same over L for the rows left
+  BK_SCRATCH(st, bk::scratch_d(0, (size_t)(2 * (P + L))));
+  std::fill(st, st + 2 * (P + L), 0.0);
+  double *cmean = st, *cm2 = st + P, *tmean = st + 2 * P, *tm2 = st + 2 * P + L;
+  const int nt = threads_for(total);
+  if (n1 > 0)
+    split(nt, P, 64, [&](int64_t j0, int64_t j1) {
+      for (int64_t r0 = 0; r0 < n1; r0 += B)
+        block_stats<E>(x + r0 * P + j0, P, std::min(B, n1 - r0), j1 - j0, (double)r0, cmean + j0, cm2 + j0);
+    });
+  if (n2 > 0)
+    split(nt, L, 64, [&](int64_t j0, int64_t j1) {
+      block_stats<E>(x + n1 * P + j0, L, n2, j1 - j0, 0.0, tmean + j0, tm2 + j0);
+    });
   for (int64_t ch = 0; ch < c; ++ch) {
     double cnt = 0, mean = 0, m2 = 0;
-    for (int64_t s = 0; s < hw; ++s)
-      bk_bn::chan_merge(cnt, mean, m2, (double)n, cmean[ch * hw + s], cm2[ch * hw + s]);
+    for (int64_t r = 0; r < R && n1 > 0; ++r)
+      for (int64_t s = 0, j = r * L + ch * hw; s < hw; ++s, ++j)
+        bk_bn::chan_merge(cnt, mean, m2, (double)n1, cmean[j], cm2[j]);
+    for (int64_t s = 0, j = ch * hw; s < hw && n2 > 0; ++s, ++j)
+      bk_bn::chan_merge(cnt, mean, m2, (double)n2, tmean[j], tm2[j]);
     emit(ch, cnt, mean, m2);
   }
   return 0;
@@ -434,6 +509,22 @@ extern "C" int bk_bn_invstd_f32(float *invstd, const float *var, int64_t c, floa
 
 namespace {
 
+// Up to 16 elements (a tail, or the head of a thread's range) through the same vector code as
+// the rest: the result of an element does not depend on where a run or a thread's range cut
+// (the vector loops' contracted multiply-adds round differently from scalar code).
+template <class E>
+BK_INLINE bk_v16 load_n(const typename E::storage *p, int64_t len) {
+  typename E::storage t[16] = {};
+  std::copy(p, p + len, t);
+  return VecIO<E>::load(t);
+}
+template <class E>
+BK_INLINE void store_n(typename E::storage *p, bk_v16 v, int64_t len) {
+  typename E::storage t[16];
+  VecIO<E>::store(t, v);
+  std::copy(t, t + len, p);
+}
+
 // y = (x - mean) * scale + bias over one plane. Explicit 16-lane vectors: each
 // block is loaded before it is stored, so y may alias x exactly.
 template <class E>
@@ -447,23 +538,48 @@ BK_CLONES void elemt_plane(typename E::storage *y, const typename E::storage *x,
     VecIO<E>::store32(y + i, (v0 - mv) * sv + bv, (v1 - mv) * sv + bv);
   }
   for (; i + 16 <= len; i += 16) VecIO<E>::store(y + i, (VecIO<E>::load(x + i) - mv) * sv + bv);
-  for (; i < len; ++i) y[i] = bk_bn::elemt_e<E>(x[i], mean, scale, bias);
+  if (i < len) store_n<E>(y + i, (load_n<E>(x + i, len - i) - mv) * sv + bv, len - i);
 }
 
-// Row layout: per-column mean / scale / bias arrays of length L. Software prefetch
-// (2 KB ahead, y for writing) helps when x and y sit in L2, where the hardware
+// m <= 16 elements of a folded row, per-column constants c[0], c[P], c[2P] (natural order).
+// Inlined (not a lambda, which would be compiled for the baseline ISA: no fused multiply-add,
+// so other roundings than the vector loops').
+template <class E>
+BK_INLINE void elemt_part(typename E::storage *y, const typename E::storage *x, int64_t m, const float *c, int64_t P) {
+  using F = bk_half::F32;
+  store_n<E>(y, (load_n<E>(x, m) - load_n<F>(c, m)) * load_n<F>(c + P, m) + load_n<F>(c + 2 * P, m), m);
+}
+
+// Row layout: len elements of one folded row from column j, with per-column mean / scale /
+// bias arrays of P columns in natural order (`nat`: m, s, b, P apart) and with whole
+// 32-blocks in load32's lane order (`lane`), read by the 32-element loop. Software prefetch
+// (512 elements ahead, y for writing) helps when x and y sit in L2, where the hardware
 // prefetchers bring lines to L1 too late for a loop this short (measured ~15%).
 template <class E>
-BK_CLONES void elemt_row(typename E::storage *y, const typename E::storage *x, int64_t len, const float *mean,
-                         const float *scale, const float *bias) {
+BK_CLONES void elemt_row(typename E::storage *y, const typename E::storage *x, int64_t len, int64_t j, int64_t P,
+                         const float *nat, const float *lane) {
+  const int64_t whole = P & ~int64_t(31);
   int64_t i = 0;
-  for (; i + 16 <= len; i += 16) {
+  // a thread's range may begin inside a block (P not a multiple of 32): on to the block's end
+  while (i < len && (j & 31) != 0 && j < whole) {
+    const int64_t m = std::min({len - i, int64_t(16), 32 - (j & 31)});
+    elemt_part<E>(y + i, x + i, m, nat + j, P);
+    i += m;
+    j += m;
+  }
+  for (; i + 32 <= len && j + 32 <= whole; i += 32, j += 32) {
     __builtin_prefetch(y + i + 512, 1);
     __builtin_prefetch(x + i + 512, 0);
-    VecIO<E>::store(y + i, (VecIO<E>::load(x + i) - v16_load(mean + i)) * v16_load(scale + i) +
-                               v16_load(bias + i));
+    bk_v16 v0, v1;
+    VecIO<E>::load32(x + i, v0, v1);
+    const float *m = lane + j, *sc = lane + P + j, *b = lane + 2 * P + j;
+    VecIO<E>::store32(y + i, (v0 - v16_load(m)) * v16_load(sc) + v16_load(b),
+                      (v1 - v16_load(m + 16)) * v16_load(sc + 16) + v16_load(b + 16));
   }
-  for (; i < len; ++i) y[i] = bk_bn::elemt_e<E>(x[i], mean[i], scale[i], bias[i]);
+  for (; i + 16 <= len; i += 16, j += 16)
+    VecIO<E>::store(y + i, (VecIO<E>::load(x + i) - v16_load(nat + j)) * v16_load(nat + P + j) +
+                               v16_load(nat + 2 * P + j));
+  if (i < len) elemt_part<E>(y + i, x + i, len - i, nat + j, P);
 }
 
 template <class E>
@@ -480,20 +596,21 @@ int bn_elemt(typename E::storage *y, const typename E::storage *x, const float *
   }
   const int nt = threads_for(total);
   if (hw >= kSmallHw) {
-    elementwise(nt, n, c, hw, false, [&](int64_t off, int64_t len, int64_t ch, int64_t) {
+    elementwise(nt, n, c, hw, [&](int64_t off, int64_t len, int64_t ch) {
       elemt_plane<E>(y + off, x + off, len, mean[ch], scale[ch], shift[ch]);
     });
     return 0;
   }
-  const int64_t L = c * hw;
-  float *cols;
-  BK_SCRATCH(cols, bk::scratch(1, (size_t)(3 * L)));
-  float *cm = cols, *cs = cols + L, *cb = cols + 2 * L;
-  spread_channels(cm, mean, c, hw);
-  spread_channels(cs, scale, c, hw);
-  spread_channels(cb, shift, c, hw);
-  elementwise(nt, n, c, hw, true, [&](int64_t off, int64_t len, int64_t, int64_t pos) {
-    elemt_row<E>(y + off, x + off, len, cm + pos, cs + pos, cb + pos);
+  const int64_t P = fold_elementwise(c * hw) * c * hw, whole = P & ~int64_t(31);
+  float *cols;  // natural order, then lane order: mean, scale, bias each
+  BK_SCRATCH(cols, bk::scratch(1, (size_t)(6 * P)));
+  const float *per[3] = {mean, scale, shift};
+  for (int q = 0; q < 3; ++q) {
+    tile_cols<bk_half::F32>(cols + q * P, per[q], c, hw, P, 0);
+    tile_cols<E>(cols + (3 + q) * P, per[q], c, hw, P, whole);
+  }
+  elementwise_rows(nt, total, P, [&](int64_t off, int64_t len, int64_t j) {
+    elemt_row<E>(y + off, x + off, len, j, P, cols, cols + 3 * P);
   });
   return 0;
 }
@@ -536,7 +653,8 @@ BK_CLONES void reduce_plane(const typename E::storage *dy, const typename E::sto
 }
 
 // Row layout: per-column sums over a block of rows, a strip of 16 * V columns at a
-// time with float accumulators in registers, added to the double totals.
+// time with float accumulators in registers, added to the double totals (16-element loads,
+// as strip_stats).
 template <class E, int V>
 BK_INLINE void strip_reduce(const typename E::storage *dy, const typename E::storage *x, int64_t ld, int64_t rows,
                             const float *cmean, double *sdy, double *sdx) {
@@ -592,22 +710,40 @@ int bn_backward_reduce(float *sums, float *grad_weight, float *grad_bias, const 
         }
     });
   } else if (total > 0) {
-    const int64_t L = c * hw;
-    float *cmean;
-    double *col;
-    BK_SCRATCH(cmean, bk::scratch(0, (size_t)L));
-    BK_SCRATCH(col, bk::scratch_d(1, (size_t)(2 * L)));
-    std::fill(col, col + 2 * L, 0.0);
-    spread_channels(cmean, mean, c, hw);
-    split(threads_for(total), L, 16, [&](int64_t j0, int64_t j1) {
-      for (int64_t r0 = 0; r0 < n; r0 += kRowBlock)
-        reduce_block<E>(dy + r0 * L + j0, x + r0 * L + j0, L, std::min(kRowBlock, n - r0), j1 - j0,
-                     cmean + j0, col + j0, col + L + j0);
-    });
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t s = 0; s < hw; ++s) {
-        acc[ch] += col[ch * hw + s];
-        acc[c + ch] += col[L + ch * hw + s];
+    // row layout folded as the statistics are: n / R rows of P columns, n % R rows of L
+    const int64_t L = c * hw, R = fold_reduce(L), P = R * L, n1 = n / R, n2 = n % R;
+    const int64_t B = block_rows(P);
+    float *cmean;  // per column: P, then L for the rows left
+    double *col;   // sum_dy[P], sum_dy_xmu[P], then the same over L
+    BK_SCRATCH(cmean, bk::scratch(0, (size_t)(P + L)));
+    BK_SCRATCH(col, bk::scratch_d(1, (size_t)(2 * (P + L))));
+    std::fill(col, col + 2 * (P + L), 0.0);
+    tile_cols<bk_half::F32>(cmean, mean, c, hw, P, 0);
+    tile_cols<bk_half::F32>(cmean + P, mean, c, hw, L, 0);
+    double *tcol = col + 2 * P;
+    const int nt = threads_for(total);
+    if (n1 > 0)
+      split(nt, P, 64, [&](int64_t j0, int64_t j1) {
+        for (int64_t r0 = 0; r0 < n1; r0 += B)
+          reduce_block<E>(dy + r0 * P + j0, x + r0 * P + j0, P, std::min(B, n1 - r0), j1 - j0, cmean + j0,
+                          col + j0, col + P + j0);
+      });
+    if (n2 > 0)
+      split(nt, L, 64, [&](int64_t j0, int64_t j1) {
+        reduce_block<E>(dy + n1 * P + j0, x + n1 * P + j0, L, n2, j1 - j0, cmean + P + j0, tcol + j0,
+                        tcol + L + j0);
+      });
+    // columns into channels, folds in order
+    for (int64_t r = 0; r < R && n1 > 0; ++r)
+      for (int64_t ch = 0; ch < c; ++ch)
+        for (int64_t s = 0, j = r * L + ch * hw; s < hw; ++s, ++j) {
+          acc[ch] += col[j];
+          acc[c + ch] += col[P + j];
+        }
+    for (int64_t ch = 0; ch < c && n2 > 0; ++ch)
+      for (int64_t s = 0, j = ch * hw; s < hw; ++s, ++j) {
+        acc[ch] += tcol[j];
+        acc[c + ch] += tcol[L + j];
       }
   }
   for (int64_t ch = 0; ch < c; ++ch) {
@@ -633,24 +769,48 @@ BK_CLONES void bwd_elemt_plane(typename E::storage *dx, const typename E::storag
   }
   for (; i + 16 <= len; i += 16)
     VecIO<E>::store(dx + i, (VecIO<E>::load(dy + i) - dv - (VecIO<E>::load(x + i) - mv) * kv) * av);
-  bk_bn::BackwardCoeffs co;
-  co.a = a;
-  co.mdy = mdy;
-  co.k = k;
-  for (; i < len; ++i) dx[i] = bk_bn::backward_elemt_e<E>(dy[i], x[i], mean, co);
+  if (i < len) {
+    const int64_t m = len - i;
+    store_n<E>(dx + i, (load_n<E>(dy + i, m) - dv - (load_n<E>(x + i, m) - mv) * kv) * av, m);
+  }
 }
 
-// Row layout: per-column constants, packed as [mean, mdy, k, a] arrays of length L.
+// m <= 16 elements, as elemt_part: constants [mean, mdy, k, a] at c[0], c[P], c[2P], c[3P].
+template <class E>
+BK_INLINE void bwd_elemt_part(typename E::storage *dx, const typename E::storage *dy, const typename E::storage *x,
+                              int64_t m, const float *c, int64_t P) {
+  using F = bk_half::F32;
+  store_n<E>(dx, (load_n<E>(dy, m) - load_n<F>(c + P, m) - (load_n<E>(x, m) - load_n<F>(c, m)) * load_n<F>(c + 2 * P, m)) *
+                     load_n<F>(c + 3 * P, m), m);
+}
+
+// Row layout: as elemt_row, per-column constants [mean, mdy, k, a] P apart, natural (`nat`)
+// and with whole 32-blocks in lane order (`lane`).
 template <class E>
 BK_CLONES void bwd_elemt_row(typename E::storage *dx, const typename E::storage *dy, const typename E::storage *x,
-                             int64_t len, const float *cm, const float *cd, const float *ck, const float *ca) {
+                             int64_t len, int64_t j, int64_t P, const float *nat, const float *lane) {
+  const int64_t whole = P & ~int64_t(31);
+  const float *cm = nat, *cd = nat + P, *ck = nat + 2 * P, *ca = nat + 3 * P;
   int64_t i = 0;
-  for (; i + 16 <= len; i += 16)
-    VecIO<E>::store(dx + i, (VecIO<E>::load(dy + i) - v16_load(cd + i) -
-                             (VecIO<E>::load(x + i) - v16_load(cm + i)) * v16_load(ck + i)) *
-                                v16_load(ca + i));
-  for (; i < len; ++i)
-    dx[i] = E::store((E::load(dy[i]) - cd[i] - (E::load(x[i]) - cm[i]) * ck[i]) * ca[i]);
+  while (i < len && (j & 31) != 0 && j < whole) {
+    const int64_t m = std::min({len - i, int64_t(16), 32 - (j & 31)});
+    bwd_elemt_part<E>(dx + i, dy + i, x + i, m, nat + j, P);
+    i += m;
+    j += m;
+  }
+  for (; i + 32 <= len && j + 32 <= whole; i += 32, j += 32) {
+    bk_v16 g0, g1, x0, x1;
+    VecIO<E>::load32(dy + i, g0, g1);
+    VecIO<E>::load32(x + i, x0, x1);
+    const float *lm = lane + j, *ld = lane + P + j, *lk = lane + 2 * P + j, *la = lane + 3 * P + j;
+    VecIO<E>::store32(dx + i, (g0 - v16_load(ld) - (x0 - v16_load(lm)) * v16_load(lk)) * v16_load(la),
+                      (g1 - v16_load(ld + 16) - (x1 - v16_load(lm + 16)) * v16_load(lk + 16)) * v16_load(la + 16));
+  }
+  for (; i + 16 <= len; i += 16, j += 16)
+    VecIO<E>::store(dx + i, (VecIO<E>::load(dy + i) - v16_load(cd + j) -
+                             (VecIO<E>::load(x + i) - v16_load(cm + j)) * v16_load(ck + j)) *
+                                v16_load(ca + j));
+  if (i < len) bwd_elemt_part<E>(dx + i, dy + i, x + i, len - i, nat + j, P);
 }
 
 template <class E>
@@ -672,33 +832,41 @@ int bn_backward_elemt(typename E::storage *dx, const typename E::storage *dy, co
   }
   const int nt = threads_for(total);
   if (hw >= kSmallHw) {
-    elementwise(nt, n, c, hw, false, [&](int64_t off, int64_t len, int64_t ch, int64_t) {
+    elementwise(nt, n, c, hw, [&](int64_t off, int64_t len, int64_t ch) {
       bwd_elemt_plane<E>(dx + off, dy + off, x + off, len, km[ch], kd[ch], kk[ch], ka[ch]);
     });
     return 0;
   }
-  const int64_t L = c * hw;
-  float *cols;
-  BK_SCRATCH(cols, bk::scratch(1, (size_t)(4 * L)));
-  for (int64_t q = 0; q < 4; ++q) spread_channels(cols + q * L, k + q * c, c, hw);
-  elementwise(nt, n, c, hw, true, [&](int64_t off, int64_t len, int64_t, int64_t pos) {
-    bwd_elemt_row<E>(dx + off, dy + off, x + off, len, cols + pos, cols + L + pos,
-                     cols + 2 * L + pos, cols + 3 * L + pos);
+  const int64_t P = fold_elementwise(c * hw) * c * hw, whole = P & ~int64_t(31);
+  float *cols;  // natural order, then lane order: mean, mdy, k, a each
+  BK_SCRATCH(cols, bk::scratch(1, (size_t)(8 * P)));
+  for (int q = 0; q < 4; ++q) {
+    tile_cols<bk_half::F32>(cols + q * P, k + q * c, c, hw, P, 0);
+    tile_cols<E>(cols + (4 + q) * P, k + q * c, c, hw, P, whole);
+  }
+  elementwise_rows(nt, total, P, [&](int64_t off, int64_t len, int64_t j) {
+    bwd_elemt_row<E>(dx + off, dy + off, x + off, len, j, P, cols, cols + 4 * P);
   });
   return 0;
 }
 
 }  // namespace
 
+// float16 by the CPU's conversions (half_simd.h's F16HW) where bk::cpu_isa() is "avx512";
+// read once when the library is loaded, as the GEMM kernel is.
+bool g_f16hw = false;
+__attribute__((constructor)) void init_f16hw() { g_f16hw = BK_HAVE_F16HW && !strcmp(bk::cpu_isa(), "avx512"); }
+
 // The entry points of one element type: argument checks (messages name the entry point),
-// then the shared bodies above.
-#define BK_BN_ENTRIES(SFX, E, T)                                                                   \
+// then the shared bodies above, for E, or for EHW when HW (a run-time choice) holds.
+#define BK_BN_PICK(HW, E, EHW, f, args) ((HW) ? f<EHW> args : f<E> args)
+#define BK_BN_ENTRIES(SFX, E, EHW, HW, T)                                                                   \
   extern "C" int bk_bn_stats_##SFX(float *stats, const T *x, int64_t n, int64_t c, int64_t hw,      \
                                    float tag, void *) {                                             \
     BK_SIZES3(n, c, hw, per, total);                                                                \
     BK_NOTNULL(stats);                                                                              \
     BK_NOTNULL_IF(total > 0, x);                                                                    \
-    return bn_stats<E>(stats, x, n, c, hw, per, total, tag);                                        \
+    return BK_BN_PICK(HW, E, EHW, bn_stats, (stats, x, n, c, hw, per, total, tag));                 \
   }                                                                                                 \
   extern "C" int bk_bn_stats_sums_##SFX(float *sums, const T *x, const float *shift, int64_t n,     \
                                         int64_t c, int64_t hw, int64_t ranks, int64_t rank,         \
@@ -708,14 +876,14 @@ int bn_backward_elemt(typename E::storage *dx, const typename E::storage *dy, co
     BK_NOTNULL_IF(total > 0, x);                                                                    \
     BK_REQUIRE(ranks >= 1 && rank >= 0 && rank < ranks, "%s: rank %lld is not in [0, ranks = %lld)", \
                __func__, (long long)rank, (long long)ranks);                                        \
-    return bn_stats_sums<E>(sums, x, shift, n, c, hw, per, total, ranks, rank, tag);                \
+    return BK_BN_PICK(HW, E, EHW, bn_stats_sums, (sums, x, shift, n, c, hw, per, total, ranks, rank, tag));\
   }                                                                                                 \
   extern "C" int bk_bn_elemt_##SFX(T *y, const T *x, const float *mean, const float *invstd,        \
                                    const float *weight, const float *bias, int64_t n, int64_t c,    \
                                    int64_t hw, void *) {                                            \
     BK_SIZES3(n, c, hw, per, total);                                                                \
     BK_NOTNULL_IF(total > 0, y, x, mean, invstd);                                                   \
-    return bn_elemt<E>(y, x, mean, invstd, weight, bias, n, c, hw, total);                          \
+    return BK_BN_PICK(HW, E, EHW, bn_elemt, (y, x, mean, invstd, weight, bias, n, c, hw, total));   \
   }                                                                                                 \
   extern "C" int bk_bn_backward_reduce_##SFX(float *sums, float *grad_weight, float *grad_bias,     \
                                              const T *dy, const T *x, const float *mean,            \
@@ -725,7 +893,7 @@ int bn_backward_elemt(typename E::storage *dx, const typename E::storage *dy, co
     BK_NOTNULL_IF(c > 0, sums);                                                                     \
     BK_NOTNULL_IF(total > 0, dy, x, mean);                                                          \
     BK_NOTNULL_IF(c > 0 && grad_weight != nullptr, invstd);                                         \
-    return bn_backward_reduce<E>(sums, grad_weight, grad_bias, dy, x, mean, invstd, n, c, hw, total); \
+    return BK_BN_PICK(HW, E, EHW, bn_backward_reduce, (sums, grad_weight, grad_bias, dy, x, mean, invstd, n, c, hw, total));\
   }                                                                                                 \
   extern "C" int bk_bn_backward_elemt_##SFX(T *dx, const T *dy, const T *x, const float *mean,      \
                                             const float *invstd, const float *weight,               \
@@ -733,9 +901,9 @@ int bn_backward_elemt(typename E::storage *dx, const typename E::storage *dy, co
                                             int64_t c, int64_t hw, void *) {                        \
     BK_SIZES3(n, c, hw, per, total);                                                                \
     BK_NOTNULL_IF(total > 0, dx, dy, x, mean, invstd, sums, count);                                 \
-    return bn_backward_elemt<E>(dx, dy, x, mean, invstd, weight, sums, count, n, c, hw, total);      \
+    return BK_BN_PICK(HW, E, EHW, bn_backward_elemt, (dx, dy, x, mean, invstd, weight, sums, count, n, c, hw, total));\
   }
 
-BK_BN_ENTRIES(f32, bk_half::F32, float)
-BK_BN_ENTRIES(bf16, bk_half::BF16, bk_bfloat16)
-BK_BN_ENTRIES(f16, bk_half::F16, bk_float16)
+BK_BN_ENTRIES(f32, bk_half::F32, bk_half::F32, false, float)
+BK_BN_ENTRIES(bf16, bk_half::BF16, bk_half::BF16, false, bk_bfloat16)
+BK_BN_ENTRIES(f16, bk_half::F16, bk_half::F16HW, g_f16hw, bk_float16)
