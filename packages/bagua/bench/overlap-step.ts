@@ -141,12 +141,13 @@ function setupShared(overlaps: [boolean, boolean], bn: string) {
 }
 
 // a: the setting under test, b: its baseline.
-const baseOverlap = !args.control; // --control: the baseline is overlap on too
+const baseOverlap = args.control; // the baseline: overlap off, or on as well with --control (A/A)
 const runs = args.pair === 'overlap'
   ? args['same-model'] ? setupShared([true, baseOverlap], args.bn) : { a: setup(true, args.bn), b: setup(baseOverlap, args.bn) }
   : { a: setup(true, 'syncbn'), b: setup(true, 'bn') };
 const times: Record<'a' | 'b', number[]> = { a: [], b: [] };
 const ratios: number[] = []; // per block pair: median(a) / median(b)
+const blockMedians: Record<'a' | 'b', number[]> = { a: [], b: [] }; // in run order, for --blocks-out
 for (let i = 0; i < Number(args.warmup); i++) (runs.a.step(), runs.b.step());
 const block = Math.max(1, Number(args.block));
 const t = new Float64Array(1);
@@ -166,6 +167,7 @@ for (let done = 0, pairNo = 0; done < STEPS; done += block, pairNo++) {
     }
     times[k].push(...mine);
     blockMedian[k] = median(mine);
+    blockMedians[k].push(+blockMedian[k].toFixed(2));
   }
   ratios.push(blockMedian.a / blockMedian.b);
 }
@@ -258,6 +260,7 @@ if (rank === 0) {
       onMeanMs: +mean(times.a).toFixed(3), offMeanMs: +mean(times.b).toFixed(3), onOverOff: paired,
       onP10Ms: +quantile(times.a, 0.1).toFixed(3), offP10Ms: +quantile(times.b, 0.1).toFixed(3),
       ratioMin: +Math.min(...ratios).toFixed(4), ratioMax: +Math.max(...ratios).toFixed(4), blocks: ratios.length, ...extra,
+      onBlockMs: blockMedians.a, offBlockMs: blockMedians.b,
     })}`);
   } else {
     console.log(`SYNCBN ${JSON.stringify({
