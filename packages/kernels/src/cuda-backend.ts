@@ -283,6 +283,11 @@ export class CudaBackend extends NativeBackend implements Backend {
     return out;
   }
 
+  /** NHWC pooling (the pooling kernels' math with the pixels c apart); the CUDA convolution computes NCHW only. */
+  nativeChannelsLast(kind: 'conv2d' | 'pool2d'): boolean {
+    return kind === 'pool2d';
+  }
+
   synchronize(): void {
     if (!this.kernels) return; // nothing was ever queued
     for (let d = 0; d < this.streams.length; d++) {

@@ -228,6 +228,35 @@ test('channels-last conv2d and pooling run on NHWC storage where the backend rea
   }
 });
 
+test('channels-last pooling equals NCHW pooling on this device bit for bit (outputs and input gradients; NaN; odd channel counts)', (t) => {
+  const bitsOf = (y: Tensor | null) => Array.from(new Uint32Array((y!.toArray() as Float32Array).buffer));
+  const ops: [string, (x: Tensor) => Tensor][] = [
+    ['max 3x3 s2 p1', (x) => F.maxPool2d(x, 3, { stride: 2, padding: 1 })],
+    ['max 2x3 s(1,2) dil(2,1)', (x) => F.maxPool2d(x, [2, 3], { stride: [1, 2], padding: [1, 1], dilation: [2, 1] })],
+    ['avg 3x3 s2 p1 exclude pad', (x) => F.avgPool2d(x, 3, { stride: 2, padding: 1, countIncludePad: false })],
+    ['avg 2x2', (x) => F.avgPool2d(x, 2)],
+    ['adaptive 3x2', (x) => F.adaptiveAvgPool2d(x, [3, 2])],
+    ['adaptive 1x1', (x) => F.adaptiveAvgPool2d(x, 1)],
+  ];
+  for (const shape of [[2, 5, 9, 8], [3, 17, 6, 7], [1, 1, 5, 5]]) {
+    const base = randn(shape).toArray() as Float32Array;
+    base[3] = NaN; // max pooling: NaN wins its windows, with the same index either way
+    for (const [name, op] of ops) {
+      const run = (format: 'contiguous' | 'channelsLast') => {
+        const x = tensor(base, { shape, device }).contiguous(format).detach();
+        x.requiresGrad = true;
+        const y = op(x);
+        const dy = tensor(Float32Array.from({ length: y.numel }, (_, i) => Math.sin(i + 1)), { shape: y.shape, device });
+        y.backward(dy.contiguous(format));
+        return { y, dx: x.grad, format: y.memoryFormat };
+      };
+      const a = run('contiguous'), b = run('channelsLast');
+      t.deepEqual(bitsOf(b.y), bitsOf(a.y), `[${shape}] ${name}: output`);
+      t.deepEqual(bitsOf(b.dx), bitsOf(a.dx), `[${shape}] ${name}: input gradient`);
+    }
+  }
+});
+
 test('contiguous(channelsLast) and back: the permutations (tiled transposes) on sizes on and off the tiles, 4D and 5D', (t) => {
   for (const shape of [[2, 37, 5, 9], [1, 33, 33, 2], [3, 64, 8, 8], [2, 5, 3, 4, 6], [1, 70, 1, 40], [2, 3, 1, 1]]) {
     const [n, c] = shape as [number, number];

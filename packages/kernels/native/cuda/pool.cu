@@ -1,5 +1,6 @@
-// 2-D pooling over [planes, h, w]: one thread per element of the math in
-// bagua_pool_math.h, shared with the CPU library. Backward passes gather (each input
+// 2-D pooling over [planes, h, w] (or NHWC [n, h, w, c], BK_LAYOUT_NHWC: the same math with
+// the pixels c apart): one thread per element of the math in bagua_pool_math.h, shared with
+// the CPU library. Backward passes gather (each input
 // sums the outputs whose window holds it) instead of scattering with atomics: deterministic.
 #include "common.cuh"
 #include "bagua_geom.h"
@@ -61,26 +62,12 @@ using namespace bk;
     return check_launch(#kernel);                                                        \
   } while (0)
 
-namespace bk {
-namespace {
-// The CUDA pooling kernels index NCHW planes; core permutes channels-last tensors for
-// them (the CUDA backend does not declare NHWC pooling), so an NHWC geometry is a caller's error.
-int pool_parse_nchw(PGeom &g, const bk_pool2d_geom *geom, bool adaptive, const char *fn) {
-  BK_TRY(pool_parse(g, geom, adaptive, fn));
-  if (g.nhwc)
-    return fail_status(BK_ERR_UNSUPPORTED, "%s: NHWC (channels-last) pooling is not implemented on CUDA: pass NCHW "
-                       "planes (permute the input and the output)", fn);
-  return 0;
-}
-}  // namespace
-}  // namespace bk
-
 extern "C" {
 
 BK_API int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const bk_pool2d_geom *geom,
                              void *stream) {
   PGeom g;
-  BK_TRY(pool_parse_nchw(g, geom, false, "bk_max_pool2d_f32"));
+  BK_TRY(pool_parse(g, geom, false, "bk_max_pool2d_f32"));
   int64_t total = g.planes * g.oh * g.ow;
   if (total == 0) return 0;
   BK_REQUIRE(y && indices && (x || g.h * g.w == 0), "bk_max_pool2d_f32: null pointer");
@@ -90,7 +77,7 @@ BK_API int bk_max_pool2d_f32(float *y, int32_t *indices, const float *x, const b
 BK_API int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int32_t *indices,
                                       const bk_pool2d_geom *geom, void *stream) {
   PGeom g;
-  BK_TRY(pool_parse_nchw(g, geom, false, "bk_max_pool2d_backward_f32"));
+  BK_TRY(pool_parse(g, geom, false, "bk_max_pool2d_backward_f32"));
   int64_t tin = g.planes * g.h * g.w, tout = g.planes * g.oh * g.ow;
   if (tin == 0) return 0;
   BK_REQUIRE(dx && (tout == 0 || (dy && indices)), "bk_max_pool2d_backward_f32: null pointer");
@@ -101,7 +88,7 @@ BK_API int bk_max_pool2d_backward_f32(float *dx, const float *dy, const int32_t 
 
 BK_API int bk_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geom, void *stream) {
   PGeom g;
-  BK_TRY(pool_parse_nchw(g, geom, false, "bk_avg_pool2d_f32"));
+  BK_TRY(pool_parse(g, geom, false, "bk_avg_pool2d_f32"));
   int64_t total = g.planes * g.oh * g.ow;
   if (total == 0) return 0;
   BK_REQUIRE(y && (x || g.h * g.w == 0), "bk_avg_pool2d_f32: null pointer");
@@ -110,7 +97,7 @@ BK_API int bk_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geo
 
 BK_API int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const bk_pool2d_geom *geom, void *stream) {
   PGeom g;
-  BK_TRY(pool_parse_nchw(g, geom, false, "bk_avg_pool2d_backward_f32"));
+  BK_TRY(pool_parse(g, geom, false, "bk_avg_pool2d_backward_f32"));
   int64_t total = g.planes * g.h * g.w;
   if (total == 0) return 0;
   BK_REQUIRE(dx && (dy || g.oh * g.ow == 0), "bk_avg_pool2d_backward_f32: null pointer");
@@ -119,7 +106,7 @@ BK_API int bk_avg_pool2d_backward_f32(float *dx, const float *dy, const bk_pool2
 
 BK_API int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_geom *geom, void *stream) {
   PGeom g;
-  BK_TRY(pool_parse_nchw(g, geom, true, "bk_adaptive_avg_pool2d_f32"));
+  BK_TRY(pool_parse(g, geom, true, "bk_adaptive_avg_pool2d_f32"));
   int64_t total = g.planes * g.oh * g.ow;
   if (total == 0) return 0;
   BK_REQUIRE(y && x, "bk_adaptive_avg_pool2d_f32: null pointer");
@@ -129,7 +116,7 @@ BK_API int bk_adaptive_avg_pool2d_f32(float *y, const float *x, const bk_pool2d_
 BK_API int bk_adaptive_avg_pool2d_backward_f32(float *dx, const float *dy, const bk_pool2d_geom *geom,
                                                void *stream) {
   PGeom g;
-  BK_TRY(pool_parse_nchw(g, geom, true, "bk_adaptive_avg_pool2d_backward_f32"));
+  BK_TRY(pool_parse(g, geom, true, "bk_adaptive_avg_pool2d_backward_f32"));
   int64_t total = g.planes * g.h * g.w;
   if (total == 0) return 0;
   BK_REQUIRE(dx && (dy || g.oh * g.ow == 0), "bk_adaptive_avg_pool2d_backward_f32: null pointer");

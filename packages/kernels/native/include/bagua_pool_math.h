@@ -120,8 +120,10 @@ BK_HD inline float keep_if(bool c, float v) {
   return v;
 }
 
-/* Max pooling of output (oy, ox) of plane xp: its value and the in-plane index of it. */
-BK_HD inline void max_pool_out(const float *xp, const PGeom &g, int oy, int ox, float &y, int32_t &ind) {
+/* Max pooling of output (oy, ox) of plane xp: its value and the in-plane index of it. `ps`: the
+ * distance between a plane's neighbouring pixels (1 in NCHW, the channel count in NHWC). */
+BK_HD inline void max_pool_out(const float *xp, const PGeom &g, int oy, int ox, float &y, int32_t &ind,
+                               int64_t ps = 1) {
   const int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw;
   float best = -INFINITY;
   int arg = -1;
@@ -131,7 +133,7 @@ BK_HD inline void max_pool_out(const float *xp, const PGeom &g, int oy, int ox, 
     for (int kx = 0; kx < g.kw; kx++) {
       const int ix = x0 + kx * g.dw;
       if (ix < 0 || ix >= g.w) continue;
-      const float v = xp[iy * g.w + ix];
+      const float v = xp[(iy * g.w + ix) * ps];
       if (v > best || v != v || arg < 0) {
         best = v;
         arg = iy * g.w + ix;
@@ -170,13 +172,14 @@ struct RowSum {
  * maximum it is. An index outside its own output's window is never summed. */
 template <class Axes, class Sink>
 BK_HD inline void max_pool_in(const float *dyp, const int32_t *ip, const PGeom &g, const Axes &ax, int iy, int x0,
-                              int x1, Sink &sink) {
+                              int x1, Sink &sink, int64_t ps = 1) {
   const Span ys = ax.cand_y(iy);
   const int ox0 = ax.cand_x(x0).lo, ox1 = ax.cand_x(x1 - 1).hi; /* candidates are monotone in x */
   const int row = iy * g.w;
   for (int oy = ys.lo; oy < ys.hi; oy++)
     for (int ox = ox0; ox < ox1; ox++) {
-      const int o = oy * g.ow + ox, ix = ip[o] - row;
+      const int64_t o = (int64_t)(oy * g.ow + ox) * ps;
+      const int ix = ip[o] - row;
       /* branch-free (which output's maximum an input is, is a coin toss; & not &&): an
        * index elsewhere adds +0 to a column of the segment near ox's window, so that such
        * additions do not queue on one column */
@@ -188,7 +191,7 @@ BK_HD inline void max_pool_in(const float *dyp, const int32_t *ip, const PGeom &
 }
 
 template <class Axes>
-BK_HD inline float avg_pool_out(const float *xp, const PGeom &g, const Axes &ax, int oy, int ox) {
+BK_HD inline float avg_pool_out(const float *xp, const PGeom &g, const Axes &ax, int oy, int ox, int64_t ps = 1) {
   const int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw;
   float s = 0.f;
   for (int ky = 0; ky < g.kh; ky++) {
@@ -196,7 +199,7 @@ BK_HD inline float avg_pool_out(const float *xp, const PGeom &g, const Axes &ax,
     if (iy < 0 || iy >= g.h) continue;
     for (int kx = 0; kx < g.kw; kx++) {
       const int ix = x0 + kx * g.dw;
-      if (ix >= 0 && ix < g.w) s += xp[iy * g.w + ix];
+      if (ix >= 0 && ix < g.w) s += xp[(iy * g.w + ix) * ps];
     }
   }
   return s * avg_inv(ax.count_y(oy), ax.count_x(ox));
@@ -204,14 +207,15 @@ BK_HD inline float avg_pool_out(const float *xp, const PGeom &g, const Axes &ax,
 
 /* Average pooling: each input sums dy / divisor over the windows that hold it. */
 template <class Axes, class Sink>
-BK_HD inline void avg_pool_in(const float *dyp, const PGeom &g, const Axes &ax, int iy, int x0, int x1, Sink &sink) {
+BK_HD inline void avg_pool_in(const float *dyp, const PGeom &g, const Axes &ax, int iy, int x0, int x1, Sink &sink,
+                              int64_t ps = 1) {
   const Span ys = ax.cand_y(iy);
   const int ox0 = ax.cand_x(x0).lo, ox1 = ax.cand_x(x1 - 1).hi;
   for (int oy = ys.lo; oy < ys.hi; oy++) {
     if (!window_tap(iy - (oy * g.sh - g.ph), g.dh, g.kh)) continue;
     const int cy = ax.count_y(oy);
     for (int ox = ox0; ox < ox1; ox++) {
-      const float d = dyp[oy * g.ow + ox] * avg_inv(cy, ax.count_x(ox));
+      const float d = dyp[(int64_t)(oy * g.ow + ox) * ps] * avg_inv(cy, ax.count_x(ox));
       const int s = ox * g.sw - g.pw;
       for (int kx = 0; kx < g.kw; kx++) {
         const int ix = s + kx * g.dw;
@@ -222,18 +226,18 @@ BK_HD inline void avg_pool_in(const float *dyp, const PGeom &g, const Axes &ax, 
 }
 
 template <class Axes>
-BK_HD inline float adaptive_avg_out(const float *xp, const PGeom &g, const Axes &ax, int oy, int ox) {
+BK_HD inline float adaptive_avg_out(const float *xp, const PGeom &g, const Axes &ax, int oy, int ox, int64_t ps = 1) {
   const Span ys = ax.win_y(oy), xs = ax.win_x(ox);
   double s = 0; /* a global average pool sums thousands of values */
   for (int iy = ys.lo; iy < ys.hi; iy++)
-    for (int ix = xs.lo; ix < xs.hi; ix++) s += xp[iy * g.w + ix];
+    for (int ix = xs.lo; ix < xs.hi; ix++) s += xp[(iy * g.w + ix) * ps];
   return (float)(s / (double)((ys.hi - ys.lo) * (xs.hi - xs.lo)));
 }
 
 /* Adaptive average pooling: each input sums dy / window size over the windows that hold it. */
 template <class Axes, class Sink>
 BK_HD inline void adaptive_avg_in(const float *dyp, const PGeom &g, const Axes &ax, int iy, int x0, int x1,
-                                  Sink &sink) {
+                                  Sink &sink, int64_t ps = 1) {
   for (int oy = ax.first_y(iy); oy < g.oh; oy++) {
     const Span ys = ax.win_y(oy);
     if (ys.lo > iy) break; /* windows start in order: none later holds iy */
@@ -241,54 +245,66 @@ BK_HD inline void adaptive_avg_in(const float *dyp, const PGeom &g, const Axes &
     for (int ox = ax.first_x(x0); ox < g.ow; ox++) {
       const Span xs = ax.win_x(ox);
       if (xs.lo >= x1) break;
-      const float d = dyp[oy * g.ow + ox] / (float)((ys.hi - ys.lo) * (xs.hi - xs.lo));
+      const float d = dyp[(int64_t)(oy * g.ow + ox) * ps] / (float)((ys.hi - ys.lo) * (xs.hi - xs.lo));
       for (int ix = xs.lo > x0 ? xs.lo : x0; ix < xs.hi && ix < x1; ix++) sink.add(ix, d);
     }
   }
 }
 
 /* The same over flat indices of [planes, oh, ow] (forward) or [planes, h, w] (backward),
- * for the CUDA kernels' grid-stride loops. */
+ * for the CUDA kernels' grid-stride loops; with g.nhwc, of [n, oh, ow, c] or [n, h, w, c]
+ * (plane p = image * c + channel, its pixels c apart). */
+BK_HD inline PlanePos elem_pos(int64_t i, int rows, int cols, const PGeom &g) {
+  if (!g.nhwc) return plane_pos(i, rows, cols);
+  const int64_t t = i / g.c, u = t / cols;
+  return PlanePos{u / rows * g.c + i % g.c, (int)(u % rows), (int)(t % cols)};
+}
+/* Where plane p of planes of `size` pixels starts, and its pixel stride. */
+BK_HD inline int64_t plane_base(int64_t p, int64_t size, const PGeom &g) {
+  return g.nhwc ? p / g.c * size * g.c + p % g.c : p * size;
+}
+BK_HD inline int64_t pixel_stride(const PGeom &g) { return g.nhwc ? g.c : 1; }
+
 BK_HD inline void max_pool_at(int64_t i, float *y, int32_t *ind, const float *x, const PGeom &g) {
-  const PlanePos q = plane_pos(i, g.oh, g.ow);
-  max_pool_out(x + q.p * g.h * g.w, g, q.y, q.x, y[i], ind[i]);
+  const PlanePos q = elem_pos(i, g.oh, g.ow, g);
+  max_pool_out(x + plane_base(q.p, (int64_t)g.h * g.w, g), g, q.y, q.x, y[i], ind[i], pixel_stride(g));
 }
 
 /* Input i's gradient: grad(off, iy, sum), one of the *_in functions over the planes at
  * offset off, summing for column x0 = sum.x alone. */
 template <class Grad>
 BK_HD inline float input_sum_at(int64_t i, const PGeom &g, const Grad &grad) {
-  const PlanePos q = plane_pos(i, g.h, g.w);
+  const PlanePos q = elem_pos(i, g.h, g.w, g);
   InputSum sum{q.x, 0.f};
-  grad(q.p * g.oh * g.ow, q.y, sum);
+  grad(plane_base(q.p, (int64_t)g.oh * g.ow, g), q.y, sum);
   return sum.acc;
 }
 
 BK_HD inline float max_pool_backward_at(int64_t i, const float *dy, const int32_t *ind, const PGeom &g) {
   return input_sum_at(i, g, [&](int64_t off, int iy, InputSum &s) {
-    max_pool_in(dy + off, ind + off, g, PoolAxes{&g}, iy, s.x, s.x + 1, s);
+    max_pool_in(dy + off, ind + off, g, PoolAxes{&g}, iy, s.x, s.x + 1, s, pixel_stride(g));
   });
 }
 
 BK_HD inline float avg_pool_at(int64_t i, const float *x, const PGeom &g) {
-  const PlanePos q = plane_pos(i, g.oh, g.ow);
-  return avg_pool_out(x + q.p * g.h * g.w, g, PoolAxes{&g}, q.y, q.x);
+  const PlanePos q = elem_pos(i, g.oh, g.ow, g);
+  return avg_pool_out(x + plane_base(q.p, (int64_t)g.h * g.w, g), g, PoolAxes{&g}, q.y, q.x, pixel_stride(g));
 }
 
 BK_HD inline float avg_pool_backward_at(int64_t i, const float *dy, const PGeom &g) {
   return input_sum_at(i, g, [&](int64_t off, int iy, InputSum &s) {
-    avg_pool_in(dy + off, g, PoolAxes{&g}, iy, s.x, s.x + 1, s);
+    avg_pool_in(dy + off, g, PoolAxes{&g}, iy, s.x, s.x + 1, s, pixel_stride(g));
   });
 }
 
 BK_HD inline float adaptive_avg_at(int64_t i, const float *x, const PGeom &g) {
-  const PlanePos q = plane_pos(i, g.oh, g.ow);
-  return adaptive_avg_out(x + q.p * g.h * g.w, g, PoolAxes{&g}, q.y, q.x);
+  const PlanePos q = elem_pos(i, g.oh, g.ow, g);
+  return adaptive_avg_out(x + plane_base(q.p, (int64_t)g.h * g.w, g), g, PoolAxes{&g}, q.y, q.x, pixel_stride(g));
 }
 
 BK_HD inline float adaptive_avg_backward_at(int64_t i, const float *dy, const PGeom &g) {
   return input_sum_at(i, g, [&](int64_t off, int iy, InputSum &s) {
-    adaptive_avg_in(dy + off, g, PoolAxes{&g}, iy, s.x, s.x + 1, s);
+    adaptive_avg_in(dy + off, g, PoolAxes{&g}, iy, s.x, s.x + 1, s, pixel_stride(g));
   });
 }
 
