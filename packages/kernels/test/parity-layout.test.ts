@@ -186,17 +186,21 @@ test('channels-last conv2d and pooling run on NHWC storage where the backend rea
   const x = cl(c.x, true);
   const backend = x.storage('test').backend;
   const w = toTensor(c.w, { requiresGrad: true });
+  const b = c.b ? toTensor(c.b, { requiresGrad: true }) : null;
+  t.truthy(b, 'a case with a bias (its gradient too runs on NHWC storage)');
   const dy = toTensor(c.gradOutput).contiguous('channelsLast');
   const natConv = backend.nativeChannelsLast?.('conv2d') === true;
   const natPool = backend.nativeChannelsLast?.('pool2d') === true;
   t.log(`${device}: NHWC conv ${natConv ? 'native' : 'permuted'}, NHWC pooling ${natPool ? 'native' : 'permuted'}`);
   if (device === 'cpu') t.true(natPool, 'the CPU pools NHWC itself');
-  const conv = spyKernels(backend, () => F.conv2d(x, w, null, c.attrs).backward(dy));
+  const conv = spyKernels(backend, () => F.conv2d(x, w, b, c.attrs).backward(dy));
+  assertClose(t, b!.grad, c.grads.b!, 'grad b', CONV_TOL);
   for (const k of ['conv2d', 'conv2dBackwardInput', 'conv2dBackwardWeight']) {
     t.deepEqual(conv.layouts[k], [natConv], `${k}: channelsLast in the geometry exactly where the backend takes it`);
   }
   // permuted: x in, y out; dy in, x in again (the weight gradient's), dx out
-  t.is(conv.copies, natConv ? 0 : 5, 'stridedCopy calls in conv2d forward + backward');
+  // (and the bias gradient's sum, a reduction, reads another row-major copy of dy)
+  t.is(conv.copies, natConv ? 0 : 6, 'stridedCopy calls in conv2d forward + backward');
   const p = fx.pool[0]!;
   const xp = cl(p.x, true);
   const dyp = toTensor(p.gradOutput).contiguous('channelsLast');

@@ -122,8 +122,14 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
           backend.conv2dBackwardWeight(dw.handle(nop), dyn.handle(nop), sx!.handle(nop), gn);
           dw = inFormat(op, dw, wFormat);
         }
+        let db: Tensor | null = null;
+        if (needs[2]) {
+          // NHWC dy is the row-major matrix [N*OH*OW, K]: its column sums, with no row-major copy
+          db = empty([k], 'float32', dy.device);
+          backend.sum(db.handle(nop), dyn.handle(nop), 1, n * g.oh * g.ow, k);
+        }
         if (dyn !== dy) dyn.dispose();
-        return [dx, dw, needs[2] ? dy.sum([0, 2, 3]) : null];
+        return [dx, dw, db];
       }
       floatInputs(op, dy, sw, sx); // row-major copies of channels-last ones
       let dx: Tensor | null = null;
