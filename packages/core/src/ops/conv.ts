@@ -8,7 +8,8 @@ import { permuteStorage, tagStorage, type MemoryFormat } from '../memory-format.
 
 /**
  * Channels-last inputs: where the backend's kernels read NHWC themselves
- * (Backend.nativeChannelsLast: the CPU's pooling, its convolution on oneDNN) they
+ * (Backend.nativeChannelsLast: pooling on the CPU and CUDA, the CPU's convolution
+ * where oneDNN runs) they
  * get the storage as it is under the op's channels-last name (memory-format.ts,
  * NHWC_OP), with `channelsLast` in the geometry, and write channels-last outputs;
  * elsewhere they compute NCHW on the row-major copy floatInputs lends, and the
