@@ -90,11 +90,8 @@ test('--channels-last: the float32 run\'s losses, within rounding, and its accur
   t.true(Math.abs(cl.testAccuracy - base.testAccuracy) <= 1, `accuracy ${cl.testAccuracy}% vs ${base.testAccuracy}%`);
 });
 
-// Known failure (core): GradScaler.unscale reads a channels-last gradient through affine's row-major
-// check ('unscale: reads its input in row-major order but got a channels-last tensor'), so float16
-// with a GradScaler stops at the first step when the conv weights are channels-last. When core
-// unscales gradients in their storage order this starts to pass: make it a plain test then.
-test.failing('--amp float16 --channels-last: GradScaler unscales channels-last gradients', async (t) => {
+// GradScaler unscales channels-last gradients in their storage order.
+test('--amp float16 --channels-last: GradScaler unscales channels-last gradients', async (t) => {
   const [base, mixed] = await Promise.all([float32, demo('--amp', 'float16', '--channels-last')]);
   t.is(mixed.activationFormat, 'channelsLast');
   t.true(Math.abs(mixed.testAccuracy - base.testAccuracy) <= 1, `${mixed.testAccuracy}% vs ${base.testAccuracy}%`);

@@ -101,6 +101,7 @@ const LAYOUT_AWARE_OPS = new Set([
   'add', 'sub', 'mul', 'div', 'affine', 'neg', 'relu', 'exp', 'log', 'sqrt', 'addInPlace', 'contiguous', 'clone', 'to',
   'batchNorm', 'batchNormStats', 'batchNormStatsSums', 'batchNormElemt', 'batchNormBackwardReduce',
   'batchNormBackwardElemt',
+  'scale', 'unscale', // GradScaler's affine maps, flat over the storage like affine
   // conv2d and pooling under these names when the backend's kernels take NHWC (ops/conv.ts, NHWC_OP)
   'conv2d (channels-last)', 'maxPool2d (channels-last)', 'avgPool2d (channels-last)', 'adaptiveAvgPool2d (channels-last)',
 ]);

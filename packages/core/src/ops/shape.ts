@@ -3,7 +3,7 @@ import { checkFormat, checkFormatRank, permuteStorage, type MemoryFormat } from 
 import { type DType, isDType, isFloatDType } from '../dtype.js';
 import { storageFormat, tagStorage } from '../memory-format.js';
 import { contiguousStrides, fmt, inferShape, normAxis, type Shape } from '../shape.js';
-import { recordOp } from '../autograd.js';
+import { noGrad, recordOp } from '../autograd.js';
 import { empty, Tensor } from '../tensor.js';
 import { floatInputs } from './util.js';
 
@@ -120,6 +120,13 @@ export function cast(x: Tensor, dtype: DType): Tensor {
 
 /** Writes x converted to out's dtype into out (same numel; one of the two float32), not recorded. */
 export function castInto(out: Tensor, x: Tensor, op: string): void {
+  // Storage to storage: x first in out's memory format (a channels-last gradient unscaled in place).
+  if (x.ndim >= 4 && x.ndim === out.ndim && x.memoryFormat !== out.memoryFormat) {
+    const laid = noGrad(() => contiguous(x, out.memoryFormat));
+    castInto(out, laid, op);
+    laid.dispose();
+    return;
+  }
   const so = out.storage(op), sx = x.storage(op);
   if (so.numel !== sx.numel) throw new Error(`${op}: cast of ${sx.numel} elements into ${so.numel}`);
   if (sx.numel === 0) return;
@@ -135,5 +142,5 @@ export function castInto(out: Tensor, x: Tensor, op: string): void {
     if (sx.dtype === so.dtype) return so.backend.upload(so.handle, b.download(sx.handle, sx.dtype, sx.numel));
     throw new Error(`${op}: the ${x.device.type} backend cannot convert ${sx.dtype} to ${so.dtype}`);
   }
-  kernel.call(b, out.handle(op), x.handle(op), sx.numel);
+  kernel.call(b, so.handle, sx.handle, sx.numel);
 }
