@@ -17,8 +17,9 @@
 //
 // Threads: reductions split over channels (planes) or over 64-column ranges of folded rows
 // (rows), so every channel is reduced exactly as on one thread, whatever the thread count;
-// the elementwise passes split the elements anywhere (short pieces go through the same
-// vector code as the rest, so an element's result does not depend on the split either).
+// the elementwise passes split the elements anywhere (in the row layout, short pieces go
+// through the same vector code as the rest, so an element's result does not depend on the
+// split either; plane tails are scalar).
 #include <math.h>
 
 #include <algorithm>
@@ -32,7 +33,8 @@ namespace {
 
 constexpr int64_t kChunk = 2048;   // 8 KB: the second pass over a chunk hits L1
 constexpr int64_t kSmallHw = 64;   // shorter planes use the row layout
-constexpr int64_t kRowBlock = 64;  // rows per block in the row layout (a 64-column strip: 16 KB)
+constexpr int64_t kRowBlock = 64;  // rows per block in the row layout (a 64-column strip: 16 KB;
+                                   // fewer rows, e.g. 4096 / columns, measured slower: more merges)
 
 // ---- row layout folding ----------------------------------------------------------
 // A row-layout x [n, L] (L = c * hw) is viewed as rows of P = R * L columns, R original rows
@@ -64,10 +66,6 @@ int64_t fold_reduce(int64_t L) {
   const int64_t r = 64 / gcd64(L, 64);
   return r * L <= 1024 ? r : (64 + L - 1) / L;
 }
-
-// Rows per reduction block: a block of P columns stays within about 16 KB per operand
-// (a strip's rows are re-read from L1), 8 to 64 rows.
-int64_t block_rows(int64_t P) { return std::max<int64_t>(8, std::min<int64_t>(64, 4096 / P)); }
 
 // Per-column constants of a folded row: dst[j] = per_channel[(j % L) / hw] for j < P, and
 // then, for element kinds whose load32 splits even / odd elements, each whole 32-block below
@@ -240,6 +238,9 @@ BK_INLINE void strip_stats(const typename E::storage *x, int64_t ld, int64_t row
   for (int q = 0; q < V; ++q) acc[q] = bk_v16{};
   for (int64_t r = 0; r < rows; ++r)
     for (int q = 0; q < V; ++q) {
+      // the same columns of the next block: a strip walks rows ld apart, a pattern the
+      // hardware prefetchers follow late (measured 10-15% on [100352, 64] and [12544, 256])
+      __builtin_prefetch(x + (r + rows) * ld + 16 * q);
       const bk_v16 v = VecIO<E>::load(x + r * ld + 16 * q);
       v16_store(buf + (r * V + q) * 16, v);
       acc[q] += v;
@@ -324,7 +325,7 @@ int local_moments(const typename E::storage *x, int64_t n, int64_t c, int64_t hw
   // row layout: per-column state over the n / R folded rows of P columns and over the n % R
   // rows left (L columns), then every channel's columns merged (Chan), folds in order
   const int64_t L = c * hw, R = fold_reduce(L), P = R * L, n1 = n / R, n2 = n % R;
-  const int64_t B = block_rows(P);
+  const int64_t B = kRowBlock;
   double *st;  // cmean[P], cm2[P], then the same over L for the rows left
   BK_SCRATCH(st, bk::scratch_d(0, (size_t)(2 * (P + L))));
   std::fill(st, st + 2 * (P + L), 0.0);
@@ -538,7 +539,8 @@ BK_CLONES void elemt_plane(typename E::storage *y, const typename E::storage *x,
     VecIO<E>::store32(y + i, (v0 - mv) * sv + bv, (v1 - mv) * sv + bv);
   }
   for (; i + 16 <= len; i += 16) VecIO<E>::store(y + i, (VecIO<E>::load(x + i) - mv) * sv + bv);
-  if (i < len) store_n<E>(y + i, (load_n<E>(x + i, len - i) - mv) * sv + bv, len - i);
+  // (scalar: through load_n / store_n this costs 1.8x on bfloat16 planes of 196)
+  for (; i < len; ++i) y[i] = bk_bn::elemt_e<E>(x[i], mean, scale, bias);
 }
 
 // m <= 16 elements of a folded row, per-column constants c[0], c[P], c[2P] (natural order).
@@ -552,12 +554,12 @@ BK_INLINE void elemt_part(typename E::storage *y, const typename E::storage *x, 
 
 // Row layout: len elements of one folded row from column j, with per-column mean / scale /
 // bias arrays of P columns in natural order (`nat`: m, s, b, P apart) and with whole
-// 32-blocks in load32's lane order (`lane`), read by the 32-element loop. Software prefetch
-// (512 elements ahead, y for writing) helps when x and y sit in L2, where the hardware
-// prefetchers bring lines to L1 too late for a loop this short (measured ~15%).
+// 32-blocks in load32's lane order (`lane`), read by the 32-element loop; L: an unfolded
+// row's columns. (No software prefetch: measured 5-15% slower on [100352, 64] and
+// [16384, 32] than without, once rows are folded.)
 template <class E>
 BK_CLONES void elemt_row(typename E::storage *y, const typename E::storage *x, int64_t len, int64_t j, int64_t P,
-                         const float *nat, const float *lane) {
+                         int64_t L, const float *nat, const float *lane) {
   const int64_t whole = P & ~int64_t(31);
   int64_t i = 0;
   // a thread's range may begin inside a block (P not a multiple of 32): on to the block's end
@@ -567,9 +569,17 @@ BK_CLONES void elemt_row(typename E::storage *y, const typename E::storage *x, i
     i += m;
     j += m;
   }
+  if (32 % L == 0) {
+    // every block has the same constants (L divides 32, e.g. 32 channels last): in registers
+    const bk_v16 m0 = v16_load(lane), m1 = v16_load(lane + 16), s0 = v16_load(lane + P), s1 = v16_load(lane + P + 16),
+                 b0 = v16_load(lane + 2 * P), b1 = v16_load(lane + 2 * P + 16);
+    for (; i + 32 <= len && j + 32 <= whole; i += 32, j += 32) {
+      bk_v16 v0, v1;
+      VecIO<E>::load32(x + i, v0, v1);
+      VecIO<E>::store32(y + i, (v0 - m0) * s0 + b0, (v1 - m1) * s1 + b1);
+    }
+  }
   for (; i + 32 <= len && j + 32 <= whole; i += 32, j += 32) {
-    __builtin_prefetch(y + i + 512, 1);
-    __builtin_prefetch(x + i + 512, 0);
     bk_v16 v0, v1;
     VecIO<E>::load32(x + i, v0, v1);
     const float *m = lane + j, *sc = lane + P + j, *b = lane + 2 * P + j;
@@ -610,7 +620,7 @@ int bn_elemt(typename E::storage *y, const typename E::storage *x, const float *
     tile_cols<E>(cols + (3 + q) * P, per[q], c, hw, P, whole);
   }
   elementwise_rows(nt, total, P, [&](int64_t off, int64_t len, int64_t j) {
-    elemt_row<E>(y + off, x + off, len, j, P, cols, cols + 3 * P);
+    elemt_row<E>(y + off, x + off, len, j, P, c * hw, cols, cols + 3 * P);
   });
   return 0;
 }
@@ -665,6 +675,9 @@ BK_INLINE void strip_reduce(const typename E::storage *dy, const typename E::sto
   }
   for (int64_t r = 0; r < rows; ++r)
     for (int q = 0; q < V; ++q) {
+      // the same columns of the next block (as strip_stats)
+      __builtin_prefetch(dy + (r + rows) * ld + 16 * q);
+      __builtin_prefetch(x + (r + rows) * ld + 16 * q);
       const bk_v16 g = VecIO<E>::load(dy + r * ld + 16 * q);
       a[q] += g;
       b[q] += g * (VecIO<E>::load(x + r * ld + 16 * q) - m[q]);
@@ -712,7 +725,7 @@ int bn_backward_reduce(float *sums, float *grad_weight, float *grad_bias, const 
   } else if (total > 0) {
     // row layout folded as the statistics are: n / R rows of P columns, n % R rows of L
     const int64_t L = c * hw, R = fold_reduce(L), P = R * L, n1 = n / R, n2 = n % R;
-    const int64_t B = block_rows(P);
+    const int64_t B = kRowBlock;
     float *cmean;  // per column: P, then L for the rows left
     double *col;   // sum_dy[P], sum_dy_xmu[P], then the same over L
     BK_SCRATCH(cmean, bk::scratch(0, (size_t)(P + L)));
@@ -769,10 +782,11 @@ BK_CLONES void bwd_elemt_plane(typename E::storage *dx, const typename E::storag
   }
   for (; i + 16 <= len; i += 16)
     VecIO<E>::store(dx + i, (VecIO<E>::load(dy + i) - dv - (VecIO<E>::load(x + i) - mv) * kv) * av);
-  if (i < len) {
-    const int64_t m = len - i;
-    store_n<E>(dx + i, (load_n<E>(dy + i, m) - dv - (load_n<E>(x + i, m) - mv) * kv) * av, m);
-  }
+  bk_bn::BackwardCoeffs co;
+  co.a = a;
+  co.mdy = mdy;
+  co.k = k;
+  for (; i < len; ++i) dx[i] = bk_bn::backward_elemt_e<E>(dy[i], x[i], mean, co);
 }
 
 // m <= 16 elements, as elemt_part: constants [mean, mdy, k, a] at c[0], c[P], c[2P], c[3P].
@@ -788,7 +802,7 @@ BK_INLINE void bwd_elemt_part(typename E::storage *dx, const typename E::storage
 // and with whole 32-blocks in lane order (`lane`).
 template <class E>
 BK_CLONES void bwd_elemt_row(typename E::storage *dx, const typename E::storage *dy, const typename E::storage *x,
-                             int64_t len, int64_t j, int64_t P, const float *nat, const float *lane) {
+                             int64_t len, int64_t j, int64_t P, int64_t L, const float *nat, const float *lane) {
   const int64_t whole = P & ~int64_t(31);
   const float *cm = nat, *cd = nat + P, *ck = nat + 2 * P, *ca = nat + 3 * P;
   int64_t i = 0;
@@ -797,6 +811,18 @@ BK_CLONES void bwd_elemt_row(typename E::storage *dx, const typename E::storage 
     bwd_elemt_part<E>(dx + i, dy + i, x + i, m, nat + j, P);
     i += m;
     j += m;
+  }
+  if (32 % L == 0) {
+    // the same constants for every block, in registers (as elemt_row)
+    const bk_v16 m0 = v16_load(lane), m1 = v16_load(lane + 16), d0 = v16_load(lane + P), d1 = v16_load(lane + P + 16),
+                 k0 = v16_load(lane + 2 * P), k1 = v16_load(lane + 2 * P + 16), a0 = v16_load(lane + 3 * P),
+                 a1 = v16_load(lane + 3 * P + 16);
+    for (; i + 32 <= len && j + 32 <= whole; i += 32, j += 32) {
+      bk_v16 g0, g1, x0, x1;
+      VecIO<E>::load32(dy + i, g0, g1);
+      VecIO<E>::load32(x + i, x0, x1);
+      VecIO<E>::store32(dx + i, (g0 - d0 - (x0 - m0) * k0) * a0, (g1 - d1 - (x1 - m1) * k1) * a1);
+    }
   }
   for (; i + 32 <= len && j + 32 <= whole; i += 32, j += 32) {
     bk_v16 g0, g1, x0, x1;
@@ -845,7 +871,7 @@ int bn_backward_elemt(typename E::storage *dx, const typename E::storage *dy, co
     tile_cols<E>(cols + (4 + q) * P, k + q * c, c, hw, P, whole);
   }
   elementwise_rows(nt, total, P, [&](int64_t off, int64_t len, int64_t j) {
-    bwd_elemt_row<E>(dx + off, dy + off, x + off, len, j, P, cols, cols + 4 * P);
+    bwd_elemt_row<E>(dx + off, dy + off, x + off, len, j, P, c * hw, cols, cols + 4 * P);
   });
   return 0;
 }
