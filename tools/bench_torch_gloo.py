@@ -11,6 +11,11 @@ measures, exactly as bench-comm.ts does for bagua's backends:
     warm-up per size as in bench-comm-rank.ts: iters_for, warmup_for).
 Prints one JSON object on stdout.
 
+With --serve FIFO (bench-comm.ts's paired table) it serves timed blocks instead, as
+bench-comm-rank.ts does with BAGUA_BENCH_FIFO: rank 0 reads `bw <bytes>` /
+`quit` lines from FIFO, broadcasts them, every rank runs one bandwidth block
+and rank 0 prints `BLOCK <json>` (flushed) for each.
+
   python3 tools/bench_torch_gloo.py --world-size 2 --counts 129,513,2049
 """
 import argparse
@@ -28,6 +33,46 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def iters_for(args, nbytes):
+    return max(args.bw_iters, min(200, (256 << 20) // nbytes))
+
+
+def warmup_for(iters):
+    return max(1, min(20, iters >> 3))
+
+
+def serve(args, rank, n, timed):
+    import torch
+    import torch.distributed as dist
+
+    fifo = open(args.serve, "r") if rank == 0 else None
+    buffers = {}
+    cmd = torch.zeros(2, dtype=torch.float64)  # [1 = bandwidth block | 0 = quit, bytes]
+    while True:
+        if rank == 0:
+            line = (fifo.readline() or "quit").strip()  # EOF: the driver closed the FIFO
+            parts = line.split()
+            if line != "quit" and not (len(parts) == 2 and parts[0] == "bw" and parts[1].isdigit()):
+                raise ValueError(f"bench_torch_gloo: unknown command {line!r}")
+            cmd[0] = 0 if line == "quit" else 1
+            cmd[1] = 0 if line == "quit" else int(parts[1])
+        dist.broadcast(cmd, 0)
+        if cmd[0] == 0:
+            break
+        nbytes = int(cmd[1])
+        if nbytes not in buffers:
+            buffers[nbytes] = torch.ones(nbytes // 4, dtype=torch.float32)
+        big = buffers[nbytes]
+        iters = iters_for(args, nbytes)
+        t = timed(lambda: dist.all_reduce(big), iters, warmup_for(iters))
+        algbw = nbytes / t / 1e9
+        if rank == 0:
+            r = {"bytes": nbytes, "time_us": t * 1e6, "algbw_gbs": algbw, "busbw_gbs": algbw * 2 * (n - 1) / n}
+            print("BLOCK " + json.dumps(r), flush=True)
+    if fifo:
+        fifo.close()
 
 
 def worker(rank, args, port, queue):
@@ -52,6 +97,11 @@ def worker(rank, args, port, queue):
             ts.append(time.perf_counter() - t0)
         return statistics.median(ts)
 
+    if args.serve:
+        serve(args, rank, n, timed)
+        dist.destroy_process_group()
+        return
+
     for count in args.counts:
         x = torch.ones(count, dtype=torch.float32)
         ar = timed(lambda: dist.all_reduce(x), args.iters, args.warmup)
@@ -59,15 +109,9 @@ def worker(rank, args, port, queue):
         ag = timed(lambda: dist.all_gather(outs, x), args.iters, args.warmup)
         out["latency"][str(count)] = {"allreduce_us": ar * 1e6, "allgather_us": ag * 1e6}
 
-    def iters_for(nbytes):
-        return max(args.bw_iters, min(200, (256 << 20) // nbytes))
-
-    def warmup_for(iters):
-        return max(1, min(20, iters >> 3))
-
     def bandwidth(nbytes):
         big = torch.ones(nbytes // 4, dtype=torch.float32)
-        iters = iters_for(nbytes)
+        iters = iters_for(args, nbytes)
         t = timed(lambda: dist.all_reduce(big), iters, warmup_for(iters))
         algbw = nbytes / t / 1e9
         return {"bytes": nbytes, "time_us": t * 1e6, "algbw_gbs": algbw, "busbw_gbs": algbw * 2 * (n - 1) / n}
@@ -90,6 +134,7 @@ def main():
     p.add_argument("--bw-bytes", type=int, default=16 << 20)
     p.add_argument("--bw-iters", type=int, default=10)
     p.add_argument("--bw-sizes", type=lambda s: [int(v) for v in s.split(",") if v], default=[])
+    p.add_argument("--serve", default="", help="serve bandwidth blocks read from this FIFO (bench-comm.ts's paired table)")
     args = p.parse_args()
 
     import torch
@@ -101,6 +146,10 @@ def main():
     procs = [ctx.Process(target=worker, args=(r, args, port, queue)) for r in range(args.world_size)]
     for proc in procs:
         proc.start()
+    if args.serve:
+        for proc in procs:
+            proc.join()
+        return 0 if all(proc.exitcode == 0 for proc in procs) else 1
     result = queue.get(timeout=600)
     for proc in procs:
         proc.join(60)

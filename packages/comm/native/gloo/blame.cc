@@ -2,6 +2,7 @@
 
 #include <gloo/common/error.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "attribution.h"
 
@@ -65,6 +66,17 @@ std::vector<int> silentPeers(bagua_gloo_context* c, const std::vector<int>& susp
       (mentionsTimeout(e.what()) ? silent : died).push_back(q);
     } catch (const std::exception&) {
       died.push_back(q);
+    }
+  }
+  // The group is unusable now: drop what peers sent that will never be read
+  // (ring pieces sent ahead). Closing a socket with unread data sends a
+  // reset instead of an end of stream, and a reset makes the peer's kernel
+  // drop what it had not read yet, this rank's verdict included: the peer
+  // would think this rank died when this process exits.
+  for (int fd : c->syncFds) {
+    if (fd < 0) continue;
+    static thread_local char sink[1 << 16];
+    while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
     }
   }
   std::vector<int> out(died);

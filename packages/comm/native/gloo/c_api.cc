@@ -58,8 +58,8 @@ int allreduceNow(bagua_gloo_context* ctx, void* buf, int64_t count, int dtype, i
     exchangeHeaders(ctx, d, buf);
     if (path == kInband) {
       inbandAllreduce(ctx, buf, n, dtype, op);
-    } else if (path == kSync && n > 0) {
-      syncAllreduce(ctx, buf, n, dtype, op);
+    } else if (path == kRing && n > 0) {
+      ringAllreduce(ctx, buf, n, dtype, op);
     } else if (path == kGloo && n > 0) {
       largeAllreduce(ctx, buf, n, dtype, op, opTimeout(ctx, timeout_ms));
     }
@@ -120,6 +120,7 @@ void bagua_gloo_context_destroy(bagua_gloo_context* ctx) {
   if (ctx->async) ctx->async->stop();
   try {
     ctx->small.clear();
+    ctx->ring.reset();
     ctx->headerSend.clear();
     ctx->headerRecv.clear();
     ctx->verdictSend.clear();

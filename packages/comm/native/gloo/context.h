@@ -33,7 +33,7 @@ struct Descriptor {
   uint8_t kind;   // 1 allreduce, 2 allgather, 3 broadcast, 4 barrier
   uint8_t dtype;
   uint8_t op;
-  uint8_t path;   // 0 gloo's algorithm, 1 payload in the header message, 2 synchronous payload after it
+  uint8_t path;   // 0 gloo's algorithm, 1 payload in the header message, 2 synchronous mesh, 3 synchronous ring
   int32_t root;
   int64_t count;
   int64_t seq;     // the group's call number (every rank counts every call)
@@ -41,6 +41,8 @@ struct Descriptor {
   uint32_t magic;
 };
 static_assert(sizeof(Descriptor) == 32, "descriptor layout");
+
+class SyncRingAllreduce;  // small_path.cc
 
 // A cached gloo algorithm over staging memory. Old-style gloo algorithms
 // bind their buffers (and slots) at construction, so they are built once per
@@ -85,6 +87,12 @@ struct bagua_gloo_context {
   int size = 1;
   bgloo::milliseconds timeout{30000};
   size_t smallBytes = 0;
+  // Whether the synchronous pairs' send buffers hold 2 x size pieces
+  // (rendezvous.cc): then every rank sends before it receives.
+  bool syncEager = false;
+  // The synchronous pairs' sockets by peer rank (-1: not told apart from
+  // other sockets; rendezvous.cc): the ring peeks at what comes next.
+  std::vector<int> syncFds;
   std::string name;                   // the store prefix, for messages
   // ":<port>" tags of each rank's sockets (its listener, and its ends of the
   // connections it opened), to name the peer in gloo's IO error messages.
@@ -101,8 +109,11 @@ struct bagua_gloo_context {
   // one is known to have died rather than to have failed after someone.
   std::vector<char> verdicts;  // one Descriptor per rank: this rank's to send, the peers' received
   std::vector<std::unique_ptr<gloo::transport::Buffer>> verdictSend, verdictRecv;
+  int verdictSlot = -1;
   // LRU cache of small-path algorithms: key -> entry, most recent first.
   std::list<std::pair<std::string, std::unique_ptr<bgloo::SmallEntry>>> small;
+  // The synchronous ring all-reduce (kRing), made at the first such call.
+  std::shared_ptr<bgloo::SyncRingAllreduce> ring;
   // The communication thread of started collectives (async.h); made on the
   // first start, joined by destroy.
   std::unique_ptr<bgloo::AsyncQueue> async;

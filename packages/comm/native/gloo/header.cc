@@ -85,6 +85,7 @@ void setupHeaders(bagua_gloo_context* c) {
                                               blockStride());
   }
   const int vslot = c->syncCtx->nextSlot();
+  c->verdictSlot = vslot;
   const size_t vs = sizeof(Descriptor);
   c->verdicts.assign(vs * static_cast<size_t>(p), 0);
   c->verdictSend.resize(p);

@@ -2,8 +2,16 @@
 
 #include <gloo/barrier.h>
 #include <gloo/transport/tcp/device.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+#include <string>
 
 #include <sstream>
 #include <vector>
@@ -16,6 +24,67 @@
 
 namespace bgloo {
 namespace {
+
+// This process's open socket descriptors.
+std::set<int> socketFds() {
+  std::set<int> out;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(d)) {
+      char target[64];
+      const std::string path = std::string("/proc/self/fd/") + e->d_name;
+      const ssize_t n = readlink(path.c_str(), target, sizeof target - 1);
+      if (n > 7 && strncmp(target, "socket:", 7) == 0) out.insert(atoi(e->d_name));
+    }
+    closedir(d);
+  }
+  return out;
+}
+
+// The synchronous pairs' sockets: opened since `before` (the synchronous
+// connect) and connected to an endpoint of a peer of this group (gloo's
+// tcp::Pair keeps its descriptor to itself, and other groups of this
+// process may connect at the same time).
+std::vector<int> syncSockets(const bagua_gloo_context* c, const std::set<int>& before) {
+  std::vector<int> out(static_cast<size_t>(c->size), -1);
+  for (int fd : socketFds()) {
+    if (before.count(fd)) continue;
+    sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) continue;
+    const std::vector<std::string> tags = endpointTags(reinterpret_cast<const sockaddr*>(&ss));
+    for (int q = 0; q < c->size; q++) {
+      if (q == c->rank || q >= static_cast<int>(c->peerTags.size())) continue;
+      bool peer = false;
+      for (const auto& t : tags) peer = peer || std::find(c->peerTags[q].begin(), c->peerTags[q].end(), t) != c->peerTags[q].end();
+      if (peer) out[static_cast<size_t>(q)] = out[static_cast<size_t>(q)] == -1 ? fd : -2;  // -2: ambiguous
+    }
+  }
+  for (int& fd : out) fd = fd < 0 ? -1 : fd;
+  return out;
+}
+
+// Asks for 4 MiB send buffers on the synchronous pairs' sockets and says
+// whether every one holds 2 x size pieces of the synchronous paths: then a
+// rank's send never waits for its peer to read (a rank runs at most `size`
+// pieces ahead of its right neighbour), so every rank may send before it
+// receives, both directions of a pair moving at once (SyncRingAllreduce:
+// up to 1.2x at 2 ranks, issue 12). The kernel caps the request at
+// net.core.wmem_max (often 208 KiB; then odd ranks receive first).
+bool enlargeSyncSendBuffers(bagua_gloo_context* c, size_t pieceBytes) {
+  const int want = 4 << 20;
+  for (int q = 0; q < c->size; q++) {
+    if (q == c->rank) continue;
+    const int fd = c->syncFds[static_cast<size_t>(q)];
+    if (fd < 0) return false;  // not told apart: keep the safe order
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+    int got = 0;
+    socklen_t len = sizeof got;
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &len) != 0) return false;
+    // The kernel doubles the request for its bookkeeping.
+    if (static_cast<size_t>(got) / 2 < 2 * static_cast<size_t>(c->size) * pieceBytes) return false;
+  }
+  return true;
+}
 
 std::shared_ptr<gloo::rendezvous::Context> connect(bagua::StoreClient& client, const std::string& prefix, int rank,
                                                    int size, milliseconds timeout,
@@ -72,9 +141,11 @@ std::unique_ptr<bagua_gloo_context> createContext(int rank, int size, const char
       }
     }
   }
+  std::set<int> before;
   if (size > 1) {
     // Always: every collective's header exchange (header.cc) runs on it,
     // whatever small_bytes is.
+    before = socketFds();
     c->syncCtx = connect(client, p + "/s", rank, size, timeout, c->device, &c->peerTags);
     for (int r = 0; r < size; r++) {
       if (r != rank) c->syncCtx->getPair(r)->setSync(true, false);
@@ -94,11 +165,14 @@ std::unique_ptr<bagua_gloo_context> createContext(int rank, int size, const char
     } catch (const std::exception&) {
       // best effort
     }
+    // Every connection is established and every peer's endpoints are known.
+    c->syncFds = syncSockets(c.get(), before);
+    c->syncEager = enlargeSyncSendBuffers(c.get(), kSyncPieceBytes);
   }
   if (getenv("BAGUA_GLOO_DEBUG") != nullptr) {
     std::ostringstream s;
     s << "bagua_gloo: rank " << rank << "/" << size << " prefix '" << prefix << "' device "
-      << c->device->str() << " peers";
+      << c->device->str() << " synchronous sockets " << (c->size - std::count(c->syncFds.begin(), c->syncFds.end(), -1)) << (c->syncEager ? " (eager)" : "") << " peers";
     for (int r = 0; r < size; r++) {
       s << " " << r << "=";
       for (const auto& t : c->peerTags[r]) s << t;

@@ -41,9 +41,12 @@ export interface GlooGroupOptions {
    */
   hostname?: string;
   /**
-   * Collectives whose per-rank payload is at most this many bytes take the
-   * low-latency path (gloo's synchronous mode). Must be equal on every
-   * rank. Default env BAGUA_GLOO_SMALL_BYTES, else 1 MiB; 0 disables it.
+   * All-gathers and broadcasts whose per-rank payload is at most this many
+   * bytes take the low-latency path (gloo's synchronous mode); all-reduces
+   * of any size take the shim's synchronous ring (payloads up to 32 KiB
+   * travel in the call's header) unless it is 0. 0 sends every payload
+   * through gloo's own algorithms. Must be equal on every rank. Default env
+   * BAGUA_GLOO_SMALL_BYTES, else 1 MiB.
    * Whatever it is, every collective first exchanges its descriptor with
    * every peer, so ranks calling different collectives fail at once.
    */
