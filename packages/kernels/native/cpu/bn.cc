@@ -543,6 +543,51 @@ BK_CLONES void elemt_plane(typename E::storage *y, const typename E::storage *x,
   for (; i < len; ++i) y[i] = bk_bn::elemt_e<E>(x[i], mean, scale, bias);
 }
 
+// Planes whose length is not a multiple of 32 (e.g. 14 x 14): flat elements [e0, e1) (e0 a
+// multiple of 32) in 32-element blocks; a block across a plane boundary takes each lane's
+// constants from its own plane (a blend), so no plane has a scalar tail (a bfloat16 one costs
+// about as much as the rest of a 196-element plane). Same arithmetic as elemt_plane.
+template <class E>
+BK_CLONES void elemt_planes_flat(typename E::storage *y, const typename E::storage *x, int64_t e0, int64_t e1,
+                                 int64_t hw, int64_t c, const float *mean, const float *scale, const float *shift) {
+  int64_t pl = e0 / hw, ch = pl % c, bnd = (pl + 1) * hw;  // bnd: where the current plane ends
+  bk_v16 m = v16_splat(mean[ch]), sc = v16_splat(scale[ch]), b = v16_splat(shift[ch]);
+  bk_v16 idx0, idx1;  // the element offsets (in the block) that load32's lanes hold
+  for (int k = 0; k < 32; ++k) {
+    const int64_t p = lane_of<E>(k);
+    (p < 16 ? idx0 : idx1)[p & 15] = (float)k;
+  }
+  int64_t e = e0;
+  for (; e + 32 <= e1; e += 32) {
+    bk_v16 v0, v1;
+    VecIO<E>::load32(x + e, v0, v1);
+    if (e + 32 <= bnd) {
+      VecIO<E>::store32(y + e, (v0 - m) * sc + b, (v1 - m) * sc + b);
+      if (e + 32 < bnd) continue;
+    }
+    const int64_t ch2 = ch + 1 == c ? 0 : ch + 1;
+    const bk_v16 m2 = v16_splat(mean[ch2]), sc2 = v16_splat(scale[ch2]), b2 = v16_splat(shift[ch2]);
+    if (e + 32 > bnd) {
+      const bk_v16 kv = v16_splat((float)(bnd - e));
+      const auto in0 = idx0 < kv, in1 = idx1 < kv;
+      VecIO<E>::store32(y + e, (v0 - (in0 ? m : m2)) * (in0 ? sc : sc2) + (in0 ? b : b2),
+                        (v1 - (in1 ? m : m2)) * (in1 ? sc : sc2) + (in1 ? b : b2));
+    }
+    ch = ch2;
+    bnd += hw;
+    m = m2;
+    sc = sc2;
+    b = b2;
+  }
+  for (; e < e1; ++e) {
+    if (e == bnd) {
+      ch = ch + 1 == c ? 0 : ch + 1;
+      bnd += hw;
+    }
+    y[e] = bk_bn::elemt_e<E>(x[e], mean[ch], scale[ch], shift[ch]);
+  }
+}
+
 // m <= 16 elements of a folded row, per-column constants c[0], c[P], c[2P] (natural order).
 // Inlined (not a lambda, which would be compiled for the baseline ISA: no fused multiply-add,
 // so other roundings than the vector loops').
@@ -605,6 +650,10 @@ int bn_elemt(typename E::storage *y, const typename E::storage *x, const float *
     shift[ch] = bias ? bias[ch] : 0.0f;
   }
   const int nt = threads_for(total);
+  if (hw >= kSmallHw && hw % 32 != 0) {
+    split(nt, total, 32, [&](int64_t e0, int64_t e1) { elemt_planes_flat<E>(y, x, e0, e1, hw, c, mean, scale, shift); });
+    return 0;
+  }
   if (hw >= kSmallHw) {
     elementwise(nt, n, c, hw, [&](int64_t off, int64_t len, int64_t ch) {
       elemt_plane<E>(y + off, x + off, len, mean[ch], scale[ch], shift[ch]);
