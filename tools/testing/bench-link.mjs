@@ -13,7 +13,9 @@
 //   --net mlp|cifar|train-cnn   (default mlp)      --batch N (default 32)
 //   --cap-mb X (bucket cap, default 4)             --rates 1gbit,2.5gbit,10gbit,unlimited
 //   --delay MS (netem one-way delay per end, default 0: none)
-//   --steps N (per setting, default 60)  --block N (default 10)  --warmup N (default 10)
+//   --steps N (per setting, default 60)  --block N (default 15)  --warmup N (default 10)
+//     (in blocks of 5 or 10, alternating with overlap on, overlap-off steps ran 2-3x slower
+//     than in a run of their own, one model or two; in blocks of 15 they did not: docs/scaling.md)
 //   --alone N (all-reduce-alone and compute-only steps, default 10)
 //   --trace N (traced overlap-on steps per rate: per-bucket start/finish vs backward, default 0)
 //   --json FILE (every row and trace, as JSON)
@@ -46,7 +48,7 @@ const CAP = opt('--cap-mb', '4');
 const RATES = opt('--rates', '1gbit,2.5gbit,10gbit,unlimited').split(',').filter(Boolean);
 const DELAY = Number(opt('--delay', '0'));
 const STEPS = opt('--steps', '60');
-const BLOCK = opt('--block', '10');
+const BLOCK = opt('--block', '15');
 const WARMUP = opt('--warmup', '10');
 const ALONE = opt('--alone', '10');
 const TRACE = Number(opt('--trace', '0'));
