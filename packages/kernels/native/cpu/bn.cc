@@ -9,7 +9,8 @@
 //    Short rows (few channels) are first folded R at a time into rows of R * c * hw columns
 //    (fold_elementwise, fold_reduce), so loops, strips and flushes run over enough columns.
 // Statistics use the corrected two-pass algorithm on L1-resident chunks (the
-// second pass reads the cache, not memory), merged in double by Chan's formula.
+// second pass reads the cache, not memory), merged in double by Chan's formula; a chunk
+// after a channel's first takes the mean so far as its estimate and skips pass 1.
 //
 // Element types: x, y, dy and dx are float32, bfloat16 or float16 (E: bagua_half.h's element
 // kinds), read and written through VecIO<E> / E::load / E::store; everything else (per-channel
@@ -151,12 +152,15 @@ BK_CLONES void widen_chunk(float *buf, const typename E::storage *x, int64_t str
 // Pass 1 estimates the mean m in float, pass 2 sums d = x - m and d^2 over the same,
 // now L1-resident, data; mean = m + S1/count and M2 = S2 - S1^2/count correct for the
 // error in m (the corrected two-pass algorithm). Float lanes hold few terms each.
+// est: the mean of the channel's earlier chunks, or NaN for its first: an estimate as good as
+// pass 1's (the corrections above take its error out), so with one pass 1 is skipped.
 template <class E>
 BK_CLONES void chunk_stats_direct(const typename E::storage *x, int64_t stride, int64_t planes, int64_t len,
-                                  double *mean_out, double *m2_out) {
+                                  float est, double *mean_out, double *m2_out) {
+  const double cnt = (double)(planes * len);
   bk_v16 a0 = {}, a1 = {};
   double s = 0;
-  for (int64_t p = 0; p < planes; ++p) {
+  for (int64_t p = 0; p < planes && est != est; ++p) {
     const typename E::storage *xp = x + p * stride;
     int64_t i = 0;
     for (; i + 32 <= len; i += 32) {
@@ -168,9 +172,8 @@ BK_CLONES void chunk_stats_direct(const typename E::storage *x, int64_t stride, 
     for (; i + 16 <= len; i += 16) a0 += VecIO<E>::load(xp + i);
     for (; i < len; ++i) s += E::load(xp[i]);
   }
-  const double cnt = (double)(planes * len);
   s += v16_hsum(a0 + a1);
-  const float m = (float)(s / cnt);
+  const float m = est == est ? est : (float)(s / cnt);
   const bk_v16 mv = v16_splat(m);
   bk_v16 s1a = {}, s1b = {}, s2a = {}, s2b = {};
   double s1 = 0, s2 = 0;
@@ -212,14 +215,30 @@ BK_CLONES void chunk_stats_direct(const typename E::storage *x, int64_t stride, 
 // float32 statistics run on the buffer: same arithmetic, same result. bfloat16 widens with
 // one shift: reading it twice is cheaper than the buffer.
 template <class E>
-BK_INLINE void chunk_stats(const typename E::storage *x, int64_t stride, int64_t planes, int64_t len,
+BK_INLINE void chunk_stats(const typename E::storage *x, int64_t stride, int64_t planes, int64_t len, float est,
                            double *mean_out, double *m2_out) {
   if constexpr (!VecIO<E>::kWidenOnce) {
-    chunk_stats_direct<E>(x, stride, planes, len, mean_out, m2_out);
+    chunk_stats_direct<E>(x, stride, planes, len, est, mean_out, m2_out);
   } else {
     float buf[kChunk];
     widen_chunk<E>(buf, x, stride, planes, len);
-    chunk_stats_direct<bk_half::F32>(buf, len, planes, len, mean_out, m2_out);
+    chunk_stats_direct<bk_half::F32>(buf, len, planes, len, est, mean_out, m2_out);
+  }
+}
+
+// A strip's block moments (estimate fm, sums f1 of x - fm and f2 of its squares over `rows`
+// rows) merged per column into the double state that has seen `seen` rows (Chan).
+template <int V>
+BK_INLINE void strip_merge(const float *fm, const float *f1, const float *f2, int64_t rows, double seen,
+                           double *cmean, double *cm2) {
+  const double nb = (double)rows, inv_nb = 1.0 / nb, fb = nb / (seen + nb), cross = seen * fb;
+  for (int j = 0; j < 16 * V; ++j) {
+    // (bk_bn::chan_merge, unrolled here so the loop vectorises)
+    const double bmean = (double)fm[j] + (double)f1[j] * inv_nb;
+    const double bm2 = (double)f2[j] - (double)f1[j] * (double)f1[j] * inv_nb;
+    const double delta = bmean - cmean[j];
+    cmean[j] += delta * fb;
+    cm2[j] += bm2 + delta * delta * cross;
   }
 }
 
@@ -229,10 +248,34 @@ BK_INLINE void chunk_stats(const typename E::storage *x, int64_t stride, int64_t
 // L1 sets, so re-reading them in place would miss L1. Merged per column into the
 // double state (mean, m2) that has already seen `seen` rows, by Chan's formula with a
 // count shared by all columns. (16-element loads, also for bfloat16: its 32-element even /
-// odd load measured slower here, 0.59 against 0.44 ms on [100352, 64].)
+// odd load measured slower here, 0.59 against 0.44 ms on [100352, 64].) After the first
+// block, the columns' means so far are the estimates (as chunk_stats_direct's est): one
+// pass, no buffer.
 template <class E, int V>
 BK_INLINE void strip_stats(const typename E::storage *x, int64_t ld, int64_t rows, double seen, double *cmean,
                            double *cm2) {
+  if (seen > 0) {
+    float fm[16 * V], f1[16 * V], f2[16 * V];
+    for (int j = 0; j < 16 * V; ++j) fm[j] = (float)cmean[j];
+    bk_v16 m[V], s1[V], s2[V];
+    for (int q = 0; q < V; ++q) {
+      m[q] = v16_load(fm + 16 * q);
+      s1[q] = s2[q] = bk_v16{};
+    }
+    for (int64_t r = 0; r < rows; ++r)
+      for (int q = 0; q < V; ++q) {
+        __builtin_prefetch(x + (r + rows) * ld + 16 * q);
+        const bk_v16 d = VecIO<E>::load(x + r * ld + 16 * q) - m[q];
+        s1[q] += d;
+        s2[q] += d * d;
+      }
+    for (int q = 0; q < V; ++q) {
+      v16_store(f1 + 16 * q, s1[q]);
+      v16_store(f2 + 16 * q, s2[q]);
+    }
+    strip_merge<V>(fm, f1, f2, rows, seen, cmean, cm2);
+    return;
+  }
   float buf[kRowBlock * 16 * V];
   bk_v16 acc[V];
   for (int q = 0; q < V; ++q) acc[q] = bk_v16{};
@@ -263,15 +306,7 @@ BK_INLINE void strip_stats(const typename E::storage *x, int64_t ld, int64_t row
     v16_store(f1 + 16 * q, s1[q]);
     v16_store(f2 + 16 * q, s2[q]);
   }
-  const double nb = (double)rows, inv_nb = 1.0 / nb, fb = nb / (seen + nb), cross = seen * fb;
-  for (int j = 0; j < 16 * V; ++j) {
-    // (bk_bn::chan_merge, unrolled here so the loop vectorises)
-    const double bmean = (double)fm[j] + (double)f1[j] * inv_nb;
-    const double bm2 = (double)f2[j] - (double)f1[j] * (double)f1[j] * inv_nb;
-    const double delta = bmean - cmean[j];
-    cmean[j] += delta * fb;
-    cm2[j] += bm2 + delta * delta * cross;
-  }
+  strip_merge<V>(fm, f1, f2, rows, seen, cmean, cm2);
 }
 
 // One block of rows across all L columns: strips of 64, then 16, then single columns.
@@ -313,7 +348,7 @@ int local_moments(const typename E::storage *x, int64_t n, int64_t c, int64_t hw
           for (int64_t off = 0; off < hw; off += kChunk) {
             const int64_t len = std::min(kChunk, hw - off);
             double cm, cm2;
-            chunk_stats<E>(base + off, c * hw, planes, len, &cm, &cm2);
+            chunk_stats<E>(base + off, c * hw, planes, len, s[0] > 0 ? (float)s[1] : NAN, &cm, &cm2);
             bk_bn::chan_merge(s[0], s[1], s[2], (double)(planes * len), cm, cm2);
           }
         }
