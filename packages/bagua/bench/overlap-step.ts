@@ -23,6 +23,8 @@
  *   per setting: two identical models in one process were measured up to 2x apart in speed on
  *   this VM (their memory, not their settings), which swamps the difference under test.
  * --control (overlap pair): the baseline runs overlap on as well, so on/off reads the A/A spread.
+ * --gap-ms N: every rank idles N ms before each block (probes whether one setting's blocks
+ *   slow the next for a span of time rather than a number of steps).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -47,6 +49,7 @@ const { values: args } = parseArgs({
     'trace-iface': { type: 'string', default: '' },
     'same-model': { type: 'boolean', default: false },
     control: { type: 'boolean', default: false },
+    'gap-ms': { type: 'string', default: '0' },
   },
 });
 if (args.pair !== 'overlap' && args.pair !== 'bn') throw new Error(`overlap-step: --pair is overlap or bn, got ${args.pair}`);
@@ -156,6 +159,7 @@ for (let done = 0, pairNo = 0; done < STEPS; done += block, pairNo++) {
   // Alternate which setting runs first, so neither always follows the other.
   for (const k of pairNo % 2 ? (['b', 'a'] as const) : (['a', 'b'] as const)) {
     const mine: number[] = [];
+    if (Number(args['gap-ms']) > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(args['gap-ms']));
     if (runs[k].enter()) runs[k].step(); // --same-model: switched; its first step rebuilds the buckets
     for (let i = 0; i < block; i++) {
       world.barrier();
