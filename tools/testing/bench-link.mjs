@@ -62,7 +62,10 @@ if (!existsSync(SCRIPT)) {
   process.stderr.write(`bench-link: ${SCRIPT} is missing: build first (pnpm --filter bagua build)\n`);
   process.exit(2);
 }
-if (!(DELAY >= 0)) throw new Error(`bench-link: --delay is a number of ms >= 0, got ${opt('--delay')}`);
+if (!(DELAY >= 0)) {
+  process.stderr.write(`bench-link: --delay is a number of ms >= 0, got ${opt('--delay')}\n`);
+  process.exit(2);
+}
 
 /** Bits per second of a tc rate ('1gbit', '2.5gbit', '500mbit'); null for 'unlimited'. */
 function bitsPerSecond(rate) {
@@ -71,7 +74,13 @@ function bitsPerSecond(rate) {
   if (!m) throw new Error(`bench-link: a rate is like 1gbit, 2.5gbit, 500mbit or unlimited, got '${rate}'`);
   return Number(m[1]) * { k: 1e3, m: 1e6, g: 1e9 }[m[2] ?? ''] ?? 1;
 }
-RATES.forEach(bitsPerSecond); // bad input fails before any namespace exists
+try {
+  RATES.forEach(bitsPerSecond); // bad input fails before any namespace exists
+  if (!['mlp', 'cifar', 'train-cnn'].includes(NET)) throw new Error(`bench-link: --net is mlp, cifar or train-cnn, got '${NET}'`);
+} catch (e) {
+  process.stderr.write(`${e.message}\n`);
+  process.exit(2);
+}
 
 const pair = netnsPair({ tool: 'bench-link', log });
 const { NS, VETH, ADDR } = pair;
