@@ -56,31 +56,17 @@ log(`train-cnn: ${world} ranks (${group.backend}), ${args.data} ${data.count} im
   `batch ${batch} per rank (${batch * world} global), ${stepsPerEpoch} steps per epoch, ` +
   `${amp ? `autocast ${amp}${useScaler ? ' + GradScaler' : ''}` : 'float32'}${channelsLast ? ', channels-last' : ''}`);
 
-/**
- * Stores its input channels-last (a differentiable copy, none when it already is). The images
- * have one channel, so they read the same in either order and are taken as row-major; conv2d
- * keeps its input's format, so without this the first conv's output, and everything after,
- * would stay NCHW (PyTorch would take the format from the channels-last weight instead).
- */
-class ToChannelsLast extends nn.Module {
-  forward(x: Tensor): Tensor {
-    return x.contiguous('channelsLast');
-  }
-}
-
 manualSeed(Number(args.seed));
 const model = new nn.Sequential(
-  new nn.Conv2d(1, 8, 3, { padding: 1 }), ...(channelsLast ? [new ToChannelsLast()] : []),
+  new nn.Conv2d(1, 8, 3, { padding: 1 }),
   new nn.BatchNorm2d(8), new nn.ReLU(), new nn.MaxPool2d(2),
   new nn.Conv2d(8, 16, 3, { padding: 1 }), new nn.BatchNorm2d(16), new nn.ReLU(),
   new nn.AdaptiveAvgPool2d(1), new nn.Flatten(), new nn.Linear(16, data.classes),
 );
-if (channelsLast) {
-  // PyTorch's model.to(memory_format=torch.channels_last): the 4D weights stored NHWC (same values).
-  for (const m of model.modules()) {
-    if (m instanceof nn.Conv2d) m.registerParameter('weight', new nn.Parameter(noGrad(() => m.weight.contiguous('channelsLast'))));
-  }
-}
+// PyTorch's model.to(memory_format=torch.channels_last): the 4D weights stored NHWC (same values);
+// the input is channels-last too; the first conv (one input channel: both orders coincide) answers
+// row-major as PyTorch's does, and every activation from the second conv on is channels-last.
+if (channelsLast) model.to({ memoryFormat: 'channelsLast' });
 const optimizer = new optim.SGD(model.parameters(), { lr: Number(args.lr), momentum: 0.9 });
 const syncModel = bagua.contrib.SyncBatchNorm.convertSyncBatchnorm(model);
 const baguaModel = syncModel.withBagua([optimizer], new bagua.algorithms.GradientAllReduce());

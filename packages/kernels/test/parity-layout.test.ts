@@ -317,6 +317,19 @@ for (const c of fx.elementwise) {
   });
 }
 
+test("conv2d's output format is PyTorch's: channels-last when the input or the weight strictly is", (t) => {
+  const dev = testDevice();
+  const x = randn([2, 3, 5, 5], { device: dev });
+  const w = randn([4, 3, 3, 3], { device: dev });
+  const y = F.conv2d(x, w.contiguous('channelsLast'), null, { padding: 1 });
+  t.is(y.memoryFormat, 'channelsLast', 'row-major input, channels-last weight (torch 1.13: channels-last)');
+  const ref = F.conv2d(x, w, null, { padding: 1 });
+  assertClose(t, y, { shape: [...ref.shape], data: [...(ref.toArray() as Float32Array)] }, 'values');
+  // One input channel: the weight [4, 1, 3, 3] reads the same in both orders, so torch answers row-major.
+  const y1 = F.conv2d(randn([2, 1, 5, 5], { device: dev }), randn([4, 1, 3, 3], { device: dev }).contiguous('channelsLast'));
+  t.is(y1.memoryFormat, 'contiguous');
+});
+
 test('channels-last survives clone, and to(device) both ways', (t) => {
   const x = cl(fx.conv[0]!.x);
   const c = x.clone();

@@ -89,6 +89,11 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
   };
   const format = x.memoryFormat;
   const wFormat = w.memoryFormat; // read now: w itself is not saved (a cast copy may be released before backward)
+  // PyTorch's rule (suggest_memory_format): the output is channels-last when the input or the
+  // weight is strictly channels-last; a tensor whose two orders coincide (one channel, 1x1) counts
+  // as row-major, so a channels-last model's 1-channel first conv answers row-major, as PyTorch's.
+  const strictlyLast = (t: Tensor) => t.memoryFormat === 'channelsLast' && !t.isContiguous();
+  const yFormat: MemoryFormat = strictlyLast(x) || strictlyLast(w) ? 'channelsLast' : 'contiguous';
   let y: Tensor;
   if (nhwc) {
     const nop = NHWC_OP.conv2d;
@@ -99,7 +104,7 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
   } else {
     y = empty([n, k, g.oh, g.ow], 'float32', x.device);
     if (y.numel) backend.conv2d(y.handle(op), x.handle(op), w.handle(op), bias ? bias.handle(op) : null, g);
-    y = inFormat(op, y, format);
+    y = inFormat(op, y, yFormat);
   }
   // The input gradient reads the weight, the weight gradient the input: only those are kept.
   return recordOp(y, op, [x, w, bias ?? null], [x.requiresGrad ? w : null, w.requiresGrad ? x : null],
