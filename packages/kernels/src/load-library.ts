@@ -13,7 +13,7 @@ import koffi, { type LibraryHandle } from 'koffi';
  * The C ABI version this package is written against: BK_ABI_VERSION of bagua_kernels.h
  * (test/kernel-table.test.ts reads the header and fails when the two differ).
  */
-export const BK_ABI_VERSION = 5;
+export const BK_ABI_VERSION = 6;
 
 export interface NativeLibrarySpec {
   /** Human name used in messages, e.g. 'CPU kernels'. */

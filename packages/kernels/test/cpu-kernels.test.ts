@@ -22,7 +22,7 @@ test('cpu: library loads, reports its name and ABI, declares every kernel', (t) 
   const k = loadCpuKernels();
   t.is(k.backendName, 'cpu');
   t.is(k.library.lib.func('int32_t bk_abi_version(void)')(), BK_ABI_VERSION);
-  t.is(KERNEL_NAMES.length, 31);
+  t.is(KERNEL_NAMES.length, 48);
   for (const name of KERNEL_NAMES) t.is(typeof k.fn[name], 'function', name);
   t.regex(k.library.path, /libbagua_kernels_cpu\.so$/);
 });

@@ -25,7 +25,7 @@ extern "C" {
 /* The ABI version, bumped on every change of a signature or of what a return value
  * means. Both libraries' bk_abi_version() return it; @bagua/kernels refuses a library
  * whose version differs from the one it was written against (load-library.ts). */
-#define BK_ABI_VERSION 5
+#define BK_ABI_VERSION 6
 
 /* What every `int` returned by a kernel or runtime function means
  * (bk_set_num_threads and bk_cpu_info too). */
