@@ -75,7 +75,9 @@ test('unauthenticated connections: dropped after 2 s by default (configurable), 
   const quick = await serve(t, { token: TOKEN, authTimeoutMs: 200 });
   const t1 = Date.now();
   t.true((await exchange(quick.port, Buffer.alloc(0), 3000)).closed);
-  t.true(Date.now() - t1 < 1500);
+  // Well before the default's close measured above (a loaded machine delays both alike).
+  const quickMs = Date.now() - t1;
+  t.true(quickMs < ms - 500, `closed after ${quickMs} ms with a 200 ms allowance, ${ms} ms with the default`);
   // A big frame before AUTH is refused from its header.
   t.true((await exchange(quick.port, Buffer.concat([u32(4097), Buffer.alloc(16)]), 1000)).closed);
   t.regex(quick.logs.join('\n'), /frame of 4097 bytes exceeds the limit of 4096/);

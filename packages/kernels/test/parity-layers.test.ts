@@ -133,7 +133,9 @@ test(`a training loop through every new layer stays flat in memory on ${device}`
   for (let i = 0; i < 30; i++) step();
   const after = memoryStats(device);
   t.is(after.allocated, before.allocated, 'allocated bytes');
-  t.is(after.reserved, before.reserved, 'no new blocks from the OS');
+  // The CPU's reserve is this thread's; a device's is the process's, which ava's other files share
+  // (test/cuda-memory.test.ts checks the device reserve in a process of its own).
+  if (device === 'cpu') t.is(after.reserved, before.reserved, 'no new blocks from the OS');
 });
 
 test(`float16 / bfloat16 inputs go through the float32 layers, rounded once, on ${device}`, (t) => {

@@ -23,6 +23,11 @@ namespace {
 thread_local cudaError_t g_last = cudaSuccess;  // cudaGetLastError's
 cudaError_t g_sticky = cudaSuccess;              // a kernel fault: every later call fails
 std::mutex g_mu;
+// A stream runs its work in order, whichever host thread queued it; the emulator runs work at
+// the call, so launches and copies from several host threads (ava's worker threads share the
+// library's stream) take turns here. One lock for every stream: serialising streams is one of
+// the schedules a GPU may choose; interleaving two launches of one stream is not.
+std::mutex g_exec_mu;
 
 cudaError_t set_error(cudaError_t e) {
   if (e != cudaSuccess) g_last = e;
@@ -239,6 +244,7 @@ void run_grid(const Config &c, void (*body)(void *), void *ctx) {
     return;
   }
   if (sticky() != cudaSuccess) return;
+  std::lock_guard<std::mutex> exec(g_exec_mu);
   Block &b = t_block;
   ensure_stacks(threads);
   b.body = body;
@@ -377,12 +383,14 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
   const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
   if (dst_dev) if (cudaError_t e = check_range("cudaMemcpy destination", dst, bytes)) return e;
   if (src_dev) if (cudaError_t e = check_range("cudaMemcpy source", src, bytes)) return e;
+  std::lock_guard<std::mutex> exec(g_exec_mu);
   if (bytes) memmove(dst, src, bytes);
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t) {
   if (cudaError_t e = sticky()) return e;
   if (cudaError_t e = check_range("cudaMemset", p, bytes)) return e;
+  std::lock_guard<std::mutex> exec(g_exec_mu);
   memset(p, value, bytes);
   return cudaSuccess;
 }
