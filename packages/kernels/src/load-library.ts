@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { familySync, GLIBC, MUSL } from 'detect-libc';
 import koffi, { type LibraryHandle } from 'koffi';
 
 /**
@@ -45,29 +46,14 @@ export interface PlatformInfo {
   readonly tag: string;
 }
 
-/** The header of Node's diagnostic report, without its network section (slow on some hosts). */
-function glibcReportHeader(): { glibcVersionRuntime?: string } | undefined {
-  const report = process.report as NodeJS.ProcessReport & { excludeNetwork?: boolean }; // Node 20.13+
-  const excluded = report.excludeNetwork;
-  report.excludeNetwork = true;
-  try {
-    return (report.getReport() as { header?: { glibcVersionRuntime?: string } }).header;
-  } finally {
-    report.excludeNetwork = excluded ?? false;
-  }
-}
-
 let platformCache: PlatformInfo | undefined;
 
 /** This machine as the platform packages name it (esbuild's and napi-rs's naming). */
 export function currentPlatform(): PlatformInfo {
   if (platformCache) return platformCache;
-  let libc: PlatformInfo['libc'] = null;
-  if (process.platform === 'linux') {
-    // Node's own report says which glibc it runs on; musl builds have none (how detect-libc tells them apart).
-    const header = glibcReportHeader();
-    libc = header?.glibcVersionRuntime ? 'glibc' : 'musl';
-  }
+  // detect-libc: which C library Node runs on (Linux only; null elsewhere).
+  const family = familySync();
+  const libc: PlatformInfo['libc'] = family === GLIBC ? 'glibc' : family === MUSL ? 'musl' : null;
   const suffix = libc === null ? '' : libc === 'glibc' ? '-gnu' : '-musl';
   platformCache = { platform: process.platform, arch: process.arch, libc, tag: `${process.platform}-${process.arch}${suffix}` };
   return platformCache;

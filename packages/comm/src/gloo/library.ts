@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { familySync, GLIBC } from 'detect-libc';
 import koffi, { type LibraryHandle } from 'koffi';
 
 /** Status codes of the C ABI (native/gloo/bagua_gloo.h). */
@@ -62,26 +63,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** Platforms with a prebuilt shim, @bagua/comm-<tag> (packages/comm-<tag>). */
 export const GLOO_PREBUILT_PLATFORMS: readonly string[] = ['linux-x64-gnu'];
 
-/** The header of Node's diagnostic report, without its network section (slow on some hosts). */
-function glibcReportHeader(): { glibcVersionRuntime?: string } | undefined {
-  const report = process.report as NodeJS.ProcessReport & { excludeNetwork?: boolean }; // Node 20.13+
-  const excluded = report.excludeNetwork;
-  report.excludeNetwork = true;
-  try {
-    return (report.getReport() as { header?: { glibcVersionRuntime?: string } }).header;
-  } finally {
-    report.excludeNetwork = excluded ?? false;
-  }
-}
-
 /** This machine's platform package name, as esbuild names them: @bagua/comm-linux-x64-gnu, -musl, darwin-arm64. */
 export function glooPlatformPackage(): { name: string; dir: string | null; tag: string } {
   let tag = `${process.platform}-${process.arch}`;
-  if (process.platform === 'linux') {
-    // glibc's version is in Node's report; musl builds have none
-    const header = glibcReportHeader();
-    tag += header?.glibcVersionRuntime ? '-gnu' : '-musl';
-  }
+  const libc = familySync(); // detect-libc: null off Linux
+  if (libc) tag += libc === GLIBC ? '-gnu' : '-musl';
   const name = `@bagua/comm-${tag}`;
   let dir: string | null = null;
   try {
