@@ -8,23 +8,9 @@
  */
 import test from 'ava';
 import { runThreads, type RunResult } from '../src/index.js';
+import { errOf } from './helpers/threads.js';
 
 const fixture = new URL('./fixtures/threads-async.js', import.meta.url);
-
-interface Err {
-  name: string;
-  op: string;
-  group: string;
-  rank: number;
-  missing: number[];
-  message: string;
-  ms: number;
-}
-
-function errOf(res: RunResult, rank: number): Err | null {
-  const m = /^ERR (.*)$/m.exec(res.stdout[rank]!);
-  return m ? (JSON.parse(m[1]!) as Err) : null;
-}
 
 function run(n: number, scenario: string, timeoutMs = 30_000): Promise<RunResult> {
   return runThreads(n, fixture, [scenario], { output: 'capture', timeoutMs, graceMs: 5000 });

@@ -2,24 +2,10 @@
 // on the surviving ranks within the timeout, and a non-zero job exit code.
 import test from 'ava';
 import { runThreads, type RunResult } from '../src/index.js';
+import { errOf } from './helpers/threads.js';
 
 const fixture = new URL('./fixtures/faults.js', import.meta.url);
 const TIMEOUT = 1000;
-
-interface Err {
-  name: string;
-  op: string;
-  group: string;
-  rank: number;
-  missing: number[];
-  message: string;
-  ms: number;
-}
-
-function errOf(res: RunResult, rank: number): Err | null {
-  const m = /^ERR (.*)$/m.exec(res.stdout[rank]!);
-  return m ? (JSON.parse(m[1]!) as Err) : null;
-}
 
 async function run(n: number, scenario: string, opts: Parameters<typeof runThreads>[3] = {}): Promise<RunResult> {
   return runThreads(n, fixture, [scenario], { output: 'capture', timeoutMs: TIMEOUT, graceMs: 3000, ...opts });
