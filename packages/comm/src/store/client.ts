@@ -195,6 +195,7 @@ export class StoreClient {
     const timeoutMs = options.timeoutMs ?? options.connectTimeoutMs ?? 300_000;
     const deadline = Date.now() + connectMs;
     let delay = 10;
+    let refused: Error | null = null; // the last retryable failure, e.g. ECONNREFUSED while the store starts
     for (;;) {
       try {
         const socket = await connectOnce(host, port, Math.max(1, deadline - Date.now()));
@@ -211,9 +212,12 @@ export class StoreClient {
         const code = (e as NodeJS.ErrnoException).code;
         if (!code || !RETRYABLE.has(code) || Date.now() + delay > deadline) {
           if (e instanceof StoreError) throw e;
-          if (code === 'ETIMEDOUT') throw new StoreError(`store ${endpoint} did not answer 'connect' within ${connectMs} ms`);
-          throw new StoreError(`cannot connect to the store at ${endpoint} within ${connectMs} ms: ${(e as Error).message}`);
+          // A last attempt cut short by the deadline says nothing new: report why the earlier ones failed.
+          const why = code === 'ETIMEDOUT' && refused ? refused : e as Error;
+          if (why === e && code === 'ETIMEDOUT') throw new StoreError(`store ${endpoint} did not answer 'connect' within ${connectMs} ms`);
+          throw new StoreError(`cannot connect to the store at ${endpoint} within ${connectMs} ms: ${why.message}`);
         }
+        if (code !== 'ETIMEDOUT') refused = e as Error;
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, 200);
       }
