@@ -15,6 +15,9 @@ import { assignBlame, type Blame, type RankEnd } from './blame.js';
 import { RankOutput, type OutputMode } from './output.js';
 import { isTypeScript, typeScriptWorkerEntry } from './typescript.js';
 
+/** How long after a rank thread exits its stdout/stderr may take to end (all read). */
+const STREAM_END_MS = 15_000;
+
 export interface RunThreadsOptions {
   /** Extra environment for the ranks (on top of process.env and the rank variables). */
   env?: Record<string, string | undefined>;
@@ -217,13 +220,16 @@ export function runThreads(
         if (code !== 0) fail();
         coord.rankExited(r, code);
         exited = true;
-        // Streams normally end with the thread; do not wait on them for long.
+        // Streams end once the thread's last output is read; on a loaded machine that can take a
+        // while after the exit (a 1 s cap lost a rank's last lines under CI load), so wait long,
+        // and say so if they still never end.
         setTimeout(() => {
           if (streams > 0) {
             streams = 0;
+            output.err(r, `bagua-launch: rank ${r}'s output had not ended ${STREAM_END_MS / 1000} s after it exited; the rest is lost\n`);
             maybeDone();
           }
-        }, 1000).unref();
+        }, STREAM_END_MS).unref();
         maybeDone();
       });
     }
