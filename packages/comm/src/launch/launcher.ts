@@ -136,12 +136,15 @@ interface NodeOutcome {
 }
 
 /** The node outcome to blame across nodes: one that failed on its own first, else the first (clocks of different hosts). */
-async function firstOutcome(ctl: StoreClient, nnodes: number, key: (node: number) => string): Promise<NodeOutcome | null> {
+async function firstOutcome(ctl: StoreClient, nnodes: number, key: (node: number) => string,
+  mine: NodeOutcome | null): Promise<NodeOutcome | null> {
   const all: NodeOutcome[] = [];
   for (let i = 0; i < nnodes; i++) {
     const text = await ctl.getString(key(i)).catch(() => null);
     if (text) all.push(JSON.parse(text) as NodeOutcome);
   }
+  // This node's own outcome counts even when writing it to the store failed (a busy store).
+  if (mine && !all.some((o) => o.node === mine.node)) all.push(mine);
   const pool = all.some((o) => o.own) ? all.filter((o) => o.own) : all;
   return pool.reduce<NodeOutcome | null>((a, b) => (!a || b.time < a.time ? b : a), null);
 }
@@ -284,10 +287,9 @@ export async function launch(options: LaunchOptions): Promise<number> {
     } else if (remoteFailure) code = (remoteFailure as { code: number }).code || 1;
 
     if (multi && ctl) {
-      if (local) {
-        const outcome: NodeOutcome = { node: nodeRank, rank: local.rank, code: local.exitCode, own: local.own, time: local.time };
-        await ctl.set(resultKey(nodeRank), JSON.stringify(outcome)).catch(() => undefined);
-      }
+      const outcome: NodeOutcome | null = local
+        ? { node: nodeRank, rank: local.rank, code: local.exitCode, own: local.own, time: local.time } : null;
+      if (outcome) await ctl.set(resultKey(nodeRank), JSON.stringify(outcome)).catch(() => undefined);
       if (code !== 0 && !remoteFailure) {
         // A rank failed here, or this launcher was stopped by a signal (rank -1): stop the other nodes.
         await ctl.set(FAILED_KEY, JSON.stringify({ node: nodeRank, rank: result.failedRank ?? -1, code })).catch(() => undefined);
@@ -310,7 +312,7 @@ export async function launch(options: LaunchOptions): Promise<number> {
         }
       }
       if (failed || (await ctl.check(FAILED_KEY).catch(() => false))) {
-        const first = await firstOutcome(ctl, nnodes, resultKey);
+        const first = await firstOutcome(ctl, nnodes, resultKey, outcome);
         if (first && (!stop.signal.aborted || remoteFailure)) code = first.code;
         if (first && (first.node !== nodeRank || first.rank !== local?.rank)) {
           log(`job: rank ${first.rank} on node ${first.node} failed first${first.own ? '' : ' (no rank failed on its own)'} (exit code ${first.code})`);
