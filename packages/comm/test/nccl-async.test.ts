@@ -12,19 +12,11 @@
  * on the CUDA emulator (tools/cuda-emu), as a cuda tensor's bufferInfo does.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 import { skipOrFail } from '@bagua/testing';
-import { CollectiveError, type DeviceBuffer, type HostBuffer } from '../src/process-group.js';
-import { resetNcclLoaderForTests } from '../src/nccl/library.js';
-import { createNcclProcessGroup, type NcclProcessGroup, type NcclStore } from '../src/nccl/process-group.js';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const fixtures = resolve(here, '../../test/fixtures'); // dist/test -> package root
+import { CollectiveError, type DeviceBuffer } from '../src/process-group.js';
+import { createNcclProcessGroup, type NcclProcessGroup } from '../src/nccl/process-group.js';
+import { FakeDeviceBuffer, MemoryStore, useFakeNccl, type FakeLibrary } from './helpers/nccl-fake.js';
 
 // fixtures/nccl-fake.c's log kinds
 const STREAM_CREATE = 1, STREAM_DESTROY = 2, EVENT_CREATE = 3, EVENT_RECORD = 5, STREAM_WAIT = 6, ALLREDUCE = 7;
@@ -35,37 +27,23 @@ const NAMES: Record<number, string> = {
 };
 type Entry = [kind: number, a: bigint, b: bigint, c: bigint];
 
-interface Fake {
-  dir: string;
+interface Fake extends FakeLibrary {
   control(asyncError: number, streamBusy: number, initSleepMs: number): void;
   fail(ncclCode: number, cudaCode: number): void;
   log(): Entry[];
   resetLog(): void;
   handles(): { eventsLive: number; eventsCreated: number; streamsLive: number };
-  malloc(bytes: number): bigint;
-  memcpy(dst: unknown, src: unknown, bytes: number): void;
 }
 
 let fake: Fake | null | undefined;
-function buildFake(): Fake | null {
-  if (fake !== undefined) return fake;
-  const dir = mkdtempSync(join(tmpdir(), 'bagua-nccl-async-'));
-  try {
-    execFileSync('cc', ['-O1', '-shared', '-fPIC', '-o', join(dir, 'libnccl.so.2'), join(fixtures, 'nccl-fake.c')], { stdio: 'pipe' });
-  } catch {
-    fake = null;
-    return null;
-  }
-  const lib = koffi.load(join(dir, 'libnccl.so.2'));
-  const control = lib.func('void fake_control(int a, int b, int c)');
-  const fail = lib.func('void fake_async_control(int nccl, int cuda)');
-  const logRead = lib.func('int fake_log_read(_Out_ int64_t *out, int max)');
-  const logReset = lib.func('void fake_log_reset(void)');
-  const handles = lib.func('void fake_handles(_Out_ int *out)');
-  const malloc = lib.func('int cudaMalloc(_Out_ void **p, size_t n)');
-  const memcpy = lib.func('int cudaMemcpy(void *dst, void *src, size_t n, int kind)');
-  fake = {
-    dir,
+function bind(lib: FakeLibrary): Fake {
+  const control = lib.lib.func('void fake_control(int a, int b, int c)');
+  const fail = lib.lib.func('void fake_async_control(int nccl, int cuda)');
+  const logRead = lib.lib.func('int fake_log_read(_Out_ int64_t *out, int max)');
+  const logReset = lib.lib.func('void fake_log_reset(void)');
+  const handles = lib.lib.func('void fake_handles(_Out_ int *out)');
+  return {
+    ...lib,
     control: (a, b, c) => control(a, b, c),
     fail: (n, c) => fail(n, c),
     log: () => {
@@ -81,66 +59,21 @@ function buildFake(): Fake | null {
       handles(o);
       return { eventsLive: o[0]!, eventsCreated: o[1]!, streamsLive: o[2]! };
     },
-    malloc: (bytes) => {
-      const p: unknown[] = [null];
-      malloc(p, bytes);
-      return BigInt(p[0] as bigint);
-    },
-    memcpy: (d, s, n) => memcpy(d, s, n, 0),
   };
+}
+
+function withFake(t: Parameters<typeof useFakeNccl>[0]): Fake | null {
+  const lib = useFakeNccl(t);
+  if (!lib) return null;
+  fake ??= bind(lib);
+  fake.control(0, 0, 0);
+  fake.fail(0, 0);
+  fake.resetLog();
   return fake;
 }
 
-function withFake(t: Parameters<typeof skipOrFail>[0]): Fake | null {
-  const f = buildFake();
-  if (!f) {
-    skipOrFail(t, 'cc', 'no C compiler (cc) to build the stand-in NCCL');
-    return null;
-  }
-  process.env.BAGUA_NCCL_LIB = join(f.dir, 'libnccl.so.2');
-  process.env.BAGUA_CUDART_LIB = join(f.dir, 'libnccl.so.2');
-  resetNcclLoaderForTests();
-  f.control(0, 0, 0);
-  f.fail(0, 0);
-  f.resetLog();
-  return f;
-}
-
-/** Device memory of the stand-in, on a stream of the test's choosing (an opaque handle there). */
-class FakeBuffer implements DeviceBuffer {
-  readonly device = 'cuda:0';
-  readonly dtype = 'float32' as const;
-  readonly ptr: bigint;
-  constructor(private readonly f: Fake, readonly length: number, readonly stream: bigint) {
-    this.ptr = f.malloc(length * 4);
-  }
-  toHost(): HostBuffer {
-    const h = new Float32Array(this.length);
-    this.f.memcpy(h, this.ptr, h.byteLength);
-    return h;
-  }
-  fromHost(src: HostBuffer): void {
-    this.f.memcpy(this.ptr, src, src.byteLength);
-  }
-}
-
-class MemoryStore implements NcclStore {
-  readonly kv = new Map<string, Uint8Array>();
-  async set(key: string, value: Uint8Array): Promise<void> {
-    this.kv.set(key, new Uint8Array(value));
-  }
-  async get(key: string): Promise<Uint8Array | null> {
-    return this.kv.get(key) ?? null;
-  }
-  async wait(keys: string | readonly string[], timeoutMs = 1000): Promise<void> {
-    const list = typeof keys === 'string' ? [keys] : keys;
-    const end = Date.now() + timeoutMs;
-    while (!list.every((k) => this.kv.has(k))) {
-      if (Date.now() > end) throw new Error(`missing keys: ${list.join(', ')}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
-}
+/** Float32 device memory of the stand-in on `stream`. */
+const fakeBuffer = (f: Fake, length: number, stream: bigint) => new FakeDeviceBuffer(f, 'float32', length, stream);
 
 function group(prefix: string, opts: { blocking?: boolean; timeoutMs?: number } = {}): Promise<NcclProcessGroup> {
   return createNcclProcessGroup({ rank: 0, size: 1, store: new MemoryStore(), prefix, timeoutMs: opts.timeoutMs ?? 2000, blocking: opts.blocking ?? false });
@@ -160,7 +93,7 @@ test.serial('allReduceAsync: the communication stream waits for the buffer\'s st
   if (!f) return;
   const pg = await group('order/');
   const S = computeStream(f);
-  const buf = new FakeBuffer(f, 6, S);
+  const buf = fakeBuffer(f, 6, S);
   buf.fromHost(new Float32Array([1, 2, 3, 4, 5, 6]));
   f.resetLog();
   const w = pg.allReduceAsync(buf, 'sum');
@@ -210,13 +143,13 @@ test.serial('allReduceAsync: results on two ranks, sum and avg, several in fligh
   const [pg0, pg1] = await Promise.all([0, 1].map((rank) =>
     createNcclProcessGroup({ rank, size: 2, store, prefix: 'two/', timeoutMs: 2000 })));
   const S = computeStream(f);
-  const a = new FakeBuffer(f, 3, S);
-  const b = new FakeBuffer(f, 3, S);
+  const a = fakeBuffer(f, 3, S);
+  const b = fakeBuffer(f, 3, S);
   a.fromHost(new Float32Array([1, 2, 3]));
   b.fromHost(new Float32Array([-1, 0.5, 8]));
   const wa = pg0!.allReduceAsync(a, 'sum');
   const wb = pg0!.allReduceAsync(b, 'avg');
-  const wc = pg1!.allReduceAsync(new FakeBuffer(f, 1, S));
+  const wc = pg1!.allReduceAsync(fakeBuffer(f, 1, S));
   wb.wait();
   wa.wait();
   wc.wait();
@@ -236,7 +169,7 @@ test.serial('allReduceCoalescedAsync: one NCCL group after every buffer\'s strea
     createNcclProcessGroup({ rank, size: 2, store, prefix: 'many/', timeoutMs: 2000 })));
   const S1 = computeStream(f);
   const S2 = computeStream(f);
-  const bufs = [new FakeBuffer(f, 3, S1), new FakeBuffer(f, 1, S2), new FakeBuffer(f, 2, S1)];
+  const bufs = [fakeBuffer(f, 3, S1), fakeBuffer(f, 1, S2), fakeBuffer(f, 2, S1)];
   bufs.forEach((b, i) => b.fromHost(new Float32Array(b.length).fill(i + 1)));
   pg0!.allReduce(bufs[0]!); // makes the stream: not part of what is checked
   bufs[0]!.fromHost(new Float32Array([1, 1, 1]));
@@ -275,8 +208,8 @@ test.serial('synchronous collectives go on the communication stream too: allGath
   const pg = await group('gather/');
   const S1 = computeStream(f);
   const S2 = computeStream(f);
-  const out = new FakeBuffer(f, 2, S1);
-  const inp = new FakeBuffer(f, 2, S2);
+  const out = fakeBuffer(f, 2, S1);
+  const inp = fakeBuffer(f, 2, S2);
   inp.fromHost(new Float32Array([3, 4]));
   pg.allGather(out, inp);
   const log = f.log().filter((e) => e[0] !== EVENT_CREATE);
@@ -296,7 +229,7 @@ test.serial('allReduceAsync: events come from a pool and go with the group, with
   const before = f.handles();
   const pg = await group('pool/');
   const S = computeStream(f);
-  const bufs = Array.from({ length: 5 }, () => new FakeBuffer(f, 4, S));
+  const bufs = Array.from({ length: 5 }, () => fakeBuffer(f, 4, S));
   for (let round = 0; round < 20; round++) {
     const works = bufs.map((b) => pg.allReduceAsync(b, 'sum'));
     for (const w of works) w.wait();
@@ -316,7 +249,7 @@ test.serial('allReduceAsync: a blocking group waits in wait() for completion, bo
   const f = withFake(t);
   if (!f) return;
   const pg = await group('blocking/', { blocking: true, timeoutMs: 150 });
-  const buf = new FakeBuffer(f, 2, computeStream(f));
+  const buf = fakeBuffer(f, 2, computeStream(f));
   const ok = pg.allReduceAsync(buf);
   ok.wait(); // complete at once in the stand-in
   f.control(0, 1, 0);
@@ -339,7 +272,7 @@ test.serial('allReduceAsync: errors are named; argument errors at the call, the 
   if (!f) return;
   let pg = await group('errors/');
   const S = computeStream(f);
-  const buf = new FakeBuffer(f, 2, S);
+  const buf = fakeBuffer(f, 2, S);
 
   t.throws(() => pg.allReduceAsync(new Float32Array(2)), { instanceOf: TypeError, message: /allReduceAsync on nccl group 'world': the buffer is host memory/ });
   t.throws(() => pg.allReduceAsync({ ...buf, device: 'cuda:1', toHost: buf.toHost, fromHost: buf.fromHost }), { instanceOf: TypeError, message: /cuda:1, the communicator on cuda:0/ });

@@ -7,20 +7,14 @@
  * buffers rejected, and abort on timeout / on an asynchronous error.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import koffi from 'koffi';
-import { CollectiveError, type DeviceBuffer, type HostBuffer } from '../src/process-group.js';
+import { join } from 'node:path';
+import { CollectiveError } from '../src/process-group.js';
 import { findLibrary } from '../src/nccl/find.js';
 import { loadNccl, NcclUnavailableError, ncclAvailability, resetNcclLoaderForTests } from '../src/nccl/library.js';
-import { createNcclProcessGroup, type NcclStore } from '../src/nccl/process-group.js';
-
-const here = dirname(fileURLToPath(import.meta.url));
-// dist/test -> package root
-const fixtures = resolve(here, '../../test/fixtures');
+import { createNcclProcessGroup } from '../src/nccl/process-group.js';
+import { FakeDeviceBuffer, MemoryStore, useFakeNccl, type FakeLibrary } from './helpers/nccl-fake.js';
 
 test.serial('nccl: a missing libnccl.so.2 is reported with every place looked at', (t) => {
   const empty = mkdtempSync(join(tmpdir(), 'bagua-nccl-empty-'));
@@ -68,107 +62,33 @@ test.serial('nccl: a missing libnccl.so.2 is reported with every place looked at
 
 // ---- against the stand-in library ----
 
-interface Fake {
-  dir: string;
+interface Fake extends FakeLibrary {
   control(asyncError: number, streamBusy: number, initSleepMs: number): void;
   lastId(): { id: Uint8Array; inits: number };
   aborts(): number;
-  malloc(bytes: number): bigint;
-  memcpy(dst: unknown, src: unknown, bytes: number): void;
 }
 
 let fake: Fake | null | undefined;
-function buildFake(): Fake | null {
-  if (fake !== undefined) return fake;
-  const dir = mkdtempSync(join(tmpdir(), 'bagua-nccl-fake-'));
-  mkdirSync(dir, { recursive: true });
-  try {
-    execFileSync('cc', ['-O1', '-shared', '-fPIC', '-o', join(dir, 'libnccl.so.2'), join(fixtures, 'nccl-fake.c')], {
-      stdio: 'pipe',
-    });
-  } catch (e) {
-    fake = null;
-    return null;
+function withFake(t: Parameters<typeof useFakeNccl>[0]): Fake | null {
+  const lib = useFakeNccl(t);
+  if (!lib) return null;
+  if (!fake) {
+    const control = lib.lib.func('void fake_control(int a, int b, int c)');
+    const lastId = lib.lib.func('int fake_nccl_last_id(_Out_ uint8_t *out)');
+    const aborts = lib.lib.func('int fake_nccl_aborts(void)');
+    fake = {
+      ...lib,
+      control: (a, b, c) => control(a, b, c),
+      lastId: () => {
+        const id = new Uint8Array(128);
+        const inits = lastId(id) as number;
+        return { id, inits };
+      },
+      aborts: () => aborts() as number,
+    };
   }
-  const lib = koffi.load(join(dir, 'libnccl.so.2'));
-  const control = lib.func('void fake_control(int a, int b, int c)');
-  const lastId = lib.func('int fake_nccl_last_id(_Out_ uint8_t *out)');
-  const aborts = lib.func('int fake_nccl_aborts(void)');
-  const malloc = lib.func('int cudaMalloc(_Out_ void **p, size_t n)');
-  const memcpy = lib.func('int cudaMemcpy(void *dst, void *src, size_t n, int kind)');
-  fake = {
-    dir,
-    control: (a, b, c) => control(a, b, c),
-    lastId: () => {
-      const id = new Uint8Array(128);
-      const inits = lastId(id) as number;
-      return { id, inits };
-    },
-    aborts: () => aborts() as number,
-    malloc: (bytes) => {
-      const p: unknown[] = [null];
-      malloc(p, bytes);
-      return BigInt(p[0] as bigint);
-    },
-    memcpy: (d, s, n) => memcpy(d, s, n, 0),
-  };
+  fake.control(0, 0, 0);
   return fake;
-}
-
-function withFake(t: { log(...a: unknown[]): void; pass(): void }): Fake | null {
-  const f = buildFake();
-  if (!f) {
-    t.log('SKIPPED: no C compiler (cc) to build the stand-in NCCL');
-    t.pass();
-    return null;
-  }
-  process.env.BAGUA_NCCL_LIB = join(f.dir, 'libnccl.so.2');
-  process.env.BAGUA_CUDART_LIB = join(f.dir, 'libnccl.so.2');
-  resetNcclLoaderForTests();
-  f.control(0, 0, 0);
-  return f;
-}
-
-class FakeDeviceBuffer implements DeviceBuffer {
-  readonly device = 'cuda:0';
-  readonly ptr: bigint;
-  readonly stream = 0n;
-  constructor(
-    private readonly f: Fake,
-    readonly dtype: 'float32' | 'int32' | 'float64',
-    readonly length: number,
-  ) {
-    this.ptr = f.malloc(length * (dtype === 'float64' ? 8 : 4));
-  }
-  toHost(): HostBuffer {
-    const h = this.dtype === 'float32' ? new Float32Array(this.length) : this.dtype === 'int32' ? new Int32Array(this.length) : new Float64Array(this.length);
-    this.f.memcpy(h, this.ptr, h.byteLength);
-    return h;
-  }
-  fromHost(src: HostBuffer): void {
-    this.f.memcpy(this.ptr, src, src.byteLength);
-  }
-}
-
-class MemoryStore implements NcclStore {
-  readonly kv = new Map<string, Uint8Array>();
-  async set(key: string, value: Uint8Array): Promise<void> {
-    this.kv.set(key, new Uint8Array(value));
-  }
-  async get(key: string): Promise<Uint8Array | null> {
-    return this.kv.get(key) ?? null;
-  }
-  async wait(keys: string | readonly string[], timeoutMs = 1000): Promise<void> {
-    const list = typeof keys === 'string' ? [keys] : keys;
-    const end = Date.now() + timeoutMs;
-    while (!list.every((k) => this.kv.has(k))) {
-      if (Date.now() > end) throw new Error(`missing keys: ${list.filter((k) => !this.kv.has(k)).join(', ')}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
-  async check(keys: string | readonly string[]): Promise<boolean> {
-    return (typeof keys === 'string' ? [keys] : keys).every((k) => this.kv.has(k));
-  }
 }
 
 test.serial('nccl (stand-in): unique id travels as 128 raw bytes; collectives on device buffers', async (t) => {
