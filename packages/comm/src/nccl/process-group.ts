@@ -331,14 +331,7 @@ export class NcclProcessGroup extends ProcessGroupBase {
       const q = rt.streamQuery(stream) as number;
       if (q === 0) return;
       if (q !== CUDA_ERROR_NOT_READY) throw this.error(op, `cudaStreamQuery failed: ${rt.errorString(q)}`);
-      const e = [0];
-      const rc = this.lib.commGetAsyncError(this.comm, e) as number;
-      const async = e[0] as number;
-      if (rc === NCCL_SUCCESS && async !== NCCL_SUCCESS && async !== NCCL_IN_PROGRESS) {
-        const d = this.describe(async);
-        this.abort(`asynchronous error ${d}`);
-        throw this.error(op, `NCCL reported an asynchronous error: ${d}`);
-      }
+      this.checkAsyncError(op);
       const elapsed = performance.now() - start;
       if (elapsed > this.timeoutMs) {
         this.abort(`${op} timed out`);
